@@ -1,0 +1,49 @@
+"""The method's mathematical core, plain PyTorch: model, implicit differentiation, synthesis."""
+
+from fedsynth.core.implicit import CGConfig, CGResult, ImplicitDiagnostics, conjugate_gradient, implicit_argmin
+from fedsynth.core.model import (
+    InnerSolution,
+    InnerSolverConfig,
+    LogisticSolver,
+    design_matrix,
+    fit_logistic,
+    logistic_loss,
+    regularized_loss,
+    regularized_loss_grad,
+    regularized_loss_hvp,
+)
+from fedsynth.core.server import fit_server_model
+from fedsynth.core.synthesis import (
+    PenaltyObjective,
+    SynthesisConfig,
+    SynthesisHistory,
+    SynthesisResult,
+    choose_synthetic_labels,
+    initial_features,
+    synthesize,
+)
+
+__all__ = [
+    "CGConfig",
+    "CGResult",
+    "ImplicitDiagnostics",
+    "InnerSolution",
+    "InnerSolverConfig",
+    "LogisticSolver",
+    "PenaltyObjective",
+    "SynthesisConfig",
+    "SynthesisHistory",
+    "SynthesisResult",
+    "choose_synthetic_labels",
+    "conjugate_gradient",
+    "design_matrix",
+    "fit_logistic",
+    "fit_server_model",
+    "implicit_argmin",
+    "initial_features",
+    "logistic_loss",
+    "regularized_loss",
+    "regularized_loss_grad",
+    "regularized_loss_hvp",
+    "synthesize",
+]

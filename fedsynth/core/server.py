@@ -1,0 +1,32 @@
+"""The server's role in Algorithm 1 (lines 18–21): fit ℓ_r on the union of synthetic data, eq. (15)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from fedsynth.core.model import InnerSolution, InnerSolverConfig, design_matrix, fit_logistic
+from fedsynth.data.types import TabularData
+
+
+def fit_server_model(
+    datasets: Sequence[TabularData],
+    *,
+    lambda_theta: float,
+    fit_intercept: bool,
+    solver: InnerSolverConfig = InnerSolverConfig(),
+) -> InnerSolution:
+    """Train the global model θ({d̂_{i,c}}) = argmin_θ ℓ_r on the concatenated client datasets,
+    eq. (15): the same regularized logistic model as the clients' inner problem, no fairness term."""
+    if not datasets:
+        raise ValueError("the server needs at least one client dataset")
+    widths = {d.num_features for d in datasets}
+    if len(widths) != 1:
+        raise ValueError(f"client datasets disagree on the feature count: {sorted(widths)}")
+    x = torch.cat([d.x for d in datasets])
+    s = torch.cat([d.s for d in datasets])
+    y = torch.cat([d.y for d in datasets])
+    return fit_logistic(
+        design_matrix(x, s, fit_intercept), y, lambda_theta, x.shape[1] + 1, solver=solver
+    )

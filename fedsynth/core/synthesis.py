@@ -1,0 +1,289 @@
+"""Client-side synthesis, Algorithm 1 of the paper: learn synthetic features x̂ by minimizing the
+penalty objective P of eq. (11)–(12) with Adam, the inner model θ(x̂) given by implicit
+differentiation (eqs. (13)–(14))."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from fedsynth.core.implicit import CGConfig, ImplicitDiagnostics, implicit_argmin
+from fedsynth.core.model import (
+    InnerSolverConfig,
+    LogisticSolver,
+    design_matrix,
+    logistic_loss,
+    regularized_loss_grad,
+    regularized_loss_hvp,
+)
+from fedsynth.data.types import TabularData
+
+LABEL_STRATEGIES = ("copy", "proportional", "balanced")
+INIT_STRATEGIES = ("gaussian", "subsample")
+GROUPS = ((0.0, -1.0), (0.0, 1.0), (1.0, -1.0), (1.0, 1.0))  # the four (s, y) pairs
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """Parameters of Algorithm 1 (lines 3–7).
+
+    Attributes:
+        rho_o: penalty ρ_o on the decision-boundary covariance over the real data, eq. (11).
+        rho_s: penalty ρ_s on the covariance over the synthetic data, eq. (11).
+        lambda_x: regularization λ_x̂ of the synthetic features (paper: 1e-4).
+        lambda_theta: regularization λ_θ of the inner problem (paper: 1e-4 or 1e-3).
+        synthetic_size: N_s, or ``None`` for N_s = N.
+        synthetic_labels: how (ŝ, ŷ) are chosen: ``copy`` (N_s = N, the client's own),
+            ``proportional`` (the client's (s, y) proportions) or ``balanced`` (25% per pair).
+        init: initial x̂: ``gaussian`` (each feature from N(mean, std) of the client's data, as in
+            the paper) or ``subsample`` (real rows of the same (s, y) group).
+        k_max: outer iterations (paper: 1000).
+        lr: Adam learning rate of the outer problem.
+        fit_intercept: append a constant feature to a_i (off reproduces the paper's aᵀθ).
+        warm_start: start each inner solve from the previous θ and L-BFGS curvature memory
+            (off: every outer step solves (11) from θ = 0, the naive variant).
+        inner: L-BFGS settings of the inner solve (paper: at most 100 iterations).
+        cg: conjugate-gradient settings of the implicit backward solve.
+    """
+
+    rho_o: float = 10.0
+    rho_s: float = 0.0
+    lambda_x: float = 1e-4
+    lambda_theta: float = 1e-3
+    synthetic_size: int | None = None
+    synthetic_labels: str = "copy"
+    init: str = "gaussian"
+    k_max: int = 1000
+    lr: float = 0.05
+    fit_intercept: bool = True
+    warm_start: bool = True
+    inner: InnerSolverConfig = InnerSolverConfig()
+    cg: CGConfig = CGConfig()
+
+    def __post_init__(self) -> None:
+        for name in ("rho_o", "rho_s", "lambda_x"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if not (math.isfinite(self.lambda_theta) and self.lambda_theta > 0):
+            raise ValueError(
+                f"lambda_theta must be > 0 (it makes the inner problem strongly convex), got {self.lambda_theta}"
+            )
+        if self.synthetic_size is not None and self.synthetic_size < 4:
+            raise ValueError(f"synthetic_size must be at least 4 (or None for N), got {self.synthetic_size}")
+        if self.synthetic_labels not in LABEL_STRATEGIES:
+            raise ValueError(f"synthetic_labels must be one of {LABEL_STRATEGIES}, got {self.synthetic_labels!r}")
+        if self.init not in INIT_STRATEGIES:
+            raise ValueError(f"init must be one of {INIT_STRATEGIES}, got {self.init!r}")
+        if self.k_max < 0:
+            raise ValueError(f"k_max must be >= 0, got {self.k_max}")
+        if not (self.lr > 0):
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class SynthesisHistory:
+    """What happened during synthesis: P per outer iteration, inner L-BFGS iterations per outer
+    step, how many inner solves missed their gradient tolerance, and the implicit backward's CG
+    record."""
+
+    objective: list[float] = field(default_factory=list)
+    inner_iterations: list[int] = field(default_factory=list)
+    inner_unconverged: int = 0
+    implicit: ImplicitDiagnostics = field(default_factory=ImplicitDiagnostics)
+
+
+@dataclass(frozen=True)
+class SynthesisResult:
+    """The synthetic dataset {(x̂_i, ŝ_i, ŷ_i)}, the inner model θ(x̂) it induces, and the history."""
+
+    data: TabularData
+    theta: torch.Tensor
+    history: SynthesisHistory
+
+
+def choose_synthetic_labels(
+    train: TabularData, size: int, strategy: str, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Choose (ŝ_i, ŷ_i) for N_s = ``size`` synthetic rows (Algorithm 1, line 4).
+
+    ``copy`` returns the client's own (s_i, y_i) and needs N_s = N; ``proportional`` keeps the
+    client's (s, y) group proportions (largest-remainder rounding); ``balanced`` gives each of the
+    four (s, y) pairs 25% of N_s, as in the paper's small-N_s experiments.
+    """
+    if strategy == "copy":
+        if size != len(train):
+            raise ValueError(f"synthetic_labels='copy' needs synthetic_size = N = {len(train)}, got {size}")
+        return train.s.clone(), train.y.clone()
+    if strategy == "balanced":
+        shares = torch.full((4,), 0.25, dtype=torch.float64)
+    elif strategy == "proportional":
+        counts = torch.tensor([float(((train.s == s) & (train.y == y)).sum()) for s, y in GROUPS])
+        shares = counts / counts.sum()
+    else:
+        raise ValueError(f"synthetic_labels must be one of {LABEL_STRATEGIES}, got {strategy!r}")
+    quotas = torch.floor(shares * size).long()
+    remainders = shares * size - quotas
+    for index in torch.argsort(remainders, descending=True)[: size - int(quotas.sum())]:
+        quotas[index] += 1
+    s_hat = torch.cat([torch.full((int(q),), s, dtype=torch.float64) for (s, _), q in zip(GROUPS, quotas)])
+    y_hat = torch.cat([torch.full((int(q),), y, dtype=torch.float64) for (_, y), q in zip(GROUPS, quotas)])
+    order = torch.randperm(size, generator=generator)
+    return s_hat[order], y_hat[order]
+
+
+def initial_features(
+    train: TabularData, s_hat: torch.Tensor, y_hat: torch.Tensor, init: str, generator: torch.Generator
+) -> torch.Tensor:
+    """Initial synthetic features x̂_0 (Algorithm 1, line 5).
+
+    ``gaussian``: each feature drawn from N(mean, std²) of the client's training features (the
+    paper). ``subsample``: for each synthetic row, a real row of the same (s, y) group (any row if
+    the client has none of that group), drawn with replacement.
+    """
+    if init == "gaussian":
+        mean = train.x.mean(dim=0)
+        std = train.x.std(dim=0)
+        noise = torch.randn(len(s_hat), train.num_features, generator=generator, dtype=torch.float64)
+        return mean + noise * std
+    if init == "subsample":
+        rows = torch.empty(len(s_hat), dtype=torch.long)
+        for s, y in GROUPS:
+            wanted = ((s_hat == s) & (y_hat == y)).nonzero().squeeze(1)
+            pool = ((train.s == s) & (train.y == y)).nonzero().squeeze(1)
+            if len(pool) == 0:
+                pool = torch.arange(len(train))
+            rows[wanted] = pool[torch.randint(len(pool), (len(wanted),), generator=generator)]
+        return train.x[rows].clone()
+    raise ValueError(f"init must be one of {INIT_STRATEGIES}, got {init!r}")
+
+
+class PenaltyObjective:
+    """The outer objective P(x̂; θ) of eq. (11), with the real-data terms precomputed.
+
+    P = ℓ({d_i}, θ) + ρ_o/(2N²)(Σ_i (s_i − s̄) a_iᵀθ)² + ρ_s/(2N_s²)(Σ_i (ŝ_i − ŝ̄) â_iᵀθ)²
+        + λ_x/(2(N_s n)²) Σ_i ‖x̂_i‖².
+    """
+
+    def __init__(self, train: TabularData, s_hat: torch.Tensor, config: SynthesisConfig) -> None:
+        self.config = config
+        self.real_a = design_matrix(train.x, train.s, config.fit_intercept)
+        self.real_y = train.y
+        self.n = train.num_features + 1  # the paper's n: features of a_i = (x_i, s_i)
+        # (1/N) Σ (s_i − s̄) a_i: the real-data covariance (2) is its inner product with θ.
+        self.real_covariance_direction = ((train.s - train.s.mean()) @ self.real_a) / len(train)
+        self.s_hat = s_hat
+        self.s_hat_centered = (s_hat - s_hat.mean()) / len(s_hat)
+
+    def real_covariance(self, theta: torch.Tensor) -> torch.Tensor:
+        """Decision-boundary covariance (2) of θ on the client's real training data."""
+        return self.real_covariance_direction @ theta
+
+    def synthetic_covariance(self, x_hat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """Decision-boundary covariance (2) of θ on the synthetic data (depends on x̂ directly)."""
+        return self.s_hat_centered @ (design_matrix(x_hat, self.s_hat, self.config.fit_intercept) @ theta)
+
+    def __call__(self, x_hat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        value = logistic_loss(self.real_a, self.real_y, theta)
+        value = value + 0.5 * cfg.rho_o * self.real_covariance(theta) ** 2
+        if cfg.rho_s > 0:
+            value = value + 0.5 * cfg.rho_s * self.synthetic_covariance(x_hat, theta) ** 2
+        scale = 2.0 * (len(x_hat) * self.n) ** 2
+        return value + cfg.lambda_x / scale * x_hat.pow(2).sum()
+
+
+class InnerModel:
+    """θ(x̂) = argmin_θ ℓ_r(x̂, θ) (eq. 11) as a differentiable function of x̂ (Algorithm 1,
+    line 9; its backward is line 10, eq. (14), by CG on closed-form Hessian-vector products)."""
+
+    def __init__(
+        self, s_hat: torch.Tensor, y_hat: torch.Tensor, config: SynthesisConfig, history: SynthesisHistory
+    ) -> None:
+        self.s_hat = s_hat
+        self.y_hat = y_hat
+        self.config = config
+        self.history = history
+        self.solver: LogisticSolver | None = None
+
+    def _design(self, x_hat: torch.Tensor) -> torch.Tensor:
+        return design_matrix(x_hat, self.s_hat, self.config.fit_intercept)
+
+    def solve(self, x_hat: torch.Tensor) -> torch.Tensor:
+        """Solve the inner problem at ``x_hat`` (no gradient); warm-started when configured."""
+        a = self._design(x_hat)
+        if self.solver is None or not self.config.warm_start:
+            self.solver = LogisticSolver(a.shape[1], self.config.lambda_theta, x_hat.shape[1] + 1, self.config.inner)
+        solution = self.solver.solve(a, self.y_hat)
+        self.history.inner_iterations.append(solution.iterations)
+        self.history.inner_unconverged += not solution.converged
+        return solution.theta
+
+    def _optimality(self, theta: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        return regularized_loss_grad(
+            self._design(x_hat), self.y_hat, theta, self.config.lambda_theta, x_hat.shape[1] + 1
+        )
+
+    def _hessian_product(self, theta: torch.Tensor, x_hat: torch.Tensor):
+        return regularized_loss_hvp(
+            self._design(x_hat), self.y_hat, theta, self.config.lambda_theta, x_hat.shape[1] + 1
+        )
+
+    def __call__(self, x_hat: torch.Tensor) -> torch.Tensor:
+        return implicit_argmin(
+            self.solve,
+            self._optimality,
+            [x_hat],
+            hessian_product=self._hessian_product,
+            cg=self.config.cg,
+            diagnostics=self.history.implicit,
+        )
+
+
+def synthesize(
+    train: TabularData,
+    config: SynthesisConfig,
+    *,
+    seed: int,
+    progress: Callable[[int, float], None] | None = None,
+) -> SynthesisResult:
+    """Learn a client's synthetic dataset, Algorithm 1 lines 2–16.
+
+    Chooses (ŝ, ŷ) and x̂_0 (seeded), then runs ``k_max`` Adam steps on P(x̂) of eq. (12). The
+    gradient is the exact gradient of P: the path through θ(x̂) by implicit differentiation plus
+    the direct dependence of the λ_x and ρ_s terms on x̂ (the paper's eq. (13) writes only the
+    λ_x one). ``progress(k, P_k)`` is called after every outer step.
+    """
+    if len(train) == 0:
+        raise ValueError("cannot synthesize from an empty training set")
+    size = len(train) if config.synthetic_size is None else config.synthetic_size
+    if size > len(train):
+        raise ValueError(f"synthetic_size N_s = {size} exceeds the client's N = {len(train)} (the paper needs N_s <= N)")
+    generator = torch.Generator().manual_seed(seed)
+    s_hat, y_hat = choose_synthetic_labels(train, size, config.synthetic_labels, generator)
+    x_hat = initial_features(train, s_hat, y_hat, config.init, generator).requires_grad_(True)
+
+    history = SynthesisHistory()
+    objective = PenaltyObjective(train, s_hat, config)
+    inner = InnerModel(s_hat, y_hat, config, history)
+    optimizer = torch.optim.Adam([x_hat], lr=config.lr)
+    for k in range(config.k_max):
+        optimizer.zero_grad(set_to_none=True)
+        value = objective(x_hat, inner(x_hat))
+        value.backward()
+        optimizer.step()
+        history.objective.append(float(value.detach()))
+        if not math.isfinite(history.objective[-1]):
+            raise FloatingPointError(
+                f"the objective P became {history.objective[-1]} at outer iteration {k + 1}; "
+                "lower lr or raise lambda_theta / lambda_x"
+            )
+        if progress is not None:
+            progress(k, history.objective[-1])
+
+    x_final = x_hat.detach()
+    theta = inner.solve(x_final)
+    return SynthesisResult(TabularData(x_final, s_hat, y_hat, train.feature_names), theta, history)

@@ -1,0 +1,39 @@
+"""The data layer: dataset specs, loading and encoding, the synthetic table, client partitions.
+
+Plain Python, pandas and torch; the Hydra configs in ``conf/dataset/`` are turned into a
+:class:`DatasetSpec` with :meth:`DatasetSpec.from_config`.
+"""
+
+from fedsynth.data.errors import DataError
+from fedsynth.data.partition import SCHEMES, load_partition, partition_clients, split_train_test
+from fedsynth.data.spec import DatasetSpec, FeatureSpec, LabelSpec, SensitiveSpec, SyntheticSpec
+from fedsynth.data.synthetic import generate_synthetic
+from fedsynth.data.tables import (
+    DATA_DIR_ENV,
+    file_sha256,
+    load_csv,
+    load_dataset,
+    resolve_data_file,
+)
+from fedsynth.data.types import ClientPartition, TabularData
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "SCHEMES",
+    "ClientPartition",
+    "DataError",
+    "DatasetSpec",
+    "FeatureSpec",
+    "LabelSpec",
+    "SensitiveSpec",
+    "SyntheticSpec",
+    "TabularData",
+    "file_sha256",
+    "generate_synthetic",
+    "load_csv",
+    "load_dataset",
+    "load_partition",
+    "partition_clients",
+    "resolve_data_file",
+    "split_train_test",
+]

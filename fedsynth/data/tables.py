@@ -1,0 +1,215 @@
+"""Reading and encoding CSV tables according to a :class:`~fedsynth.data.spec.DatasetSpec`.
+
+Every check that can fail on a user's file raises :class:`~fedsynth.data.errors.DataError` with the
+file, the column and the problem, so no pandas traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fedsynth.data.errors import DataError
+from fedsynth.data.spec import SYNTHETIC, TABLE, DatasetSpec, FeatureSpec, Scalar
+from fedsynth.data.synthetic import generate_synthetic
+from fedsynth.data.types import TabularData
+
+DATA_DIR_ENV = "FEDSYNTH_DATA_DIR"
+
+
+def load_dataset(spec: DatasetSpec, data_dir: str | Path | None = None) -> TabularData:
+    """Load and encode the whole dataset a spec describes.
+
+    A ``table`` spec reads ``spec.file``: an absolute path, or a name inside ``data_dir``
+    (default: the ``FEDSYNTH_DATA_DIR`` environment variable). When the spec has a ``sha256``
+    the file must match it. A ``synthetic`` spec generates its rows and reads nothing.
+    """
+    if spec.kind == SYNTHETIC:
+        return generate_synthetic(spec.generator)
+    path = resolve_data_file(spec, data_dir)
+    if spec.sha256 is not None:
+        actual = file_sha256(path)
+        if actual != spec.sha256:
+            raise DataError(
+                f"{path}: sha256 mismatch for dataset {spec.name!r}: expected {spec.sha256}, "
+                f"actual {actual}. This is not the file the spec's encoding was computed from."
+            )
+    return load_csv(spec, path)
+
+
+def resolve_data_file(spec: DatasetSpec, data_dir: str | Path | None = None) -> Path:
+    """The existing file a ``table`` spec reads (see :func:`load_dataset` for the lookup rule)."""
+    if spec.kind != TABLE:
+        raise DataError(f"dataset {spec.name!r} is kind {spec.kind!r} and reads no file")
+    file = Path(spec.file).expanduser()
+    if not file.is_absolute():
+        base = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
+        if not base:
+            raise DataError(
+                f"dataset {spec.name!r} reads {spec.file!r} from the data directory, but none is "
+                f"set: set the environment variable {DATA_DIR_ENV} to the folder holding it "
+                "(or give an absolute dataset.file)"
+            )
+        file = Path(base).expanduser() / file
+    if not file.is_file():
+        raise DataError(f"data file not found: {file} (dataset {spec.name!r})")
+    return file
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_csv(spec: DatasetSpec, path: str | Path) -> TabularData:
+    """Encode one CSV file with a ``table`` spec's label, sensitive and feature rules.
+
+    Use it for a file a node holds itself: the encoding constants come from the spec, never from
+    the file, so every node encodes a given row identically. The spec's ``sha256`` (which names
+    the full public file) is not checked here. Columns the spec does not use are ignored.
+    """
+    if spec.kind != TABLE:
+        raise DataError(f"dataset {spec.name!r} is kind {spec.kind!r}, not a CSV table")
+    path = Path(path)
+    frame = _read_csv(path)
+    features = spec.features or _all_other_columns(frame, spec)
+    needed = [spec.label.column, spec.sensitive.column] + [feature.name for feature in features]
+    missing = [column for column in needed if column not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{path}: column(s) {missing} not found; the file has {list(frame.columns)}"
+        )
+    if len(frame) == 0:
+        raise DataError(f"{path}: the file has a header but no data rows")
+
+    positive = _binary_column(
+        path, frame[spec.label.column], spec.label.positive, "label", "positive"
+    )
+    privileged = _binary_column(
+        path, frame[spec.sensitive.column], spec.sensitive.privileged, "sensitive", "privileged"
+    )
+    x = np.column_stack(
+        [_encode_feature(path, frame[feature.name], feature) for feature in features]
+    )
+    names = tuple(name for feature in features for name in feature.encoded_names)
+    return TabularData(
+        x=torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)),
+        s=torch.from_numpy(privileged.astype(np.float64)),
+        y=torch.from_numpy(np.where(positive, 1.0, -1.0)),
+        feature_names=names,
+    )
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """Read a CSV file, turning every read or parse failure into a DataError."""
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty (no header row)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot parse as CSV: {error}") from None
+
+
+def _all_other_columns(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[FeatureSpec, ...]:
+    """The feature list used when a spec has ``features: null``: every column except label and
+    sensitive, in file order, numeric, with centre 0 and scale 1."""
+    skip = {spec.label.column, spec.sensitive.column}
+    return tuple(FeatureSpec(name=str(column)) for column in frame.columns if column not in skip)
+
+
+def _first_rows(mask: np.ndarray) -> str:
+    """'N row(s), first at data row R' for the rows where ``mask`` is true (rows count from 1)."""
+    rows = np.flatnonzero(mask)
+    return f"{len(rows)} row(s), first at data row {rows[0] + 1}"
+
+
+def _check_complete(path: Path, column: pd.Series) -> None:
+    """Reject a column with missing values."""
+    missing = column.isna().to_numpy()
+    if missing.any():
+        raise DataError(
+            f"{path}: column {column.name!r} has missing values in {_first_rows(missing)}"
+        )
+
+
+def _equals(column: pd.Series, value: Scalar) -> np.ndarray:
+    """Element-wise ``column == value``, numerically when both are numbers, else as text, so
+    that a config value ``1`` matches a CSV cell ``1.0`` and ``White`` matches ``White``."""
+    if pd.api.types.is_numeric_dtype(column):
+        try:
+            return column.to_numpy(dtype=np.float64) == float(value)
+        except ValueError:
+            pass
+    return column.astype(str).to_numpy() == str(value)
+
+
+def _binary_column(
+    path: Path, column: pd.Series, value: Scalar, role: str, value_key: str
+) -> np.ndarray:
+    """Boolean mask ``column == value`` for the label or sensitive column, which must hold exactly
+    two distinct values, one of them ``value``."""
+    _check_complete(path, column)
+    distinct = column.unique().tolist()
+    if len(distinct) != 2:
+        shown = distinct[:5] + (["..."] if len(distinct) > 5 else [])
+        raise DataError(
+            f"{path}: {role} column {column.name!r} must have exactly two distinct values, "
+            f"found {len(distinct)}: {shown}"
+        )
+    mask = _equals(column, value)
+    if not mask.any():
+        raise DataError(
+            f"{path}: {role} column {column.name!r} never equals the configured {value_key} "
+            f"value {value!r}; its values are {distinct}"
+        )
+    return mask
+
+
+def _encode_feature(path: Path, column: pd.Series, feature: FeatureSpec) -> np.ndarray:
+    """The ``(N, k)`` encoded columns of one feature (k = 1, or the number of levels)."""
+    _check_complete(path, column)
+    if feature.type == "categorical":
+        text = column.astype(str).to_numpy()
+        levels = np.array([str(level) for level in feature.levels])
+        unknown = ~np.isin(text, levels)
+        if unknown.any():
+            raise DataError(
+                f"{path}: categorical column {column.name!r} has value(s) "
+                f"{sorted(set(text[unknown]))[:5]} outside its levels {list(levels)} "
+                f"in {_first_rows(unknown)}"
+            )
+        return (text[:, None] == levels[None, :]).astype(np.float64)
+    if feature.type == "binary":
+        distinct = column.unique().tolist()
+        if len(distinct) > 2:
+            raise DataError(
+                f"{path}: binary column {column.name!r} has more than two values: {distinct[:5]}"
+            )
+        raw = _equals(column, feature.positive).astype(np.float64)
+    else:
+        raw = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+        not_numeric = np.isnan(raw)
+        if not_numeric.any():
+            first = column.iloc[np.flatnonzero(not_numeric)[0]]
+            raise DataError(
+                f"{path}: numeric column {column.name!r} has non-numeric value {first!r} in "
+                f"{_first_rows(not_numeric)}"
+            )
+        infinite = ~np.isfinite(raw)
+        if infinite.any():
+            raise DataError(
+                f"{path}: numeric column {column.name!r} has infinite values in "
+                f"{_first_rows(infinite)}"
+            )
+    return ((raw - feature.center) / feature.scale)[:, None]

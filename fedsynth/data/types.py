@@ -1,0 +1,62 @@
+"""Tensor containers shared by every layer: a labelled table and a client's train/test split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class TabularData:
+    """Encoded rows of a binary-classification table with one binary sensitive attribute.
+
+    Attributes:
+        x: ``(N, n-1)`` float64 non-sensitive features, already encoded (scaled) by the spec.
+        s: ``(N,)`` float64 sensitive attribute in {0, 1} (1 = privileged group).
+        y: ``(N,)`` float64 label in {-1, +1}.
+        feature_names: names of the columns of ``x``.
+    """
+
+    x: torch.Tensor
+    s: torch.Tensor
+    y: torch.Tensor
+    feature_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        n = self.x.shape[0]
+        if self.x.ndim != 2 or self.s.shape != (n,) or self.y.shape != (n,):
+            raise ValueError(
+                f"TabularData needs x (N, d), s (N,), y (N,); got x {tuple(self.x.shape)}, "
+                f"s {tuple(self.s.shape)}, y {tuple(self.y.shape)}"
+            )
+        if len(self.feature_names) != self.x.shape[1]:
+            raise ValueError(
+                f"{len(self.feature_names)} feature names for {self.x.shape[1]} feature columns"
+            )
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def num_features(self) -> int:
+        """Number of non-sensitive features, the paper's n - 1."""
+        return self.x.shape[1]
+
+    @property
+    def a(self) -> torch.Tensor:
+        """The paper's complete feature vectors a_i = (x_i, s_i), shape ``(N, n)``."""
+        return torch.cat([self.x, self.s.unsqueeze(1)], dim=1)
+
+    def subset(self, index: torch.Tensor) -> "TabularData":
+        """Rows selected by an index tensor (integer or boolean)."""
+        return TabularData(self.x[index], self.s[index], self.y[index], self.feature_names)
+
+
+@dataclass(frozen=True)
+class ClientPartition:
+    """One client's private data: a training part (used for synthesis) and a held-out test part."""
+
+    client_id: int
+    train: TabularData
+    test: TabularData

@@ -1,0 +1,45 @@
+"""The Flower ClientApp: every message goes to :func:`~fedsynth.federated.client_logic.handle_client_message`.
+
+The method that answers is chosen by the run config (``method._target_`` of the experiment), so
+this file names no method. Registered message types: ``train``, ``evaluate`` and ``query``.
+"""
+
+from __future__ import annotations
+
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
+
+from fedsynth.federated.client_logic import handle_client_message
+from fedsynth.federated.experiment import experiment_from_run_config
+
+app = ClientApp()
+
+
+def _answer(message: Message, context: Context) -> Message:
+    """Reply to one message with the method's answer; exceptions become Flower error replies."""
+    content = handle_client_message(
+        message.metadata.message_type,
+        message.content,
+        experiment_from_run_config(context.run_config),
+        context.node_config,
+        context.state,
+    )
+    return Message(content, reply_to=message)
+
+
+@app.train()
+def train(message: Message, context: Context) -> Message:
+    """Handle a ``train`` message."""
+    return _answer(message, context)
+
+
+@app.evaluate()
+def evaluate(message: Message, context: Context) -> Message:
+    """Handle an ``evaluate`` message (θ delivery)."""
+    return _answer(message, context)
+
+
+@app.query()
+def query(message: Message, context: Context) -> Message:
+    """Handle a ``query`` message."""
+    return _answer(message, context)

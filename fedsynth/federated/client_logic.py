@@ -1,0 +1,109 @@
+"""The client side of every engine: load the node's own data and let the method answer a message.
+
+The Flower ClientApp and the in-process engine both call :func:`handle_client_message`; it works
+on Flower ``RecordDict`` objects (message content and the node's persistent state) and knows no
+specific method: the method is built from the experiment's ``method`` config.
+
+Where a node's data comes from (its ``node_config``):
+
+* ``data-file`` set (deployment): the node's own CSV file, encoded with the experiment's dataset
+  spec and split into train/test with the experiment's seed; ``partition-id`` (required) is the
+  client's id for its random streams and its reports;
+* otherwise (simulation, in-process): part ``partition-id`` of the dataset partitioned into
+  ``dataset.num_clients`` clients (``num-partitions`` must match).
+"""
+
+from __future__ import annotations
+
+import time
+from logging import INFO
+from typing import Any, Mapping
+
+from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
+from flwr.common.logger import log
+
+from fedsynth.data import DatasetSpec, load_csv, load_partition, split_train_test
+from fedsynth.data.types import ClientPartition
+from fedsynth.federated.messages import HARNESS, payload_from_record, payload_to_record
+from fedsynth.methods import build_method
+
+EVALUATE = "evaluate"
+"""The message type that delivers θ (``arrays["theta"]``) to the clients; they evaluate it."""
+
+STATE_METHOD = "fedsynth.method-state"
+STATE_COMPUTE = "fedsynth.compute-s"
+
+
+def load_client_data(experiment: Mapping[str, Any], node_config: Mapping[str, Any]) -> ClientPartition:
+    """This node's train/test data (see the module docstring for where it comes from)."""
+    spec = DatasetSpec.from_config(experiment["dataset"])
+    partition = experiment["partition"]
+    if "partition-id" not in node_config:
+        raise ValueError(f"node_config needs 'partition-id' (the client's id); got {dict(node_config)}")
+    client_id = int(node_config["partition-id"])
+    if node_config.get("data-file"):
+        return split_train_test(
+            load_csv(spec, str(node_config["data-file"])),
+            seed=experiment["seed"],
+            test_fraction=partition["test_fraction"],
+            client_id=client_id,
+        )
+    num_partitions = int(node_config.get("num-partitions", spec.num_clients))
+    if num_partitions != spec.num_clients:
+        raise ValueError(
+            f"the federation has {num_partitions} nodes but dataset {spec.name!r} is split into "
+            f"dataset.num_clients={spec.num_clients} clients"
+        )
+    return load_partition(
+        spec,
+        client_id,
+        seed=experiment["seed"],
+        scheme=partition["scheme"],
+        test_fraction=partition["test_fraction"],
+        dirichlet_alpha=partition["dirichlet_alpha"],
+        data_dir=experiment.get("data_dir"),
+    )
+
+
+def handle_client_message(
+    action: str,
+    content: RecordDict,
+    experiment: Mapping[str, Any],
+    node_config: Mapping[str, Any],
+    state: RecordDict,
+) -> RecordDict:
+    """Answer one message on a client and return the reply content.
+
+    ``state`` is the node's ``Context.state`` for the run: the method's state dict lives in it
+    between messages, with the seconds the method spent per message type. The reply is the
+    method's payload, except for :data:`EVALUATE`: when ``federation.report_metrics`` is on, the
+    harness adds a ``"harness"`` record (client id, compute seconds) so the server can report per
+    client; when it is off, the client keeps its metrics (it logs them) and replies with an empty
+    message.
+    """
+    method = build_method(experiment["method"])
+    data = load_client_data(experiment, node_config)
+    method_state = (
+        {name: array.numpy() for name, array in state.array_records[STATE_METHOD].items()}
+        if STATE_METHOD in state
+        else {}
+    )
+    start = time.perf_counter()
+    reply = method.handle_client(action, payload_from_record(content), data, method_state)
+    elapsed = time.perf_counter() - start
+
+    state[STATE_METHOD] = ArrayRecord({name: Array(value) for name, value in method_state.items()})
+    compute = state.metric_records[STATE_COMPUTE] if STATE_COMPUTE in state else MetricRecord()
+    compute[action] = float(compute.get(action, 0.0)) + elapsed
+    state[STATE_COMPUTE] = compute
+
+    record = payload_to_record(reply)
+    if action != EVALUATE:
+        return record
+    if experiment["federation"]["report_metrics"]:
+        record[HARNESS] = MetricRecord(
+            {"client_id": data.client_id, **{f"compute_s.{key}": value for key, value in compute.items()}}
+        )
+        return record
+    log(INFO, "client %d: evaluation of θ on its test data: %s", data.client_id, reply.metrics)
+    return RecordDict()

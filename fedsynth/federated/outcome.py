@@ -1,0 +1,102 @@
+"""What a federated run produced, and its ``results.json`` form (written atomically)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class RunOutcome:
+    """The result of one federated run, identical in form for every engine.
+
+    Attributes:
+        engine: which engine ran it (``inprocess``, ``simulation``, ``deployment``).
+        theta: the global model θ.
+        metrics: test metrics of θ over all reporting clients (from their summed counts); empty
+            when ``federation.report_metrics`` is off.
+        clients: one entry per node, sorted by client id (nodes that never reported theirs
+            last, by node id): ``node``, ``client_id`` (None if not reported), ``metrics`` (the
+            client's own test metrics), ``counts`` (what it reported), ``bytes_down`` and
+            ``bytes_up`` per message type, ``compute_s`` per message type (seconds the client
+            spent in the method, as it reported them).
+        failures: ``{"node", "reason"}`` for every client that crashed, timed out or sent an
+            invalid payload, sorted by node.
+        sends: every exchange in order: ``action``, ``nodes``, ``replies``, ``seconds``,
+            ``bytes_down``, ``bytes_up``. The last one delivers θ (and collects the metrics).
+        round_trips: exchanges the method's protocol made before θ was delivered.
+        bytes_down: total bytes of message content sent to clients.
+        bytes_up: total bytes of message content received from clients.
+        timings: seconds: ``server_s`` (server logic, from the first message to the last reply),
+            ``method_s`` (the method's protocol), ``evaluate_s`` (θ delivery), ``compute_s``
+            (critical path of method work: the slowest client of each exchange plus the server's
+            own work), set by the engines: ``wall_s`` (the whole ``engine.run`` call) and
+            ``overhead_s`` (``wall_s - compute_s``).
+        info: the method's ``ServerResult.info``.
+    """
+
+    engine: str
+    theta: list[float]
+    metrics: dict[str, float] = field(default_factory=dict)
+    clients: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    sends: list[dict[str, Any]] = field(default_factory=list)
+    round_trips: int = 0
+    bytes_down: int = 0
+    bytes_up: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (numpy values become plain Python values)."""
+        return jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunOutcome":
+        """Inverse of :meth:`to_dict`."""
+        return cls(**data)
+
+    def write_json(self, path: str | Path) -> Path:
+        """Write ``results.json`` atomically: a reader sees the old file or the complete new one,
+        never a partial one (temporary file in the same folder, then ``os.replace``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=True)
+        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                stream.write(text + "\n")
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def read_json(cls, path: str | Path) -> "RunOutcome":
+        """Load an outcome written by :meth:`write_json`."""
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy arrays/scalars, tuples and non-string keys made JSON-serializable."""
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "tolist") and callable(value.tolist):  # torch tensors
+        return value.tolist()
+    return value

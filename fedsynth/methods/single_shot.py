@@ -1,0 +1,228 @@
+"""The paper's method as a federated plugin: one round trip of synthetic data (Algorithm 1).
+
+Server → clients: the synthesis configuration. Clients → server: synthetic (x̂, ŝ, ŷ) only.
+The server validates the replies and fits ℓ_r on their union, eq. (15).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import torch
+
+from fedsynth.core import CGConfig, InnerSolverConfig, SynthesisConfig, fit_server_model, synthesize
+from fedsynth.data.types import ClientPartition, TabularData
+from fedsynth.methods.base import Communicator, FederatedMethod, Payload, ServerResult, usable_replies
+from fedsynth.metrics import evaluation_counts, privacy_report
+
+log = logging.getLogger(__name__)
+
+SYNTHETIC_ARRAYS = ("x", "s", "y")
+
+
+def _synthetic_size(value: int | str | None) -> int | None:
+    """``full`` (or None) means N_s = N; anything else must be a positive integer."""
+    if value is None or value == "full":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) and not str(value).isdigit():
+        raise ValueError(f"synthetic_size must be an integer or 'full', got {value!r}")
+    return int(value)
+
+
+class SingleShot(FederatedMethod):
+    """Single-shot fair federated learning with synthetic data (Wu, Curtis & Robinson 2024).
+
+    Args mirror :class:`fedsynth.core.SynthesisConfig`; ``synthetic_size`` is an integer or
+    ``"full"`` (N_s = N). ``seed`` seeds every client's synthesis (client ``c`` uses ``seed + c``),
+    ``min_clients`` is the number of valid replies the server needs and ``max_synthetic_rows``
+    caps the rows one client may send.
+    """
+
+    name = "single_shot"
+
+    def __init__(
+        self,
+        *,
+        rho_o: float = 10.0,
+        rho_s: float = 0.0,
+        lambda_x: float = 1e-4,
+        lambda_theta: float = 1e-3,
+        synthetic_size: int | str | None = "full",
+        synthetic_labels: str = "copy",
+        init: str = "gaussian",
+        k_max: int = 1000,
+        lr: float = 0.05,
+        inner_max_iter: int = 100,
+        inner_tolerance_grad: float = 1e-7,
+        cg_rtol: float = 1e-8,
+        cg_max_iter: int = 100,
+        fit_intercept: bool = True,
+        seed: int = 0,
+        min_clients: int = 1,
+        max_synthetic_rows: int = 1_000_000,
+    ) -> None:
+        self.config = SynthesisConfig(
+            rho_o=float(rho_o),
+            rho_s=float(rho_s),
+            lambda_x=float(lambda_x),
+            lambda_theta=float(lambda_theta),
+            synthetic_size=_synthetic_size(synthetic_size),
+            synthetic_labels=synthetic_labels,
+            init=init,
+            k_max=int(k_max),
+            lr=float(lr),
+            fit_intercept=bool(fit_intercept),
+            inner=InnerSolverConfig(max_iter=int(inner_max_iter), tolerance_grad=float(inner_tolerance_grad)),
+            cg=CGConfig(rtol=float(cg_rtol), max_iter=int(cg_max_iter)),
+        )
+        self.seed = int(seed)
+        if min_clients < 1:
+            raise ValueError(f"min_clients must be >= 1, got {min_clients}")
+        self.min_clients = int(min_clients)
+        self.max_synthetic_rows = int(max_synthetic_rows)
+
+    # ------------------------------------------------------------------ protocol messages
+    def synthesis_request(self) -> Payload:
+        """Step 1 of the protocol: the synthesis configuration every client receives."""
+        cfg = self.config
+        return Payload(
+            config={
+                "rho_o": cfg.rho_o,
+                "rho_s": cfg.rho_s,
+                "lambda_x": cfg.lambda_x,
+                "lambda_theta": cfg.lambda_theta,
+                "synthetic_size": "full" if cfg.synthetic_size is None else cfg.synthetic_size,
+                "synthetic_labels": cfg.synthetic_labels,
+                "init": cfg.init,
+                "k_max": cfg.k_max,
+                "lr": cfg.lr,
+                "fit_intercept": cfg.fit_intercept,
+                "inner_max_iter": cfg.inner.max_iter,
+                "inner_tolerance_grad": cfg.inner.tolerance_grad,
+                "cg_rtol": cfg.cg.rtol,
+                "cg_max_iter": cfg.cg.max_iter,
+                "seed": self.seed,
+            }
+        )
+
+    @staticmethod
+    def config_from_request(payload: Payload) -> tuple[SynthesisConfig, int]:
+        """Rebuild the synthesis configuration and seed a client received in step 1."""
+        c = payload.config
+        config = SynthesisConfig(
+            rho_o=float(c["rho_o"]),
+            rho_s=float(c["rho_s"]),
+            lambda_x=float(c["lambda_x"]),
+            lambda_theta=float(c["lambda_theta"]),
+            synthetic_size=_synthetic_size(c["synthetic_size"]),
+            synthetic_labels=str(c["synthetic_labels"]),
+            init=str(c["init"]),
+            k_max=int(c["k_max"]),
+            lr=float(c["lr"]),
+            fit_intercept=bool(c["fit_intercept"]),
+            inner=InnerSolverConfig(max_iter=int(c["inner_max_iter"]), tolerance_grad=float(c["inner_tolerance_grad"])),
+            cg=CGConfig(rtol=float(c["cg_rtol"]), max_iter=int(c["cg_max_iter"])),
+        )
+        return config, int(c["seed"])
+
+    def validate_synthetic(self, payload: Payload, num_features: int) -> None:
+        """Step 3's checks on one reply: exactly the arrays x, s, y; shapes and feature count;
+        finite values; y ∈ {−1, 1}; s ∈ {0, 1}; at most ``max_synthetic_rows`` rows. Raises
+        ``ValueError`` naming the problem."""
+        if set(payload.arrays) != set(SYNTHETIC_ARRAYS) or payload.config or payload.metrics:
+            raise ValueError(
+                f"expected exactly arrays {list(SYNTHETIC_ARRAYS)} and nothing else, got arrays "
+                f"{sorted(payload.arrays)}, config {sorted(payload.config)}, metrics {sorted(payload.metrics)}"
+            )
+        x, s, y = (np.asarray(payload.arrays[k]) for k in SYNTHETIC_ARRAYS)
+        if x.ndim != 2 or x.shape[1] != num_features:
+            raise ValueError(f"x must have shape (rows, {num_features}), got {x.shape}")
+        rows = x.shape[0]
+        if rows == 0 or rows > self.max_synthetic_rows:
+            raise ValueError(f"row count {rows} outside [1, {self.max_synthetic_rows}]")
+        if s.shape != (rows,) or y.shape != (rows,):
+            raise ValueError(f"s and y must have shape ({rows},), got {s.shape} and {y.shape}")
+        for name, array in zip(SYNTHETIC_ARRAYS, (x, s, y)):
+            if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
+                raise ValueError(f"{name} must hold finite numbers")
+        if not np.isin(y, (-1.0, 1.0)).all():
+            raise ValueError("labels y must be in {-1, 1}")
+        if not np.isin(s, (0.0, 1.0)).all():
+            raise ValueError("sensitive values s must be in {0, 1}")
+
+    # ------------------------------------------------------------------ server and client
+    def run_server(self, comm: Communicator) -> ServerResult:
+        """Steps 1 and 3: request synthetic data from every client, validate, fit eq. (15)."""
+        nodes = comm.nodes()
+        request = self.synthesis_request()
+        replies = comm.send("train", {node: request for node in nodes})
+        widths = Counter(
+            np.asarray(r.arrays["x"]).shape[1]
+            for r in replies.values()
+            if isinstance(r, Payload) and "x" in r.arrays and np.asarray(r.arrays["x"]).ndim == 2
+        )
+        num_features = widths.most_common(1)[0][0] if widths else -1
+        valid, failures = usable_replies(
+            replies, lambda p: self.validate_synthetic(p, num_features), self.min_clients
+        )
+        for failure in failures:
+            log.warning("client node %s left out: %s", failure.node, failure.reason)
+        datasets = [
+            TabularData(
+                *(torch.as_tensor(np.asarray(p.arrays[k], dtype=np.float64)) for k in SYNTHETIC_ARRAYS),
+                feature_names=tuple(f"x{j}" for j in range(num_features)),
+            )
+            for p in valid.values()
+        ]
+        solution = fit_server_model(
+            datasets,
+            lambda_theta=self.config.lambda_theta,
+            fit_intercept=self.config.fit_intercept,
+            solver=self.config.inner,
+        )
+        return ServerResult(
+            theta=solution.theta.numpy(),
+            failures=failures,
+            info={"synthetic_rows": {int(node): len(d) for node, d in zip(valid, datasets)}},
+        )
+
+    def handle_client(
+        self, action: str, payload: Payload, data: ClientPartition, state: dict[str, np.ndarray]
+    ) -> Payload:
+        """``train``: step 2, synthesize and reply (x̂, ŝ, ŷ) only. ``evaluate``: step 4, evaluate
+        the received θ on the client's test data (metrics go back only when the harness asks
+        for a report, ``config["report"]``)."""
+        if action == "train":
+            config, seed = self.config_from_request(payload)
+            result = synthesize(data.train, config, seed=seed + data.client_id, progress=_progress_logger(data.client_id, config.k_max))
+            synthetic = {k: getattr(result.data, k).numpy() for k in SYNTHETIC_ARRAYS}
+            state.update({f"synthetic_{k}": v for k, v in synthetic.items()})
+            return Payload(arrays=synthetic)
+        if action == "evaluate":
+            theta = np.asarray(payload.arrays["theta"], dtype=np.float64)
+            state["theta"] = theta
+            if not payload.config.get("report", True):
+                return Payload()
+            metrics = evaluation_counts(theta, data.test, self.config.fit_intercept)
+            if "synthetic_x" in state:
+                synthetic = TabularData(
+                    *(torch.as_tensor(state[f"synthetic_{k}"]) for k in SYNTHETIC_ARRAYS),
+                    feature_names=data.train.feature_names,
+                )
+                metrics.update(privacy_report(synthetic, data.train, data.test, seed=self.seed))
+            return Payload(metrics=metrics)
+        raise ValueError(f"single_shot clients answer 'train' and 'evaluate', not {action!r}")
+
+
+def _progress_logger(client_id: int, k_max: int) -> Any:
+    """A progress callback that logs the objective every 10% of the outer iterations."""
+    every = max(1, k_max // 10)
+
+    def report(k: int, objective: float) -> None:
+        if (k + 1) % every == 0 or k + 1 == k_max:
+            log.info("client %d: outer iteration %d/%d, P = %.6f", client_id, k + 1, k_max, objective)
+
+    return report

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Create or refresh the project's virtual environment (default .venv, or $FEDSYNTH_VENV):
+# torch 2.13.0 (CPU wheel) first, then fedsynth with its dev extras. Safe to run again: it does
+# nothing when pyproject.toml has not changed since the last successful install.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${FEDSYNTH_VENV:-$root/.venv}"
+python="${PYTHON:-python3}"
+stamp="$venv/.fedsynth-installed"
+wanted="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"
+
+if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
+  exit 0
+fi
+echo "fedsynth: setting up $venv (one time, a few minutes)" >&2
+"$python" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+# The pinned CPU build first: an unpinned torch would pull a multi-GB CUDA build.
+"$venv/bin/python" -m pip install --quiet "torch==2.13.0"
+"$venv/bin/python" -m pip install --quiet -e "$root[dev]"
+echo "$wanted" > "$stamp"
+echo "fedsynth: environment ready" >&2

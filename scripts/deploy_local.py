@@ -1,0 +1,250 @@
+#!/usr/bin/env python
+"""Deploy the Flower app on this machine as on real separate ones: a SuperLink, K SuperNodes
+each with its own data file, one run, then everything stopped by PID.
+
+    python scripts/deploy_local.py [--tls] [--out DIR] [HYDRA_OVERRIDES ...]
+
+The experiment is composed from conf/ like the ``fedsynth`` command (``engine`` is ignored):
+e.g. ``dataset=law_school_race method.k_max=200`` (the default dataset, ``synthetic``, has no
+file, so give a table dataset). The dataset's file is split into K disjoint random parts, one
+CSV per SuperNode (``--node-config 'data-file="..." partition-id=k'``); each node encodes its own
+file with the dataset spec and keeps 20 % (``partition.test_fraction``) for testing. Everything
+listens on 127.0.0.1 only.
+
+``--tls``: a throw-away CA and server certificate secure the SuperLink (HTTPS), SuperNode
+authentication is on, each SuperNode gets an ECDSA P-384 key registered with
+``flwr supernode register``, and one extra, unregistered SuperNode is started to show it is
+refused.
+
+Writes to ``--out`` (default ``outputs/deploy-<time>``): ``results.json`` (atomically, only for a
+successful run), ``summary.json``, the node data files and every process's log. Exits non-zero
+if the run fails. See docs/deployment.md for the same on separate machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import ipaddress
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tomli_w
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from fedsynth.data import DatasetSpec, resolve_data_file
+from fedsynth.federated import RunOutcome, processes
+from fedsynth.federated.experiment import APP_ROOT, compose_experiment, run_config_for
+
+CONNECTION = "fedsynth-deploy"
+
+
+def split_data_file(experiment: dict, dest: Path) -> list[Path]:
+    """Write the dataset's file as ``dataset.num_clients`` disjoint random CSV parts."""
+    spec = DatasetSpec.from_config(experiment["dataset"])
+    if spec.kind != "table":
+        raise SystemExit(f"dataset {spec.name!r} has no file to give the SuperNodes; use a table dataset")
+    frame = pd.read_csv(resolve_data_file(spec, experiment.get("data_dir")))
+    order = np.random.default_rng(experiment["seed"]).permutation(len(frame))
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, rows in enumerate(np.array_split(order, spec.num_clients)):
+        path = dest / f"client_{k}.csv"
+        frame.iloc[np.sort(rows)].to_csv(path, index=False)
+        paths.append(path.resolve())
+    return paths
+
+
+def make_certificates(dest: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1/localhost: (ca, cert, key) PEMs."""
+    dest.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    valid = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1))
+
+    def certificate(subject: str, public_key, issuer: str, signing_key, ca: bool, sans=None):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(valid[0])
+            .not_valid_after(valid[1])
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return builder.sign(signing_key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP384R1())
+    ca_cert = certificate("fedsynth throw-away CA", ca_key.public_key(), "fedsynth throw-away CA", ca_key, True)
+    server_key = ec.generate_private_key(ec.SECP384R1())
+    sans = [x509.IPAddress(ipaddress.ip_address(processes.LOCALHOST)), x509.DNSName("localhost")]
+    server_cert = certificate("127.0.0.1", server_key.public_key(), "fedsynth throw-away CA", ca_key, False, sans)
+
+    paths = dest / "ca.pem", dest / "server.pem", dest / "server.key"
+    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    paths[2].chmod(0o600)
+    return paths
+
+
+def make_node_key(dest: Path, name: str) -> tuple[Path, Path]:
+    """An ECDSA P-384 key pair in OpenSSH format for SuperNode authentication: (private, public)."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    private, public = dest / name, dest / f"{name}.pub"
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+    )
+    private.chmod(0o600)
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    )
+    return private, public
+
+
+def register_node(public_key: Path, env: dict[str, str]) -> None:
+    """``flwr supernode register KEY.pub CONNECTION``."""
+    completed = subprocess.run(
+        [processes.flower_command("flwr"), "supernode", "register", str(public_key), CONNECTION],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"flwr supernode register failed: {completed.stdout}{completed.stderr}")
+
+
+def deploy(overrides: list[str], out: Path, tls: bool) -> RunOutcome:
+    """Start the SuperLink and SuperNodes, run the app, stop everything; return the outcome."""
+    start = time.perf_counter()
+    experiment = compose_experiment(overrides)
+    num_clients = int(experiment["dataset"]["num_clients"])
+    data_files = split_data_file(experiment, out / "data")
+    env = processes.flower_env(out)
+    results_path = out / "results.json"
+    run_config_file = out / "run_config.toml"
+    run_config_file.write_text(tomli_w.dumps(run_config_for(experiment, results_path)), encoding="utf-8")
+
+    port = processes.free_port()
+    address = f"{processes.LOCALHOST}:{port}"
+    superlink_command = [
+        processes.flower_command("flower-superlink"),
+        "--host", processes.LOCALHOST,
+        "--port", str(port),
+        "--database", str(out / "superlink.db"),
+        "--disable-runtime-dependency-installation",
+    ]
+    node_security: list[list[str]] = [["--insecure"]] * num_clients
+    if tls:
+        ca, cert, key = make_certificates(out / "certificates")
+        superlink_command += ["--ssl-ca-certfile", str(ca), "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+        superlink_command += ["--enable-supernode-auth"]
+    else:
+        superlink_command += ["--insecure"]
+
+    started: list[subprocess.Popen] = []  # SuperNodes first, SuperLink last: stopped in this order
+    superlink = processes.start_process(superlink_command, env, out / "superlink.log")
+    try:
+        scheme = "https" if tls else "http"
+        processes.wait_until_ready(
+            f"{scheme}://{address}/health", superlink, out / "superlink.log", verify=str(ca) if tls else True
+        )
+        processes.write_connection(env, CONNECTION, address, root_certificates=ca if tls else None)
+        if tls:
+            node_security = []
+            for k in range(num_clients):
+                private, public = make_node_key(out / "certificates", f"node_{k}")
+                register_node(public, env)
+                node_security.append(["--root-certificates", str(ca), "--auth-supernode-private-key", str(private)])
+
+        def supernode(name: str, security: list[str], node_config: str) -> subprocess.Popen:
+            command = [
+                processes.flower_command("flower-supernode"),
+                "--superlink", address,
+                "--port", str(processes.free_port()),
+                "--node-config", node_config,
+                *security,
+            ]
+            process = processes.start_process(command, env, out / f"{name}.log")
+            started.append(process)
+            return process
+
+        for k, path in enumerate(data_files):
+            supernode(f"supernode_{k}", node_security[k], f'data-file="{path}" partition-id={k}')
+        if tls:
+            intruder_key, _ = make_node_key(out / "certificates", "unregistered")
+            intruder = supernode(
+                "supernode_unregistered",
+                ["--root-certificates", str(ca), "--auth-supernode-private-key", str(intruder_key)],
+                f'data-file="{data_files[0]}" partition-id=0',
+            )
+
+        run_log = out / "run.log"
+        run_id = processes.flwr_run(
+            processes.stage_app(APP_ROOT, out / "app"), CONNECTION, run_config_file, env, run_log,
+            timeout=float(experiment["federation"]["timeout_s"]) * 3,
+        )
+        status = processes.run_status(CONNECTION, run_id, env)
+        if status != "finished:completed" or not results_path.is_file():
+            raise RuntimeError(f"run {run_id} ended with status {status!r}; its log:\n{processes.tail(run_log)}")
+        outcome = RunOutcome.read_json(results_path)
+        outcome.engine = "deployment"
+        outcome.timings["wall_s"] = time.perf_counter() - start
+        outcome.timings["overhead_s"] = outcome.timings["wall_s"] - outcome.timings["compute_s"]
+        if tls:
+            outcome.info["unregistered_node_refused"] = _refused(intruder, out / "supernode_unregistered.log")
+        outcome.write_json(results_path)
+        return outcome
+    finally:
+        for process in started:
+            processes.stop_process(process)
+        processes.stop_process(superlink)
+
+
+def _refused(process: subprocess.Popen, log_path: Path) -> bool:
+    """Whether the unregistered SuperNode was turned away: the SuperLink refused to activate it
+    and it exited with an error (Flower exit code 305) instead of joining the run."""
+    text = log_path.read_text(encoding="utf-8", errors="replace")
+    return process.poll() not in (None, 0) and "Failed to activate SuperNode" in text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tls", action="store_true", help="TLS, SuperNode authentication, an unregistered node")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (must not exist yet)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/config.yaml")
+    args = parser.parse_args(argv)
+    out = (args.out or APP_ROOT / "outputs" / f"deploy-{time.strftime('%Y-%m-%d_%H-%M-%S')}").resolve()
+    out.mkdir(parents=True, exist_ok=False)
+    try:
+        outcome = deploy(args.overrides, out, args.tls)
+    except Exception as err:  # report and fail the command
+        print(f"deployment run failed: {err}", file=sys.stderr)
+        return 1
+    summary = {key: getattr(outcome, key) for key in ("metrics", "failures", "bytes_down", "bytes_up", "timings")}
+    summary["clients"] = [
+        {key: client[key] for key in ("node", "client_id", "bytes_down", "bytes_up", "compute_s")}
+        for client in outcome.clients
+    ]
+    summary["info"] = outcome.info
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    print(json.dumps(summary, indent=2, default=str))
+    print(f"results: {out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Support for the federation tests: small experiments, and a method plugin that injects faults.
+
+The plugin lives outside the package, as a third-party method would: the engines and the Flower
+apps load it from ``method._target_`` alone (the simulation tests put this folder on PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from fedsynth.data.types import ClientPartition
+from fedsynth.federated.experiment import compose_experiment
+from fedsynth.methods.base import Payload
+from fedsynth.methods.single_shot import SingleShot
+
+
+SYNTHETIC_ROWS = 30
+TINY = [
+    "dataset=synthetic",
+    "dataset.generator.num_rows=600",
+    "method.k_max=3",
+    f"method.synthetic_size={SYNTHETIC_ROWS}",
+    "method.synthetic_labels=proportional",
+]
+
+
+def tiny_experiment(*overrides: str) -> dict:
+    """A small synthetic experiment (3 clients, 3 outer iterations, N_s = 30)."""
+    return compose_experiment([*TINY, *overrides])
+
+
+def faulty_experiment(faults: dict[str, str], *overrides: str, sleep_s: float = 0.0) -> dict:
+    """The tiny experiment with 4 clients and :class:`FaultySingleShot` as the method."""
+    experiment = tiny_experiment("dataset.num_clients=4", *overrides)
+    experiment["method"].update(
+        {"_target_": "federated_support.FaultySingleShot", "faults": faults, "sleep_s": sleep_s}
+    )
+    return experiment
+
+
+class FaultySingleShot(SingleShot):
+    """:class:`SingleShot` whose clients misbehave on ``train`` as ``faults`` says.
+
+    Args:
+        faults: client id (as a string) -> ``"crash"`` (raise), ``"sleep"`` (answer after
+            ``sleep_s`` seconds) or ``"garbage"`` (reply with NaN features).
+        sleep_s: how long a ``"sleep"`` client waits before answering.
+        **kwargs: passed to :class:`SingleShot`.
+    """
+
+    name = "faulty_single_shot"
+
+    def __init__(self, *, faults: dict[str, str] | None = None, sleep_s: float = 0.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.faults = {int(client): fault for client, fault in (faults or {}).items()}
+        self.sleep_s = float(sleep_s)
+
+    def handle_client(
+        self, action: str, payload: Payload, data: ClientPartition, state: dict[str, np.ndarray]
+    ) -> Payload:
+        """Misbehave on ``train`` if this client has a fault, else act as :class:`SingleShot`."""
+        fault = self.faults.get(data.client_id) if action == "train" else None
+        if fault == "crash":
+            raise RuntimeError(f"injected crash on client {data.client_id}")
+        if fault == "sleep":
+            time.sleep(self.sleep_s)
+        reply = super().handle_client(action, payload, data, state)
+        if fault == "garbage":
+            reply.arrays["x"] = np.full_like(reply.arrays["x"], np.nan)
+        return reply

@@ -1,0 +1,285 @@
+"""Specifications of the method's core: the inner model, implicit differentiation, synthesis."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from fedsynth.core import (
+    CGConfig,
+    ImplicitDiagnostics,
+    InnerSolverConfig,
+    PenaltyObjective,
+    SynthesisConfig,
+    SynthesisHistory,
+    choose_synthetic_labels,
+    conjugate_gradient,
+    design_matrix,
+    fit_logistic,
+    fit_server_model,
+    implicit_argmin,
+    initial_features,
+    regularized_loss,
+    regularized_loss_grad,
+    synthesize,
+)
+from fedsynth.core.synthesis import InnerModel
+from fedsynth.data.types import TabularData
+
+
+def random_table(rows: int, features: int, seed: int) -> TabularData:
+    """A small noisy, biased classification table."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, features, generator=g, dtype=torch.float64)
+    s = (torch.rand(rows, generator=g) < 0.5).double()
+    score = x[:, 0] + 0.8 * s + 0.7 * torch.randn(rows, generator=g, dtype=torch.float64)
+    y = torch.where(score > 0.4, 1.0, -1.0).double()
+    return TabularData(x, s, y, tuple(f"f{j}" for j in range(features)))
+
+
+def newton_argmin(a: torch.Tensor, y: torch.Tensor, lambda_theta: float, n: int) -> torch.Tensor:
+    """Reference inner solver: Newton's method on the explicit Hessian, differentiable by autograd
+    (so it also serves as the *unrolled* solver)."""
+    theta = torch.zeros(a.shape[1], dtype=a.dtype)
+    for _ in range(25):
+        grad = regularized_loss_grad(a, y, theta, lambda_theta, n)
+        theta = theta - torch.linalg.solve(explicit_hessian(a, y, theta, lambda_theta, n), grad)
+    return theta
+
+
+def explicit_hessian(a: torch.Tensor, y: torch.Tensor, theta: torch.Tensor, lambda_theta: float, n: int) -> torch.Tensor:
+    """∂²ℓ_r/∂θ² = (1/N) Aᵀ diag(σ(m)σ(−m)) A + (λ_θ/n²) I, m = Aθ."""
+    margin = a @ theta
+    weights = torch.sigmoid(margin) * torch.sigmoid(-margin)
+    return (a.T * weights) @ a / a.shape[0] + (lambda_theta / n**2) * torch.eye(a.shape[1], dtype=a.dtype)
+
+
+def problem(fit_intercept: bool, rho_s: float, seed: int = 0):
+    train = random_table(50, 3, seed)
+    config = SynthesisConfig(
+        rho_o=5.0,
+        rho_s=rho_s,
+        lambda_x=0.3,
+        lambda_theta=0.2,
+        synthetic_size=12,
+        synthetic_labels="balanced",
+        fit_intercept=fit_intercept,
+        inner=InnerSolverConfig(tolerance_grad=1e-12, tolerance_change=1e-20),
+        cg=CGConfig(rtol=1e-12),
+    )
+    g = torch.Generator().manual_seed(seed + 1)
+    s_hat, y_hat = choose_synthetic_labels(train, 12, "balanced", g)
+    x_hat = initial_features(train, s_hat, y_hat, "gaussian", g)
+    return train, config, s_hat, y_hat, x_hat
+
+
+def implicit_gradient(train, config, s_hat, y_hat, x_hat) -> torch.Tensor:
+    x = x_hat.clone().requires_grad_(True)
+    objective = PenaltyObjective(train, s_hat, config)
+    objective(x, InnerModel(s_hat, y_hat, config, SynthesisHistory())(x)).backward()
+    return x.grad
+
+
+def reference_objective(train, config, s_hat, y_hat):
+    objective = PenaltyObjective(train, s_hat, config)
+    n = train.num_features + 1
+
+    def value(x: torch.Tensor) -> torch.Tensor:
+        theta = newton_argmin(design_matrix(x, s_hat, config.fit_intercept), y_hat, config.lambda_theta, n)
+        return objective(x, theta)
+
+    return value
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("rho_s", [0.0, 3.0])
+def test_implicit_gradient_matches_central_finite_differences(fit_intercept, rho_s):
+    train, config, s_hat, y_hat, x_hat = problem(fit_intercept, rho_s)
+    grad = implicit_gradient(train, config, s_hat, y_hat, x_hat)
+    value = reference_objective(train, config, s_hat, y_hat)
+    eps = 1e-5
+    fd = torch.zeros_like(x_hat)
+    with torch.no_grad():
+        for index in np.ndindex(*x_hat.shape):
+            step = torch.zeros_like(x_hat)
+            step[index] = eps
+            fd[index] = (value(x_hat + step) - value(x_hat - step)) / (2 * eps)
+    relative_error = float((grad - fd).norm() / fd.norm())
+    assert relative_error < 1e-5, relative_error
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_implicit_gradient_matches_unrolled_solver(fit_intercept):
+    train, config, s_hat, y_hat, x_hat = problem(fit_intercept, rho_s=2.0, seed=3)
+    grad = implicit_gradient(train, config, s_hat, y_hat, x_hat)
+    x = x_hat.clone().requires_grad_(True)
+    reference_objective(train, config, s_hat, y_hat)(x).backward()
+    assert torch.allclose(grad, x.grad, rtol=1e-6, atol=1e-10)
+
+
+def test_rho_s_term_contributes_a_direct_gradient():
+    """The exact gradient of P includes ∂/∂x̂ of the ρ_s term at fixed θ (not only the θ path)."""
+    train, config, s_hat, y_hat, x_hat = problem(True, rho_s=50.0, seed=5)
+    x = x_hat.clone().requires_grad_(True)
+    objective = PenaltyObjective(train, s_hat, config)
+    theta = InnerModel(s_hat, y_hat, config, SynthesisHistory()).solve(x_hat)
+    direct = torch.autograd.grad(objective.synthetic_covariance(x, theta) ** 2, x)[0]
+    assert float(direct.norm()) > 1e-3
+
+
+def test_inner_solution_meets_gradient_tolerance():
+    data = random_table(300, 6, seed=2)
+    a = design_matrix(data.x, data.s, True)
+    for tolerance in (1e-5, 1e-7):
+        solution = fit_logistic(a, data.y, 1e-3, 7, solver=InnerSolverConfig(tolerance_grad=tolerance))
+        grad = regularized_loss_grad(a, data.y, solution.theta, 1e-3, 7)
+        assert float(grad.abs().max()) <= tolerance
+        assert solution.grad_norm <= tolerance
+        assert 0 < solution.iterations <= 100
+
+
+def test_warm_start_needs_fewer_iterations():
+    data = random_table(300, 6, seed=4)
+    a = design_matrix(data.x, data.s, True)
+    cold = fit_logistic(a, data.y, 1e-3, 7)
+    warm = fit_logistic(a + 1e-3, data.y, 1e-3, 7, theta0=cold.theta)
+    assert warm.iterations < cold.iterations
+
+
+def test_closed_form_gradient_matches_autograd():
+    data = random_table(40, 3, seed=6)
+    a = design_matrix(data.x, data.s, True)
+    theta = torch.randn(a.shape[1], dtype=torch.float64, requires_grad=True)
+    (auto,) = torch.autograd.grad(regularized_loss(a, data.y, theta, 0.1, 4), theta)
+    assert torch.allclose(auto, regularized_loss_grad(a, data.y, theta, 0.1, 4), atol=1e-14)
+
+
+def test_server_model_matches_scikit_learn():
+    """ℓ_r with no intercept is scikit-learn's L2 logistic regression with C = n²/(λ_θ N)."""
+    data = random_table(400, 4, seed=7)
+    lambda_theta, n = 0.5, 5
+    theta = fit_server_model(
+        [data.subset(torch.arange(0, 150)), data.subset(torch.arange(150, 400))],
+        lambda_theta=lambda_theta,
+        fit_intercept=False,
+        solver=InnerSolverConfig(tolerance_grad=1e-10),
+    ).theta
+    model = LogisticRegression(C=n * n / (lambda_theta * len(data)), fit_intercept=False, tol=1e-12, max_iter=10_000)
+    model.fit(data.a.numpy(), data.y.numpy())
+    np.testing.assert_allclose(theta.numpy(), model.coef_[0], rtol=1e-5, atol=1e-7)
+
+
+def test_fit_server_model_rejects_mismatched_clients():
+    with pytest.raises(ValueError, match="feature count"):
+        fit_server_model([random_table(10, 3, 0), random_table(10, 4, 1)], lambda_theta=1e-3, fit_intercept=True)
+    with pytest.raises(ValueError, match="at least one"):
+        fit_server_model([], lambda_theta=1e-3, fit_intercept=True)
+
+
+def test_conjugate_gradient_matches_dense_solve():
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(8, 8, generator=g, dtype=torch.float64)
+    h = m @ m.T + 0.1 * torch.eye(8, dtype=torch.float64)
+    b = torch.randn(8, generator=g, dtype=torch.float64)
+    result = conjugate_gradient(lambda v: h @ v, b, CGConfig(rtol=1e-13))
+    assert result.converged
+    assert torch.allclose(result.solution, torch.linalg.solve(h, b), rtol=1e-9, atol=1e-11)
+
+
+def test_conjugate_gradient_on_the_inner_hessian():
+    """CG on Hessian-vector products of ℓ_r equals a dense solve with the explicit Hessian."""
+    data = random_table(200, 5, seed=8)
+    a = design_matrix(data.x, data.s, True)
+    theta = fit_logistic(a, data.y, 1e-3, 6).theta.requires_grad_(True)
+    grad = regularized_loss_grad(a, data.y, theta, 1e-3, 6)
+    b = torch.randn(a.shape[1], dtype=torch.float64)
+    result = conjugate_gradient(lambda v: torch.autograd.grad(grad, theta, v, retain_graph=True)[0], b, CGConfig(rtol=1e-12))
+    hessian = explicit_hessian(a, data.y, theta.detach(), 1e-3, 6)
+    assert torch.allclose(hessian, torch.func.jacfwd(lambda t: regularized_loss_grad(a, data.y, t, 1e-3, 6))(theta.detach()))
+    assert torch.allclose(result.solution, torch.linalg.solve(hessian, b), rtol=1e-8)
+
+
+def test_unmet_cg_tolerance_is_reported():
+    a = torch.randn(30, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.where(torch.randn(30) > 0, 1.0, -1.0).double()
+
+    def solve(a_):
+        return fit_logistic(a_, y, 1e-2, 4).theta
+
+    def optimality(theta, a_):
+        return regularized_loss_grad(a_, y, theta, 1e-2, 4)
+
+    diagnostics = ImplicitDiagnostics()
+    implicit_argmin(solve, optimality, [a], cg=CGConfig(max_iter=1), diagnostics=diagnostics).sum().backward()
+    assert diagnostics.unconverged == 1 and diagnostics.worst_residual > 0
+    with pytest.warns(RuntimeWarning, match="CG stopped at residual"):
+        implicit_argmin(solve, optimality, [a], cg=CGConfig(max_iter=1)).sum().backward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        implicit_argmin(solve, optimality, [a]).sum().backward()
+
+
+def test_synthetic_label_strategies():
+    train = random_table(103, 3, seed=9)
+    g = torch.Generator().manual_seed(0)
+    s, y = choose_synthetic_labels(train, 103, "copy", g)
+    assert torch.equal(s, train.s) and torch.equal(y, train.y)
+    with pytest.raises(ValueError, match="copy"):
+        choose_synthetic_labels(train, 50, "copy", g)
+    s, y = choose_synthetic_labels(train, 42, "balanced", g)
+    counts = [int(((s == a) & (y == b)).sum()) for a, b in [(0, -1), (0, 1), (1, -1), (1, 1)]]
+    assert sum(counts) == 42 and max(counts) - min(counts) <= 1
+    s, y = choose_synthetic_labels(train, 60, "proportional", g)
+    for a, b in [(0, -1), (0, 1), (1, -1), (1, 1)]:
+        share = float(((train.s == a) & (train.y == b)).double().mean())
+        assert abs(int(((s == a) & (y == b)).sum()) - 60 * share) <= 1
+
+
+def test_subsample_init_takes_real_rows_of_the_same_group():
+    train = random_table(80, 3, seed=10)
+    g = torch.Generator().manual_seed(1)
+    s, y = choose_synthetic_labels(train, 20, "balanced", g)
+    x = initial_features(train, s, y, "subsample", g)
+    for row, s_i, y_i in zip(x, s, y):
+        matches = (train.x == row).all(dim=1) & (train.s == s_i) & (train.y == y_i)
+        assert bool(matches.any())
+
+
+def test_synthesis_is_seeded_and_lowers_the_objective():
+    train = random_table(120, 3, seed=11)
+    config = SynthesisConfig(rho_o=10.0, synthetic_size=40, synthetic_labels="balanced", k_max=40, lr=0.05)
+    first = synthesize(train, config, seed=3)
+    again = synthesize(train, config, seed=3)
+    other = synthesize(train, config, seed=4)
+    assert torch.equal(first.data.x, again.data.x)
+    assert not torch.equal(first.data.x, other.data.x)
+    assert len(first.history.objective) == 40
+    assert first.history.objective[-1] < first.history.objective[0]
+    assert first.data.x.shape == (40, 3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lambda_theta": 0.0}, "lambda_theta"),
+        ({"rho_o": -1.0}, "rho_o"),
+        ({"rho_s": float("nan")}, "rho_s"),
+        ({"synthetic_labels": "random"}, "synthetic_labels"),
+        ({"init": "zeros"}, "init"),
+        ({"synthetic_size": 2}, "synthetic_size"),
+        ({"lr": 0.0}, "lr"),
+        ({"k_max": -1}, "k_max"),
+    ],
+)
+def test_bad_synthesis_config_is_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SynthesisConfig(**kwargs)
+
+
+def test_synthetic_size_larger_than_the_client_is_rejected():
+    with pytest.raises(ValueError, match="exceeds"):
+        synthesize(random_table(30, 2, 0), SynthesisConfig(synthetic_size=31, synthetic_labels="balanced", k_max=1), seed=0)

@@ -1,0 +1,388 @@
+"""Tests of the data layer: specs, encoding, real-data sizes, partitions, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import fedsynth.data.partition as partition_module
+from fedsynth.data import (
+    DataError,
+    DatasetSpec,
+    TabularData,
+    file_sha256,
+    generate_synthetic,
+    load_csv,
+    load_dataset,
+    load_partition,
+    partition_clients,
+    split_train_test,
+)
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf" / "dataset"
+
+
+def shipped_config(name: str) -> dict:
+    """The plain mapping of conf/dataset/<name>.yaml, as the CLI passes it."""
+    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{name}.yaml"), resolve=True)
+
+
+def shipped_spec(name: str) -> DatasetSpec:
+    """The spec of conf/dataset/<name>.yaml."""
+    return DatasetSpec.from_config(shipped_config(name))
+
+
+def raw_spd(data: TabularData) -> float:
+    """P(y=1|s=1) - P(y=1|s=0) of the labels."""
+    positive = data.y > 0
+    return float(positive[data.s == 1].double().mean() - positive[data.s == 0].double().mean())
+
+
+def table_spec(path: Path, **overrides) -> DatasetSpec:
+    """A small table spec for tiny test CSVs with columns f1, f2, s, y."""
+    config = {
+        "name": "tiny",
+        "kind": "table",
+        "file": str(path),
+        "num_clients": 2,
+        "label": {"column": "y", "positive": 1},
+        "sensitive": {"column": "s", "privileged": "a"},
+        "features": [
+            {"name": "f1", "type": "numeric", "center": 1.0, "scale": 2.0},
+            {"name": "f2", "type": "numeric"},
+        ],
+    }
+    config.update(overrides)
+    return DatasetSpec.from_config(config)
+
+
+def write_csv(path: Path, text: str) -> Path:
+    """Write a tiny CSV and return its path."""
+    path.write_text(text)
+    return path
+
+
+GOOD_CSV = "f1,f2,s,y\n1,2,a,1\n3,4,b,0\n5,6,a,0\n7,8,b,1\n"
+
+
+def indexed_table(num_rows: int, seed: int = 0) -> TabularData:
+    """A table whose only feature is the row number, with random s and y, to track rows."""
+    rng = np.random.default_rng(seed)
+    return TabularData(
+        x=torch.arange(num_rows, dtype=torch.float64).unsqueeze(1),
+        s=torch.from_numpy(rng.integers(0, 2, num_rows).astype(np.float64)),
+        y=torch.from_numpy(rng.choice([-1.0, 1.0], num_rows)),
+        feature_names=("row",),
+    )
+
+
+def row_ids(data: TabularData) -> list[int]:
+    """Row numbers of an :func:`indexed_table` subset, in order."""
+    return data.x[:, 0].long().tolist()
+
+
+# --- real data -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "clients", "train", "test", "spd"),
+    [
+        ("law_school_race", 2, 8319, 2080, 0.1983),
+        ("law_school_gender", 2, 8319, 2080, 0.0211),
+        ("dutch_gender", 4, 12084, 3021, 0.2985),
+    ],
+)
+def test_real_datasets_match_table_1(data_dir, name, clients, train, test, spd):
+    spec = shipped_spec(name)
+    data = load_dataset(spec, data_dir)
+    assert spec.num_clients == clients
+    assert data.num_features == 10
+    assert spec.label.column not in data.feature_names
+    assert spec.sensitive.column not in data.feature_names
+    assert data.x.dtype == data.s.dtype == data.y.dtype == torch.float64
+    assert set(data.s.unique().tolist()) == {0.0, 1.0}
+    assert set(data.y.unique().tolist()) == {-1.0, 1.0}
+    assert raw_spd(data) == pytest.approx(spd, abs=5e-5)
+    # The written-down constants standardize the public file.
+    assert data.x.mean(0).abs().max() < 1e-3
+    assert (data.x.std(0) - 1).abs().max() < 1e-3
+    for client in partition_clients(data, clients, seed=0):
+        assert (len(client.train), len(client.test)) == (train, test)
+
+
+def test_law_school_settings_swap_race_and_male(data_dir):
+    race = load_dataset(shipped_spec("law_school_race"), data_dir)
+    gender = load_dataset(shipped_spec("law_school_gender"), data_dir)
+    assert "male" in race.feature_names and "race" not in race.feature_names
+    assert "race" in gender.feature_names and "male" not in gender.feature_names
+    male_column = race.x[:, race.feature_names.index("male")]
+    assert torch.equal(male_column > 0, gender.s == 1)
+    race_column = gender.x[:, gender.feature_names.index("race")]
+    assert torch.equal(race_column > 0, race.s == 1)
+
+
+def test_a_row_encodes_identically_on_every_node(data_dir, tmp_path):
+    spec = shipped_spec("law_school_race")
+    frame = pd.read_csv(data_dir / spec.file)
+    full = load_dataset(spec, data_dir)
+    # Two nodes hold overlapping rows, one with its rows reversed and its columns reordered.
+    node_a = frame.iloc[0:100]
+    node_b = frame.iloc[50:150].iloc[::-1][list(reversed(frame.columns))]
+    node_a.to_csv(tmp_path / "a.csv", index=False)
+    node_b.to_csv(tmp_path / "b.csv", index=False)
+    encoded_a = load_csv(spec, tmp_path / "a.csv")
+    encoded_b = load_csv(spec, tmp_path / "b.csv")
+    assert torch.equal(encoded_a.x[50:100], encoded_b.x.flip(0)[:50])  # rows 50..99 on both
+    assert torch.equal(encoded_a.x, full.x[0:100])
+    assert torch.equal(encoded_b.s.flip(0), full.s[50:150])
+    # The constants are the spec's: lsat of row 0 is (44 - center) / scale.
+    lsat = spec.features[[f.name for f in spec.features].index("lsat")]
+    assert (
+        encoded_a.x[0, encoded_a.feature_names.index("lsat")] == (44.0 - lsat.center) / lsat.scale
+    )
+    assert shipped_spec("law_school_race") == spec
+
+
+def test_load_partition_reads_the_file_once(data_dir, monkeypatch):
+    spec = shipped_spec("law_school_race")
+    calls = []
+
+    def counting_load(spec_arg, data_dir_arg=None):
+        calls.append(spec_arg.name)
+        return load_dataset(spec_arg, data_dir_arg)
+
+    partition_module._load_cached.cache_clear()
+    monkeypatch.setattr(partition_module, "load_dataset", counting_load)
+    clients = [load_partition(spec, k, seed=3, data_dir=data_dir) for k in range(2)]
+    partition_module._load_cached.cache_clear()
+    assert calls == ["law_school_race"]
+    expected = partition_clients(load_dataset(spec, data_dir), 2, seed=3)
+    for client, reference in zip(clients, expected, strict=True):
+        assert torch.equal(client.train.x, reference.train.x)
+        assert torch.equal(client.test.y, reference.test.y)
+    with pytest.raises(DataError, match="client_id"):
+        load_partition(spec, 2, seed=3, data_dir=data_dir)
+
+
+# --- sha256 and data directory ---------------------------------------------------------------
+
+
+def test_sha256_is_checked(tmp_path):
+    path = write_csv(tmp_path / "t.csv", GOOD_CSV)
+    actual = file_sha256(path)
+    assert len(load_dataset(table_spec(path, sha256=actual))) == 4
+    wrong = "0" * 64
+    with pytest.raises(DataError) as error:
+        load_dataset(table_spec(path, sha256=wrong))
+    assert (
+        str(path) in str(error.value) and wrong in str(error.value) and actual in str(error.value)
+    )
+
+
+def test_relative_file_needs_a_data_dir(tmp_path, monkeypatch):
+    write_csv(tmp_path / "t.csv", GOOD_CSV)
+    spec = table_spec(Path("t.csv"))
+    monkeypatch.delenv("FEDSYNTH_DATA_DIR", raising=False)
+    with pytest.raises(DataError, match="FEDSYNTH_DATA_DIR"):
+        load_dataset(spec)
+    assert len(load_dataset(spec, tmp_path)) == 4
+    monkeypatch.setenv("FEDSYNTH_DATA_DIR", str(tmp_path))
+    assert len(load_dataset(spec)) == 4
+
+
+# --- encoding of tiny files ------------------------------------------------------------------
+
+
+def test_tiny_csv_encoding(tmp_path):
+    data = load_csv(table_spec(tmp_path), write_csv(tmp_path / "t.csv", GOOD_CSV))
+    assert data.feature_names == ("f1", "f2")
+    assert data.x.tolist() == [[0.0, 2.0], [1.0, 4.0], [2.0, 6.0], [3.0, 8.0]]
+    assert data.s.tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert data.y.tolist() == [1.0, -1.0, -1.0, 1.0]
+
+
+def test_binary_and_categorical_features(tmp_path):
+    path = write_csv(tmp_path / "t.csv", "c,b,s,y\nred,yes,a,1\nblue,no,b,0\nred,no,a,0\n")
+    features = [
+        {"name": "c", "type": "categorical", "levels": ["blue", "green", "red"]},
+        {"name": "b", "type": "binary", "positive": "yes", "center": 0.5, "scale": 0.5},
+    ]
+    data = load_csv(table_spec(path, features=features), path)
+    assert data.feature_names == ("c=blue", "c=green", "c=red", "b")
+    assert data.x.tolist() == [[0, 0, 1, 1], [1, 0, 0, -1], [0, 0, 1, -1]]
+    features[0]["levels"] = ["blue", "green"]
+    with pytest.raises(DataError, match="'c'.*red"):
+        load_csv(table_spec(path, features=features), path)
+
+
+def test_csv_config_uses_every_other_column_unscaled(tmp_path):
+    path = write_csv(tmp_path / "t.csv", GOOD_CSV)
+    config = shipped_config("csv")
+    with pytest.raises(DataError, match="dataset.file"):
+        DatasetSpec.from_config(config)
+    config.update(file=str(path), label={"column": "y", "positive": 1})
+    config.update(sensitive={"column": "s", "privileged": "a"})
+    data = load_dataset(DatasetSpec.from_config(config))
+    assert data.feature_names == ("f1", "f2")
+    assert data.x[:, 0].tolist() == [1.0, 3.0, 5.0, 7.0]
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty"),
+        ("f1,f2,s,y\n", "no data rows"),
+        ("f1,s,y\n1,a,1\n2,b,0\n", r"\['f2'\] not found"),
+        ("f1,f2,s,z\n1,2,a,1\n2,3,b,0\n", r"\['y'\] not found"),
+        ("f1,f2,s,y\n1,2,a,1\n2,3,b,0\n3,4,a,2\n", "label column 'y' must have exactly two"),
+        ("f1,f2,s,y\n1,2,a,1\n2,3,b,1\n", "label column 'y' must have exactly two"),
+        ("f1,f2,s,y\n1,2,a,0\n2,3,b,2\n", "label column 'y' never equals .* positive value 1"),
+        ("f1,f2,s,y\n1,2,a,1\n2,3,,0\n", "column 's' has missing values in 1 row"),
+        ("f1,f2,s,y\n1,2,a,1\n2,3,b,0\n3,4,c,1\n", "sensitive column 's' must have exactly two"),
+        (
+            "f1,f2,s,y\n1,2,c,1\n2,3,b,0\n",
+            "sensitive column 's' never equals .* privileged value 'a'",
+        ),
+        ("f1,f2,s,y\n1,2,a,1\n,3,b,0\n", "column 'f1' has missing values in 1 row.*data row 2"),
+        ("f1,f2,s,y\n1,2,a,1\n2,x7,b,0\n", "numeric column 'f2' has non-numeric value 'x7'"),
+        ("f1,f2,s,y\n1,2,a,1\n2,inf,b,0\n", "column 'f2' has infinite values"),
+    ],
+)
+def test_bad_files_raise_data_error(tmp_path, text, message):
+    path = write_csv(tmp_path / "bad.csv", text)
+    with pytest.raises(DataError, match=message) as error:
+        load_csv(table_spec(path), path)
+    assert str(path) in str(error.value)
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nowhere.csv"
+    with pytest.raises(DataError, match="not found.*nowhere.csv"):
+        load_dataset(table_spec(path))
+    with pytest.raises(DataError, match="not found.*nowhere.csv"):
+        load_csv(table_spec(path), path)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"labell": {}}, "unknown key.*labell"),
+        ({"kind": "parquet"}, "kind must be one of"),
+        ({"num_clients": 0}, "num_clients must be an integer >= 1"),
+        ({"label": {"column": "s", "positive": 1}}, "both 's'"),
+        ({"sensitive": None}, "sensitive is missing"),
+        ({"features": [{"name": "f1", "scale": 0}]}, "scale must be > 0"),
+        ({"features": [{"name": "f1", "type": "text"}]}, "type must be one of"),
+        ({"features": [{"name": "y"}]}, "label or sensitive column"),
+        ({"features": [{"name": "f1"}, {"name": "f1"}]}, "listed twice"),
+        ({"sha256": "abc"}, "64 hex digits"),
+        ({"generator": {"seed": 1}}, "only used by kind: synthetic"),
+    ],
+)
+def test_bad_specs_raise_data_error(tmp_path, overrides, message):
+    with pytest.raises(DataError, match=message):
+        table_spec(tmp_path / "t.csv", **overrides)
+
+
+def test_bad_partition_arguments():
+    data = indexed_table(20)
+    with pytest.raises(DataError, match="unknown partition scheme 'random'"):
+        partition_clients(data, 2, seed=0, scheme="random")
+    for fraction in (0.0, 1.0, -0.1, 1.5):
+        with pytest.raises(DataError, match="test_fraction"):
+            partition_clients(data, 2, seed=0, test_fraction=fraction)
+        with pytest.raises(DataError, match="test_fraction"):
+            split_train_test(data, seed=0, test_fraction=fraction)
+    with pytest.raises(DataError, match="dirichlet_alpha"):
+        partition_clients(data, 2, seed=0, scheme="dirichlet", dirichlet_alpha=0.0)
+    with pytest.raises(DataError, match="seed"):
+        partition_clients(data, 2, seed=-1)
+    with pytest.raises(DataError, match="21 clients requested but the dataset has only 20 rows"):
+        partition_clients(data, 21, seed=0)
+    # 20 rows over 10 clients: 2 rows each, round(0.2 * 2) = 0 test rows.
+    with pytest.raises(DataError, match="client 0: 2 row.*0 test"):
+        partition_clients(data, 10, seed=0)
+
+
+def test_dirichlet_client_without_rows_is_an_error():
+    with pytest.raises(DataError, match="receives no rows"):
+        partition_clients(indexed_table(40), 10, seed=0, scheme="dirichlet", dirichlet_alpha=0.01)
+
+
+# --- partitions ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["iid", "dirichlet"])
+def test_partitions_are_seeded(scheme):
+    data = indexed_table(1000)
+
+    def rows(seed):
+        clients = partition_clients(data, 3, seed=seed, scheme=scheme)
+        return [(row_ids(c.train), row_ids(c.test)) for c in clients]
+
+    assert rows(7) == rows(7)
+    assert rows(7) != rows(8)
+
+
+def test_iid_clients_are_disjoint_equal_and_drop_the_remainder():
+    data = indexed_table(1003)
+    clients = partition_clients(data, 4, seed=1)
+    ids = [i for c in clients for i in row_ids(c.train) + row_ids(c.test)]
+    assert len(ids) == len(set(ids)) == 1000
+    assert {(len(c.train), len(c.test)) for c in clients} == {(200, 50)}
+    assert [c.client_id for c in clients] == [0, 1, 2, 3]
+
+
+def test_dirichlet_covers_every_row_once_and_keeps_groups():
+    data = indexed_table(2000)
+    clients = partition_clients(data, 5, seed=2, scheme="dirichlet", dirichlet_alpha=0.5)
+    ids = sorted(i for c in clients for i in row_ids(c.train) + row_ids(c.test))
+    assert ids == list(range(2000))
+    sizes = [len(c.train) + len(c.test) for c in clients]
+    assert len(set(sizes)) > 1  # non-IID: unequal clients
+    for client in clients:
+        held = torch.tensor(row_ids(client.train) + row_ids(client.test))
+        assert torch.equal(torch.cat([client.train.s, client.test.s]), data.s[held])
+        assert torch.equal(torch.cat([client.train.y, client.test.y]), data.y[held])
+        # A node holding exactly these rows (in file order) gets the same split.
+        own = split_train_test(data.subset(held.sort().values), seed=2, client_id=client.client_id)
+        assert torch.equal(own.train.x, client.train.x)
+
+
+def test_split_train_test_sizes():
+    part = split_train_test(indexed_table(10399), seed=0, client_id=1)
+    assert (len(part.train), len(part.test), part.client_id) == (8319, 2080, 1)
+    assert not set(row_ids(part.train)) & set(row_ids(part.test))
+
+
+# --- synthetic -------------------------------------------------------------------------------
+
+
+def test_synthetic_is_biased_deterministic_and_fileless(monkeypatch):
+    monkeypatch.delenv("FEDSYNTH_DATA_DIR", raising=False)
+    spec = shipped_spec("synthetic")
+    data = load_dataset(spec)
+    assert len(data) >= 2000 and data.num_features == 5 and 2 <= spec.num_clients <= 3
+    assert set(data.y.unique().tolist()) == {-1.0, 1.0}
+    assert set(data.s.unique().tolist()) == {0.0, 1.0}
+    assert abs(raw_spd(data)) > 0.1
+    # A plain least-squares classifier on the non-sensitive features is unfair too.
+    design = torch.cat([data.x, torch.ones(len(data), 1, dtype=torch.float64)], dim=1)
+    weights = torch.linalg.lstsq(design, data.y.unsqueeze(1)).solution
+    predicted = TabularData(
+        data.x, data.s, torch.sign(design @ weights).squeeze(1), data.feature_names
+    )
+    assert abs(raw_spd(predicted)) > 0.1
+    again = load_dataset(shipped_spec("synthetic"))
+    assert torch.equal(again.x, data.x) and torch.equal(again.s, data.s)
+    other = generate_synthetic(dataclasses.replace(spec.generator, seed=spec.generator.seed + 1))
+    assert not torch.equal(other.x, data.x)

@@ -1,0 +1,181 @@
+"""The federation layer without a Flower runtime: message format, run config, outcome file, the
+in-process engine, the protocol's privacy and fault handling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flwr.app import RecordDict
+
+from fedsynth.federated import InProcessEngine, RunOutcome
+from fedsynth.federated.engines import InProcessTransport
+from fedsynth.federated.experiment import RUN_CONFIG_DEFAULTS, experiment_from_run_config, run_config_for
+from fedsynth.federated.messages import decode, encode, payload_from_record, payload_to_record, record_nbytes
+from fedsynth.federated.server_logic import run_experiment
+from fedsynth.methods import ClientFailure, Payload
+from federated_support import SYNTHETIC_ROWS, TINY, faulty_experiment, tiny_experiment
+
+# ----------------------------------------------------------------------------- messages
+
+
+def test_payload_round_trip_through_flower_serde() -> None:
+    payload = Payload(
+        arrays={"x": np.arange(6.0).reshape(3, 2), "s": np.array([0.0, 1.0, 1.0]), "n": np.arange(3)},
+        config={"rho_o": 10.0, "k_max": 5, "labels": "copy", "flag": True},
+        metrics={"n": 3.0, "loss": 0.5},
+    )
+    record = payload_to_record(payload)
+    back = payload_from_record(decode(encode(record)))
+    assert back.config == payload.config and back.metrics == payload.metrics
+    assert set(back.arrays) == set(payload.arrays)
+    for name, array in payload.arrays.items():
+        assert back.arrays[name].dtype == array.dtype and np.array_equal(back.arrays[name], array)
+    assert record_nbytes(record) == len(encode(record))
+
+
+def test_empty_payload_is_an_empty_message() -> None:
+    record = payload_to_record(Payload())
+    assert list(record.keys()) == [] and record_nbytes(record) == 0
+
+
+# ----------------------------------------------------------------------------- run config
+
+
+def test_run_config_carries_the_experiment_exactly() -> None:
+    experiment = tiny_experiment()
+    run_config = run_config_for({**experiment, "engine": {"ignored": 1}}, "results.json")
+    assert set(run_config) == set(RUN_CONFIG_DEFAULTS)
+    assert Path(run_config["results-path"]).is_absolute()
+    assert experiment_from_run_config(run_config) == json.loads(json.dumps(experiment))
+
+
+def test_overrides_compose_the_bundled_conf_like_flwr_run_does() -> None:
+    composed = experiment_from_run_config({**RUN_CONFIG_DEFAULTS, "overrides": " ".join(TINY)})
+    assert composed == tiny_experiment()
+    assert composed["method"]["k_max"] == 3 and composed["dataset"]["name"] == "synthetic"
+
+
+@pytest.mark.parametrize(
+    "run_config, message",
+    [
+        ({"experiment": "{}", "overrides": "seed=1"}, "not both"),
+        ({"unknown": "1"}, "unknown run config keys"),
+        ({"experiment": json.dumps({"seed": 0})}, "lacks"),
+    ],
+)
+def test_bad_run_config_is_refused(run_config: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        experiment_from_run_config(run_config)
+
+
+def test_min_clients_above_client_count_is_refused() -> None:
+    with pytest.raises(ValueError, match="min_clients"):
+        run_config_for(tiny_experiment("federation.min_clients=4"))
+
+
+# ----------------------------------------------------------------------------- outcome file
+
+
+def test_results_are_written_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "out" / "results.json"
+    RunOutcome(engine="x", theta=[np.float64(1.5)], metrics={"accuracy": np.float64(0.5)}).write_json(path)
+    assert RunOutcome.read_json(path).theta == [1.5]
+
+    def disk_full(fd: int) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.fsync", disk_full)  # the second write fails half-way
+    with pytest.raises(OSError, match="disk full"):
+        RunOutcome(engine="y", theta=[2.0]).write_json(path)
+    assert RunOutcome.read_json(path).engine == "x"  # the old file, intact
+    assert [p.name for p in path.parent.iterdir()] == ["results.json"]  # no temporary left
+
+
+# ----------------------------------------------------------------------------- in-process runs
+
+
+class RecordingTransport:
+    """Wraps a transport and keeps a copy of every message in both directions."""
+
+    def __init__(self, inner: InProcessTransport) -> None:
+        self.inner = inner
+        self.log: list[tuple[str, int, RecordDict, RecordDict | ClientFailure]] = []
+
+    def nodes(self) -> list[int]:
+        return self.inner.nodes()
+
+    def exchange(self, action, contents, timeout):
+        replies = self.inner.exchange(action, contents, timeout)
+        for node, content in contents.items():
+            self.log.append((action, node, decode(encode(content)), replies[node]))
+        return replies
+
+
+@pytest.fixture(scope="module")
+def tiny_outcome() -> RunOutcome:
+    return InProcessEngine().run(tiny_experiment())
+
+
+def test_in_process_run_reports_per_client_metrics_and_traffic(tiny_outcome: RunOutcome) -> None:
+    out = tiny_outcome
+    assert out.engine == "inprocess" and out.failures == []
+    assert out.round_trips == 1 and [s["action"] for s in out.sends] == ["train", "evaluate"]
+    assert [c["client_id"] for c in out.clients] == [0, 1, 2]
+    assert set(out.metrics) >= {"accuracy", "spd", "covariance", "eod"}
+    assert all(set(c["metrics"]) >= {"accuracy", "spd"} for c in out.clients)
+    assert out.bytes_up == sum(sum(c["bytes_up"].values()) for c in out.clients)
+    assert out.bytes_down == sum(sum(c["bytes_down"].values()) for c in out.clients)
+    assert all(c["bytes_up"]["train"] > 0 and c["compute_s"]["train"] > 0 for c in out.clients)
+    assert out.timings["wall_s"] >= out.timings["server_s"] > 0
+    assert len(out.theta) == 5 + 1 + 1  # x, s, intercept
+
+
+def test_protocol_sends_only_synthetic_arrays_and_the_model() -> None:
+    """Every message of the protocol: nothing beyond (x̂, ŝ, ŷ) leaves a client, only the
+    synthesis configuration and θ reach it (reporting off, as outside an experiment)."""
+    experiment = tiny_experiment("federation.report_metrics=false")
+    run_config = run_config_for(experiment)
+    transport = RecordingTransport(InProcessTransport(run_config))
+    out = run_experiment(experiment_from_run_config(run_config), transport, engine="inprocess")
+    assert out.failures == [] and out.metrics == {}
+
+    num_features = experiment["dataset"]["generator"]["num_features"]
+    assert [action for action, *_ in transport.log] == ["train"] * 3 + ["evaluate"] * 3
+    for action, node, sent, reply in transport.log:
+        assert isinstance(reply, RecordDict), (node, reply)
+        if action == "train":
+            assert list(sent.keys()) == ["config"]
+            assert list(reply.keys()) == ["arrays"]
+            arrays = payload_from_record(reply).arrays
+            assert sorted(arrays) == ["s", "x", "y"]
+            # The row count is the server's N_s, not the client's dataset size.
+            assert arrays["x"].shape == (SYNTHETIC_ROWS, num_features)
+            assert arrays["s"].shape == arrays["y"].shape == (SYNTHETIC_ROWS,)
+            assert set(np.unique(arrays["s"])) <= {0.0, 1.0} and set(np.unique(arrays["y"])) <= {-1.0, 1.0}
+        else:
+            assert list(sent.keys()) == ["arrays"] and list(sent.array_records["arrays"]) == ["theta"]
+            assert list(reply.keys()) == []  # metrics stay on the client
+    assert all(c["bytes_up"]["evaluate"] == 0 for c in out.clients)
+
+
+def test_crash_timeout_and_invalid_payload_are_reported_by_node_and_reason() -> None:
+    faults = {"1": "crash", "2": "sleep", "3": "garbage"}
+    out = InProcessEngine().run(faulty_experiment(faults, "federation.timeout_s=3", sleep_s=4.5))
+    reasons = {f["node"]: f["reason"] for f in out.failures}
+    assert sorted(reasons) == [2, 3, 4]  # node k + 1 holds client k
+    assert reasons[2] == "train: crashed: RuntimeError: injected crash on client 1"
+    assert reasons[3] == "train: no reply within 3 s"
+    assert reasons[4].startswith("invalid payload: x must hold finite numbers")
+    assert out.info["synthetic_rows"] == {"1": SYNTHETIC_ROWS}  # θ from the one valid client
+    assert [c["node"] for c in out.clients] == [1, 2, 3, 4]  # θ still went to every client
+    assert {0, 1, 3} <= {c["client_id"] for c in out.clients}
+
+
+def test_too_few_valid_clients_fail_the_run_with_the_reasons() -> None:
+    experiment = faulty_experiment({"0": "crash", "1": "garbage", "2": "crash"}, "federation.min_clients=2")
+    with pytest.raises(RuntimeError, match=r"only 1 of 4 clients.*min_clients=2") as error:
+        InProcessEngine().run(experiment)
+    assert "injected crash on client 0" in str(error.value) and "finite" in str(error.value)

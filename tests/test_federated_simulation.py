@@ -1,0 +1,121 @@
+"""The Flower apps on Flower's simulation engine (a private SuperLink on 127.0.0.1, Ray, one CPU
+per client). Each run costs 20-60 s, so the runs are module fixtures shared by the assertions."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fedsynth.federated import InProcessEngine, RunOutcome, SimulationEngine
+from fedsynth.federated.messages import payload_to_record, record_nbytes
+from fedsynth.methods import Payload
+from federated_support import SYNTHETIC_ROWS, faulty_experiment, tiny_experiment
+
+pytestmark = pytest.mark.slow
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module", autouse=True)
+def plugin_on_pythonpath():
+    """The fault-injecting plugin lives in tests/: the simulated clients and the ServerApp find
+    it through PYTHONPATH, like any method module outside the app bundle."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])))
+        yield
+
+
+@pytest.fixture(scope="module")
+def same_run() -> tuple[RunOutcome, RunOutcome]:
+    """One experiment on both engines."""
+    experiment = tiny_experiment()
+    return SimulationEngine().run(experiment), InProcessEngine().run(experiment)
+
+
+@pytest.fixture(scope="module")
+def faulty_run() -> RunOutcome:
+    """4 simulated clients: client 1 crashes, client 2 answers after the timeout, client 3 sends
+    NaN features; reporting off, so nothing but synthetic data and θ moves."""
+    experiment = faulty_experiment(
+        {"1": "crash", "2": "sleep", "3": "garbage"},
+        "federation.timeout_s=30",
+        "federation.report_metrics=false",
+        sleep_s=40.0,
+    )
+    return SimulationEngine().run(experiment)
+
+
+def test_both_engines_give_the_same_numbers(same_run: tuple[RunOutcome, RunOutcome]) -> None:
+    simulation, in_process = same_run
+    assert simulation.engine == "simulation" and in_process.engine == "inprocess"
+    assert simulation.failures == in_process.failures == []
+    # The server concatenates the clients' data in node order (random in Flower), so θ agrees
+    # to rounding, and the metrics derived from it exactly or to rounding.
+    np.testing.assert_allclose(simulation.theta, in_process.theta, rtol=1e-9, atol=1e-12)
+    assert simulation.metrics.keys() == in_process.metrics.keys()
+    for key in simulation.metrics:
+        assert simulation.metrics[key] == pytest.approx(in_process.metrics[key], rel=1e-9, abs=1e-12)
+    for sim_client, local_client in zip(simulation.clients, in_process.clients, strict=True):
+        assert sim_client["client_id"] == local_client["client_id"]
+        assert sim_client["counts"]["n"] == local_client["counts"]["n"]
+        assert sim_client["counts"]["correct"] == local_client["counts"]["correct"]
+        assert sim_client["bytes_up"] == local_client["bytes_up"]
+        assert sim_client["bytes_down"] == local_client["bytes_down"]
+    assert simulation.round_trips == in_process.round_trips == 1
+    assert simulation.bytes_up == in_process.bytes_up and simulation.bytes_down == in_process.bytes_down
+
+
+def test_simulation_reports_engine_timings(same_run: tuple[RunOutcome, RunOutcome]) -> None:
+    timings = same_run[0].timings
+    assert timings["wall_s"] > timings["server_s"] > 0
+    assert timings["overhead_s"] == pytest.approx(timings["wall_s"] - timings["compute_s"])
+
+
+def test_faults_are_reported_and_the_run_goes_on(faulty_run: RunOutcome) -> None:
+    reasons = sorted(f["reason"] for f in faulty_run.failures)
+    assert len(reasons) == 3, reasons
+    assert reasons[0].startswith("invalid payload: x must hold finite numbers")
+    assert reasons[1].startswith("train: crashed:") and "injected crash on client 1" in reasons[1]
+    assert reasons[2] == "train: no reply within 30 s"
+    assert len(faulty_run.clients) == 4 and len(faulty_run.info["synthetic_rows"]) == 1
+
+
+def test_only_synthetic_arrays_leave_a_simulated_client(faulty_run: RunOutcome) -> None:
+    """Byte for byte: the valid client sent exactly an (N_s, d) x̂ with ŝ, ŷ, and after θ
+    arrived, nothing (its metrics stay local)."""
+    num_features = faulty_experiment({})["dataset"]["generator"]["num_features"]
+    expected = record_nbytes(
+        payload_to_record(
+            Payload(
+                arrays={
+                    "x": np.zeros((SYNTHETIC_ROWS, num_features)),
+                    "s": np.zeros(SYNTHETIC_ROWS),
+                    "y": np.zeros(SYNTHETIC_ROWS),
+                }
+            )
+        )
+    )
+    valid_node = int(next(iter(faulty_run.info["synthetic_rows"])))
+    client = next(c for c in faulty_run.clients if c["node"] == valid_node)
+    assert client["bytes_up"] == {"train": expected, "evaluate": 0}
+    assert faulty_run.metrics == {} and all(c["client_id"] is None for c in faulty_run.clients)
+
+
+def test_a_failed_run_fails_the_engine_and_writes_no_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every client crashes, fewer than min_clients remain: Flower marks the run failed although
+    ``flwr run --stream`` exits 0; the engine checks the status and raises with the log."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the engine's work folder goes here
+    experiment = faulty_experiment({"0": "crash", "1": "crash", "2": "crash", "3": "crash"})
+    with pytest.raises(RuntimeError) as error:
+        SimulationEngine(keep_workdir=True).run(experiment)
+    message = str(error.value)
+    assert "finished:failed" in message
+    assert "min_clients=1" in message and "injected crash on client 0" in message
+    (workdir,) = tmp_path.glob("fedsynth-sim-*")
+    assert not list(workdir.glob("*results.json*"))  # neither the file nor a partial temporary
