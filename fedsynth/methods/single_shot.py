@@ -193,8 +193,8 @@ class SingleShot(FederatedMethod):
         self, action: str, payload: Payload, data: ClientPartition, state: dict[str, np.ndarray]
     ) -> Payload:
         """``train``: step 2, synthesize and reply (x̂, ŝ, ŷ) only. ``evaluate``: step 4, evaluate
-        the received θ on the client's test data (metrics go back only when the harness asks
-        for a report, ``config["report"]``)."""
+        the received θ on the client's test data (test counts and the privacy report of its
+        synthetic data; the engine's harness decides whether they leave the client)."""
         if action == "train":
             config, seed = self.config_from_request(payload)
             result = synthesize(data.train, config, seed=seed + data.client_id, progress=_progress_logger(data.client_id, config.k_max))
@@ -204,8 +204,6 @@ class SingleShot(FederatedMethod):
         if action == "evaluate":
             theta = np.asarray(payload.arrays["theta"], dtype=np.float64)
             state["theta"] = theta
-            if not payload.config.get("report", True):
-                return Payload()
             metrics = evaluation_counts(theta, data.test, self.config.fit_intercept)
             if "synthetic_x" in state:
                 synthetic = TabularData(
