@@ -12,7 +12,7 @@ import numpy as np
 
 from fedsynth.data.types import ClientPartition
 from fedsynth.federated.experiment import compose_experiment
-from fedsynth.methods.base import Payload
+from fedsynth.methods.base import Communicator, Payload, ServerResult
 from fedsynth.methods.single_shot import SingleShot
 
 
@@ -31,11 +31,18 @@ def tiny_experiment(*overrides: str) -> dict:
     return compose_experiment([*TINY, *overrides])
 
 
-def faulty_experiment(faults: dict[str, str], *overrides: str, sleep_s: float = 0.0) -> dict:
+def faulty_experiment(
+    faults: dict[str, str], *overrides: str, sleep_s: float = 0.0, warmup_timeout_s: float = 0.0
+) -> dict:
     """The tiny experiment with 4 clients and :class:`FaultySingleShot` as the method."""
     experiment = tiny_experiment("dataset.num_clients=4", *overrides)
     experiment["method"].update(
-        {"_target_": "federated_support.FaultySingleShot", "faults": faults, "sleep_s": sleep_s}
+        {
+            "_target_": "federated_support.FaultySingleShot",
+            "faults": faults,
+            "sleep_s": sleep_s,
+            "warmup_timeout_s": warmup_timeout_s,
+        }
     )
     return experiment
 
@@ -47,20 +54,40 @@ class FaultySingleShot(SingleShot):
         faults: client id (as a string) -> ``"crash"`` (raise), ``"sleep"`` (answer after
             ``sleep_s`` seconds) or ``"garbage"`` (reply with NaN features).
         sleep_s: how long a ``"sleep"`` client waits before answering.
+        warmup_timeout_s: if > 0, a ``query`` round with this timeout comes first, so that the
+            clients are up and warm when ``train`` is timed with ``federation.timeout_s`` (a
+            simulated client's first message can take tens of seconds on a loaded machine).
         **kwargs: passed to :class:`SingleShot`.
     """
 
     name = "faulty_single_shot"
 
-    def __init__(self, *, faults: dict[str, str] | None = None, sleep_s: float = 0.0, **kwargs) -> None:
+    def __init__(
+        self,
+        *,
+        faults: dict[str, str] | None = None,
+        sleep_s: float = 0.0,
+        warmup_timeout_s: float = 0.0,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.faults = {int(client): fault for client, fault in (faults or {}).items()}
         self.sleep_s = float(sleep_s)
+        self.warmup_timeout_s = float(warmup_timeout_s)
+
+    def run_server(self, comm: Communicator) -> ServerResult:
+        """The optional warm-up round, then :meth:`SingleShot.run_server`."""
+        if self.warmup_timeout_s > 0:
+            comm.send("query", {node: Payload() for node in comm.nodes()}, timeout=self.warmup_timeout_s)
+        return super().run_server(comm)
 
     def handle_client(
         self, action: str, payload: Payload, data: ClientPartition, state: dict[str, np.ndarray]
     ) -> Payload:
-        """Misbehave on ``train`` if this client has a fault, else act as :class:`SingleShot`."""
+        """Misbehave on ``train`` if this client has a fault, else act as :class:`SingleShot`;
+        answer the warm-up ``query`` with an empty payload."""
+        if action == "query":
+            return Payload()
         fault = self.faults.get(data.client_id) if action == "train" else None
         if fault == "crash":
             raise RuntimeError(f"injected crash on client {data.client_id}")

@@ -179,3 +179,41 @@ def test_too_few_valid_clients_fail_the_run_with_the_reasons() -> None:
     with pytest.raises(RuntimeError, match=r"only 1 of 4 clients.*min_clients=2") as error:
         InProcessEngine().run(experiment)
     assert "injected crash on client 0" in str(error.value) and "finite" in str(error.value)
+
+
+def test_flower_error_reasons_are_summarized() -> None:
+    from fedsynth.federated.server_app import error_summary
+
+    deployment = "<class 'RuntimeError'>:<'injected crash on client 0'>"
+    simulation = (
+        "<class 'ray.exceptions.RayTaskError(ClientAppException)'>:<'ray::ClientAppActor.run()\n"
+        '  File "x.py", line 1\nException ClientAppException occurred. Message: injected crash on client 0\'>'
+    )
+    assert error_summary(deployment) == "RuntimeError: injected crash on client 0"
+    assert error_summary(simulation) == "RayTaskError(ClientAppException): injected crash on client 0"
+    assert error_summary("something else") == "something else"
+
+
+@pytest.mark.slow  # Flower walks the whole checkout (a .venv included) to build the FAB
+@pytest.mark.filterwarnings("ignore:GitWildMatchPattern:DeprecationWarning")  # inside Flower
+def test_app_bundle_holds_the_package_and_configs_only(tmp_path: Path) -> None:
+    """The FAB Flower builds from the checkout (what ``flwr run .`` sends) equals the one built from
+    the staged copy the engines run, and carries no virtual environment, outputs or tests."""
+    import io
+    import zipfile
+
+    from flwr.cli.build import build_fab_from_disk
+
+    from fedsynth.federated.experiment import APP_ROOT
+    from fedsynth.federated.processes import stage_app
+
+    staged = build_fab_from_disk(stage_app(APP_ROOT, tmp_path / "app"))
+    assert staged == build_fab_from_disk(APP_ROOT)
+    names = zipfile.ZipFile(io.BytesIO(staged)).namelist()
+    assert "fedsynth/federated/server_app.py" in names and "conf/config.yaml" in names
+    assert all(
+        name in ("pyproject.toml", ".info/CONTENT")
+        or (name.startswith("fedsynth/") and name.endswith(".py"))
+        or (name.startswith("conf/") and name.endswith(".yaml"))
+        for name in names
+    ), names

@@ -4,7 +4,6 @@ per client). Each run costs 20-60 s, so the runs are module fixtures shared by t
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +38,14 @@ def same_run() -> tuple[RunOutcome, RunOutcome]:
 @pytest.fixture(scope="module")
 def faulty_run() -> RunOutcome:
     """4 simulated clients: client 1 crashes, client 2 answers after the timeout, client 3 sends
-    NaN features; reporting off, so nothing but synthetic data and θ moves."""
+    NaN features; reporting off, so nothing but synthetic data and θ moves. A warm-up round
+    first, so that only the sleeper misses the 10 s timeout of ``train``."""
     experiment = faulty_experiment(
         {"1": "crash", "2": "sleep", "3": "garbage"},
-        "federation.timeout_s=30",
+        "federation.timeout_s=10",
         "federation.report_metrics=false",
-        sleep_s=40.0,
+        sleep_s=15.0,
+        warmup_timeout_s=600.0,
     )
     return SimulationEngine().run(experiment)
 
@@ -80,13 +81,13 @@ def test_faults_are_reported_and_the_run_goes_on(faulty_run: RunOutcome) -> None
     assert len(reasons) == 3, reasons
     assert reasons[0].startswith("invalid payload: x must hold finite numbers")
     assert reasons[1].startswith("train: crashed:") and "injected crash on client 1" in reasons[1]
-    assert reasons[2] == "train: no reply within 30 s"
+    assert reasons[2] == "train: no reply within 10 s"
     assert len(faulty_run.clients) == 4 and len(faulty_run.info["synthetic_rows"]) == 1
 
 
 def test_only_synthetic_arrays_leave_a_simulated_client(faulty_run: RunOutcome) -> None:
-    """Byte for byte: the valid client sent exactly an (N_s, d) x̂ with ŝ, ŷ, and after θ
-    arrived, nothing (its metrics stay local)."""
+    """Byte for byte: the valid client sent exactly an (N_s, d) x̂ with ŝ, ŷ, and nothing in
+    reply to the warm-up or to θ (its metrics stay local)."""
     num_features = faulty_experiment({})["dataset"]["generator"]["num_features"]
     expected = record_nbytes(
         payload_to_record(
@@ -101,21 +102,18 @@ def test_only_synthetic_arrays_leave_a_simulated_client(faulty_run: RunOutcome) 
     )
     valid_node = int(next(iter(faulty_run.info["synthetic_rows"])))
     client = next(c for c in faulty_run.clients if c["node"] == valid_node)
-    assert client["bytes_up"] == {"train": expected, "evaluate": 0}
+    assert client["bytes_up"] == {"query": 0, "train": expected, "evaluate": 0}
     assert faulty_run.metrics == {} and all(c["client_id"] is None for c in faulty_run.clients)
 
 
-def test_a_failed_run_fails_the_engine_and_writes_no_results(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failed_run_fails_the_engine_and_writes_no_results(tmp_path: Path) -> None:
     """Every client crashes, fewer than min_clients remain: Flower marks the run failed although
     ``flwr run --stream`` exits 0; the engine checks the status and raises with the log."""
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the engine's work folder goes here
     experiment = faulty_experiment({"0": "crash", "1": "crash", "2": "crash", "3": "crash"})
     with pytest.raises(RuntimeError) as error:
-        SimulationEngine(keep_workdir=True).run(experiment)
+        SimulationEngine(workdir=tmp_path).run(experiment)
     message = str(error.value)
     assert "finished:failed" in message
     assert "min_clients=1" in message and "injected crash on client 0" in message
-    (workdir,) = tmp_path.glob("fedsynth-sim-*")
-    assert not list(workdir.glob("*results.json*"))  # neither the file nor a partial temporary
+    assert (tmp_path / "run.log").is_file()
+    assert not list(tmp_path.glob("*results.json*"))  # neither the file nor a partial temporary

@@ -131,9 +131,11 @@ class SimulationEngine:
 
     Args:
         client_cpus: CPUs Ray reserves for each simulated client.
-        run_timeout_s: the longest a run may take, SuperLink start-up included.
+        run_timeout_s: the longest ``flwr run`` (submission, the run, its log stream) may take.
         app_dir: the Flower app (the folder with ``pyproject.toml``); default: this checkout.
-        keep_workdir: keep the temporary folder (logs, Flower and Ray state) for inspection.
+        workdir: a folder to keep the run's files in (Flower state, SuperLink and run logs,
+            ``results.json``); default: a temporary folder, removed afterwards. Ray's own files
+            always go to a short temporary folder (its socket paths are length-limited).
     """
 
     name = "simulation"
@@ -141,31 +143,34 @@ class SimulationEngine:
     def __init__(
         self,
         client_cpus: int = 1,
-        run_timeout_s: float = 3600.0,
+        run_timeout_s: float = 86400.0,
         app_dir: str | Path | None = None,
-        keep_workdir: bool = False,
+        workdir: str | Path | None = None,
     ) -> None:
         self.client_cpus = client_cpus
         self.run_timeout_s = run_timeout_s
         self.app_dir = Path(app_dir) if app_dir is not None else APP_ROOT
-        self.keep_workdir = keep_workdir
+        self.workdir = Path(workdir).resolve() if workdir is not None else None
         if not (self.app_dir / "pyproject.toml").is_file():
             raise FileNotFoundError(f"no Flower app (pyproject.toml) in {self.app_dir}")
 
     def run(self, config: Mapping[str, Any]) -> RunOutcome:
         """Run the experiment ``config``; raise ``RuntimeError`` with the run's log if it fails."""
         start = time.perf_counter()
-        workdir = Path(tempfile.mkdtemp(prefix="fedsynth-sim-"))
+        workdir = self.workdir or Path(tempfile.mkdtemp(prefix="fedsynth-sim-"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        ray_tmpdir = Path(tempfile.mkdtemp(prefix="ray-"))
         try:
-            outcome = self._run_in(workdir, config)
+            outcome = self._run_in(workdir, ray_tmpdir, config)
         finally:
-            if not self.keep_workdir:
+            shutil.rmtree(ray_tmpdir, ignore_errors=True)
+            if self.workdir is None:
                 shutil.rmtree(workdir, ignore_errors=True)
         return _finish(outcome, self.name, start)
 
-    def _run_in(self, workdir: Path, config: Mapping[str, Any]) -> RunOutcome:
+    def _run_in(self, workdir: Path, ray_tmpdir: Path, config: Mapping[str, Any]) -> RunOutcome:
         """Start a SuperLink, run the app on it, check the run's status, read the outcome."""
-        env = processes.flower_env(workdir)
+        env = processes.flower_env(workdir, ray_tmpdir)
         results_path = workdir / "results.json"
         run_config_file = workdir / "run_config.toml"
         run_config_file.write_text(tomli_w.dumps(run_config_for(config, results_path)), encoding="utf-8")

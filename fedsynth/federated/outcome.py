@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from fedsynth.io import jsonable, write_json_atomic
 
 
 @dataclass
@@ -64,39 +62,11 @@ class RunOutcome:
         return cls(**data)
 
     def write_json(self, path: str | Path) -> Path:
-        """Write ``results.json`` atomically: a reader sees the old file or the complete new one,
-        never a partial one (temporary file in the same folder, then ``os.replace``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=True)
-        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(text + "\n")
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        return path
+        """Write ``results.json`` atomically (see :func:`fedsynth.io.write_json_atomic`)."""
+        return write_json_atomic(path, self.to_dict())
 
     @classmethod
     def read_json(cls, path: str | Path) -> "RunOutcome":
         """Load an outcome written by :meth:`write_json`."""
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
-
-def jsonable(value: Any) -> Any:
-    """``value`` with numpy arrays/scalars, tuples and non-string keys made JSON-serializable."""
-    if isinstance(value, dict):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if hasattr(value, "tolist") and callable(value.tolist):  # torch tensors
-        return value.tolist()
-    return value

@@ -26,18 +26,21 @@ LOCALHOST = "127.0.0.1"
 BIN_DIR = Path(sys.executable).parent
 
 
-def flower_env(workdir: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for Flower and Ray processes whose state lives under ``workdir``."""
+def flower_env(workdir: Path, ray_tmpdir: Path | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for Flower and Ray processes: Flower's state in ``workdir/flwr-home``,
+    Ray's in ``ray_tmpdir`` (default ``workdir/ray``; Ray's socket paths under it must stay below
+    108 bytes, so keep it short)."""
     env = dict(os.environ if base is None else base)
-    (workdir / "flwr-home").mkdir(parents=True, exist_ok=True)
-    (workdir / "ray").mkdir(parents=True, exist_ok=True)
+    ray_tmpdir = ray_tmpdir or workdir / "ray"
+    for folder in (workdir / "flwr-home", ray_tmpdir):
+        folder.mkdir(parents=True, exist_ok=True)
     env.update(
         {
             "FLWR_HOME": str(workdir / "flwr-home"),
             "FLWR_TELEMETRY_ENABLED": "0",
             "FLWR_DISABLE_UPDATE_CHECK": "1",
             "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-            "RAY_TMPDIR": str(workdir / "ray"),
+            "RAY_TMPDIR": str(ray_tmpdir),
             "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
             "RAY_USAGE_STATS_ENABLED": "0",

@@ -8,8 +8,9 @@ usable clients) raises, which makes Flower mark the run ``finished:failed``.
 from __future__ import annotations
 
 import json
+import re
 import time
-from logging import INFO
+from logging import INFO, WARNING
 from typing import Mapping
 
 from flwr.app import Context, Message, RecordDict
@@ -26,21 +27,22 @@ app = ServerApp()
 class GridTransport:
     """A :class:`~fedsynth.federated.server_logic.Transport` over Flower's ``Grid``."""
 
-    def __init__(self, grid: Grid, expected_nodes: int, connect_timeout: float) -> None:
+    def __init__(self, grid: Grid) -> None:
         self._grid = grid
-        self._expected_nodes = expected_nodes
-        self._connect_timeout = connect_timeout
         self._exchanges = 0
 
-    def nodes(self) -> list[int]:
-        """The connected nodes; waits up to the connect timeout for all expected nodes (in a
-        deployment, SuperNodes may still be connecting when the run starts)."""
-        deadline = time.monotonic() + self._connect_timeout
-        nodes = sorted(self._grid.get_node_ids())
-        while len(nodes) < self._expected_nodes and time.monotonic() < deadline:
+    def wait_for_nodes(self, expected: int, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds until ``expected`` nodes are connected (in a deployment,
+        SuperNodes may still be connecting when the run starts); go on with fewer after that."""
+        deadline = time.monotonic() + timeout
+        while len(self.nodes()) < expected and time.monotonic() < deadline:
             time.sleep(0.5)
-            nodes = sorted(self._grid.get_node_ids())
-        return nodes
+        if len(self.nodes()) < expected:
+            log(WARNING, "%d of %d client nodes connected after %g s", len(self.nodes()), expected, timeout)
+
+    def nodes(self) -> list[int]:
+        """The connected nodes, sorted."""
+        return sorted(self._grid.get_node_ids())
 
     def exchange(
         self, action: str, contents: Mapping[int, RecordDict], timeout: float
@@ -55,22 +57,34 @@ class GridTransport:
         for reply in self._grid.send_and_receive(messages, timeout=timeout):
             node = reply.metadata.src_node_id
             replies[node] = (
-                ClientFailure(node, f"crashed: {reply.error.reason}") if reply.has_error() else reply.content
+                ClientFailure(node, f"crashed: {error_summary(reply.error.reason)}")
+                if reply.has_error()
+                else reply.content
             )
         for node in contents:
             replies.setdefault(node, ClientFailure(node, f"no reply within {timeout:g} s"))
         return replies
 
 
+def error_summary(reason: str) -> str:
+    """A Flower error reply's reason, ``"<class 'Type'>:<'message'>"``, as ``"Type: message"``
+    (in simulation the message is Ray's traceback: only the client's own message is kept)."""
+    match = re.fullmatch(r"<class '([^']+)'>:<'(.*)'>", reason.strip(), flags=re.DOTALL)
+    if match is None:
+        return reason.strip()
+    kind, message = match.groups()
+    marker = "occurred. Message: "
+    if marker in message:
+        message = message.rsplit(marker, 1)[1]
+    return f"{kind.rsplit('.', 1)[-1]}: {message.strip()}"
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Run the experiment of this run's config and report its outcome."""
     experiment = experiment_from_run_config(context.run_config)
-    transport = GridTransport(
-        grid,
-        expected_nodes=int(experiment["dataset"]["num_clients"]),
-        connect_timeout=float(experiment["federation"]["timeout_s"]),
-    )
+    transport = GridTransport(grid)
+    transport.wait_for_nodes(int(experiment["dataset"]["num_clients"]), float(experiment["federation"]["timeout_s"]))
     outcome = run_experiment(experiment, transport, engine="flower")
     summary = {key: getattr(outcome, key) for key in ("metrics", "failures", "bytes_down", "bytes_up", "timings")}
     log(INFO, "fedsynth outcome: %s", json.dumps(summary, default=str))

@@ -23,7 +23,8 @@ from fedsynth.federated.messages import (
     payload_to_record,
     record_nbytes,
 )
-from fedsynth.federated.outcome import RunOutcome, jsonable
+from fedsynth.federated.outcome import RunOutcome
+from fedsynth.io import jsonable
 from fedsynth.methods import ClientFailure, Payload, build_method
 from fedsynth.metrics import metrics_from_counts, sum_counts
 from fedsynth.metrics.fairness import COUNT_KEYS
