@@ -59,6 +59,8 @@ def results_record(config: dict[str, Any], outcome: RunOutcome, wall_seconds: fl
         "round_trips": outcome.round_trips,
         "wall_seconds": wall_seconds,
         "timings": outcome.timings,
+        "sends": outcome.sends,
+        "info": outcome.info,
         "theta": outcome.theta,
     }
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
-
 from fedsynth.core.model import InnerSolution, InnerSolverConfig, design_matrix, fit_logistic
 from fedsynth.data.types import TabularData
 
@@ -21,12 +19,7 @@ def fit_server_model(
     eq. (15): the same regularized logistic model as the clients' inner problem, no fairness term."""
     if not datasets:
         raise ValueError("the server needs at least one client dataset")
-    widths = {d.num_features for d in datasets}
-    if len(widths) != 1:
-        raise ValueError(f"client datasets disagree on the feature count: {sorted(widths)}")
-    x = torch.cat([d.x for d in datasets])
-    s = torch.cat([d.s for d in datasets])
-    y = torch.cat([d.y for d in datasets])
+    union = TabularData.concat(datasets)
     return fit_logistic(
-        design_matrix(x, s, fit_intercept), y, lambda_theta, x.shape[1] + 1, solver=solver
+        design_matrix(union.x, union.s, fit_intercept), union.y, lambda_theta, union.num_features + 1, solver=solver
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -47,6 +48,21 @@ class TabularData:
     def a(self) -> torch.Tensor:
         """The paper's complete feature vectors a_i = (x_i, s_i), shape ``(N, n)``."""
         return torch.cat([self.x, self.s.unsqueeze(1)], dim=1)
+
+    @classmethod
+    def concat(cls, tables: "Sequence[TabularData]") -> "TabularData":
+        """The union of tables with the same feature columns, rows in the given order."""
+        if not tables:
+            raise ValueError("concat needs at least one table")
+        widths = {t.num_features for t in tables}
+        if len(widths) != 1:
+            raise ValueError(f"tables disagree on the feature count: {sorted(widths)}")
+        return cls(
+            torch.cat([t.x for t in tables]),
+            torch.cat([t.s for t in tables]),
+            torch.cat([t.y for t in tables]),
+            tables[0].feature_names,
+        )
 
     def subset(self, index: torch.Tensor) -> "TabularData":
         """Rows selected by an index tensor (integer or boolean)."""

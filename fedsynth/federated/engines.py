@@ -59,7 +59,8 @@ class InProcessEngine:
         start = time.perf_counter()
         run_config = run_config_for(config)
         transport = InProcessTransport(run_config)
-        outcome = run_experiment(experiment_from_run_config(run_config), transport, engine=self.name)
+        with _one_torch_thread():  # the server's fit, too, gets one CPU like each client
+            outcome = run_experiment(experiment_from_run_config(run_config), transport, engine=self.name)
         return _finish(outcome, self.name, start)
 
 
@@ -84,12 +85,11 @@ class InProcessTransport:
     ) -> dict[int, RecordDict | ClientFailure]:
         """Deliver serialized contents to the nodes' threads and wait at most ``timeout`` s."""
         executor = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(contents)))
-        with _one_torch_thread():
-            futures = {
-                node: executor.submit(self._deliver, node, action, encode(content))
-                for node, content in contents.items()
-            }
-            concurrent.futures.wait(futures.values(), timeout=timeout)
+        futures = {
+            node: executor.submit(self._deliver, node, action, encode(content))
+            for node, content in contents.items()
+        }
+        concurrent.futures.wait(futures.values(), timeout=timeout)
         executor.shutdown(wait=False, cancel_futures=True)
         replies: dict[int, RecordDict | ClientFailure] = {}
         for node, future in futures.items():

@@ -44,6 +44,8 @@ def flower_env(workdir: Path, ray_tmpdir: Path | None = None, base: Mapping[str,
             "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
             "RAY_USAGE_STATS_ENABLED": "0",
+            # Every process here (ServerApp, each client) stands for one CPU: no torch thread pools.
+            "OMP_NUM_THREADS": "1",
             # The SuperLink and SuperNodes start flwr-serverapp / flwr-clientapp / flwr-simulation
             # by name: find this environment's executables first.
             "PATH": f"{BIN_DIR}{os.pathsep}{env.get('PATH', '')}",

@@ -7,7 +7,6 @@ The server validates the replies and fits ℓ_r on their union, eq. (15).
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -15,13 +14,11 @@ import torch
 
 from fedsynth.core import CGConfig, InnerSolverConfig, SynthesisConfig, fit_server_model, synthesize
 from fedsynth.data.types import ClientPartition, TabularData
-from fedsynth.methods.base import Communicator, FederatedMethod, Payload, ServerResult, usable_replies
+from fedsynth.methods.base import Communicator, FederatedMethod, Payload, ServerResult
+from fedsynth.methods.replies import ROW_ARRAYS, StatisticsLedger, rows_from_replies
 from fedsynth.metrics import evaluation_counts, privacy_report
 
 log = logging.getLogger(__name__)
-
-SYNTHETIC_ARRAYS = ("x", "s", "y")
-
 
 def _synthetic_size(value: int | str | None) -> int | None:
     """``full`` (or None) means N_s = N; anything else must be a positive integer."""
@@ -128,57 +125,18 @@ class SingleShot(FederatedMethod):
         )
         return config, int(c["seed"])
 
-    def validate_synthetic(self, payload: Payload, num_features: int) -> None:
-        """Step 3's checks on one reply: exactly the arrays x, s, y; shapes and feature count;
-        finite values; y ∈ {−1, 1}; s ∈ {0, 1}; at most ``max_synthetic_rows`` rows. Raises
-        ``ValueError`` naming the problem."""
-        if set(payload.arrays) != set(SYNTHETIC_ARRAYS) or payload.config or payload.metrics:
-            raise ValueError(
-                f"expected exactly arrays {list(SYNTHETIC_ARRAYS)} and nothing else, got arrays "
-                f"{sorted(payload.arrays)}, config {sorted(payload.config)}, metrics {sorted(payload.metrics)}"
-            )
-        x, s, y = (np.asarray(payload.arrays[k]) for k in SYNTHETIC_ARRAYS)
-        if x.ndim != 2 or x.shape[1] != num_features:
-            raise ValueError(f"x must have shape (rows, {num_features}), got {x.shape}")
-        rows = x.shape[0]
-        if rows == 0 or rows > self.max_synthetic_rows:
-            raise ValueError(f"row count {rows} outside [1, {self.max_synthetic_rows}]")
-        if s.shape != (rows,) or y.shape != (rows,):
-            raise ValueError(f"s and y must have shape ({rows},), got {s.shape} and {y.shape}")
-        for name, array in zip(SYNTHETIC_ARRAYS, (x, s, y)):
-            if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
-                raise ValueError(f"{name} must hold finite numbers")
-        if not np.isin(y, (-1.0, 1.0)).all():
-            raise ValueError("labels y must be in {-1, 1}")
-        if not np.isin(s, (0.0, 1.0)).all():
-            raise ValueError("sensitive values s must be in {0, 1}")
-
     # ------------------------------------------------------------------ server and client
     def run_server(self, comm: Communicator) -> ServerResult:
-        """Steps 1 and 3: request synthetic data from every client, validate, fit eq. (15)."""
-        nodes = comm.nodes()
-        request = self.synthesis_request()
-        replies = comm.send("train", {node: request for node in nodes})
-        widths = Counter(
-            np.asarray(r.arrays["x"]).shape[1]
-            for r in replies.values()
-            if isinstance(r, Payload) and "x" in r.arrays and np.asarray(r.arrays["x"]).ndim == 2
-        )
-        num_features = widths.most_common(1)[0][0] if widths else -1
-        valid, failures = usable_replies(
-            replies, lambda p: self.validate_synthetic(p, num_features), self.min_clients
-        )
+        """Steps 1 and 3: request synthetic data from every client, validate each reply
+        (:func:`~fedsynth.methods.replies.validate_rows`), fit eq. (15) on the valid ones."""
+        replies = comm.send("train", {node: self.synthesis_request() for node in comm.nodes()})
+        ledger = StatisticsLedger(ROW_ARRAYS)
+        ledger.record(replies)
+        tables, failures = rows_from_replies(replies, min_clients=self.min_clients, max_rows=self.max_synthetic_rows)
         for failure in failures:
             log.warning("client node %s left out: %s", failure.node, failure.reason)
-        datasets = [
-            TabularData(
-                *(torch.as_tensor(np.asarray(p.arrays[k], dtype=np.float64)) for k in SYNTHETIC_ARRAYS),
-                feature_names=tuple(f"x{j}" for j in range(num_features)),
-            )
-            for p in valid.values()
-        ]
         solution = fit_server_model(
-            datasets,
+            [tables[node] for node in sorted(tables)],
             lambda_theta=self.config.lambda_theta,
             fit_intercept=self.config.fit_intercept,
             solver=self.config.inner,
@@ -186,7 +144,7 @@ class SingleShot(FederatedMethod):
         return ServerResult(
             theta=solution.theta.numpy(),
             failures=failures,
-            info={"synthetic_rows": {int(node): len(d) for node, d in zip(valid, datasets)}},
+            info={"synthetic_rows": {node: len(table) for node, table in tables.items()}, **ledger.info()},
         )
 
     def handle_client(
@@ -198,7 +156,7 @@ class SingleShot(FederatedMethod):
         if action == "train":
             config, seed = self.config_from_request(payload)
             result = synthesize(data.train, config, seed=seed + data.client_id, progress=_progress_logger(data.client_id, config.k_max))
-            synthetic = {k: getattr(result.data, k).numpy() for k in SYNTHETIC_ARRAYS}
+            synthetic = {k: getattr(result.data, k).numpy() for k in ROW_ARRAYS}
             state.update({f"synthetic_{k}": v for k, v in synthetic.items()})
             return Payload(arrays=synthetic)
         if action == "evaluate":
@@ -207,7 +165,7 @@ class SingleShot(FederatedMethod):
             metrics = evaluation_counts(theta, data.test, self.config.fit_intercept)
             if "synthetic_x" in state:
                 synthetic = TabularData(
-                    *(torch.as_tensor(state[f"synthetic_{k}"]) for k in SYNTHETIC_ARRAYS),
+                    *(torch.as_tensor(state[f"synthetic_{k}"]) for k in ROW_ARRAYS),
                     feature_names=data.train.feature_names,
                 )
                 metrics.update(privacy_report(synthetic, data.train, data.test, seed=self.seed))

@@ -1,0 +1,119 @@
+"""Code the baseline methods share (fedavg, fairfed, centralized, local).
+
+* :func:`local_sgd`: local training of the logistic model ℓ_r (eq. 11) by mini-batch SGD, the
+  client step of FedAvg and FairFed;
+* :func:`fit_linear_model`: the exact minimizer of ℓ_r, or of ℓ_r + ρ/2·cov² (Zafar et al. 2017
+  style, with the covariance (2) of :class:`~fedsynth.core.PenaltyObjective`), the model of the
+  ``centralized`` and ``local`` baselines;
+
+All models are the same linear logistic model θ over ``design_matrix(x, s, fit_intercept)``, so
+the harness evaluates every method the same way.
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+import torch
+
+from fedsynth.core import (
+    InnerSolverConfig,
+    PenaltyObjective,
+    SynthesisConfig,
+    design_matrix,
+    fit_logistic,
+    regularized_loss,
+    regularized_loss_grad,
+)
+from fedsynth.data.types import TabularData
+
+def seed_for(*parts: int) -> int:
+    """One 63-bit seed derived from several integers (e.g. run seed, round, client id)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def model_width(data: TabularData, fit_intercept: bool) -> int:
+    """Number of weights of θ over ``design_matrix(x, s, fit_intercept)``."""
+    return data.num_features + 1 + int(fit_intercept)
+
+
+# ----------------------------------------------------------------------------- local training
+def local_sgd(
+    train: TabularData,
+    theta: np.ndarray | None,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    lambda_theta: float,
+    fit_intercept: bool,
+    seed: int,
+) -> np.ndarray:
+    """``epochs`` passes of mini-batch SGD on ℓ_r (eq. 11) over ``train``, from ``theta`` (zeros
+    when None). Each epoch visits the rows in a fresh random order drawn from ``seed``; the same
+    arguments always give the same θ."""
+    if epochs < 0 or batch_size < 1 or not lr > 0:
+        raise ValueError(f"need epochs >= 0, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
+    a = design_matrix(train.x, train.s, fit_intercept)
+    y = train.y
+    n = train.num_features + 1  # the paper's n, as in fit_server_model
+    current = (
+        torch.zeros(a.shape[1], dtype=torch.float64)
+        if theta is None
+        else torch.as_tensor(np.asarray(theta, dtype=np.float64)).clone()
+    )
+    if current.shape != (a.shape[1],):
+        raise ValueError(f"θ has shape {tuple(current.shape)}, the data need ({a.shape[1]},)")
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for batch in torch.randperm(len(train), generator=generator).split(batch_size):
+            current -= lr * regularized_loss_grad(a[batch], y[batch], current, lambda_theta, n)
+    return current.numpy()
+
+
+# ----------------------------------------------------------------------------- exact fits
+def fit_linear_model(
+    data: TabularData,
+    *,
+    rho: float,
+    lambda_theta: float,
+    fit_intercept: bool,
+    max_iter: int = 500,
+) -> np.ndarray:
+    """argmin_θ ℓ_r(θ) + ρ/2 · cov(θ)² on ``data`` with L-BFGS (strong Wolfe).
+
+    ℓ_r is eq. (11) (the model single_shot's server fits); cov(θ) is the decision-boundary
+    covariance (2) on ``data``, taken from :class:`~fedsynth.core.PenaltyObjective` (the real-data
+    term of the paper's penalty objective P). ``rho = 0`` is plain regularized logistic
+    regression, solved with :func:`~fedsynth.core.fit_logistic`; ``rho > 0`` starts from that
+    solution. The problem is strongly convex, so the solution is unique.
+    """
+    if not rho >= 0:
+        raise ValueError(f"rho must be >= 0, got {rho}")
+    solver = InnerSolverConfig(max_iter=max_iter, tolerance_grad=1e-9)
+    a = design_matrix(data.x, data.s, fit_intercept)
+    n = data.num_features + 1
+    plain = fit_logistic(a, data.y, lambda_theta, n, solver=solver).theta
+    if rho == 0:
+        return plain.numpy()
+    penalty = PenaltyObjective(data, data.s, SynthesisConfig(rho_o=rho, lambda_theta=lambda_theta, fit_intercept=fit_intercept))
+    theta = plain.clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS(
+        [theta],
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=solver.tolerance_grad,
+        tolerance_change=solver.tolerance_change,
+        history_size=solver.history_size,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        value = regularized_loss(penalty.real_a, penalty.real_y, theta, lambda_theta, penalty.n)
+        value = value + 0.5 * rho * penalty.real_covariance(theta) ** 2
+        value.backward()
+        return value
+
+    optimizer.step(closure)
+    return theta.detach().numpy()

@@ -1,0 +1,175 @@
+"""Centralized learning as a federated plugin: every client uploads its raw training rows once.
+
+One ``train`` exchange. Server → clients: an empty message. Clients → server: their training rows
+(x, s, y), everything there is. The server fits on the union, by ``variant``:
+
+* ``plain``: regularized logistic regression ℓ_r (eq. 11), the accuracy ceiling of the model;
+* ``fair``: ℓ_r + ρ/2 · cov(θ)², the decision-boundary covariance (2) on the pooled rows as a
+  penalty (Zafar et al. 2017 style; the same term the paper's clients put on their real data);
+* ``exponentiated_gradient``: fairlearn's ``ExponentiatedGradient(LogisticRegression,
+  DemographicParity)`` (Agarwal et al. 2018), an independent fair reference. Its result is a
+  *randomized* classifier: predictor j (a linear model θ_j) is used with probability w_j. The
+  server sends the whole mixture as its θ, laid out flat as ``[w_1..w_J, θ_1, ..., θ_J]``; each
+  client evaluates it exactly in expectation: the expected counts are Σ_j w_j counts(θ_j) (every
+  count is a sum of per-row predictions), so accuracy, SPD and EOD are those of the randomized
+  classifier's expected predictions; the covariance is that of the mixture's mean decision value.
+
+fairlearn and scikit-learn are imported only for ``exponentiated_gradient``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from fedsynth.data.types import ClientPartition, TabularData
+from fedsynth.methods._baselines import fit_linear_model, model_width
+from fedsynth.methods.replies import ROW_ARRAYS, StatisticsLedger, rows_from_replies
+from fedsynth.methods.base import Communicator, FederatedMethod, Payload, ServerResult
+from fedsynth.metrics import evaluation_counts
+from fedsynth.metrics.fairness import COUNT_KEYS
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("plain", "fair", "exponentiated_gradient")
+
+
+def fit_exponentiated_gradient(
+    data: TabularData, *, eps: float, max_iter: int, C: float, fit_intercept: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """fairlearn's ExponentiatedGradient with DemographicParity over LogisticRegression on the
+    features a = (x, s) (the sensitive attribute is both a feature, as in every model here, and
+    the constraint's group). Returns the predictors with non-zero weight as rows θ_j over
+    ``design_matrix(x, s, fit_intercept)`` and their weights w_j (summing to 1)."""
+    from fairlearn.reductions import DemographicParity, ExponentiatedGradient
+    from sklearn.linear_model import LogisticRegression
+
+    features = data.a.numpy()
+    labels = (data.y.numpy() > 0).astype(int)
+    reduction = ExponentiatedGradient(
+        LogisticRegression(C=C, fit_intercept=fit_intercept, max_iter=1000),
+        DemographicParity(),
+        eps=eps,
+        max_iter=max_iter,
+    )
+    reduction.fit(features, labels, sensitive_features=data.s.numpy())
+    thetas, weights = [], []
+    for index, weight in reduction.weights_.items():
+        if weight <= 0:
+            continue
+        predictor = reduction.predictors_[index]
+        coef = predictor.coef_.ravel()
+        thetas.append(np.concatenate([coef, predictor.intercept_]) if fit_intercept else coef)
+        weights.append(float(weight))
+    weights_array = np.asarray(weights)
+    return np.vstack(thetas), weights_array / weights_array.sum()
+
+
+def pack_mixture(thetas: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """A randomized linear classifier as one flat vector ``[w_1..w_J, θ_1, ..., θ_J]``."""
+    return np.concatenate([weights, thetas.ravel()])
+
+
+def unpack_mixture(packed: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`pack_mixture` for models of ``width`` weights."""
+    packed = np.asarray(packed, dtype=np.float64)
+    if packed.ndim != 1 or packed.size % (width + 1):
+        raise ValueError(f"a mixture of {width}-weight models has J·{width + 1} entries, got {packed.shape}")
+    count = packed.size // (width + 1)
+    return packed[count:].reshape(count, width), packed[:count]
+
+
+def mixture_counts(
+    thetas: np.ndarray, weights: np.ndarray, data: TabularData, fit_intercept: bool
+) -> dict[str, float]:
+    """Expected evaluation counts of the randomized classifier (θ_j with probability w_j)."""
+    per_model = [evaluation_counts(theta, data, fit_intercept) for theta in thetas]
+    return {key: float(sum(w * c[key] for w, c in zip(weights, per_model))) for key in COUNT_KEYS}
+
+
+class Centralized(FederatedMethod):
+    """Pooled training on the clients' raw rows (see the module docstring for the variants).
+
+    Args:
+        variant: ``plain``, ``fair`` or ``exponentiated_gradient``.
+        rho: ρ of the ``fair`` variant's covariance penalty.
+        lambda_theta: λ_θ of ℓ_r (plain and fair).
+        eg_eps: allowed demographic-parity violation of ExponentiatedGradient (its ``eps``).
+        eg_max_iter: ExponentiatedGradient iterations.
+        eg_C: inverse L2 strength of its LogisticRegression.
+        max_iter: L-BFGS iterations of the plain and fair fits.
+        fit_intercept: model with an intercept column.
+        min_clients: valid uploads the server needs.
+        max_rows: most rows one client may upload.
+    """
+
+    name = "centralized"
+
+    def __init__(
+        self,
+        *,
+        variant: str = "plain",
+        rho: float = 10.0,
+        lambda_theta: float = 1e-3,
+        eg_eps: float = 0.01,
+        eg_max_iter: int = 50,
+        eg_C: float = 1.0,
+        max_iter: int = 500,
+        fit_intercept: bool = True,
+        min_clients: int = 1,
+        max_rows: int = 1_000_000,
+    ) -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        if min_clients < 1:
+            raise ValueError(f"min_clients must be >= 1, got {min_clients}")
+        self.variant = variant
+        self.rho = float(rho)
+        self.lambda_theta = float(lambda_theta)
+        self.eg_eps = float(eg_eps)
+        self.eg_max_iter = int(eg_max_iter)
+        self.eg_C = float(eg_C)
+        self.max_iter = int(max_iter)
+        self.fit_intercept = bool(fit_intercept)
+        self.min_clients = int(min_clients)
+        self.max_rows = int(max_rows)
+
+    def run_server(self, comm: Communicator) -> ServerResult:
+        """Collect every client's training rows, fit the variant on their union."""
+        replies = comm.send("train", {node: Payload() for node in comm.nodes()})
+        ledger = StatisticsLedger(ROW_ARRAYS)
+        ledger.record(replies)
+        tables, failures = rows_from_replies(replies, min_clients=self.min_clients, max_rows=self.max_rows)
+        for failure in failures:
+            log.warning("client node %s left out: %s", failure.node, failure.reason)
+        pooled = TabularData.concat([tables[node] for node in sorted(tables)])
+        info: dict[str, Any] = {"variant": self.variant, "rows": {node: len(t) for node, t in tables.items()}, **ledger.info()}
+        if self.variant == "exponentiated_gradient":
+            thetas, weights = fit_exponentiated_gradient(
+                pooled, eps=self.eg_eps, max_iter=self.eg_max_iter, C=self.eg_C, fit_intercept=self.fit_intercept
+            )
+            info.update({"mixture_size": len(weights), "theta_layout": "[w_1..w_J, theta_1, ..., theta_J]"})
+            theta = pack_mixture(thetas, weights)
+        else:
+            rho = self.rho if self.variant == "fair" else 0.0
+            theta = fit_linear_model(
+                pooled, rho=rho, lambda_theta=self.lambda_theta, fit_intercept=self.fit_intercept, max_iter=self.max_iter
+            )
+        return ServerResult(theta=theta, failures=failures, info=info)
+
+    def handle_client(
+        self, action: str, payload: Payload, data: ClientPartition, state: dict[str, np.ndarray]
+    ) -> Payload:
+        """``train``: upload the training rows. ``evaluate``: test counts of the received model
+        (expected counts of the mixture for ``exponentiated_gradient``)."""
+        if action == "train":
+            return Payload(arrays={k: getattr(data.train, k).numpy() for k in ROW_ARRAYS})
+        if action == "evaluate":
+            theta = np.asarray(payload.arrays["theta"], dtype=np.float64)
+            if self.variant == "exponentiated_gradient":
+                thetas, weights = unpack_mixture(theta, model_width(data.test, self.fit_intercept))
+                return Payload(metrics=mixture_counts(thetas, weights, data.test, self.fit_intercept))
+            return Payload(metrics=evaluation_counts(theta, data.test, self.fit_intercept))
+        raise ValueError(f"centralized clients answer 'train' and 'evaluate', not {action!r}")

@@ -1,0 +1,200 @@
+"""FedAvg (McMahan et al. 2017) for the paper's logistic model: R rounds of local SGD and averaging.
+
+Each round is one ``train`` exchange. Server → clients: the global θ (absent in round 1: clients
+start from θ = 0) and the round's settings (``server-round``, ``local-epochs``, ``lr``,
+``batch-size``). Clients → server: their locally trained θ_k and ``num-examples`` = n_k, their
+training-set size, which the weighted average needs (a client statistic that leaves the client
+every round). The server aggregates with Flower's own FedAvg aggregation,
+:func:`flwr.serverapp.strategy.strategy_utils.aggregate_arrayrecords` (what
+``flwr.serverapp.strategy.FedAvg.aggregate_train`` calls): θ = Σ_k w_k θ_k / Σ_k w_k.
+
+Flower's ``FedAvg.start`` loop itself is not used: it drives a Flower ``Grid`` directly, which
+would bypass the measured :class:`~fedsynth.methods.base.Communicator` (bytes, round trips) and
+the in-process engine. :class:`~fedsynth.methods.fairfed.FairFed` is this class with other
+aggregation weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any, Mapping
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
+from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
+
+from fedsynth.data.types import ClientPartition, TabularData
+from fedsynth.methods._baselines import local_sgd, model_width, seed_for
+from fedsynth.methods.replies import StatisticsLedger
+from fedsynth.methods.base import ClientFailure, Communicator, FederatedMethod, Payload, ServerResult, usable_replies
+from fedsynth.metrics import evaluation_counts
+
+log = logging.getLogger(__name__)
+
+MODEL = "theta"
+NUM_EXAMPLES = "num-examples"  # Flower's weighting key
+_WEIGHT = "weight"
+
+
+class FedAvg(FederatedMethod):
+    """FedAvg of the linear logistic model ℓ_r (eq. 11).
+
+    Args:
+        rounds: R, the number of communication rounds.
+        local_epochs: SGD epochs per round on each client.
+        lr: SGD learning rate.
+        batch_size: SGD mini-batch size.
+        lambda_theta: λ_θ of ℓ_r (the same regularization as single_shot's model).
+        fit_intercept: model with an intercept column.
+        seed: client ``k`` shuffles its rows in round ``t`` with ``seed_for(seed, t, k)``.
+        min_clients: valid replies the server needs in every round.
+    """
+
+    name = "fedavg"
+    statistic_keys: tuple[str, ...] = ()
+    """Metrics a client sends each round besides ``num-examples`` (FairFed adds its own)."""
+
+    def __init__(
+        self,
+        *,
+        rounds: int = 20,
+        local_epochs: int = 1,
+        lr: float = 0.1,
+        batch_size: int = 64,
+        lambda_theta: float = 1e-3,
+        fit_intercept: bool = True,
+        seed: int = 0,
+        min_clients: int = 1,
+    ) -> None:
+        if rounds < 1 or local_epochs < 1 or batch_size < 1 or not lr > 0:
+            raise ValueError(
+                f"need rounds >= 1, local_epochs >= 1, batch_size >= 1, lr > 0; got "
+                f"{rounds}, {local_epochs}, {batch_size}, {lr}"
+            )
+        if min_clients < 1:
+            raise ValueError(f"min_clients must be >= 1, got {min_clients}")
+        self.rounds = int(rounds)
+        self.local_epochs = int(local_epochs)
+        self.lr = float(lr)
+        self.batch_size = int(batch_size)
+        self.lambda_theta = float(lambda_theta)
+        self.fit_intercept = bool(fit_intercept)
+        self.seed = int(seed)
+        self.min_clients = int(min_clients)
+
+    # ------------------------------------------------------------------ server
+    def round_request(self, server_round: int, theta: np.ndarray | None) -> Payload:
+        """The ``train`` message of one round: θ (from round 2 on) and the local settings."""
+        return Payload(
+            arrays={} if theta is None else {MODEL: theta},
+            config={
+                "server-round": server_round,
+                "local-epochs": self.local_epochs,
+                "lr": self.lr,
+                "batch-size": self.batch_size,
+            },
+        )
+
+    def validate_update(self, payload: Payload, width: int) -> None:
+        """A round's reply: exactly array θ of ``width`` finite weights, metrics
+        ``num-examples`` > 0 and :attr:`statistic_keys` (finite, >= 0), no config."""
+        expected = {NUM_EXAMPLES, *self.statistic_keys}
+        if set(payload.arrays) != {MODEL} or set(payload.metrics) != expected or payload.config:
+            raise ValueError(
+                f"expected array {MODEL!r} and metrics {sorted(expected)}, got arrays "
+                f"{sorted(payload.arrays)}, metrics {sorted(payload.metrics)}, config {sorted(payload.config)}"
+            )
+        theta = np.asarray(payload.arrays[MODEL])
+        if theta.shape != (width,) or not np.issubdtype(theta.dtype, np.number) or not np.isfinite(theta).all():
+            raise ValueError(f"θ must hold {width} finite numbers, got shape {theta.shape}")
+        values = np.array([payload.metrics[key] for key in sorted(expected)], dtype=np.float64)
+        if not (np.isfinite(values).all() and (values >= 0).all()) or payload.metrics[NUM_EXAMPLES] <= 0:
+            raise ValueError(f"metrics must be finite and >= 0 with {NUM_EXAMPLES} > 0: {payload.metrics}")
+
+    def aggregation_weights(self, server_round: int, updates: Mapping[int, Payload]) -> dict[int, float]:
+        """FedAvg's weights: each client's ``num-examples``."""
+        return {node: float(update.metrics[NUM_EXAMPLES]) for node, update in updates.items()}
+
+    def round_info(self) -> dict[str, Any]:
+        """Extra ``ServerResult.info`` entries (FairFed's weight history)."""
+        return {}
+
+    def run_server(self, comm: Communicator) -> ServerResult:
+        """R rounds: send θ, receive local models, aggregate them."""
+        nodes = comm.nodes()
+        ledger = StatisticsLedger([MODEL])
+        theta: np.ndarray | None = None
+        failures: list[ClientFailure] = []
+        for server_round in range(1, self.rounds + 1):
+            request = self.round_request(server_round, theta)
+            replies = comm.send("train", {node: request for node in nodes})
+            ledger.record(replies)
+            width = len(theta) if theta is not None else _most_common_width(replies)
+            valid, round_failures = usable_replies(
+                replies, lambda p: self.validate_update(p, width), self.min_clients
+            )
+            for failure in round_failures:
+                log.warning("round %d: client node %s left out: %s", server_round, failure.node, failure.reason)
+                failures.append(ClientFailure(failure.node, f"round {server_round}: {failure.reason}"))
+            weights = self.aggregation_weights(server_round, valid)
+            theta = aggregate(valid, weights)
+        assert theta is not None
+        return ServerResult(theta=theta, failures=failures, info={"rounds": self.rounds, **ledger.info(), **self.round_info()})
+
+    # ------------------------------------------------------------------ client
+    def client_statistics(self, theta: np.ndarray, train: TabularData) -> dict[str, float]:
+        """Metrics about the received global θ on the client's training data that go back with
+        the update (none for FedAvg)."""
+        return {}
+
+    def handle_client(
+        self, action: str, payload: Payload, data: ClientPartition, state: dict[str, np.ndarray]
+    ) -> Payload:
+        """``train``: local SGD from the received θ, reply θ_k and n_k (and
+        :meth:`client_statistics`). ``evaluate``: test counts of the received θ."""
+        if action == "train":
+            config = payload.config
+            start = np.asarray(payload.arrays[MODEL], dtype=np.float64) if MODEL in payload.arrays else None
+            train = data.train
+            global_theta = start if start is not None else np.zeros(model_width(train, self.fit_intercept))
+            statistics = self.client_statistics(global_theta, train)
+            theta = local_sgd(
+                train,
+                start,
+                epochs=int(config["local-epochs"]),
+                lr=float(config["lr"]),
+                batch_size=int(config["batch-size"]),
+                lambda_theta=self.lambda_theta,
+                fit_intercept=self.fit_intercept,
+                seed=seed_for(self.seed, int(config["server-round"]), data.client_id),
+            )
+            return Payload(arrays={MODEL: theta}, metrics={NUM_EXAMPLES: float(len(train)), **statistics})
+        if action == "evaluate":
+            theta = np.asarray(payload.arrays[MODEL], dtype=np.float64)
+            return Payload(metrics=evaluation_counts(theta, data.test, self.fit_intercept))
+        raise ValueError(f"{self.name} clients answer 'train' and 'evaluate', not {action!r}")
+
+
+def aggregate(updates: Mapping[int, Payload], weights: Mapping[int, float]) -> np.ndarray:
+    """Σ_k w_k θ_k / Σ_k w_k with Flower's FedAvg aggregation (clients in node order)."""
+    records = [
+        RecordDict(
+            {
+                "arrays": ArrayRecord({MODEL: Array(np.ascontiguousarray(updates[node].arrays[MODEL], dtype=np.float64))}),
+                "metrics": MetricRecord({_WEIGHT: float(weights[node])}),
+            }
+        )
+        for node in sorted(updates)
+    ]
+    return aggregate_arrayrecords(records, _WEIGHT)[MODEL].numpy()
+
+
+def _most_common_width(replies: Mapping[int, Payload | ClientFailure]) -> int:
+    """The θ length most replies have (round 1, before the server knows it)."""
+    widths = Counter(
+        np.asarray(r.arrays[MODEL]).shape[0]
+        for r in replies.values()
+        if isinstance(r, Payload) and MODEL in r.arrays and np.asarray(r.arrays[MODEL]).ndim == 1
+    )
+    return widths.most_common(1)[0][0] if widths else -1
