@@ -11,6 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 from fedsynth.core import (
     CGConfig,
+    LogisticSolver,
     ImplicitDiagnostics,
     InnerSolverConfig,
     PenaltyObjective,
@@ -25,8 +26,10 @@ from fedsynth.core import (
     initial_features,
     regularized_loss,
     regularized_loss_grad,
+    regularized_loss_hvp,
     synthesize,
 )
+from fedsynth.core.model import LogisticDerivatives, regularized_loss_and_grad
 from fedsynth.core.synthesis import InnerModel
 from fedsynth.data.types import TabularData
 
@@ -121,6 +124,55 @@ def test_implicit_gradient_matches_unrolled_solver(fit_intercept):
     assert torch.allclose(grad, x.grad, rtol=1e-6, atol=1e-10)
 
 
+@pytest.mark.parametrize("rho_s", [0.0, 3.0])
+def test_penalty_objective_matches_its_formula_under_autograd(rho_s):
+    """P of eq. (11) (whose real-data and ‖x̂‖² terms have closed-form backward passes) has the
+    value and the gradients in θ and x̂ of the formula written out with autograd."""
+    train, config, s_hat, y_hat, x_hat = problem(True, rho_s, seed=6)
+    objective = PenaltyObjective(train, s_hat, config)
+    g = torch.Generator().manual_seed(4)
+    theta = torch.randn(x_hat.shape[1] + 2, dtype=torch.float64, generator=g).requires_grad_(True)
+    x = x_hat.clone().requires_grad_(True)
+    value = objective(x, theta)
+    got = torch.autograd.grad(value, [theta, x])
+
+    a = design_matrix(train.x, train.s, True)
+    a_hat = design_matrix(x, s_hat, True)
+    n = train.num_features + 1
+    real_cov = ((train.s - train.s.mean()) * (a @ theta)).mean()
+    syn_cov = ((s_hat - s_hat.mean()) * (a_hat @ theta)).mean()
+    reference = (
+        torch.nn.functional.softplus(-train.y * (a @ theta)).mean()
+        + config.rho_o / 2 * real_cov**2
+        + config.rho_s / 2 * syn_cov**2
+        + config.lambda_x / (2 * (len(x) * n) ** 2) * (x**2).sum()
+    )
+    expected = torch.autograd.grad(reference, [theta, x])
+    assert torch.allclose(value, reference, rtol=1e-13)
+    for mine, theirs in zip(got, expected):
+        assert torch.allclose(mine, theirs, rtol=1e-11, atol=1e-14)
+
+
+def test_inner_model_with_a_preallocated_design_matches():
+    """synthesize hands InnerModel a preallocated â that each call copies x̂ into; θ and the
+    implicit gradient are those of a freshly built â."""
+    train, config, s_hat, y_hat, x_hat = problem(True, rho_s=2.0, seed=8)
+    objective = PenaltyObjective(train, s_hat, config)
+    results = []
+    for design in (None, design_matrix(torch.zeros_like(x_hat), s_hat, True)):
+        inner = InnerModel(s_hat, y_hat, config, SynthesisHistory(), design=design)
+        thetas, grads = [], []
+        for shift in (0.0, 0.1):  # two calls: the buffer must follow x̂
+            x = (x_hat + shift).requires_grad_(True)
+            theta = inner(x)
+            objective(x, theta).backward()
+            thetas.append(theta.detach())
+            grads.append(x.grad)
+        results.append((thetas, grads))
+    for plain, buffered in zip(results[0][0] + results[0][1], results[1][0] + results[1][1]):
+        assert torch.allclose(plain, buffered, rtol=1e-12, atol=1e-14)
+
+
 def test_rho_s_term_contributes_a_direct_gradient():
     """The exact gradient of P includes ∂/∂x̂ of the ρ_s term at fixed θ (not only the θ path)."""
     train, config, s_hat, y_hat, x_hat = problem(True, rho_s=50.0, seed=5)
@@ -156,6 +208,115 @@ def test_closed_form_gradient_matches_autograd():
     theta = torch.randn(a.shape[1], dtype=torch.float64, requires_grad=True)
     (auto,) = torch.autograd.grad(regularized_loss(a, data.y, theta, 0.1, 4), theta)
     assert torch.allclose(auto, regularized_loss_grad(a, data.y, theta, 0.1, 4), atol=1e-14)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_fused_loss_and_grad_matches_the_separate_functions(fit_intercept):
+    data = random_table(60, 4, seed=13)
+    a = design_matrix(data.x, data.s, fit_intercept)
+    theta = torch.randn(a.shape[1], dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    loss, grad = regularized_loss_and_grad(a, data.y, theta, 0.1, 5)
+    assert torch.allclose(loss, regularized_loss(a, data.y, theta, 0.1, 5), rtol=1e-14, atol=0)
+    assert torch.allclose(grad, regularized_loss_grad(a, data.y, theta, 0.1, 5), rtol=1e-12, atol=1e-15)
+    (auto,) = torch.autograd.grad(loss, theta)
+    assert torch.allclose(auto, grad, rtol=1e-12, atol=1e-15)
+
+
+def test_logistic_derivatives_match_autograd():
+    """The closed-form HVP and vector-Jacobian product of ∇_θ ℓ_r (used by the implicit backward)
+    equal autograd's, and the HVP equals the explicit Hessian."""
+    data = random_table(50, 3, seed=14)
+    g = torch.Generator().manual_seed(2)
+    a = design_matrix(data.x, data.s, True).requires_grad_(True)
+    theta = torch.randn(a.shape[1], dtype=torch.float64, generator=g).requires_grad_(True)
+    v = torch.randn(a.shape[1], dtype=torch.float64, generator=g)
+    derivatives = LogisticDerivatives(a, data.y, theta, 0.2, 4)
+    grad = regularized_loss_grad(a, data.y, theta, 0.2, 4)
+    hvp_auto, vjp_auto = torch.autograd.grad(grad, [theta, a], v)
+    assert torch.allclose(derivatives.hvp(v), hvp_auto, rtol=1e-12, atol=1e-15)
+    assert torch.allclose(regularized_loss_hvp(a, data.y, theta, 0.2, 4)(v), hvp_auto, rtol=1e-12, atol=1e-15)
+    assert torch.allclose(derivatives.hvp(v), explicit_hessian(a.detach(), data.y, theta.detach(), 0.2, 4) @ v)
+    assert torch.allclose(derivatives.design_vjp(v), vjp_auto, rtol=1e-12, atol=1e-15)
+    assert torch.equal(derivatives.design_vjp(v, 3), derivatives.design_vjp(v)[:, :3])
+    solver = LogisticSolver(a.shape[1], 0.2, 4)
+    solution = solver.solve(a.detach(), data.y)
+    assert solver.last_sigmoid_z is not None  # its last evaluation was at θ* (as usual)
+    assert torch.equal(solver.last_sigmoid_z, torch.sigmoid(-data.y * (a.detach() @ solution.theta)))
+    reused = LogisticDerivatives(a, data.y, solution.theta, 0.2, 4, sigmoid_z=torch.sigmoid(-data.y * (a.detach() @ solution.theta)))
+    fresh = LogisticDerivatives(a, data.y, solution.theta, 0.2, 4)
+    assert torch.equal(reused.hvp(v), fresh.hvp(v)) and torch.equal(reused.design_vjp(v), fresh.design_vjp(v))
+
+
+def test_implicit_argmin_with_a_closed_form_vjp_matches_autograd():
+    data = random_table(40, 3, seed=15)
+    a0 = design_matrix(data.x, data.s, True)
+    cg = CGConfig(rtol=1e-13)
+
+    def solve(a_):
+        return fit_logistic(a_, data.y, 0.05, 4, solver=InnerSolverConfig(tolerance_grad=1e-12, tolerance_change=1e-20)).theta
+
+    def optimality(theta, a_):
+        return regularized_loss_grad(a_, data.y, theta, 0.05, 4)
+
+    def hessian_product(theta, a_):
+        return LogisticDerivatives(a_, data.y, theta, 0.05, 4).hvp
+
+    def optimality_vjp(theta, a_):
+        return lambda u: (LogisticDerivatives(a_, data.y, theta, 0.05, 4).design_vjp(u),)
+
+    weights = torch.randn(a0.shape[1], dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    grads = []
+    for kwargs in ({}, {"hessian_product": hessian_product}, {"hessian_product": hessian_product, "optimality_vjp": optimality_vjp}):
+        a = a0.clone().requires_grad_(True)
+        (implicit_argmin(solve, optimality, [a], cg=cg, **kwargs) @ weights).backward()
+        grads.append(a.grad)
+    assert torch.allclose(grads[1], grads[0], rtol=1e-9, atol=1e-13)
+    assert torch.allclose(grads[2], grads[0], rtol=1e-9, atol=1e-13)
+
+
+def test_objective_scale_keeps_curvature_near_the_solution():
+    """torch's LBFGS drops curvature pairs with sᵀy ≤ 1e-10; a solve warm-started next to its
+    solution takes steps so short that, unscaled, it would drop them all. The scaled objective
+    has the same argmin and converges in a few iterations."""
+    data = random_table(400, 6, seed=12)
+    a = design_matrix(data.x, data.s, True)
+    exact = fit_logistic(a, data.y, 1e-3, 7, solver=InnerSolverConfig(tolerance_grad=1e-12, tolerance_change=1e-20)).theta
+    noise = 1e-4 * torch.randn(a.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    noise[:, -2:] = 0  # keep the s and intercept columns
+    nearby = a + noise
+    scaled = fit_logistic(nearby, data.y, 1e-3, 7, theta0=exact, solver=InnerSolverConfig(tolerance_grad=1e-9))
+    plain = fit_logistic(nearby, data.y, 1e-3, 7, theta0=exact, solver=InnerSolverConfig(tolerance_grad=1e-9, objective_scale=1.0))
+    assert InnerSolverConfig().objective_scale > 1
+    assert scaled.converged and scaled.iterations <= 15
+    assert float(regularized_loss_grad(nearby, data.y, scaled.theta, 1e-3, 7).abs().max()) <= 1e-9
+    assert not plain.converged or plain.iterations > scaled.iterations
+    assert torch.allclose(scaled.theta, plain.theta, atol=1e-5)
+
+
+def test_extrapolated_warm_start_saves_iterations_and_keeps_the_solutions():
+    data = random_table(400, 6, seed=12)
+    a = design_matrix(data.x, data.s, True)
+    drift = 1e-3 * torch.randn(a.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    drift[:, -2:] = 0
+    problems = [a + k * drift for k in range(12)]
+    iterations = {}
+    for extrapolate in (False, True):
+        solver = LogisticSolver(a.shape[1], 1e-3, 7, InnerSolverConfig(extrapolate=extrapolate))
+        iterations[extrapolate] = 0
+        for k, problem in enumerate(problems):
+            solution = solver.solve(problem, data.y)
+            assert solution.converged
+            if k >= 2:
+                iterations[extrapolate] += solution.iterations
+            reference = fit_logistic(problem, data.y, 1e-3, 7, solver=InnerSolverConfig(tolerance_grad=1e-12, tolerance_change=1e-20))
+            assert torch.allclose(solution.theta, reference.theta, atol=1e-4)
+    assert iterations[True] < iterations[False]
+
+
+def test_bad_inner_solver_config_is_rejected():
+    for kwargs in ({"objective_scale": 0.0}, {"objective_scale": float("inf")}, {"history_size": 0}, {"tolerance_grad": 0.0}):
+        with pytest.raises(ValueError):
+            InnerSolverConfig(**kwargs)
 
 
 def test_server_model_matches_scikit_learn():

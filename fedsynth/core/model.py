@@ -56,21 +56,57 @@ def regularized_loss_grad(
     return -(a.T @ weights) / a.shape[0] + 2.0 * regularization_weight(lambda_theta, n) * theta
 
 
+def regularized_loss_and_grad(
+    a: torch.Tensor, y: torch.Tensor, theta: torch.Tensor, lambda_theta: float, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ℓ_r (eq. 11) and its gradient ∇_θ ℓ_r together, sharing the one product Aθ.
+
+    The same values as :func:`regularized_loss` and :func:`regularized_loss_grad` (to rounding);
+    this is what the L-BFGS closure evaluates. With z = −y ⊙ Aθ:
+    ℓ_r = mean(softplus(z)) + c‖θ‖² and ∇_θ ℓ_r = (1/N) Aᵀ(−y ⊙ σ(z)) + 2cθ, c = λ_θ/(2n²).
+    """
+    loss, grad, _ = _scaled_loss_and_grad(a, -y, theta, regularization_weight(lambda_theta, n), 1.0 / a.shape[0])
+    return loss, grad
+
+
+def _scaled_loss_and_grad(
+    a: torch.Tensor, neg_y: torch.Tensor, theta: torch.Tensor, ridge: float, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """α Σ softplus(z) + c‖θ‖², its gradient α Aᵀ(−y ⊙ σ(z)) + 2cθ, and σ(z), for z = −y ⊙ Aθ:
+    ``s · ℓ_r`` and ``s · ∇_θ ℓ_r`` with α = s/N and c = s λ_θ/(2n²). Seven tensor operations."""
+    z = neg_y * (a @ theta)
+    prob = torch.sigmoid(z)
+    loss = F.softplus(z).sum().mul_(alpha).add_(theta.dot(theta), alpha=ridge)
+    grad = torch.addmv(theta, a.T, neg_y * prob, beta=2.0 * ridge, alpha=alpha)
+    return loss, grad, prob
+
+
 @dataclass(frozen=True)
 class InnerSolverConfig:
     """Settings of the L-BFGS inner solver (strong Wolfe line search).
 
     Attributes:
         max_iter: iteration cap per solve (the paper uses 100).
-        tolerance_grad: stop when max_j |∂ℓ_r/∂θ_j| falls to this value (torch's LBFGS criterion).
-        tolerance_change: stop when the step or the loss change falls below this value.
+        tolerance_grad: stop when max_j |∂ℓ_r/∂θ_j| falls to this value (torch's LBFGS criterion,
+            applied to the gradient of ℓ_r itself whatever ``objective_scale``).
+        tolerance_change: stop when the step or the change of the (scaled) loss falls below this
+            value.
         history_size: number of curvature pairs L-BFGS keeps.
+        objective_scale: L-BFGS minimizes ``objective_scale · ℓ_r`` (same argmin). torch's LBFGS
+            drops every curvature pair with sᵀy ≤ 1e-10, an absolute threshold: near the solution
+            (a warm start) the steps are so short that it would drop them all and fall back to
+            steepest descent. Scaling the objective scales sᵀy and keeps those pairs.
+        extrapolate: when one :class:`LogisticSolver` solves a sequence of problems, start each
+            solve from the secant prediction 2θ_k − θ_{k−1} of the last two solutions instead of
+            θ_k (no effect on a single solve).
     """
 
     max_iter: int = 100
     tolerance_grad: float = 1e-7
     tolerance_change: float = 1e-15
     history_size: int = 20
+    objective_scale: float = 1e6
+    extrapolate: bool = True
 
     def __post_init__(self) -> None:
         if self.max_iter < 1:
@@ -79,6 +115,54 @@ class InnerSolverConfig:
             raise ValueError("tolerance_grad and tolerance_change must be positive")
         if self.history_size < 1:
             raise ValueError(f"history_size must be >= 1, got {self.history_size}")
+        if not (self.objective_scale > 0 and self.objective_scale < float("inf")):
+            raise ValueError(f"objective_scale must be a finite number > 0, got {self.objective_scale}")
+
+
+class LogisticDerivatives:
+    """The derivatives of ∇_θ ℓ_r (eq. 11) at (θ, A) that implicit differentiation (eq. 14)
+    needs, in closed form and sharing one product Aθ: with z = −y ⊙ Aθ, r = −y ⊙ σ(z) and
+    w = σ(z) σ(−z),
+
+    * the Hessian-vector product  H v = (1/N) Aᵀ(w ⊙ A v) + (λ_θ/n²) v  (:meth:`hvp`);
+    * the vector-Jacobian product of the optimality condition F = ∇_θ ℓ_r = (1/N) Aᵀ r + (λ_θ/n²) θ
+      in A:  (∂⟨u, F⟩/∂A) = (1/N) [r uᵀ + (w ⊙ A u) θᵀ]  (:meth:`design_vjp`).
+
+    No Hessian is formed: each product costs two passes over A (4Nd flops). The labels must be
+    ±1 (y² = 1), as everywhere in the model. ``sigmoid_z``, if given, must be σ(z) at exactly
+    this (θ, A) (:attr:`LogisticSolver.last_sigmoid_z` after a solve); it saves the pass Aθ.
+    """
+
+    def __init__(
+        self,
+        a: torch.Tensor,
+        y: torch.Tensor,
+        theta: torch.Tensor,
+        lambda_theta: float,
+        n: int,
+        *,
+        sigmoid_z: torch.Tensor | None = None,
+    ) -> None:
+        self.a = a.detach()
+        self.theta = theta.detach()
+        neg_y = -y.detach()
+        # σ(z) at this θ, unless the caller already has it (the inner solver's last evaluation)
+        prob = torch.sigmoid(neg_y * (self.a @ self.theta)) if sigmoid_z is None else sigmoid_z.detach()
+        inv_n = 1.0 / self.a.shape[0]
+        self.residual = neg_y.mul(prob).mul_(inv_n)  # r / N
+        self.weights = prob.mul(1.0 - prob).mul_(inv_n)  # σ(z) σ(−z) / N
+        self.ridge = 2.0 * regularization_weight(lambda_theta, n)
+
+    def hvp(self, v: torch.Tensor) -> torch.Tensor:
+        """H v, the Hessian of ℓ_r in θ times ``v``."""
+        return torch.addmv(v, self.a.T, self.weights * (self.a @ v), beta=self.ridge)
+
+    def design_vjp(self, u: torch.Tensor, columns: int | None = None) -> torch.Tensor:
+        """(∂⟨u, ∇_θ ℓ_r⟩/∂A), an N × d matrix, or only its first ``columns`` columns."""
+        k = self.a.shape[1] if columns is None else columns
+        through_margin = self.weights * (self.a @ u)
+        # r uᵀ + (w ⊙ A u) θᵀ; addcmul_ with a broadcast column is faster on CPU than addr_
+        return torch.outer(self.residual, u[:k]).addcmul_(through_margin.unsqueeze(1), self.theta[:k])
 
 
 def regularized_loss_hvp(
@@ -86,11 +170,7 @@ def regularized_loss_hvp(
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """The Hessian of ℓ_r (eq. 11) at θ as a matrix-free product v ↦ H v, in closed form:
     H v = (1/N) Aᵀ(σ(m) σ(−m) ⊙ A v) + (λ_θ/n²) v with m = Aθ. No Hessian is formed."""
-    a = a.detach()
-    margin = a @ theta.detach()
-    weights = torch.sigmoid(margin) * torch.sigmoid(-margin) / a.shape[0]
-    ridge = 2.0 * regularization_weight(lambda_theta, n)
-    return lambda v: a.T @ (weights * (a @ v)) + ridge * v
+    return LogisticDerivatives(a, y, theta, lambda_theta, n).hvp
 
 
 @dataclass(frozen=True)
@@ -108,10 +188,13 @@ class LogisticSolver:
     """Solves a sequence of inner problems argmin_θ ℓ_r(A_k, y, θ) (eq. 11) with one
     ``torch.optim.LBFGS(line_search_fn="strong_wolfe")``.
 
-    Each solve starts from the previous solution and keeps the L-BFGS curvature pairs gathered so
-    far: Algorithm 1 solves (11) for slowly changing x̂, so the previous θ and curvature are good
-    first guesses. The one pair that would straddle two different problems is dropped. The
-    objective and gradient are evaluated in closed form, so no autograd graph is built.
+    Each solve starts from the previous solution, or with ``solver.extrapolate`` from the secant
+    prediction 2θ_k − θ_{k−1}, and keeps the L-BFGS curvature pairs gathered so far: Algorithm 1
+    solves (11) for slowly changing x̂, so the previous θ and curvature are good first guesses.
+    The one pair that would straddle two different problems is dropped. L-BFGS minimizes
+    ``solver.objective_scale · ℓ_r`` (see :class:`InnerSolverConfig`); the objective and gradient
+    are evaluated together in closed form (as :func:`regularized_loss_and_grad`), so no autograd
+    graph is built.
     """
 
     def __init__(
@@ -129,42 +212,68 @@ class LogisticSolver:
         self.solver = solver
         start = torch.zeros(num_weights, dtype=dtype) if theta0 is None else theta0.detach().to(dtype)
         self.theta = start.clone().requires_grad_(True)
+        self._previous_solution: torch.Tensor | None = None  # θ_{k−1}; θ_k is self.theta
+        #: σ(z), z = −y ⊙ Aθ*, at the last solve's solution when its last evaluation was there
+        self.last_sigmoid_z: torch.Tensor | None = None
+        self._solves = 0
         self.optimizer = torch.optim.LBFGS(
             [self.theta],
             lr=1.0,
             max_iter=solver.max_iter,
-            tolerance_grad=solver.tolerance_grad,
+            tolerance_grad=solver.tolerance_grad * solver.objective_scale,
             tolerance_change=solver.tolerance_change,
             history_size=solver.history_size,
             line_search_fn="strong_wolfe",
         )
 
     def solve(self, a: torch.Tensor, y: torch.Tensor) -> InnerSolution:
-        """Minimize ℓ_r(a, y, ·) from the current θ and return the solution (a detached copy)."""
+        """Minimize ℓ_r(a, y, ·) from the current θ (or, with ``extrapolate``, from the secant
+        prediction) and return the solution (a detached copy)."""
         a = a.detach()
-        y = y.detach()
+        neg_y = -y.detach()
         state = self.optimizer.state[self.theta]
         if "d" in state:
             # torch's LBFGS would pair the last step of the previous problem with a gradient of
             # this one; a zero step length makes it skip that pair and keep the others.
             state["t"] = 0.0
         iterations_before = state.get("n_iter", 0)
-        theta, lambda_theta, n = self.theta, self.lambda_theta, self.n
+        theta = self.theta
+        current = theta.detach().clone()
+        if self.solver.extrapolate and self._previous_solution is not None:
+            with torch.no_grad():
+                theta.mul_(2.0).sub_(self._previous_solution)
+        scale = self.solver.objective_scale
+        ridge = scale * regularization_weight(self.lambda_theta, self.n)
+        alpha = scale / a.shape[0]
+        last: dict[str, torch.Tensor] = {}
 
         def closure() -> torch.Tensor:
+            # scale · ℓ_r and its gradient (regularized_loss_and_grad, scaled, −y precomputed)
             with torch.no_grad():
-                loss = regularized_loss(a, y, theta, lambda_theta, n)
-                theta.grad = regularized_loss_grad(a, y, theta, lambda_theta, n)
+                point = theta.detach()
+                loss, grad, prob = _scaled_loss_and_grad(a, neg_y, point, ridge, alpha)
+                theta.grad = grad
+                last["theta"], last["grad"], last["prob"] = point.clone(), grad, prob
             return loss
 
         self.optimizer.step(closure)
         with torch.no_grad():
-            grad_norm = float(regularized_loss_grad(a, y, theta, lambda_theta, n).abs().max())
+            solution = theta.detach().clone()
+            if torch.equal(last["theta"], solution):
+                grad = last["grad"]  # the last evaluation was at the accepted point
+                self.last_sigmoid_z = last["prob"]
+            else:
+                grad = regularized_loss_grad(a, -neg_y, solution, self.lambda_theta, self.n) * scale
+                self.last_sigmoid_z = None
+            scaled_norm = float(grad.abs().max())
+        if self._solves > 0:
+            self._previous_solution = current
+        self._solves += 1
         return InnerSolution(
-            theta=theta.detach().clone(),
+            theta=solution,
             iterations=int(state.get("n_iter", 0)) - iterations_before,
-            grad_norm=grad_norm,
-            converged=grad_norm <= self.solver.tolerance_grad,
+            grad_norm=scaled_norm / scale,
+            converged=scaled_norm <= self.solver.tolerance_grad * scale,
         )
 
 

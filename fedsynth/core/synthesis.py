@@ -9,15 +9,15 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from fedsynth.core.implicit import CGConfig, ImplicitDiagnostics, implicit_argmin
 from fedsynth.core.model import (
     InnerSolverConfig,
+    LogisticDerivatives,
     LogisticSolver,
     design_matrix,
-    logistic_loss,
     regularized_loss_grad,
-    regularized_loss_hvp,
 )
 from fedsynth.data.types import TabularData
 
@@ -161,6 +161,41 @@ def initial_features(
     raise ValueError(f"init must be one of {INIT_STRATEGIES}, got {init!r}")
 
 
+class _RealDataTerms(torch.autograd.Function):
+    """ℓ({d_i}, θ) + ρ_o/2 · cov(θ)², the real-data part of P (eq. 11), with its gradient in θ
+    computed in the forward pass in closed form: (1/N) Aᵀ(−y ⊙ σ(z)) + ρ_o cov(θ) c, z = −y ⊙ Aθ,
+    where cov(θ) = cᵀθ is the decision-boundary covariance (2)."""
+
+    @staticmethod
+    def forward(ctx, theta, a, neg_y, direction, rho_o):  # type: ignore[override]
+        z = neg_y * (a @ theta)
+        covariance = direction.dot(theta)
+        value = F.softplus(z).mean() + 0.5 * rho_o * covariance * covariance
+        grad = torch.addmv(direction, a.T, neg_y * torch.sigmoid(z), beta=rho_o * float(covariance), alpha=1.0 / a.shape[0])
+        ctx.save_for_backward(grad)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad_value):  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        return grad * grad_value, None, None, None, None
+
+
+class _SquaredNorm(torch.autograd.Function):
+    """‖x‖² = Σ x_ij² in one pass, with the one-operation backward 2x."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        ctx.save_for_backward(x)
+        flat = x.reshape(-1)
+        return flat.dot(flat)
+
+    @staticmethod
+    def backward(ctx, grad_value):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return x * (2.0 * grad_value)
+
+
 class PenaltyObjective:
     """The outer objective P(x̂; θ) of eq. (11), with the real-data terms precomputed.
 
@@ -172,6 +207,7 @@ class PenaltyObjective:
         self.config = config
         self.real_a = design_matrix(train.x, train.s, config.fit_intercept)
         self.real_y = train.y
+        self._neg_real_y = -train.y
         self.n = train.num_features + 1  # the paper's n: features of a_i = (x_i, s_i)
         # (1/N) Σ (s_i − s̄) a_i: the real-data covariance (2) is its inner product with θ.
         self.real_covariance_direction = ((train.s - train.s.mean()) @ self.real_a) / len(train)
@@ -187,57 +223,104 @@ class PenaltyObjective:
         return self.s_hat_centered @ (design_matrix(x_hat, self.s_hat, self.config.fit_intercept) @ theta)
 
     def __call__(self, x_hat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """P(x̂; θ), differentiable in both (the real-data terms and ‖x̂‖² have closed-form
+        backward passes; the ρ_s term, which depends on x̂ directly, goes through autograd)."""
         cfg = self.config
-        value = logistic_loss(self.real_a, self.real_y, theta)
-        value = value + 0.5 * cfg.rho_o * self.real_covariance(theta) ** 2
+        value = _RealDataTerms.apply(theta, self.real_a, self._neg_real_y, self.real_covariance_direction, cfg.rho_o)
         if cfg.rho_s > 0:
             value = value + 0.5 * cfg.rho_s * self.synthetic_covariance(x_hat, theta) ** 2
         scale = 2.0 * (len(x_hat) * self.n) ** 2
-        return value + cfg.lambda_x / scale * x_hat.pow(2).sum()
+        return value + cfg.lambda_x / scale * _SquaredNorm.apply(x_hat)
 
 
 class InnerModel:
     """θ(x̂) = argmin_θ ℓ_r(x̂, θ) (eq. 11) as a differentiable function of x̂ (Algorithm 1,
-    line 9; its backward is line 10, eq. (14), by CG on closed-form Hessian-vector products)."""
+    line 9; its backward is line 10, eq. (14), by CG on closed-form Hessian-vector products and a
+    closed-form vector-Jacobian product, :class:`LogisticDerivatives`).
+
+    One call builds the design matrix â = (x̂, ŝ[, 1]) once; the forward solve and the backward
+    share it, and the backward's HVP and VJP share one product âθ. With ``design``, a
+    preallocated â (its ŝ and intercept columns already written), each call copies x̂ into its
+    first columns instead of allocating a new â: then the backward of one call must run before
+    the next call, as in ``synthesize``.
+    """
 
     def __init__(
-        self, s_hat: torch.Tensor, y_hat: torch.Tensor, config: SynthesisConfig, history: SynthesisHistory
+        self,
+        s_hat: torch.Tensor,
+        y_hat: torch.Tensor,
+        config: SynthesisConfig,
+        history: SynthesisHistory,
+        *,
+        design: torch.Tensor | None = None,
     ) -> None:
         self.s_hat = s_hat
         self.y_hat = y_hat
         self.config = config
         self.history = history
         self.solver: LogisticSolver | None = None
+        self.design = design
+        self._last_solve: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
     def _design(self, x_hat: torch.Tensor) -> torch.Tensor:
+        shared = self.design
+        if shared is not None and not (x_hat.requires_grad and torch.is_grad_enabled()):
+            columns = shared[:, : x_hat.shape[1]]
+            if columns.shape == x_hat.shape and shared.dtype == x_hat.dtype:
+                columns.copy_(x_hat)
+                return shared
         return design_matrix(x_hat, self.s_hat, self.config.fit_intercept)
 
     def solve(self, x_hat: torch.Tensor) -> torch.Tensor:
         """Solve the inner problem at ``x_hat`` (no gradient); warm-started when configured."""
-        a = self._design(x_hat)
+        return self._solve_design(self._design(x_hat.detach()), x_hat.shape[1] + 1)
+
+    def _solve_design(self, a: torch.Tensor, n: int) -> torch.Tensor:
         if self.solver is None or not self.config.warm_start:
-            self.solver = LogisticSolver(a.shape[1], self.config.lambda_theta, x_hat.shape[1] + 1, self.config.inner)
+            self.solver = LogisticSolver(a.shape[1], self.config.lambda_theta, n, self.config.inner, dtype=a.dtype)
         solution = self.solver.solve(a, self.y_hat)
         self.history.inner_iterations.append(solution.iterations)
         self.history.inner_unconverged += not solution.converged
+        self._last_solve = (solution.theta, self.solver.last_sigmoid_z)
         return solution.theta
 
     def _optimality(self, theta: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-        return regularized_loss_grad(
-            self._design(x_hat), self.y_hat, theta, self.config.lambda_theta, x_hat.shape[1] + 1
-        )
-
-    def _hessian_product(self, theta: torch.Tensor, x_hat: torch.Tensor):
-        return regularized_loss_hvp(
-            self._design(x_hat), self.y_hat, theta, self.config.lambda_theta, x_hat.shape[1] + 1
-        )
+        # F = ∇_θ ℓ_r, differentiable in x̂ (the autograd fallback of implicit_argmin)
+        a = design_matrix(x_hat, self.s_hat, self.config.fit_intercept)
+        return regularized_loss_grad(a, self.y_hat, theta, self.config.lambda_theta, x_hat.shape[1] + 1)
 
     def __call__(self, x_hat: torch.Tensor) -> torch.Tensor:
+        a = self._design(x_hat.detach())
+        columns = x_hat.shape[1]
+        n = columns + 1  # the paper's n: features of â_i = (x̂_i, ŝ_i)
+        solved: list = []  # [(θ*, σ(z) at θ* or None)] of this call's forward solve
+        linearized: list = []  # [(θ, LogisticDerivatives)] of the backward, shared by HVP and VJP
+
+        def solve(x: torch.Tensor) -> torch.Tensor:
+            theta = self._solve_design(a, n)
+            solved[:] = [self._last_solve]
+            return theta
+
+        def derivatives(theta: torch.Tensor) -> LogisticDerivatives:
+            if not linearized or linearized[0][0] is not theta:
+                # reuse the solver's σ(z) if it was computed at this very θ (â is unchanged)
+                known = solved[0][1] if solved and torch.equal(solved[0][0], theta) else None
+                derivs = LogisticDerivatives(
+                    a, self.y_hat, theta, self.config.lambda_theta, n, sigmoid_z=known
+                )
+                linearized[:] = [(theta, derivs)]
+            return linearized[0][1]
+
+        def optimality_vjp(theta: torch.Tensor, x: torch.Tensor):
+            d = derivatives(theta)
+            return lambda u: (d.design_vjp(u, columns),)
+
         return implicit_argmin(
-            self.solve,
+            solve,
             self._optimality,
             [x_hat],
-            hessian_product=self._hessian_product,
+            hessian_product=lambda theta, x: derivatives(theta).hvp,
+            optimality_vjp=optimality_vjp,
             cg=self.config.cg,
             diagnostics=self.history.implicit,
         )
@@ -268,8 +351,11 @@ def synthesize(
 
     history = SynthesisHistory()
     objective = PenaltyObjective(train, s_hat, config)
-    inner = InnerModel(s_hat, y_hat, config, history)
-    optimizer = torch.optim.Adam([x_hat], lr=config.lr)
+    # x̂ stays its own contiguous tensor: torch 2.13's fused CPU Adam mis-updates a strided
+    # parameter (such as a column view of â), so â is a buffer x̂ is copied into
+    design = design_matrix(x_hat.detach(), s_hat, config.fit_intercept)
+    inner = InnerModel(s_hat, y_hat, config, history, design=design)
+    optimizer = torch.optim.Adam([x_hat], lr=config.lr, fused=True)  # one kernel; same update rule
     for k in range(config.k_max):
         optimizer.zero_grad(set_to_none=True)
         value = objective(x_hat, inner(x_hat))
