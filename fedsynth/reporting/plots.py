@@ -1,0 +1,325 @@
+"""Figures of a sweep's summary (PNG, plain matplotlib without pyplot, so no display is needed):
+
+* :func:`heatmaps`: Figure 2 style, accuracy / covariance / SPD over rho_o x rho_s;
+* :func:`trends`: Figure 3 style, accuracy and SPD against rho_o per dataset and N_s, with the
+  paper's Table 2 values dashed;
+* :func:`tradeoff`: accuracy against |SPD|, one point per setting, coloured by rho_o.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import BoundaryNorm, ListedColormap, Normalize, TwoSlopeNorm
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from fedsynth.reporting.collect import varying
+from fedsynth.reporting.paper import DATASET_TITLES, DATASETS, TABLE2
+from fedsynth.reporting.tables import describe, format_value
+
+DPI = 120
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+SERIES_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+# settings shown otherwise (panel titles, N_s text) or implied by others: left out of titles
+IMPLIED = ("dataset", "n_s", "n_s_kind", "synthetic_labels", "num_clients")
+
+
+def _slug(values: dict[str, Any]) -> str:
+    text = "_".join(f"{k}-{format_value(v)}" for k, v in values.items() if k not in IMPLIED or k == "n_s")
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "", text)[:120]
+
+
+def _rho_label(value: float) -> str:
+    if value >= 1000 and math.log10(value).is_integer():
+        return f"1e{int(math.log10(value))}"
+    return format_value(float(value))
+
+
+def _dataset_title(name: str) -> str:
+    return DATASET_TITLES.get(name, name)
+
+
+def _n_s_title(row: pd.Series | dict[str, Any], size: bool = True) -> str:
+    """``N_s = N^train``, ``N_s = N^train,small (800)``, ``N_s = 300``."""
+    if row["n_s_kind"] == "full":
+        return "N_s = N^train"
+    if row["n_s_kind"] == "small":
+        return "N_s = N^train,small" + (f" ({row['n_s']})" if size else "")
+    return f"N_s = {row['n_s']}"
+
+
+def _groups(summary: pd.DataFrame, inner: Iterable[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """Split ``summary`` by the varying setting columns not in ``inner`` (those vary within a
+    figure); each group comes with its key as a dict."""
+    inner = set(inner)
+    keys = [c for c in varying(summary) if c not in inner]
+    if not keys:
+        return [({}, summary)]
+    return [
+        (dict(zip(keys, key if isinstance(key, tuple) else (key,))), group)
+        for key, group in summary.groupby(keys, dropna=False, sort=True)
+    ]
+
+
+def _fixed(frame: pd.DataFrame, skip: Iterable[str] = ()) -> dict[str, Any]:
+    """Settings with one value in ``frame``, for a subtitle (the interesting ones only)."""
+    skip = set(skip)
+    wanted = ("rho_s", "lambda_theta", "k_max", "fit_intercept", "engine")
+    return {c: frame[c].iloc[0] for c in wanted if c not in skip and frame[c].nunique(dropna=False) == 1}
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return path
+
+
+def _text_color(rgba: tuple[float, ...]) -> str:
+    r, g, b = rgba[:3]
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "white"
+
+
+def _seeds_text(frame: pd.DataFrame) -> str:
+    runs = sorted(set(int(r) for r in frame["runs"]))
+    if runs == [1]:
+        return "one seed per point"
+    return f"{'/'.join(map(str, runs))} seeds per point (mean ± std)"
+
+
+# ----------------------------------------------------------------------------- Figure 2
+
+
+HEATMAP_METRICS = (
+    ("accuracy", "Accuracy (%)", 100.0, "{:.1f}", "viridis", False),
+    ("covariance", "Covariance (decision boundary)", 1.0, "{:.3f}", "RdBu_r", True),
+    ("spd", "SPD", 1.0, "{:.3f}", "RdBu_r", True),
+)
+
+
+def heatmaps(summary: pd.DataFrame, out_dir: Path, prefix: str = "heatmap") -> list[Path]:
+    """One Figure-2-style figure (accuracy, covariance, SPD over rho_o x rho_s, rho_s = 0 at the
+    bottom, each cell annotated with mean and ± std) per group of runs with at least two rho_o and
+    two rho_s values."""
+    paths = []
+    for key, frame in _groups(summary, ("rho_o", "rho_s", "n_s_kind")):
+        if frame["rho_o"].nunique() < 2 or frame["rho_s"].nunique() < 2:
+            continue
+        rho_o = sorted(frame["rho_o"].unique())
+        rho_s = sorted(frame["rho_s"].unique())
+        fig = Figure(figsize=(5.4 * len(HEATMAP_METRICS), 5.2), layout="constrained")
+        axes = fig.subplots(1, len(HEATMAP_METRICS))
+        for ax, (metric, label, scale, fmt, cmap_name, diverging) in zip(axes, HEATMAP_METRICS):
+            mean = np.full((len(rho_s), len(rho_o)), np.nan)
+            std = np.full_like(mean, np.nan)
+            for _, r in frame.iterrows():
+                i, j = rho_s.index(r["rho_s"]), rho_o.index(r["rho_o"])
+                mean[i, j] = r[f"{metric}_mean"] * scale
+                std[i, j] = r[f"{metric}_std"] * scale
+            finite = mean[np.isfinite(mean)]
+            if diverging:
+                bound = float(np.max(np.abs(finite))) if finite.size else 1.0
+                norm: Normalize = TwoSlopeNorm(0.0, -bound or -1.0, bound or 1.0)
+            else:
+                lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+                norm = Normalize(lo, hi if hi > lo else lo + 1e-9)
+            cmap = colormaps[cmap_name]
+            image = ax.imshow(np.ma.masked_invalid(mean), origin="lower", cmap=cmap, norm=norm, aspect="auto")
+            for i in range(len(rho_s)):
+                for j in range(len(rho_o)):
+                    if not np.isfinite(mean[i, j]):
+                        ax.text(j, i, "n/a", ha="center", va="center", fontsize=8, color="grey")
+                        continue
+                    text = fmt.format(mean[i, j])
+                    if np.isfinite(std[i, j]):
+                        text += "\n±" + fmt.format(std[i, j])
+                    ax.text(j, i, text, ha="center", va="center", fontsize=8.5,
+                            color=_text_color(cmap(norm(mean[i, j]))))
+            ax.set_xticks(range(len(rho_o)), [_rho_label(v) for v in rho_o])
+            ax.set_yticks(range(len(rho_s)), [_rho_label(v) for v in rho_s])
+            ax.set_xlabel("ρ_o (fairness penalty, real data)")
+            ax.set_ylabel("ρ_s (fairness penalty, synthetic data)")
+            ax.set_title(label)
+            fig.colorbar(image, ax=ax, shrink=0.9)
+        first = frame.iloc[0]
+        context = {k: v for k, v in {**key, **_fixed(frame, key)}.items() if k not in IMPLIED}
+        fig.suptitle(
+            f"{_dataset_title(first['dataset'])}, {_n_s_title(first)}"
+            + (f", {describe(context)}" if context else "")
+            + f"\n{_seeds_text(frame)}, on all clients' test data",
+            fontsize=11,
+        )
+        name = f"{prefix}_{first['dataset']}" + (f"_{_slug(key)}" if _slug(key) else "")
+        paths.append(_save(fig, out_dir / f"{name}.png"))
+    return paths
+
+
+# ----------------------------------------------------------------------------- Figure 3
+
+
+def _series(frame: pd.DataFrame, size: bool = True) -> list[tuple[str, pd.DataFrame, dict[str, Any]]]:
+    """The lines of one panel: one per (N_s kind, rho_s, ...) setting, ordered by rho_o; ``size``
+    puts the small N_s's value into the label."""
+    inner = [c for c in varying(frame) if c not in ("rho_o", "n_s")]
+    if not inner:
+        groups = [((), frame)]
+    else:
+        groups = list(frame.groupby(inner, dropna=False, sort=True))
+    series = []
+    for key, group in groups:
+        values = dict(zip(inner, key if isinstance(key, tuple) else (key,)))
+        first = group.iloc[0]
+        parts = [_n_s_title(first, size)] if "n_s_kind" in values or not values else []
+        parts += [describe({k: v}) for k, v in values.items() if k not in ("n_s_kind", "synthetic_labels")]
+        series.append((", ".join(parts) or _n_s_title(first, size), group.sort_values("rho_o"), values))
+    return series
+
+
+def _paper_points(dataset: str, first: pd.Series) -> list[tuple[float, float, float]] | None:
+    """The paper's Table 2 (rho_o, accuracy %, SPD) for a series in the Table 2 setting."""
+    if (
+        dataset not in DATASETS
+        or first["n_s_kind"] not in TABLE2
+        or first["rho_s"] != 0
+        or not math.isclose(first["lambda_theta"], 1e-3)
+    ):
+        return None
+    values = TABLE2[first["n_s_kind"]][dataset]
+    return [(rho, acc, spd) for rho, (acc, spd) in sorted(values.items())]
+
+
+def _rho_axis(ax: Any, values: list[float]) -> None:
+    """rho_o on equally spaced positions (its grids are about log-spaced and include 0)."""
+    ax.set_xticks(range(len(values)), [_rho_label(v) for v in values])
+    ax.set_xlim(-0.4, len(values) - 0.6)
+    ax.set_xlabel("ρ_o (fairness penalty, real data)")
+    ax.grid(True, alpha=0.3)
+
+
+def trends(summary: pd.DataFrame, out_dir: Path, prefix: str = "trends") -> list[Path]:
+    """Figure-3-style trends: for each dataset a column with accuracy (%) and SPD against rho_o,
+    one line per N_s (and any other swept setting), ± std error bars, the paper's Table 2 values
+    as dashed lines with hollow markers where the setting is Table 2's."""
+    paths = []
+    inner = ("rho_o", "dataset", "n_s", "n_s_kind", "synthetic_labels", "num_clients", "rho_s")
+    for key, frame in _groups(summary, inner):
+        if frame["rho_o"].nunique() < 2:
+            continue
+        datasets = [d for d in DATASETS if d in set(frame["dataset"])]
+        datasets += sorted(set(frame["dataset"]) - set(datasets))
+        fig = Figure(figsize=(max(6.0, 4.8 * len(datasets)), 7.4), layout="constrained")
+        axes = np.asarray(fig.subplots(2, len(datasets), squeeze=False))
+        any_paper = False
+        for column, dataset in enumerate(datasets):
+            data = frame[frame["dataset"] == dataset]
+            ax_acc, ax_spd = axes[0, column], axes[1, column]
+            paper_rho = [r for r, _, _ in (_paper_points(dataset, data.iloc[0]) or [])]
+            grid = sorted(set(float(v) for v in data["rho_o"]) | set(paper_rho))
+            position = {v: i for i, v in enumerate(grid)}
+            for index, (label, group, _) in enumerate(_series(data)):
+                color = SERIES_COLORS[index % len(SERIES_COLORS)]
+                marker = MARKERS[index % len(MARKERS)]
+                for ax, metric, scale in ((ax_acc, "accuracy", 100.0), (ax_spd, "spd", 1.0)):
+                    ax.errorbar(
+                        [position[float(v)] for v in group["rho_o"]], group[f"{metric}_mean"] * scale,
+                        yerr=np.nan_to_num(group[f"{metric}_std"].to_numpy() * scale),
+                        color=color, marker=marker, capsize=3, linewidth=1.6, label=f"ours, {label}",
+                    )
+                paper = _paper_points(dataset, group.iloc[0])
+                if paper:
+                    any_paper = True
+                    rho, acc, spd = zip(*paper)
+                    for ax, values in ((ax_acc, acc), (ax_spd, spd)):
+                        ax.plot([position[v] for v in rho], values, linestyle="--", color=color, marker=marker,
+                                markerfacecolor="none", alpha=0.8, label=f"paper, {label}")
+            ax_acc.set_title(_dataset_title(dataset))
+            ax_acc.set_ylabel("accuracy (%)")
+            ax_spd.set_ylabel("SPD")
+            ax_spd.axhline(0.0, color="black", linewidth=0.8)
+            _rho_axis(ax_acc, grid)
+            _rho_axis(ax_spd, grid)
+            ax_acc.legend(fontsize=7.5, loc="best")
+        context = {k: v for k, v in {**key, **_fixed(frame, key)}.items() if k not in IMPLIED}
+        fig.suptitle(
+            "Accuracy and SPD against ρ_o"
+            + (f"\n{describe(context)}" if context else "")
+            + f"\n{_seeds_text(frame)}; error bars ± std"
+            + ("; dashed: the paper's Table 2" if any_paper else ""),
+            fontsize=11,
+        )
+        name = prefix + (f"_{_slug(key)}" if key else "")
+        paths.append(_save(fig, out_dir / f"{name}.png"))
+    return paths
+
+
+# ----------------------------------------------------------------------------- trade-off
+
+
+def tradeoff(summary: pd.DataFrame, out_dir: Path, prefix: str = "tradeoff") -> list[Path]:
+    """Accuracy (%) against |SPD| for every setting, one panel per dataset: colour = rho_o,
+    marker = N_s (or another swept setting), thin lines join one series in rho_o order; the paper's
+    Table 2 points as hollow markers joined by dotted lines. Up and left is better."""
+    paths = []
+    inner = ("rho_o", "dataset", "n_s", "n_s_kind", "synthetic_labels", "num_clients", "rho_s")
+    for key, frame in _groups(summary, inner):
+        datasets = [d for d in DATASETS if d in set(frame["dataset"])]
+        datasets += sorted(set(frame["dataset"]) - set(datasets))
+        rho_values = sorted(set(frame["rho_o"]))
+        for data_name in datasets:
+            rows = _paper_points(data_name, frame[frame["dataset"] == data_name].iloc[0]) or []
+            rho_values = sorted(set(rho_values) | {r for r, _, _ in rows})
+        palette = colormaps["plasma"](np.linspace(0.0, 0.85, max(2, len(rho_values))))[: len(rho_values)]
+        cmap = ListedColormap(palette)
+        norm = BoundaryNorm(np.arange(len(rho_values) + 1) - 0.5, len(rho_values))
+        color_of = {rho: palette[i] for i, rho in enumerate(rho_values)}
+        fig = Figure(figsize=(max(6.5, 5.2 * len(datasets) + 1.0), 5.0), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, len(datasets)))
+        handles: dict[str, Line2D] = {}
+        for ax, dataset in zip(axes, datasets):
+            data = frame[frame["dataset"] == dataset]
+            for index, (label, group, _) in enumerate(_series(data, size=False)):
+                marker = MARKERS[index % len(MARKERS)]
+                x, y = group["abs_spd_mean"].to_numpy(), group["accuracy_mean"].to_numpy() * 100
+                ax.plot(x, y, color="grey", linewidth=0.8, alpha=0.6, zorder=1)
+                ax.errorbar(x, y, xerr=np.nan_to_num(group["abs_spd_std"].to_numpy()),
+                            yerr=np.nan_to_num(group["accuracy_std"].to_numpy() * 100),
+                            fmt="none", ecolor="grey", alpha=0.6, zorder=1)
+                ax.scatter(x, y, c=[color_of[r] for r in group["rho_o"]], marker=marker, s=55,
+                           edgecolors="black", linewidths=0.6, zorder=3)
+                handles.setdefault(f"ours, {label}", Line2D([], [], color="grey", marker=marker, linestyle="-",
+                                                             markerfacecolor="lightgrey", markeredgecolor="black"))
+                paper = _paper_points(dataset, group.iloc[0])
+                if paper:
+                    rho, acc, spd = zip(*paper)
+                    ax.plot(np.abs(spd), acc, linestyle=":", color="grey", linewidth=0.8, zorder=1)
+                    ax.scatter(np.abs(spd), acc, marker=marker, s=55, facecolors="none",
+                               edgecolors=[color_of[r] for r in rho], linewidths=1.4, zorder=2)
+                    handles.setdefault(f"paper, {label}", Line2D([], [], color="grey", marker=marker, linestyle=":",
+                                                                  markerfacecolor="none", markeredgecolor="black"))
+            ax.set_title(_dataset_title(dataset))
+            ax.set_xlabel("|SPD| (lower is fairer)")
+            ax.set_ylabel("accuracy (%)")
+            ax.grid(True, alpha=0.3)
+        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), fraction=0.03, pad=0.02,
+                           ticks=range(len(rho_values)))
+        bar.ax.set_yticklabels([_rho_label(r) for r in rho_values])
+        bar.set_label("ρ_o")
+        axes[0].legend(handles.values(), handles.keys(), fontsize=7.5, loc="lower right")
+        context = {k: v for k, v in {**key, **_fixed(frame, key)}.items() if k not in IMPLIED}
+        fig.suptitle(
+            "Accuracy–fairness trade-off (up and left is better)"
+            + (f"\n{describe(context)}" if context else "")
+            + f"; {_seeds_text(frame)}",
+            fontsize=11,
+        )
+        name = prefix + (f"_{_slug(key)}" if key else "")
+        paths.append(_save(fig, out_dir / f"{name}.png"))
+    return paths
+

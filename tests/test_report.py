@@ -1,0 +1,214 @@
+"""``fedsynth-report``: fixed results.json files -> CSV, the Table 2 Markdown table, PNG figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fedsynth.report import build_report, main
+from fedsynth.reporting.callbacks import count_sweep_jobs, progress_line, threads_per_job
+from fedsynth.reporting.collect import NoResultsError, load_runs, summarize
+from fedsynth.reporting.paper import SMALL_SIZES, TABLE2
+from fedsynth.reporting.tables import format_mean_std, table2_markdown, target_checks
+from omegaconf import OmegaConf
+
+NUM_CLIENTS = {"law_school_race": 2, "law_school_gender": 2, "dutch_gender": 4, "synthetic": 3}
+
+
+def record(dataset: str, *, rho_o: float, rho_s: float = 0.0, size="full", seed: int = 0,
+           accuracy: float = 0.8, spd: float = 0.1, lambda_theta: float = 1e-3, study: str = "table2",
+           fit_intercept: bool = True) -> dict:
+    """A results.json as the fedsynth command writes it (the keys the report reads)."""
+    labels = "copy" if size == "full" else "balanced"
+    config = {
+        "dataset": {"name": dataset, "num_clients": NUM_CLIENTS[dataset]},
+        "method": {
+            "name": "single_shot", "rho_o": rho_o, "rho_s": rho_s, "lambda_x": 1e-4, "lambda_theta": lambda_theta,
+            "synthetic_size": size, "synthetic_labels": labels, "init": "gaussian", "k_max": 1000, "lr": 0.05,
+            "inner_max_iter": 100, "fit_intercept": fit_intercept, "seed": seed,
+        },
+        "model": {"fit_intercept": fit_intercept},
+        "partition": {"scheme": "iid"},
+        "seed": seed,
+        "study": {"name": study, "n_s": "full" if size == "full" else "small"},
+    }
+    return {
+        "dataset": dataset, "method": "single_shot", "engine": "inprocess", "config": config, "seed": seed,
+        "accuracy": accuracy, "spd": spd, "covariance": spd / 10, "eod": spd / 2, "min_distance": 0.5,
+        "per_client": [{"client_id": c} for c in range(NUM_CLIENTS[dataset])], "failures": [],
+        "bytes_up": 1, "bytes_down": 1, "round_trips": 1, "wall_seconds": 2.0, "timings": {}, "theta": [0.0],
+    }
+
+
+def write(folder: Path, records: list[dict]) -> Path:
+    for index, content in enumerate(records):
+        path = folder / str(index) / "results.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(content))
+    return folder
+
+
+def table2_records() -> list[dict]:
+    """Every Table 2 cell, two seeds: seed 0 the paper's value - 0.5 (acc.) / - 0.01 (SPD),
+    seed 1 + 0.5 / + 0.01, so the mean is exactly the paper's number and the std 0.7071 / 0.01414."""
+    records = []
+    for kind, datasets in TABLE2.items():
+        for dataset, cells in datasets.items():
+            size = "full" if kind == "full" else SMALL_SIZES[dataset]
+            for rho, (acc, spd) in cells.items():
+                for seed, sign in ((0, -1), (1, 1)):
+                    records.append(record(dataset, rho_o=rho, size=size, seed=seed,
+                                          accuracy=(acc + sign * 0.5) / 100, spd=spd + sign * 0.01))
+    return records
+
+
+def figure2_records() -> list[dict]:
+    grid = (0.0, 10.0, 100.0)
+    return [
+        record("law_school_race", rho_o=o, rho_s=s, seed=seed, lambda_theta=1e-4, study="figure2",
+               accuracy=0.88 - 0.01 * math.log10(1 + o) - 0.02 * math.log10(1 + s) + 0.001 * seed,
+               spd=0.45 / (1 + o) + 0.01 * seed)
+        for o in grid for s in grid for seed in (0, 1)
+    ]
+
+
+def is_png(path: Path) -> bool:
+    data = path.read_bytes()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return False
+    width, height = struct.unpack(">II", data[16:24])
+    return width > 200 and height > 200 and path.stat().st_size > 10_000
+
+
+# ----------------------------------------------------------------------------- collecting
+
+
+def test_runs_and_summary_over_seeds(tmp_path):
+    write(tmp_path, table2_records())
+    runs = load_runs([tmp_path])
+    assert len(runs) == 2 * 3 * 5 * 2
+    assert set(runs["n_s"]) == {"N", "800", "1200"} and set(runs["n_s_kind"]) == {"full", "small"}
+    summary = summarize(runs)
+    assert len(summary) == 2 * 3 * 5 and set(summary["runs"]) == {2}
+    cell = summary[(summary["dataset"] == "dutch_gender") & (summary["n_s_kind"] == "small") & (summary["rho_o"] == 10)]
+    assert cell["accuracy_mean"].item() == pytest.approx(0.7667)
+    assert cell["accuracy_std"].item() == pytest.approx(0.005 * math.sqrt(2))
+    assert cell["spd_mean"].item() == pytest.approx(0.0478)
+    assert cell["seeds"].item() == "0 1"
+
+
+def test_no_results_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(NoResultsError):
+        load_runs([tmp_path])
+    assert main([str(tmp_path)]) == 2
+    assert "no results.json" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- Table 2
+
+
+def test_table2_markdown_puts_the_papers_numbers_beside_ours(tmp_path):
+    write(tmp_path, table2_records())
+    text = table2_markdown(summarize(load_runs([tmp_path])))
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header[:6] == ["N_s", "ρ_o", "Law School (race) acc. % (ours)", "paper", "SPD (ours)", "paper"]
+    assert "Law School (gender) acc. % (ours)" in header and "Dutch (gender) acc. % (ours)" in header
+    assert len(lines) == 2 + 10  # header, separator, 2 sizes x 5 rho_o
+    first = [cell.strip() for cell in lines[2].strip("|").split("|")]
+    assert first == [
+        "N^train", "0", "88.44 ± 0.71", "88.44", "0.4566 ± 0.0141", "0.4566",
+        "87.04 ± 0.71", "87.04", "0.1320 ± 0.0141", "0.1320", "78.21 ± 0.71", "78.21", "0.2098 ± 0.0141", "0.2098",
+    ]
+    last = [cell.strip() for cell in lines[-1].strip("|").split("|")]
+    assert last[:2] == ["N^train,small", "10000"] and last[2:4] == ["84.30 ± 0.71", "84.30"]
+    assert last[8] == "0.0080 ± 0.0141"
+    # means equal the paper's: every target check passes
+    assert text.count("✓") == 6 and "✗" not in text
+
+
+def test_target_check_fails_when_worse_than_the_paper(tmp_path):
+    records = [r for r in table2_records() if not (r["config"]["method"]["rho_o"] == 10 and r["dataset"] == "law_school_gender")]
+    records += [record("law_school_gender", rho_o=10.0, seed=s, accuracy=0.90, spd=0.05) for s in (0, 1)]
+    write(tmp_path, records)
+    checks = {c["dataset"]: c for c in target_checks(summarize(load_runs([tmp_path])))}
+    assert checks["law_school_gender"]["accuracy_ok"] and not checks["law_school_gender"]["spd_ok"]
+    assert checks["law_school_race"]["accuracy_ok"] and checks["law_school_race"]["spd_ok"]
+
+
+def test_variants_get_separate_tables(tmp_path):
+    records = [record("law_school_race", rho_o=r, fit_intercept=f, accuracy=0.8 + 0.01 * f)
+               for r in (0.0, 10.0) for f in (True, False)]
+    write(tmp_path, records)
+    text = table2_markdown(summarize(load_runs([tmp_path])))
+    assert "fit_intercept = true" in text and "fit_intercept = false" in text
+    assert "81.00" in text and "80.00" in text
+
+
+def test_formatting():
+    assert format_mean_std(0.87912, 0.0012, 2, 100) == "87.91 ± 0.12"
+    assert format_mean_std(0.5, math.nan, 3) == "0.500"
+    assert format_mean_std(math.nan, math.nan, 3) == "—"
+
+
+# ----------------------------------------------------------------------------- the whole report
+
+
+def test_report_writes_tables_and_readable_pngs(tmp_path):
+    sweep = write(tmp_path / "sweep", table2_records() + figure2_records())
+    out = tmp_path / "report"
+    assert main([str(sweep), "--out", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"runs.csv", "summary.csv", "table2.md", "report.md"} <= names
+    pngs = sorted(out.glob("*.png"))
+    kinds = {p.name.split("_")[0].split(".")[0] for p in pngs}
+    assert kinds == {"heatmap", "trends", "tradeoff"}
+    assert all(is_png(p) for p in pngs)
+    heatmaps = [p for p in pngs if p.name.startswith("heatmap")]
+    assert len(heatmaps) == 1 and "law_school_race" in heatmaps[0].name  # only the figure2 runs vary rho_s
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 60 + 18
+    report = (out / "report.md").read_text()
+    assert "## Table 2" in report and "## Figure 2" in report and "![heatmap" in report
+    assert (out / "table2.md").read_text().strip() in report.replace("#### ", "### ")
+
+
+def test_report_default_folder_and_no_plots(tmp_path, capsys):
+    sweep = write(tmp_path / "sweep", [record("synthetic", rho_o=r, size=80, study="smoke") for r in (0.0, 100.0)])
+    assert main([str(sweep), "--no-plots"]) == 0
+    out = sweep / "report"
+    assert (out / "report.md").exists() and not list(out.glob("*.png")) and not (out / "table2.md").exists()
+    printed = capsys.readouterr().out
+    assert "| ρ_o |" in printed and str(out / "runs.csv") in printed
+
+
+def test_build_report_on_result_files_directly(tmp_path):
+    sweep = write(tmp_path / "sweep", [record("synthetic", rho_o=r, size=80) for r in (0.0, 10.0, 100.0)])
+    result = build_report(sorted(sweep.rglob("results.json")), tmp_path / "out")
+    assert len(result["runs"]) == 3 and any(p.name == "trends.png" for p in result["files"])
+
+
+# ----------------------------------------------------------------------------- callbacks
+
+
+def test_sweep_job_count_and_progress_line():
+    config = OmegaConf.create(
+        {"hydra": {"sweeper": {"params": {"method.rho_o": "0,10,100", "seed": "0,1,2"}},
+                   "overrides": {"task": ["seed=0", "dataset=law_school_race", "+experiment=table2"]}}}
+    )
+    assert count_sweep_jobs(config) == 3  # the command line's seed=0 replaces the preset's seeds
+    line = progress_line(3, 1, 8, 120.0)
+    assert "4/8 points (50%)" in line and "1 failed" in line and "2m00s elapsed" in line and "~2m00s left" in line
+
+
+def test_threads_per_job():
+    sequential = OmegaConf.create({"hydra": {"launcher": {"_target_": "BasicLauncher"}}})
+    assert threads_per_job(sequential, cpu_count=8) is None
+    for n_jobs, threads in ((2, 4), (-1, 1), (16, 1), (-2, 1)):
+        parallel = OmegaConf.create({"hydra": {"launcher": {"n_jobs": n_jobs}}})
+        assert threads_per_job(parallel, cpu_count=8) == threads
