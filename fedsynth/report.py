@@ -27,10 +27,9 @@ from typing import Sequence
 import pandas as pd
 
 from fedsynth.reporting import plots
-from fedsynth.reporting.callbacks import JOBS_FILE, PLAN_FILE, STATE_DIR, format_duration
+from fedsynth.reporting.callbacks import JOBS_FILE, PLAN_FILE, STATE_DIR, format_duration, read_jobs
 from fedsynth.reporting.collect import NoResultsError, load_runs, summarize, varying
-from fedsynth.reporting.paper import FIGURE2_REMARKS
-from fedsynth.reporting.tables import summary_markdown, table2_markdown
+from fedsynth.reporting.tables import figure2_markdown, summary_markdown, table2_markdown
 
 
 def sweep_timing(paths: Sequence[Path]) -> list[dict]:
@@ -43,8 +42,7 @@ def sweep_timing(paths: Sequence[Path]) -> list[dict]:
             plans = sorted(path.rglob(f"{STATE_DIR}/{PLAN_FILE}"))
         for plan_file in plans:
             plan = json.loads(plan_file.read_text())
-            jobs_file = plan_file.parent / JOBS_FILE
-            jobs = [json.loads(line) for line in jobs_file.read_text().splitlines() if line.strip()] if jobs_file.exists() else []
+            jobs = read_jobs(plan_file.parent / JOBS_FILE, since=plan["start"])
             end = max((job.get("end", plan["start"]) for job in jobs), default=plan["start"])
             found.append(
                 {
@@ -67,6 +65,8 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path, make_plots: b
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = load_runs(paths)
+    for stale in [out / "table2.md", *out.glob("heatmap_*.png"), *out.glob("trends*.png"), *out.glob("tradeoff*.png")]:
+        stale.unlink(missing_ok=True)  # from an earlier report of this folder
     summary = summarize(runs)
     files: list[Path] = []
 
@@ -90,6 +90,12 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path, make_plots: b
     timings = sweep_timing(paths)
     sections = [f"# fedsynth report\n\n{len(runs)} runs, {len(summary)} settings, from: "
                 + ", ".join(f"`{p}`" for p in paths)]
+    repeated = int(summary["repeated_seeds"].sum())
+    if repeated:
+        sections.append(
+            f"**Warning: {repeated} runs repeat a seed of their setting** (several sweeps of the same points?); "
+            "the means and stds count them as separate runs. Report one sweep at a time to avoid this."
+        )
     if int(runs["failures"].sum()):
         sections.append(f"**{int(runs['failures'].sum())} client failures** in these runs (see runs.csv).")
     if timings:
@@ -109,7 +115,7 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path, make_plots: b
     if table2:
         sections.append("## Table 2\n\n" + table2.replace("### ", "#### "))
     if "rho_s" in varying(summary):
-        sections.append("## Figure 2\n\n" + FIGURE2_REMARKS)
+        sections.append("## Figure 2\n\n" + figure2_markdown(summary))
     sections.append("## All settings\n\n" + summary_markdown(summary))
     if figures:
         sections.append("## Figures\n\n" + "\n\n".join(f"![{f.stem}]({f.name})" for f in figures))

@@ -212,3 +212,49 @@ def test_threads_per_job():
     for n_jobs, threads in ((2, 4), (-1, 1), (16, 1), (-2, 1)):
         parallel = OmegaConf.create({"hydra": {"launcher": {"n_jobs": n_jobs}}})
         assert threads_per_job(parallel, cpu_count=8) == threads
+
+
+def test_figure2_sweep_gets_heatmaps_and_the_papers_remark_but_no_table2(tmp_path):
+    sweep = write(tmp_path / "sweep", figure2_records())
+    out = tmp_path / "report"
+    (out).mkdir()
+    (out / "table2.md").write_text("stale")  # left by an earlier report: removed
+    result = build_report([sweep], out)
+    assert not result["table2"] and not (out / "table2.md").exists()
+    assert [p.name for p in out.glob("heatmap_*.png")] == ["heatmap_law_school_race.png"]
+    # (0, 0): 0.880 / 0.881 -> 0.8805; (10, 0): 0.88 - 0.01 log10(11) + 0.0005
+    drop = 100 * 0.01 * math.log10(11)
+    assert f"a drop of {drop:.2f} points (paper: 0.55%)" in result["report"]
+
+
+def test_a_reused_sweep_folder_counts_only_the_current_multirun(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from fedsynth.report import sweep_timing
+    from fedsynth.reporting.callbacks import SweepProgress
+
+    sweep = tmp_path / "sweep"
+    callback = SweepProgress()
+    plan = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}, "sweeper": {"params": {"seed": "0,1"}},
+                                       "overrides": {"task": []}}})
+    done = SimpleNamespace(status=SimpleNamespace(name="COMPLETED"))
+    for _ in range(2):  # two multiruns into the same folder (as conf/experiment/comparison.yaml does)
+        callback.on_multirun_start(plan)
+        for num in (0, 1):
+            job = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}, "mode": "MULTIRUN", "job": {"num": num},
+                                              "runtime": {"output_dir": str(sweep / str(num))}}})
+            callback.on_job_start(job)
+            callback.on_job_end(job, job_return=done)
+    err = capsys.readouterr().err
+    assert err.count("2/2 points (100%)") == 2 and "3/2" not in err and "4/2" not in err
+    assert len((sweep / ".sweep" / "jobs.jsonl").read_text().splitlines()) == 4
+    (timing,) = sweep_timing([sweep])
+    assert (timing["planned"], timing["finished"], timing["failed"]) == (2, 2, 0)
+
+
+def test_repeated_seeds_are_flagged(tmp_path):
+    write(tmp_path / "a", [record("law_school_race", rho_o=0.0, seed=0)])
+    write(tmp_path / "b", [record("law_school_race", rho_o=0.0, seed=0)])
+    result = build_report([tmp_path], tmp_path / "out", make_plots=False)
+    assert result["summary"]["repeated_seeds"].tolist() == [1]
+    assert "repeat a seed" in result["report"]

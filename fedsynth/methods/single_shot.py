@@ -7,10 +7,13 @@ The server validates the replies and fits ℓ_r on their union, eq. (15).
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from fedsynth.core import CGConfig, InnerSolverConfig, SynthesisConfig, fit_server_model, synthesize
 from fedsynth.data.types import ClientPartition, TabularData
@@ -174,7 +177,24 @@ class SingleShot(FederatedMethod):
 
 
 def _progress_logger(client_id: int, k_max: int) -> Any:
-    """A progress callback that logs the objective every 10% of the outer iterations."""
+    """A progress callback for the outer iterations, chosen by env ``FEDSYNTH_PROGRESS``:
+    ``bar`` (a tqdm bar per client), ``log`` (a log line every 10%), ``off``, or ``auto`` (the
+    default: a bar when stderr is a terminal, log lines otherwise)."""
+    mode = os.environ.get("FEDSYNTH_PROGRESS", "auto")
+    if mode == "off":
+        return lambda k, objective: None
+    if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
+        bar = tqdm(total=k_max, desc=f"client {client_id}", position=client_id, leave=False,
+                   unit="step", mininterval=1.0, dynamic_ncols=True)
+
+        def update(k: int, objective: float) -> None:
+            bar.update(1)
+            if (k + 1) % 25 == 0:
+                bar.set_postfix_str(f"P={objective:.5f}", refresh=False)
+            if k + 1 == k_max:
+                bar.close()
+
+        return update
     every = max(1, k_max // 10)
 
     def report(k: int, objective: float) -> None:

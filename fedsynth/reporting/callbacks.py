@@ -109,6 +109,15 @@ def count_sweep_jobs(config: DictConfig) -> int | None:
         return None
 
 
+def read_jobs(path: Path, since: float = 0.0) -> list[dict[str, Any]]:
+    """The job records of ``jobs.jsonl`` that ended after ``since`` (a sweep folder reused by a
+    later multirun keeps the earlier records; the plan's start time tells them apart)."""
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if r.get("end", since) >= since]
+
+
 def format_duration(seconds: float) -> str:
     """``75`` -> ``1m15s``, ``3725`` -> ``1h02m``."""
     seconds = max(0, int(round(seconds)))
@@ -190,6 +199,6 @@ class SweepProgress(Callback):
         with open(state / JOBS_FILE, "a", encoding="utf-8") as handle:  # one short append per job
             handle.write(json.dumps(record) + "\n")
         plan = json.loads((state / PLAN_FILE).read_text())
-        lines = [json.loads(line) for line in (state / JOBS_FILE).read_text().splitlines() if line.strip()]
+        lines = read_jobs(state / JOBS_FILE, since=plan["start"])
         failed = sum(1 for line in lines if line["status"] == "FAILED")
         self._print(progress_line(len(lines) - failed, failed, plan.get("total"), time.time() - plan["start"]))

@@ -135,7 +135,8 @@ def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per setting (:data:`SETTING_COLUMNS`): ``<metric>_mean``, ``<metric>_std`` (sample
-    std over seeds, NaN for one seed), ``runs``, ``seeds`` and ``failures``."""
+    std over seeds, NaN for one seed), ``runs``, ``seeds``, ``repeated_seeds`` (runs whose seed
+    another run of the setting already has) and ``failures``."""
     groups = runs.groupby(list(SETTING_COLUMNS), dropna=False, sort=True)
     rows = []
     for key, group in groups:
@@ -148,6 +149,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             row[f"{metric}_std"] = float(finite.std(ddof=1)) if len(finite) > 1 else math.nan
         row["runs"] = len(group)
         row["seeds"] = " ".join(str(s) for s in sorted(group["seed"]))
+        row["repeated_seeds"] = int(group["seed"].duplicated().sum())  # e.g. two sweeps of one setting
         row["failures"] = int(group["failures"].sum())
         rows.append(row)
     return pd.DataFrame(rows)

@@ -9,7 +9,16 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.reporting.collect import SETTING_COLUMNS, varying
-from fedsynth.reporting.paper import CITATION, DATASET_TITLES, DATASETS, RHO_O, TABLE2_SETTING, table2_value
+from fedsynth.reporting.paper import (
+    CITATION,
+    DATASET_TITLES,
+    DATASETS,
+    FIGURE2_ACCURACY_DROP_RHO_O_10,
+    FIGURE2_REMARKS,
+    RHO_O,
+    TABLE2_SETTING,
+    table2_value,
+)
 
 KIND_TITLES = {"full": "N^train", "small": "N^train,small"}
 
@@ -79,13 +88,13 @@ def describe(values: dict[str, Any]) -> str:
 
 
 def table2_frame(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary rows that fit Table 2: the paper's datasets, rho_s = 0, N_s = N or N^small."""
+    """The summary rows that fit Table 2: the paper's datasets, rho_s = 0, lambda_theta = 1e-3,
+    N_s = N or N^small."""
     if summary.empty:
         return summary
     mask = summary["dataset"].isin(DATASETS) & (summary["rho_s"] == 0) & summary["n_s_kind"].isin(["full", "small"])
-    frame = summary[mask]
-    paper_lambda = np.isclose(frame["lambda_theta"], TABLE2_SETTING["lambda_theta"])
-    return frame[paper_lambda] if paper_lambda.any() else frame  # e.g. figure2's rho_s = 0 row is not Table 2
+    mask &= np.isclose(summary["lambda_theta"], TABLE2_SETTING["lambda_theta"])  # not figure2's 1e-4
+    return summary[mask]
 
 
 def table2_variants(summary: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
@@ -197,6 +206,28 @@ def targets_markdown(frame: pd.DataFrame) -> str:
             f"{mark[bool(c['spd_ok'])]}"
         )
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- Figure 2
+
+
+def figure2_markdown(summary: pd.DataFrame) -> str:
+    """The Figure 2 numbers the paper's text states, beside ours where the runs have them:
+    the accuracy drop from (rho_o, rho_s) = (0, 0) to (10, 0) on Law School (race), N_s = N."""
+    lines = [FIGURE2_REMARKS]
+    frame = summary[(summary["dataset"] == "law_school_race") & (summary["n_s_kind"] == "full") & (summary["rho_s"] == 0)]
+    for key, group in frame.groupby(["lambda_theta", "k_max", "fit_intercept"], dropna=False):
+        base, fair = group[group["rho_o"] == 0], group[group["rho_o"] == 10]
+        if base.empty or fair.empty:
+            continue
+        drop = (base["accuracy_mean"].iloc[0] - fair["accuracy_mean"].iloc[0]) * 100
+        lines.append(
+            f"- Ours ({describe(dict(zip(['lambda_theta', 'k_max', 'fit_intercept'], key)))}): accuracy "
+            f"{base['accuracy_mean'].iloc[0] * 100:.2f}% at (ρ_o, ρ_s) = (0, 0) and "
+            f"{fair['accuracy_mean'].iloc[0] * 100:.2f}% at (10, 0), a drop of {drop:.2f} points "
+            f"(paper: {FIGURE2_ACCURACY_DROP_RHO_O_10}%); SPD {base['spd_mean'].iloc[0]:.4f} -> {fair['spd_mean'].iloc[0]:.4f}."
+        )
+    return "\n\n".join(lines[:1] + ["\n".join(lines[1:])]) if len(lines) > 1 else lines[0]
 
 
 # ----------------------------------------------------------------------------- any sweep
