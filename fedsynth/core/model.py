@@ -18,11 +18,6 @@ def design_matrix(x: torch.Tensor, s: torch.Tensor, fit_intercept: bool) -> torc
     return torch.cat(columns, dim=1)
 
 
-def num_model_features(a: torch.Tensor, fit_intercept: bool) -> int:
-    """The paper's n: the number of features of a_i = (x_i, s_i), not counting the intercept."""
-    return a.shape[1] - int(fit_intercept)
-
-
 def logistic_loss(a: torch.Tensor, y: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """Mean logistic loss, eq. (9): (1/N) Σ log(1 + exp(−y_i a_iᵀθ))."""
     return F.softplus(-y * (a @ theta)).mean()
@@ -38,7 +33,7 @@ def regularized_loss(
 ) -> torch.Tensor:
     """The inner objective ℓ_r of eq. (11): logistic loss (9) + λ_θ/(2n²)‖θ‖².
 
-    ``n`` is the paper's feature count (see :func:`num_model_features`); with an intercept the
+    ``n`` is the paper's feature count (the columns of a_i = (x_i, s_i), intercept not counted); with an intercept the
     whole of θ, intercept included, is regularized so that ℓ_r stays strongly convex.
     """
     return logistic_loss(a, y, theta) + regularization_weight(lambda_theta, n) * theta.dot(theta)
