@@ -134,6 +134,7 @@ def deploy(overrides: list[str], out: Path, tls: bool) -> RunOutcome:
     data_files = split_data_file(experiment, out / "data")
     env = processes.flower_env(out)
     results_path = out / "results.json"
+    results_path.unlink(missing_ok=True)  # an earlier outcome in out/ is not this run's
     run_config_file = out / "run_config.toml"
     run_config_file.write_text(tomli_w.dumps(run_config_for(experiment, results_path)), encoding="utf-8")
 
@@ -154,7 +155,7 @@ def deploy(overrides: list[str], out: Path, tls: bool) -> RunOutcome:
     else:
         superlink_command += ["--insecure"]
 
-    started: list[subprocess.Popen] = []  # SuperNodes first, SuperLink last: stopped in this order
+    started: list[subprocess.Popen] = []  # flwr run, SuperNodes, then the SuperLink: stopped in this order
     superlink = processes.start_process(superlink_command, env, out / "superlink.log")
     try:
         scheme = "https" if tls else "http"
@@ -192,17 +193,20 @@ def deploy(overrides: list[str], out: Path, tls: bool) -> RunOutcome:
             )
 
         run_log = out / "run.log"
-        run_id = processes.flwr_run(
-            processes.stage_app(APP_ROOT, out / "app"), CONNECTION, run_config_file, env, run_log,
+        runner = processes.start_flwr_run(processes.stage_app(APP_ROOT, out / "app"), CONNECTION, run_config_file, env, run_log)
+        started.insert(0, runner)
+        run_id = processes.started_run_id(runner, run_log)
+        status = processes.wait_for_run(
+            processes.control_client(address, root_certificates=ca if tls else None),
+            run_id,
             timeout=float(experiment["federation"]["timeout_s"]) * 3,
+            watch=[superlink],
+            result_file=results_path,
         )
-        status = processes.run_status(CONNECTION, run_id, env)
-        if status != "finished:completed" or not results_path.is_file():
+        if processes.run_failed(status, results_path):
+            processes.wait_for_exit(runner, timeout=15.0)  # the log stream delivers the rest
             raise RuntimeError(f"run {run_id} ended with status {status!r}; its log:\n{processes.tail(run_log)}")
-        outcome = RunOutcome.read_json(results_path)
-        outcome.engine = "deployment"
-        outcome.timings["wall_s"] = time.perf_counter() - start
-        outcome.timings["overhead_s"] = outcome.timings["wall_s"] - outcome.timings["compute_s"]
+        outcome = RunOutcome.read_json(results_path).finish("deployment", start)
         if tls:
             outcome.info["unregistered_node_refused"] = _refused(intruder, out / "supernode_unregistered.log")
         outcome.write_json(results_path)

@@ -4,6 +4,9 @@ in-process engine, the protocol's privacy and fault handling."""
 from __future__ import annotations
 
 import json
+import os
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +14,9 @@ import pytest
 from flwr.app import RecordDict
 
 from fedsynth.federated import InProcessEngine, RunOutcome
-from fedsynth.federated.engines import InProcessTransport
+from fedsynth.federated import processes
 from fedsynth.federated.experiment import RUN_CONFIG_DEFAULTS, experiment_from_run_config, run_config_for
+from fedsynth.federated.inprocess import InProcessTransport
 from fedsynth.federated.messages import decode, encode, payload_from_record, payload_to_record, record_nbytes
 from fedsynth.federated.server_logic import run_experiment
 from fedsynth.methods import ClientFailure, Payload
@@ -217,3 +221,50 @@ def test_app_bundle_holds_the_package_and_configs_only(tmp_path: Path) -> None:
         or (name.startswith("conf/") and name.endswith(".yaml"))
         for name in names
     ), names
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def test_stop_process_also_stops_what_started_its_own_session(tmp_path: Path) -> None:
+    """Flower's SuperExec starts a new session, and Ray lives in it: stopping the SuperLink must
+    stop that session too, not only the SuperLink's own process group."""
+    grandchild_pid = tmp_path / "grandchild.pid"
+    script = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
+        f"open({str(grandchild_pid)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(600)\n"
+    )
+    parent = processes.start_process([sys.executable, "-c", script], os.environ, tmp_path / "log")
+    deadline = time.monotonic() + 30
+    while not grandchild_pid.exists() or not grandchild_pid.read_text():
+        assert time.monotonic() < deadline, (tmp_path / "log").read_text()
+        time.sleep(0.05)
+    grandchild = int(grandchild_pid.read_text())
+    assert os.getsid(grandchild) not in (os.getsid(parent.pid), os.getsid(0))
+
+    processes.stop_process(parent, grace_s=1.0)
+
+    assert parent.poll() is not None
+    assert grandchild not in processes._process_table()  # gone, or a zombie waiting for init
+
+
+@pytest.mark.parametrize(
+    ("status", "written", "failed"),
+    [
+        ("running", True, False),  # the ServerApp wrote its outcome; Flower's teardown is not waited for
+        ("finished:completed", True, False),
+        ("finished:completed", False, True),
+        ("finished:failed", False, True),
+        ("finished:failed", True, True),
+        ("finished:stopped", True, True),
+    ],
+)
+def test_a_run_failed_without_its_outcome_or_when_flower_says_so(
+    tmp_path: Path, status: str, written: bool, failed: bool
+) -> None:
+    result = tmp_path / "results.json"
+    if written:
+        result.write_text("{}")
+    assert processes.run_failed(status, result) is failed

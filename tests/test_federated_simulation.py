@@ -110,6 +110,7 @@ def test_a_failed_run_fails_the_engine_and_writes_no_results(tmp_path: Path) -> 
     """Every client crashes, fewer than min_clients remain: Flower marks the run failed although
     ``flwr run --stream`` exits 0; the engine checks the status and raises with the log."""
     experiment = faulty_experiment({"0": "crash", "1": "crash", "2": "crash", "3": "crash"})
+    (tmp_path / "results.json").write_text("{}")  # an earlier run's outcome must not pass for this one's
     with pytest.raises(RuntimeError) as error:
         SimulationEngine(workdir=tmp_path).run(experiment)
     message = str(error.value)

@@ -5,14 +5,30 @@
 * :mod:`~fedsynth.federated.client_logic` / :mod:`~fedsynth.federated.server_logic`: what
   clients and server do, shared by every engine;
 * :mod:`~fedsynth.federated.client_app` / :mod:`~fedsynth.federated.server_app`: the Flower apps;
-* :mod:`~fedsynth.federated.engines`: ``InProcessEngine`` and ``SimulationEngine``,
-  each ``engine.run(config) -> RunOutcome``;
+* :mod:`~fedsynth.federated.inprocess` / :mod:`~fedsynth.federated.simulation`: the engines,
+  ``InProcessEngine`` and ``SimulationEngine``, each ``engine.run(config) -> RunOutcome``;
 * :mod:`~fedsynth.federated.processes`: starting and stopping Flower's processes.
 
-Flower is imported only inside this package.
+Flower is imported only inside this package. The names below are imported on first use, so
+that a process that only launches Flower (``engine=simulation``) never imports torch.
 """
 
-from fedsynth.federated.engines import InProcessEngine, SimulationEngine
-from fedsynth.federated.outcome import RunOutcome
+from __future__ import annotations
 
-__all__ = ["InProcessEngine", "RunOutcome", "SimulationEngine"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "InProcessEngine": "fedsynth.federated.inprocess",
+    "RunOutcome": "fedsynth.federated.outcome",
+    "SimulationEngine": "fedsynth.federated.simulation",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``InProcessEngine``, ``RunOutcome`` or ``SimulationEngine`` from its module."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,14 @@ class RunOutcome:
     bytes_up: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+
+    def finish(self, engine: str, start: float) -> "RunOutcome":
+        """Stamp the engine's name, the wall time since ``start`` (a ``time.perf_counter()``
+        value) and the overhead it implies; return this outcome."""
+        self.engine = engine
+        self.timings["wall_s"] = time.perf_counter() - start
+        self.timings["overhead_s"] = self.timings["wall_s"] - self.timings["compute_s"]
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (numpy values become plain Python values)."""

@@ -8,7 +8,6 @@ installation off, and Ray kept on 127.0.0.1. Processes start in their own sessio
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -21,6 +20,8 @@ from typing import Mapping, Sequence
 
 import httpx
 import tomli
+from flwr.proto.control_pb2 import ListRunsRequest  # pylint: disable=no-name-in-module
+from flwr.supercore.control import ControlHttpClient
 
 LOCALHOST = "127.0.0.1"
 BIN_DIR = Path(sys.executable).parent
@@ -83,42 +84,105 @@ def start_process(command: Sequence[str], env: Mapping[str, str], log_path: Path
         )
 
 
-def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
-    """Stop a process started by :func:`start_process` and its session (SIGTERM, then SIGKILL)."""
+def stop_process(process: subprocess.Popen, grace_s: float = 15.0) -> None:
+    """Stop a process started by :func:`start_process` and everything it started: SIGTERM to
+    its process group, SIGKILL after ``grace_s`` seconds (at once with 0), then SIGKILL to every
+    session of its process tree.
+
+    Flower's SuperExec starts its own session, and the simulation process, Ray's services and
+    client actors live there: they are found through the process tree before anything is
+    stopped, so that they cannot outlive the SuperLink as orphans.
+    """
+    sessions = _sessions_of_tree(process.pid) - {os.getsid(0)}
     if process.poll() is None:
-        _signal_group(process, signal.SIGTERM)
+        _signal_group(process.pid, signal.SIGTERM if grace_s > 0 else signal.SIGKILL)
         try:
-            process.wait(timeout=timeout)
+            process.wait(timeout=grace_s if grace_s > 0 else None)
         except subprocess.TimeoutExpired:
-            _signal_group(process, signal.SIGKILL)
-            process.wait(timeout=timeout)
-    # Children that outlived their parent (Ray workers) are still in the session.
-    _signal_group(process, signal.SIGKILL)
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait()
+    sessions.add(process.pid)
+    deadline = time.monotonic() + 15.0
+    while (leftovers := _processes_in_sessions(sessions)) and time.monotonic() < deadline:
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
 
 
-def _signal_group(process: subprocess.Popen, sig: int) -> None:
-    """Send ``sig`` to the process group led by ``process`` (it may be gone already)."""
+def wait_for_exit(process: subprocess.Popen, timeout: float) -> None:
+    """Give ``process`` up to ``timeout`` seconds to end on its own."""
     try:
-        os.killpg(process.pid, sig)
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    """Send ``sig`` to process group ``pgid`` (it may be gone already)."""
+    try:
+        os.killpg(pgid, sig)
     except ProcessLookupError:
         pass
 
 
+def _process_table() -> dict[int, tuple[int, int]]:
+    """``{pid: (parent pid, session id)}`` of every live (not zombie) process, from ``/proc``
+    (empty where there is none)."""
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent, _, session = stat.read_text().rsplit(")", 1)[1].split()[:4]
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended meanwhile
+        if state != "Z":
+            table[int(stat.parent.name)] = (int(parent), int(session))
+    return table
+
+
+def _sessions_of_tree(root: int) -> set[int]:
+    """Session ids of ``root`` and of all its descendants."""
+    table = _process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    sessions, pending = set(), [root]
+    while pending:
+        pid = pending.pop()
+        if pid in table:
+            sessions.add(table[pid][1])
+        pending.extend(children.get(pid, []))
+    return sessions
+
+
+def _processes_in_sessions(sessions: set[int]) -> list[int]:
+    """Pids of the processes that belong to one of ``sessions``."""
+    return [pid for pid, (_, session) in _process_table().items() if session in sessions]
+
+
 def wait_until_ready(
-    url: str, process: subprocess.Popen, log_path: Path, timeout: float = 60.0, verify: str | bool = True
+    url: str,
+    process: subprocess.Popen | None = None,
+    log_path: Path | None = None,
+    timeout: float = 60.0,
+    verify: str | bool = True,
 ) -> None:
-    """Poll ``url`` (a SuperLink's ``/health``) until it answers; fail early if the process exits."""
+    """Poll ``url`` (a SuperLink's ``/health``) until it answers; fail early if ``process`` (the
+    SuperLink) exits, with the end of its ``log_path``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with code {process.returncode}:\n{tail(log_path)}")
+        if process is not None and process.poll() is not None:
+            log = tail(log_path) if log_path is not None else ""
+            raise RuntimeError(f"{process.args[0]} exited with code {process.returncode}:\n{log}")
         try:
             if httpx.get(url, timeout=1.0, verify=verify).is_success:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout:g} s:\n{tail(log_path)}")
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:g} s:\n{tail(log_path) if log_path else ''}")
 
 
 def write_connection(
@@ -152,54 +216,107 @@ def stage_app(app_dir: Path, dest: Path) -> Path:
     return dest
 
 
-def flwr_run(
+def start_flwr_run(
     app_dir: Path,
     connection: str,
     run_config_file: Path,
     env: Mapping[str, str],
     log_path: Path,
-    timeout: float,
     federation_config: str | None = None,
-) -> int:
-    """``flwr run APP CONNECTION --run-config FILE --stream``: submit the run, follow its logs
-    into ``log_path`` until it ends, and return its run id. Fails if the run could not start;
-    whether the run succeeded is for :func:`run_status` to say (``--stream`` exits 0 either way).
+    ready_url: str | None = None,
+) -> subprocess.Popen:
+    """Start ``flwr run APP CONNECTION --run-config FILE --stream``: it submits the run and
+    follows its logs into ``log_path``. Read the run id with :func:`started_run_id` and wait for
+    the run with :func:`wait_for_run` (``--stream`` exits 0 even when the run fails).
+
+    With ``ready_url`` (the SuperLink's ``/health``), the command is started right away and
+    waits, after its imports, until the SuperLink answers (see
+    :mod:`fedsynth.federated.flwr_when_ready`): its start-up overlaps the SuperLink's.
     """
-    command = [flower_command("flwr"), "run", str(app_dir), connection, "--run-config", str(run_config_file), "--stream"]
+    arguments = ["run", str(app_dir), connection, "--run-config", str(run_config_file), "--stream"]
     if federation_config:
-        command += ["--federation-config", federation_config]
-    with open(log_path, "ab") as log_file:
-        completed = subprocess.run(
-            command, env=dict(env), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, timeout=timeout
-        )
-    text = log_path.read_text(encoding="utf-8", errors="replace")
+        arguments += ["--federation-config", federation_config]
+    if ready_url is None:
+        command = [flower_command("flwr"), *arguments]
+    else:
+        command = [sys.executable, "-m", "fedsynth.federated.flwr_when_ready", ready_url, *arguments]
+    return start_process(command, env, log_path)
+
+
+def started_run_id(process: subprocess.Popen, log_path: Path, timeout: float = 120.0) -> int:
+    """The id of the run a :func:`start_flwr_run` process submitted, once its log reports it;
+    raise with the log if the process exits (or ``timeout`` passes) before that."""
     marker = "Successfully started run "
-    if completed.returncode != 0 or marker not in text:
-        raise RuntimeError(f"flwr run failed (exit code {completed.returncode}):\n{tail(log_path)}")
-    return int(text.rsplit(marker, 1)[1].split()[0])
+    deadline = time.monotonic() + timeout
+    while True:
+        text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
+        if marker in text:
+            return int(text.rsplit(marker, 1)[1].split()[0])
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.poll()
+            raise RuntimeError(f"flwr run failed (exit code {process.returncode}):\n{tail(log_path)}")
+        time.sleep(0.05)
 
 
-def run_status(connection: str, run_id: int, env: Mapping[str, str]) -> str:
-    """The status of a run, e.g. ``finished:completed`` or ``finished:failed``."""
-    completed = subprocess.run(
-        [flower_command("flwr"), "ls", connection, "--run-id", str(run_id), "--format", "json"],
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
+def control_client(address: str, root_certificates: Path | None = None) -> ControlHttpClient:
+    """A client of the SuperLink's Control API at ``address`` (the API ``flwr`` itself uses);
+    insecure unless ``root_certificates`` (the CA's PEM file) is given."""
+    return ControlHttpClient.from_server_address(
+        server_address=address,
+        insecure=root_certificates is None,
+        root_certificates=None if root_certificates is None else str(root_certificates),
+        interceptors=(),
     )
-    if completed.returncode != 0:
-        raise RuntimeError(f"flwr ls failed: {completed.stdout}{completed.stderr}")
-    return parse_run_status(completed.stdout, run_id)
 
 
-def parse_run_status(text: str, run_id: int) -> str:
-    """The status of ``run_id`` in the JSON output of ``flwr ls --format json``."""
-    for run in json.loads(text).get("runs", []):
-        if int(run.get("run-id")) == run_id:
-            return str(run.get("status"))
-    raise RuntimeError(f"run {run_id} is not listed by flwr ls: {text}")
+def run_status(client: ControlHttpClient, run_id: int) -> str:
+    """The status of a run as ``flwr ls`` shows it: ``pending``, ``starting``, ``running``, or
+    ``finished:<completed|failed|stopped>``."""
+    runs = client.ListRuns(ListRunsRequest(run_id=run_id)).run_dict
+    if run_id not in runs:
+        raise RuntimeError(f"the SuperLink does not know run {run_id}")
+    status = runs[run_id].status
+    return f"{status.status}:{status.sub_status}" if status.sub_status else status.status
+
+
+def wait_for_run(
+    client: ControlHttpClient,
+    run_id: int,
+    timeout: float,
+    watch: Sequence[subprocess.Popen] = (),
+    result_file: Path | None = None,
+    poll_s: float = 2.0,
+) -> str:
+    """Wait until run ``run_id`` is finished or has written ``result_file``, and return the run's
+    status at that moment (``running``, ``finished:completed``, ``finished:failed``, ...); raise if
+    ``timeout`` seconds pass or a ``watch``ed process (the SuperLink, SuperNodes) exits first.
+
+    The ServerApp writes its outcome file atomically as its last act: once it exists, the run's
+    work is done and the caller need not wait for Flower's teardown (Ray's shutdown takes
+    seconds). The file is looked for every 0.05 s; the status is asked every ``poll_s`` seconds
+    (each request costs the SuperLink CPU that the clients would rather have).
+    """
+    deadline = time.monotonic() + timeout
+    next_poll = 0.0
+    while True:
+        written = result_file is not None and result_file.is_file()
+        if written or time.monotonic() >= next_poll:
+            status = run_status(client, run_id)
+            if written or status.startswith("finished"):
+                return status
+            next_poll = time.monotonic() + poll_s
+        for process in watch:
+            if process.poll() is not None:
+                raise RuntimeError(f"{process.args[0]} exited with code {process.returncode} during run {run_id}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"run {run_id} did not finish within {timeout:g} s (status {status!r})")
+        time.sleep(0.05)
+
+
+def run_failed(status: str, result_file: Path) -> bool:
+    """Whether a run whose status :func:`wait_for_run` returned failed: it ended without writing
+    its outcome, or Flower marked it failed or stopped."""
+    return not result_file.is_file() or (status.startswith("finished") and status != "finished:completed")
 
 
 def tail(path: Path, lines: int = 60) -> str:

@@ -1,0 +1,93 @@
+#!/usr/bin/env python
+"""Benchmark the engines: the same ``fedsynth`` run on ``engine=inprocess`` and ``engine=simulation``.
+
+Runs the ``fedsynth`` command as a user would (default: ``dataset=law_school_race``, the paper's
+Law School race setting with the default method, N_s = N, k_max = 1000), alternating the engines
+``--repeat`` times so that both see the same machine load, and prints per run: the command's wall
+time (Python and Hydra start-up included), the engine's wall time, the critical-path compute
+(slowest client per exchange plus the server's own work, as the clients measured it), and the
+engine overhead. Then the medians and the issue-4 target: the simulation engine adds at most 15 s
+(or 25 %, whichever is larger) over ``engine=inprocess`` for the same run, on the command's wall
+time. Both engines must give the same metrics; the script checks it.
+
+    .venv/bin/python scripts/bench_engines.py                        # Law School race, 3 pairs
+    .venv/bin/python scripts/bench_engines.py --repeat 1 -- dataset=synthetic method.k_max=200
+
+Wall times move with the machine's load (printed): compare numbers from the same invocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ENGINES = ("inprocess", "simulation")
+FEDSYNTH = Path(sys.executable).parent / "fedsynth"
+
+
+def run_once(engine: str, overrides: list[str], out: Path) -> dict[str, float]:
+    """One ``fedsynth`` run; its timings and metrics."""
+    env = {**os.environ, "FEDSYNTH_PROGRESS": "off"}
+    env.setdefault("FEDSYNTH_DATA_DIR", str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    command = [str(FEDSYNTH), *overrides, f"engine={engine}", f"hydra.run.dir={out}"]
+    start = time.perf_counter()
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command_s = time.perf_counter() - start
+    record = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    return {
+        "command_s": command_s,
+        "engine_s": record["timings"]["wall_s"],
+        "compute_s": record["timings"]["compute_s"],
+        "server_s": record["timings"]["server_s"],
+        "overhead_s": record["timings"]["overhead_s"],
+        "accuracy": record["accuracy"],
+        "spd": record["spd"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its table; exit 1 if the engines disagree."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3, help="pairs of runs (default 3)")
+    parser.add_argument("overrides", nargs="*", help="fedsynth overrides (default: dataset=law_school_race)")
+    args = parser.parse_args(argv)
+    overrides = args.overrides or ["dataset=law_school_race"]
+
+    print(f"fedsynth {' '.join(overrides)}; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
+    print(f"{'engine':<11} {'command s':>9} {'engine s':>9} {'server s':>9} {'compute s':>9} {'overhead s':>10}  metrics")
+    runs: dict[str, list[dict[str, float]]] = {engine: [] for engine in ENGINES}
+    with tempfile.TemporaryDirectory(prefix="bench-engines-") as tmp:
+        for repeat in range(args.repeat):
+            for engine in ENGINES:
+                result = run_once(engine, overrides, Path(tmp) / f"{engine}-{repeat}")
+                runs[engine].append(result)
+                print(
+                    f"{engine:<11} {result['command_s']:9.1f} {result['engine_s']:9.1f} {result['server_s']:9.1f} "
+                    f"{result['compute_s']:9.1f} {result['overhead_s']:10.1f}  "
+                    f"accuracy {result['accuracy']:.4f} SPD {result['spd']:+.4f}",
+                    flush=True,
+                )
+    medians = {engine: statistics.median(r["command_s"] for r in runs[engine]) for engine in ENGINES}
+    added = medians["simulation"] - medians["inprocess"]
+    allowed = max(15.0, 0.25 * medians["inprocess"])
+    print(f"median command wall: inprocess {medians['inprocess']:.1f} s, simulation {medians['simulation']:.1f} s")
+    print(
+        f"simulation adds {added:.1f} s (target: at most {allowed:.1f} s) -> "
+        f"{'met' if added <= allowed else 'NOT met'}; load average now {os.getloadavg()[0]:.2f}"
+    )
+    metrics = {(round(r["accuracy"], 12), round(r["spd"], 12)) for engine in ENGINES for r in runs[engine]}
+    if len(metrics) != 1:
+        print(f"the engines disagree: {sorted(metrics)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
