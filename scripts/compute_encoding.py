@@ -1,13 +1,15 @@
 """Print the ``features:`` block of a dataset spec, with encoding constants computed from a CSV.
 
-Numeric columns get ``center`` = mean and ``scale`` = standard deviation (ddof=0); ``--binary
-COLUMN=VALUE`` columns are encoded as the indicator ``COLUMN == VALUE`` and get the indicator's
+Numeric columns get ``center`` = mean and ``scale`` = standard deviation (ddof=0), or with
+``--scaling minmax`` ``center`` = minimum and ``scale`` = range (values in [0, 1], as
+scikit-learn's ``MinMaxScaler``, which FAIR-FATE applies to Dutch); ``--binary COLUMN=VALUE`` columns are encoded as the indicator ``COLUMN == VALUE`` and get the indicator's
 mean and standard deviation; any other non-numeric column becomes a one-hot ``categorical`` feature
 with its sorted levels. Run it once on the public file and paste the output into
 ``conf/dataset/<name>.yaml``: every client then encodes its rows with the same written-down
 constants and no statistic is exchanged at run time.
 
     python scripts/compute_encoding.py $FEDSYNTH_DATA_DIR/law_school.csv --exclude race pass_bar
+    python scripts/compute_encoding.py $FEDSYNTH_DATA_DIR/dutch.csv --exclude sex occupation --scaling minmax
 """
 
 from __future__ import annotations
@@ -27,8 +29,17 @@ def yaml_number(value: float) -> str:
     return np.format_float_positional(value, precision=6, unique=False, fractional=False, trim="0")
 
 
-def feature_lines(frame: pd.DataFrame, exclude: list[str], binary: dict[str, str]) -> list[str]:
-    """One YAML flow-mapping line per feature column of ``frame``."""
+SCALINGS = {
+    "standard": "center = mean, scale = standard deviation (ddof=0)",
+    "minmax": "center = minimum, scale = maximum - minimum (values in [0, 1])",
+}
+
+
+def feature_lines(
+    frame: pd.DataFrame, exclude: list[str], binary: dict[str, str], scaling: str = "standard"
+) -> list[str]:
+    """One YAML flow-mapping line per feature column of ``frame``, scaled as ``scaling`` says
+    (a key of :data:`SCALINGS`)."""
     lines = []
     for column in frame.columns:
         if column in exclude:
@@ -38,20 +49,20 @@ def feature_lines(frame: pd.DataFrame, exclude: list[str], binary: dict[str, str
         if column in binary:
             indicator = (values.astype(str) == binary[column]).to_numpy(dtype=np.float64)
             kind = f"type: binary, positive: {json.dumps(binary[column])}"
-            lines.append(_scaled_line(name, kind, indicator))
+            lines.append(_scaled_line(name, kind, indicator, scaling))
         elif pd.api.types.is_numeric_dtype(values):
-            lines.append(_scaled_line(name, "type: numeric", values.to_numpy(dtype=np.float64)))
+            lines.append(_scaled_line(name, "type: numeric", values.to_numpy(dtype=np.float64), scaling))
         else:
             levels = ", ".join(json.dumps(level) for level in sorted(values.astype(str).unique()))
             lines.append(f"  - {{name: {name}, type: categorical, levels: [{levels}]}}")
     return lines
 
 
-def _scaled_line(name: str, kind: str, values: np.ndarray) -> str:
-    scale = values.std()
+def _scaled_line(name: str, kind: str, values: np.ndarray, scaling: str) -> str:
+    center, scale = (values.min(), np.ptp(values)) if scaling == "minmax" else (values.mean(), values.std())
     note = "  # constant column: scale set to 1" if scale == 0 else ""
     return (
-        f"  - {{name: {name}, {kind}, center: {yaml_number(values.mean())}, "
+        f"  - {{name: {name}, {kind}, center: {yaml_number(center)}, "
         f"scale: {yaml_number(scale if scale > 0 else 1.0)}}}{note}"
     )
 
@@ -64,6 +75,7 @@ def main() -> None:
     parser.add_argument(
         "--binary", nargs="+", default=[], metavar="COLUMN=VALUE", help="indicator features"
     )
+    parser.add_argument("--scaling", choices=sorted(SCALINGS), default="standard", help="default: standard")
     args = parser.parse_args()
     binary = dict(item.split("=", 1) for item in args.binary)
     frame = pd.read_csv(args.csv)
@@ -75,12 +87,13 @@ def main() -> None:
         ["python scripts/compute_encoding.py", args.csv.name]
         + (["--exclude", *args.exclude] if args.exclude else [])
         + (["--binary", *args.binary] if args.binary else [])
+        + (["--scaling", args.scaling] if args.scaling != "standard" else [])
     )
     print(f"# computed by: {command}")
     print(f"# from {args.csv.name} ({len(frame)} rows, sha256 {digest})")
-    print("# center = mean, scale = standard deviation (ddof=0), over the whole public file")
+    print(f"# {SCALINGS[args.scaling]}, over the whole public file")
     print("features:")
-    print("\n".join(feature_lines(frame, args.exclude, binary)))
+    print("\n".join(feature_lines(frame, args.exclude, binary, args.scaling)))
 
 
 if __name__ == "__main__":

@@ -116,6 +116,18 @@ def test_real_datasets_match_table_1(data_dir, name, clients, train, test, spd):
         assert (len(client.train), len(client.test)) == (train, test)
 
 
+def test_dutch_minmax_variant_scales_the_same_rows_into_the_unit_interval(data_dir):
+    """FAIR-FATE's Dutch preprocessing: each code min-max scaled; rows, s and y as dutch_gender."""
+    standard = load_dataset(shipped_spec("dutch_gender"), data_dir)
+    minmax = load_dataset(shipped_spec("dutch_gender_minmax"), data_dir)
+    assert minmax.feature_names == standard.feature_names
+    assert torch.equal(minmax.s, standard.s) and torch.equal(minmax.y, standard.y)
+    assert torch.allclose(minmax.x.min(0).values, torch.zeros(10, dtype=torch.float64))
+    assert torch.allclose(minmax.x.max(0).values, torch.ones(10, dtype=torch.float64))
+    # An affine map per column: the same rows, rescaled.
+    assert torch.allclose(torch.corrcoef(torch.cat([minmax.x, standard.x], 1).T)[:10, 10:].diagonal(), torch.ones(10, dtype=torch.float64))
+
+
 def test_law_school_settings_swap_race_and_male(data_dir):
     race = load_dataset(shipped_spec("law_school_race"), data_dir)
     gender = load_dataset(shipped_spec("law_school_gender"), data_dir)
