@@ -232,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/config.yaml")
     args = parser.parse_args(argv)
     out = (args.out or APP_ROOT / "outputs" / f"deploy-{time.strftime('%Y-%m-%d_%H-%M-%S')}").resolve()
-    out.mkdir(parents=True, exist_ok=False)
+    if out.exists():
+        parser.error(f"--out {out} exists already: name a new folder (nothing is overwritten)")
+    out.mkdir(parents=True)
     try:
         outcome = deploy(args.overrides, out, args.tls)
     except Exception as err:  # report and fail the command

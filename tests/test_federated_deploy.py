@@ -1,5 +1,6 @@
-"""scripts/deploy_local.py end to end (insecure variant): a real SuperLink and SuperNodes on
-127.0.0.1, each SuperNode with its own data file, one run, everything stopped afterwards."""
+"""scripts/deploy_local.py end to end: a real SuperLink and SuperNodes on 127.0.0.1, each SuperNode
+with its own data file, one run, everything stopped afterwards; insecure, and with TLS and
+SuperNode authentication (an unregistered SuperNode is refused)."""
 
 from __future__ import annotations
 
@@ -27,13 +28,14 @@ def write_table(path: Path, rows: int) -> None:
     frame.to_csv(path, index=False)
 
 
-def test_deploy_local_runs_the_app_on_superlink_and_supernodes(tmp_path: Path) -> None:
+def deploy(tmp_path: Path, *options: str) -> Path:
+    """Run deploy_local.py on a 400-row table split over 2 SuperNodes; return its output folder."""
     table = tmp_path / "table.csv"
     write_table(table, 400)
     out = tmp_path / "deploy"
     completed = subprocess.run(
         [
-            sys.executable, str(ROOT / "scripts" / "deploy_local.py"), "--out", str(out),
+            sys.executable, str(ROOT / "scripts" / "deploy_local.py"), *options, "--out", str(out),
             "dataset=csv", f"dataset.file={table}", "dataset.num_clients=2",
             "dataset.label.column=label", "dataset.label.positive=1",
             "dataset.sensitive.column=group", "dataset.sensitive.privileged=1",
@@ -43,6 +45,17 @@ def test_deploy_local_runs_the_app_on_superlink_and_supernodes(tmp_path: Path) -
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return out
+
+
+def nothing_left_running(out: Path) -> bool:
+    """Whether every process deploy_local.py started is gone (their command lines name ``out``)."""
+    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return str(out) not in listing
+
+
+def test_deploy_local_runs_the_app_on_superlink_and_supernodes(tmp_path: Path) -> None:
+    out = deploy(tmp_path)
 
     outcome = RunOutcome.read_json(out / "results.json")
     assert outcome.engine == "deployment" and outcome.failures == []
@@ -53,6 +66,15 @@ def test_deploy_local_runs_the_app_on_superlink_and_supernodes(tmp_path: Path) -
     assert [len(pd.read_csv(out / "data" / f"client_{k}.csv")) for k in range(2)] == [200, 200]
     assert [c["counts"]["n"] for c in outcome.clients] == [40.0, 40.0]
 
-    # Everything it started is gone (their command lines name the output folder).
-    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    assert str(out) not in listing
+    assert nothing_left_running(out)
+
+
+def test_deploy_local_with_tls_refuses_an_unregistered_supernode(tmp_path: Path) -> None:
+    out = deploy(tmp_path, "--tls")
+
+    outcome = RunOutcome.read_json(out / "results.json")
+    assert outcome.failures == [] and [c["client_id"] for c in outcome.clients] == [0, 1]
+    assert outcome.info["unregistered_node_refused"] is True
+    assert "Failed to activate SuperNode" in (out / "supernode_unregistered.log").read_text()
+    assert (out / "certificates").is_dir()
+    assert nothing_left_running(out)
