@@ -196,13 +196,14 @@ def deploy(overrides: list[str], out: Path, tls: bool) -> RunOutcome:
         runner = processes.start_flwr_run(processes.stage_app(APP_ROOT, out / "app"), CONNECTION, run_config_file, env, run_log)
         started.insert(0, runner)
         run_id = processes.started_run_id(runner, run_log)
-        status = processes.wait_for_run(
-            processes.control_client(address, root_certificates=ca if tls else None),
-            run_id,
-            timeout=float(experiment["federation"]["timeout_s"]) * 3,
-            watch=[superlink],
-            result_file=results_path,
-        )
+        with processes.control_client(address, root_certificates=ca if tls else None) as control:
+            status = processes.wait_for_run(
+                control,
+                run_id,
+                timeout=float(experiment["federation"]["timeout_s"]) * 3,
+                watch=[superlink],
+                result_file=results_path,
+            )
         if processes.run_failed(status, results_path):
             processes.wait_for_exit(runner, timeout=15.0)  # the log stream delivers the rest
             raise RuntimeError(f"run {run_id} ended with status {status!r}; its log:\n{processes.tail(run_log)}")

@@ -107,9 +107,10 @@ class SimulationEngine:
             )
             processes.wait_until_ready(health, superlink, superlink_log)
             run_id = processes.started_run_id(runner, run_log)
-            status = processes.wait_for_run(
-                processes.control_client(address), run_id, self.run_timeout_s, watch=[superlink], result_file=results_path
-            )
+            with processes.control_client(address) as control:
+                status = processes.wait_for_run(
+                    control, run_id, self.run_timeout_s, watch=[superlink], result_file=results_path
+                )
             if processes.run_failed(status, results_path):
                 processes.wait_for_exit(runner, timeout=15.0)  # the log stream delivers the rest
                 raise RuntimeError(
