@@ -253,7 +253,6 @@ def started_run_id(process: subprocess.Popen, log_path: Path, timeout: float = 1
         if marker in text:
             return int(text.rsplit(marker, 1)[1].split()[0])
         if process.poll() is not None or time.monotonic() > deadline:
-            process.poll()
             raise RuntimeError(f"flwr run failed (exit code {process.returncode}):\n{tail(log_path)}")
         time.sleep(0.05)
 
