@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -268,3 +269,17 @@ def test_a_run_failed_without_its_outcome_or_when_flower_says_so(
     if written:
         result.write_text("{}")
     assert processes.run_failed(status, result) is failed
+
+
+def test_launching_flower_does_not_import_torch() -> None:
+    """The fedsynth command on engine=simulation, and Flower loading the two apps, import no
+    torch: the ServerApp's imports then overlap Ray's start (docs/deployment.md)."""
+    probe = (
+        "import sys\n"
+        "import fedsynth.cli, fedsynth.federated.client_app, fedsynth.federated.server_app\n"
+        "from fedsynth.federated import RunOutcome, SimulationEngine\n"
+        "print(sorted(m for m in ('torch', 'pandas') if m in sys.modules))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"
