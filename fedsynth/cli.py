@@ -10,59 +10,21 @@ Every run writes ``results.json`` (atomically) into its Hydra output directory a
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
-from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fedsynth.federated.outcome import RunOutcome
 from fedsynth.io import write_json_atomic
+from fedsynth.reporting.results import RESULTS_FILE, results_record
 
 log = logging.getLogger("fedsynth")
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 """The Hydra configs, top-level ``conf/`` of the repository (fedsynth is installed editable)."""
-RESULTS_FILE = "results.json"
-METRIC_KEYS = ("accuracy", "spd", "covariance", "eod")
-
-
-def results_record(config: dict[str, Any], outcome: RunOutcome, wall_seconds: float) -> dict[str, Any]:
-    """The ``results.json`` content of one run (key names are part of the interface)."""
-    per_client = [
-        {
-            "client_id": client["client_id"],
-            "node": client["node"],
-            **client["metrics"],
-            "bytes_up": sum(client["bytes_up"].values()),
-            "bytes_down": sum(client["bytes_down"].values()),
-        }
-        for client in outcome.clients
-    ]
-    distances = [c["min_distance"] for c in per_client if c.get("min_distance") is not None]
-    return {
-        "dataset": config["dataset"]["name"],
-        "method": config["method"]["name"],
-        "engine": outcome.engine,
-        "config": config,
-        "seed": config["seed"],
-        **{key: outcome.metrics.get(key, math.nan) for key in METRIC_KEYS},
-        "min_distance": min(distances) if distances else None,
-        "per_client": per_client,
-        "failures": outcome.failures,
-        "bytes_up": outcome.bytes_up,
-        "bytes_down": outcome.bytes_down,
-        "round_trips": outcome.round_trips,
-        "wall_seconds": wall_seconds,
-        "timings": outcome.timings,
-        "sends": outcome.sends,
-        "info": outcome.info,
-        "theta": outcome.theta,
-    }
 
 
 def run(cfg: DictConfig) -> Path:

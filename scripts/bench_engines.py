@@ -28,19 +28,22 @@ import tempfile
 import time
 from pathlib import Path
 
+from fedsynth.progress import PROGRESS_ENV
+from fedsynth.reporting.results import RESULTS_FILE
+
 ENGINES = ("inprocess", "simulation")
 FEDSYNTH = Path(sys.executable).parent / "fedsynth"
 
 
 def run_once(engine: str, overrides: list[str], out: Path) -> dict[str, float]:
     """One ``fedsynth`` run; its timings and metrics."""
-    env = {**os.environ, "FEDSYNTH_PROGRESS": "off"}
+    env = {**os.environ, PROGRESS_ENV: "off"}
     env.setdefault("FEDSYNTH_DATA_DIR", str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     command = [str(FEDSYNTH), *overrides, f"engine={engine}", f"hydra.run.dir={out}"]
     start = time.perf_counter()
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     command_s = time.perf_counter() - start
-    record = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    record = json.loads((out / RESULTS_FILE).read_text(encoding="utf-8"))
     return {
         "command_s": command_s,
         "engine_s": record["timings"]["wall_s"],

@@ -16,7 +16,7 @@ authentication is on, each SuperNode gets an ECDSA P-384 key registered with
 ``flwr supernode register``, and one extra, unregistered SuperNode is started to show it is
 refused.
 
-Writes to ``--out`` (default ``outputs/deploy-<time>``): ``results.json`` (atomically, only for a
+Writes to ``--out`` (default ``outputs/deploy-<time>``): ``outcome.json`` (atomically, only for a
 successful run), ``summary.json``, the node data files and every process's log. Exits non-zero
 if the run fails. See docs/deployment.md for the same on separate machines.
 """
@@ -42,6 +42,7 @@ from cryptography.x509.oid import NameOID
 
 from fedsynth.data import DatasetSpec, resolve_data_file
 from fedsynth.federated import RunOutcome, processes
+from fedsynth.federated.outcome import OUTCOME_FILE
 from fedsynth.federated.experiment import APP_ROOT, compose_experiment, run_config_for
 
 CONNECTION = "fedsynth-deploy"
@@ -133,7 +134,7 @@ def deploy(overrides: list[str], out: Path, tls: bool) -> RunOutcome:
     num_clients = int(experiment["dataset"]["num_clients"])
     data_files = split_data_file(experiment, out / "data")
     env = processes.flower_env(out)
-    results_path = out / "results.json"
+    results_path = out / OUTCOME_FILE
     results_path.unlink(missing_ok=True)  # an earlier outcome in out/ is not this run's
     run_config_file = out / "run_config.toml"
     run_config_file.write_text(tomli_w.dumps(run_config_for(experiment, results_path)), encoding="utf-8")
@@ -249,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["info"] = outcome.info
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     print(json.dumps(summary, indent=2, default=str))
-    print(f"results: {out / 'results.json'}")
+    print(f"outcome: {out / OUTCOME_FILE}")
     return 0
 
 

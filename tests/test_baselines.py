@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from fedsynth.cli import results_record
-from fedsynth.comparison import load_results, main as compare_main, method_label, summarize
+from fedsynth.comparison import main as compare_main
+from fedsynth.reporting.collect import load_runs
+from fedsynth.reporting.comparison import compare_methods
+from fedsynth.reporting.results import method_setting, results_record
 from fedsynth.data import DatasetSpec, partition_clients, load_dataset
 from fedsynth.federated import InProcessEngine, RunOutcome
 from fedsynth.federated.experiment import compose_experiment
@@ -314,22 +316,27 @@ def test_comparison_table_and_plot(tmp_path, fedavg_run, fairfed_zero_run, centr
         _write(record, tmp_path / "runs" / str(index) / "results.json")
         # a second seed of the same setting
         _write({**record, "seed": 1, "accuracy": record["accuracy"] - 0.01}, tmp_path / "runs" / f"{index}b" / "results.json")
-    records = load_results([tmp_path / "runs"])
-    rows = summarize(records)
-    labels = {row["method"]: row for row in rows}
+    rows = compare_methods(load_runs([tmp_path / "runs"]))
+    # the comparison's order: iid before dirichlet, then the methods in METHOD_ORDER
+    assert list(zip(rows["partition"], rows["method"])) == [
+        ("iid", "centralized"), ("iid", "local"), ("dirichlet α=0.5", "fedavg"), ("dirichlet α=0.5", "fairfed")
+    ]
+    labels = {row["setting"]: row for _, row in rows.iterrows()}
     assert set(labels) == {"fedavg R=3", "fairfed β=0 R=3", "centralized", "local"}
-    assert all(row["seeds"] == 2 for row in rows)
+    assert all(rows["runs"] == 2)
     fedavg = labels["fedavg R=3"]
-    assert fedavg["round_trips"] == 3 and fedavg["bytes_scope"] == "protocol"
-    assert fedavg["bytes_up"] == sum(s["bytes_up"] for s in protocol(fedavg_run[1]))
-    assert fedavg["accuracy"] == pytest.approx(fedavg_run[1].metrics["accuracy"] - 0.005)
+    assert fedavg["round_trips_mean"] == 3 and fedavg["bytes_scope"] == "protocol"
+    assert fedavg["protocol_bytes_up_mean"] == sum(s["bytes_up"] for s in protocol(fedavg_run[1]))
+    assert fedavg["accuracy_mean"] == pytest.approx(fedavg_run[1].metrics["accuracy"] - 0.005)
     assert fedavg["client_statistics"] == "num-examples (every round, 3×)"
-    assert labels["local"]["bytes_up"] == 0 and labels["local"]["client_statistics"] == "none"
+    assert labels["local"]["protocol_bytes_up_mean"] == 0 and labels["local"]["client_statistics"] == "none"
     assert "positive_s1" in labels["fairfed β=0 R=3"]["client_statistics"]
 
     assert compare_main([str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]) == 0
     table = (tmp_path / "out" / "comparison.md").read_text(encoding="utf-8")
     assert "| fairfed β=0 R=3 | 2 |" in table and "raw training rows" in table
+    accuracy = 100 * fedavg["accuracy_mean"]  # percent, as in every report table
+    assert f"| fedavg R=3 | 2 | {accuracy:.2f} ± {100 * fedavg['accuracy_std']:.2f} |" in table
     assert (tmp_path / "out" / "comparison.png").stat().st_size > 10_000
     assert (tmp_path / "out" / "comparison.csv").read_text().count("\n") == 1 + len(rows)
 
@@ -337,11 +344,11 @@ def test_comparison_table_and_plot(tmp_path, fedavg_run, fairfed_zero_run, centr
 def test_comparison_labels() -> None:
     base = {"dataset": "law_school_race", "seed": 0}
     config = experiment("single_shot", "method.synthetic_size=80")
-    assert method_label({**base, "config": config}) == "single_shot ρ_o=10 N_s=80 k_max=1000"
+    assert method_setting({**base, "config": config}) == "single_shot ρ_o=10 N_s=80 k_max=1000"
     config = experiment("single_shot", "method.synthetic_size=800")  # the paper's N^train,small
-    assert method_label({**base, "config": config}) == "single_shot ρ_o=10 N_s=small k_max=1000"
+    assert method_setting({**base, "config": config}) == "single_shot ρ_o=10 N_s=small k_max=1000"
     config = experiment("centralized", "method.variant=fair", "method.rho=100")
-    assert method_label({**base, "config": config}) == "centralized fair ρ=100"
+    assert method_setting({**base, "config": config}) == "centralized fair ρ=100"
 
 
 def test_comparison_without_results_fails_clearly(tmp_path, capsys) -> None:

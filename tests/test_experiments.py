@@ -16,8 +16,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from fedsynth.cli import CONFIG_DIR
-from fedsynth.report import build_report
-from fedsynth.reporting.callbacks import count_sweep_jobs
+from fedsynth.reporting.report import build_report
+from fedsynth.callbacks import count_sweep_jobs
 
 PRESETS = ("table2", "figure2", "figure3", "smoke")
 GRID = [0.0, 10.0, 100.0, 1000.0, 10000.0]

@@ -51,7 +51,7 @@ def test_empty_payload_is_an_empty_message() -> None:
 
 def test_run_config_carries_the_experiment_exactly() -> None:
     experiment = tiny_experiment()
-    run_config = run_config_for({**experiment, "engine": {"ignored": 1}}, "results.json")
+    run_config = run_config_for({**experiment, "engine": {"ignored": 1}}, "outcome.json")
     assert set(run_config) == set(RUN_CONFIG_DEFAULTS)
     assert Path(run_config["results-path"]).is_absolute()
     assert experiment_from_run_config(run_config) == json.loads(json.dumps(experiment))
@@ -84,8 +84,8 @@ def test_min_clients_above_client_count_is_refused() -> None:
 # ----------------------------------------------------------------------------- outcome file
 
 
-def test_results_are_written_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "out" / "results.json"
+def test_the_outcome_is_written_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "out" / "outcome.json"
     RunOutcome(engine="x", theta=[np.float64(1.5)], metrics={"accuracy": np.float64(0.5)}).write_json(path)
     assert RunOutcome.read_json(path).theta == [1.5]
 
@@ -96,7 +96,7 @@ def test_results_are_written_atomically(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(OSError, match="disk full"):
         RunOutcome(engine="y", theta=[2.0]).write_json(path)
     assert RunOutcome.read_json(path).engine == "x"  # the old file, intact
-    assert [p.name for p in path.parent.iterdir()] == ["results.json"]  # no temporary left
+    assert [p.name for p in path.parent.iterdir()] == ["outcome.json"]  # no temporary left
 
 
 # ----------------------------------------------------------------------------- in-process runs
@@ -265,7 +265,7 @@ def test_stop_process_also_stops_what_started_its_own_session(tmp_path: Path) ->
 def test_a_run_failed_without_its_outcome_or_when_flower_says_so(
     tmp_path: Path, status: str, written: bool, failed: bool
 ) -> None:
-    result = tmp_path / "results.json"
+    result = tmp_path / "outcome.json"
     if written:
         result.write_text("{}")
     assert processes.run_failed(status, result) is failed

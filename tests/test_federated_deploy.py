@@ -13,6 +13,7 @@ import pytest
 
 from fedsynth.data import SyntheticSpec, generate_synthetic
 from fedsynth.federated import RunOutcome
+from fedsynth.federated.outcome import OUTCOME_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +58,7 @@ def nothing_left_running(out: Path) -> bool:
 def test_deploy_local_runs_the_app_on_superlink_and_supernodes(tmp_path: Path) -> None:
     out = deploy(tmp_path)
 
-    outcome = RunOutcome.read_json(out / "results.json")
+    outcome = RunOutcome.read_json(out / OUTCOME_FILE)
     assert outcome.engine == "deployment" and outcome.failures == []
     assert [c["client_id"] for c in outcome.clients] == [0, 1]
     assert all(c["bytes_up"]["train"] > 0 for c in outcome.clients)
@@ -72,7 +73,7 @@ def test_deploy_local_runs_the_app_on_superlink_and_supernodes(tmp_path: Path) -
 def test_deploy_local_with_tls_refuses_an_unregistered_supernode(tmp_path: Path) -> None:
     out = deploy(tmp_path, "--tls")
 
-    outcome = RunOutcome.read_json(out / "results.json")
+    outcome = RunOutcome.read_json(out / OUTCOME_FILE)
     assert outcome.failures == [] and [c["client_id"] for c in outcome.clients] == [0, 1]
     assert outcome.info["unregistered_node_refused"] is True
     assert "Failed to activate SuperNode" in (out / "supernode_unregistered.log").read_text()

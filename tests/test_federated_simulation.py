@@ -106,15 +106,15 @@ def test_only_synthetic_arrays_leave_a_simulated_client(faulty_run: RunOutcome) 
     assert faulty_run.metrics == {} and all(c["client_id"] is None for c in faulty_run.clients)
 
 
-def test_a_failed_run_fails_the_engine_and_writes_no_results(tmp_path: Path) -> None:
+def test_a_failed_run_fails_the_engine_and_writes_no_outcome(tmp_path: Path) -> None:
     """Every client crashes, fewer than min_clients remain: Flower marks the run failed although
     ``flwr run --stream`` exits 0; the engine checks the status and raises with the log."""
     experiment = faulty_experiment({"0": "crash", "1": "crash", "2": "crash", "3": "crash"})
-    (tmp_path / "results.json").write_text("{}")  # an earlier run's outcome must not pass for this one's
+    (tmp_path / "outcome.json").write_text("{}")  # an earlier run's outcome must not pass for this one's
     with pytest.raises(RuntimeError) as error:
         SimulationEngine(workdir=tmp_path).run(experiment)
     message = str(error.value)
     assert "finished:failed" in message
     assert "min_clients=1" in message and "injected crash on client 0" in message
     assert (tmp_path / "run.log").is_file()
-    assert not list(tmp_path.glob("*results.json*"))  # neither the file nor a partial temporary
+    assert not list(tmp_path.glob("*outcome.json*"))  # neither the file nor a partial temporary

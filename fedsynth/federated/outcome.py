@@ -1,4 +1,5 @@
-"""What a federated run produced, and its ``results.json`` form (written atomically)."""
+"""What a federated run produced, and its ``outcome.json`` form (written atomically by the ServerApp;
+not the ``fedsynth`` command's ``results.json``, :mod:`fedsynth.reporting.results`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from fedsynth.io import jsonable, write_json_atomic
+
+OUTCOME_FILE = "outcome.json"
+"""The file name the engines and the deployment script give the ServerApp's outcome."""
 
 
 @dataclass
@@ -71,7 +75,7 @@ class RunOutcome:
         return cls(**data)
 
     def write_json(self, path: str | Path) -> Path:
-        """Write ``results.json`` atomically (see :func:`fedsynth.io.write_json_atomic`)."""
+        """Write ``outcome.json`` (or any ``path``) atomically (see :func:`fedsynth.io.write_json_atomic`)."""
         return write_json_atomic(path, self.to_dict())
 
     @classmethod

@@ -20,7 +20,7 @@ import tomli_w
 
 from fedsynth.federated import processes
 from fedsynth.federated.experiment import APP_ROOT, run_config_for
-from fedsynth.federated.outcome import RunOutcome
+from fedsynth.federated.outcome import OUTCOME_FILE, RunOutcome
 
 CONNECTION = "fedsynth-sim"
 
@@ -33,7 +33,7 @@ class SimulationEngine:
         run_timeout_s: the longest the run may take, from its submission to its end.
         app_dir: the Flower app (the folder with ``pyproject.toml``); default: this checkout.
         workdir: a folder to keep the run's files in (Flower state, SuperLink and run logs,
-            ``results.json``); default: a temporary folder, removed afterwards. Ray's own files
+            ``outcome.json``); default: a temporary folder, removed afterwards. Ray's own files
             always go to a short temporary folder (its socket paths are length-limited).
     """
 
@@ -71,7 +71,7 @@ class SimulationEngine:
     def _run_in(self, workdir: Path, ray_tmpdir: Path, config: Mapping[str, Any]) -> RunOutcome:
         """Start a SuperLink and ``flwr run`` together, wait for the run, read the outcome."""
         env = processes.flower_env(workdir, ray_tmpdir)
-        results_path = workdir / "results.json"
+        results_path = workdir / OUTCOME_FILE
         results_path.unlink(missing_ok=True)  # a kept workdir's earlier outcome is not this run's
         run_config_file = workdir / "run_config.toml"
         run_config_file.write_text(tomli_w.dumps(run_config_for(config, results_path)), encoding="utf-8")

@@ -20,6 +20,7 @@ from fedsynth.data.types import ClientPartition, TabularData
 from fedsynth.methods.base import Communicator, FederatedMethod, Payload, ServerResult
 from fedsynth.methods.replies import ROW_ARRAYS, StatisticsLedger, rows_from_replies
 from fedsynth.metrics import evaluation_counts, privacy_report
+from fedsynth.progress import PROGRESS_ENV
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +178,11 @@ class SingleShot(FederatedMethod):
 
 
 def _progress_logger(client_id: int, k_max: int) -> Any:
-    """A progress callback for the outer iterations, chosen by env ``FEDSYNTH_PROGRESS``:
+    """A progress callback for the outer iterations, chosen by env ``FEDSYNTH_PROGRESS``
+    (:data:`fedsynth.progress.PROGRESS_ENV`):
     ``bar`` (a tqdm bar per client), ``log`` (a log line every 10%), ``off``, or ``auto`` (the
     default: a bar when stderr is a terminal, log lines otherwise)."""
-    mode = os.environ.get("FEDSYNTH_PROGRESS", "auto")
+    mode = os.environ.get(PROGRESS_ENV, "auto")
     if mode == "off":
         return lambda k, objective: None
     if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):

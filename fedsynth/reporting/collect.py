@@ -1,20 +1,28 @@
-"""Collect ``results.json`` files (one per run, as the ``fedsynth`` command writes them) into tables:
-one row per run (:func:`load_runs`) and one row per setting, mean ± std over seeds
-(:func:`summarize`)."""
+"""Collect ``results.json`` files (the one schema of :mod:`.results`) into tables: one row per
+run (:func:`load_runs`) and one row per setting, mean ± std over seeds (:func:`summarize`; by
+default the settings of a single_shot sweep, :data:`SETTING_COLUMNS`; the method comparison groups
+by :data:`COMPARISON_COLUMNS`)."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from fedsynth.reporting.paper import SMALL_SIZES
-
-RESULTS_FILE = "results.json"
+from fedsynth.reporting.results import (
+    client_mean,
+    client_statistics,
+    dataset_name,
+    method_name,
+    method_setting,
+    protocol_bytes,
+    read_results,
+    split_label,
+    synthetic_size,
+)
 
 SETTING_COLUMNS = (
     "dataset",
@@ -35,112 +43,97 @@ SETTING_COLUMNS = (
     "partition",
     "num_clients",
 )
-"""Columns that define a setting; runs of one setting differ only in ``seed``."""
+"""Columns that define a single_shot setting; runs of one setting differ only in ``seed``."""
 
-METRICS = ("accuracy", "spd", "abs_spd", "covariance", "eod", "min_distance", "wall_seconds")
+COMPARISON_COLUMNS = ("dataset", "partition", "setting")
+"""Columns that define a row of the method comparison (``setting``: :func:`.results.method_setting`)."""
 
-
-class NoResultsError(FileNotFoundError):
-    """No ``results.json`` under the given paths."""
-
-
-def find_results(paths: Iterable[str | Path]) -> list[Path]:
-    """Every ``results.json`` under ``paths`` (folders are searched recursively; files are taken
-    as they are), sorted, without duplicates."""
-    found: set[Path] = set()
-    for path in map(Path, paths):
-        if path.is_file():
-            found.add(path.resolve())
-        elif path.is_dir():
-            found.update(p.resolve() for p in path.rglob(RESULTS_FILE))
-        else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
-    return sorted(found)
+METRICS = (
+    "accuracy", "spd", "abs_spd", "covariance", "eod", "min_distance", "wall_seconds",
+    "protocol_bytes_up", "protocol_bytes_down", "round_trips", "mia_auc", "dcr_train_p05", "dcr_holdout_p05",
+)
+"""Per-run numbers that :func:`summarize` averages (``<metric>_mean``, ``<metric>_std``)."""
 
 
-def _n_s(dataset: str, size: Any, study: dict[str, Any]) -> tuple[str, str]:
-    """(label, kind) of N_s: ``("N", "full")`` for ``full``; an integer's label is its value and its
-    kind ``small`` when it is the paper's N^train,small for the dataset (or the study says so)."""
-    if size is None or size == "full":
-        return "N", "full"
-    size = int(size)
-    if study.get("n_s") == "small" or SMALL_SIZES.get(dataset) == size:
-        return str(size), "small"
-    return str(size), str(size)
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def run_row(record: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
     """One run's ``results.json`` content as a flat row."""
-    config = record.get("config") or {}
+    config = record["config"]
     method = config.get("method") or {}
-    dataset = record.get("dataset") or (config.get("dataset") or {}).get("name")
     study = config.get("study") or {}
-    n_s, kind = _n_s(dataset, method.get("synthetic_size", "full"), study)
-    model = config.get("model") or {}
-    fit_intercept = method.get("fit_intercept", model.get("fit_intercept"))
-
-    def number(value: Any) -> float:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            return math.nan
-
-    spd = number(record.get("spd"))
+    n_s, kind = synthetic_size(record)
+    fit_intercept = method.get("fit_intercept", (config.get("model") or {}).get("fit_intercept"))
+    spd = _number(record.get("spd"))
+    bytes_up, bytes_down, scope = protocol_bytes(record)
     return {
         "study": study.get("name", ""),
-        "dataset": dataset,
+        "dataset": dataset_name(record),
         "engine": record.get("engine", ""),
-        "method": record.get("method", method.get("name", "")),
+        "method": method_name(record),
+        "setting": method_setting(record),
         "n_s": n_s,
         "n_s_kind": kind,
         "synthetic_labels": method.get("synthetic_labels", ""),
         "init": method.get("init", ""),
-        "rho_o": number(method.get("rho_o")),
-        "rho_s": number(method.get("rho_s")),
-        "lambda_theta": number(method.get("lambda_theta")),
-        "lambda_x": number(method.get("lambda_x")),
+        "rho_o": _number(method.get("rho_o")),
+        "rho_s": _number(method.get("rho_s")),
+        "lambda_theta": _number(method.get("lambda_theta")),
+        "lambda_x": _number(method.get("lambda_x")),
         "k_max": int(method.get("k_max", -1)),
-        "lr": number(method.get("lr")),
+        "lr": _number(method.get("lr")),
         "inner_max_iter": int(method.get("inner_max_iter", -1)),
         "fit_intercept": bool(fit_intercept) if fit_intercept is not None else True,
-        "partition": (config.get("partition") or {}).get("scheme", "iid"),
+        "partition": split_label(record),
         "num_clients": int((config.get("dataset") or {}).get("num_clients", len(record.get("per_client", [])))),
         "seed": int(record.get("seed", config.get("seed", 0))),
-        "accuracy": number(record.get("accuracy")),
+        "accuracy": _number(record.get("accuracy")),
         "spd": spd,
         "abs_spd": abs(spd),
-        "covariance": number(record.get("covariance")),
-        "eod": number(record.get("eod")),
-        "min_distance": number(record.get("min_distance")),
-        "wall_seconds": number(record.get("wall_seconds")),
+        "covariance": _number(record.get("covariance")),
+        "eod": _number(record.get("eod")),
+        "min_distance": _number(record.get("min_distance")),
+        "wall_seconds": _number(record.get("wall_seconds")),
+        "protocol_bytes_up": float(bytes_up),
+        "protocol_bytes_down": float(bytes_down),
+        "bytes_scope": scope,
+        "round_trips": _number(record.get("round_trips")),
+        "client_statistics": client_statistics(record),
+        "mia_auc": client_mean(record, "mia_auc"),
+        "dcr_train_p05": client_mean(record, "dcr_train_p05"),
+        "dcr_holdout_p05": client_mean(record, "dcr_holdout_p05"),
         "failures": len(record.get("failures") or []),
         "path": str(path.parent) if path is not None else "",
     }
 
 
 def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """One row per ``results.json`` under ``paths``; raises :class:`NoResultsError` if none."""
-    files = find_results(paths)
-    if not files:
-        raise NoResultsError(f"no {RESULTS_FILE} under {[str(p) for p in paths]}")
+    """One row per ``results.json`` under ``paths``; raises :class:`.results.NoResultsError` if
+    none."""
     rows = []
-    for file in files:
+    for path, record in read_results(paths):
         try:
-            rows.append(run_row(json.loads(file.read_text()), file))
-        except (json.JSONDecodeError, OSError) as error:
-            raise ValueError(f"cannot read {file}: {error}") from error
+            rows.append(run_row(record, path))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path} does not follow the results.json schema ({type(error).__name__}: {error})") from None
     frame = pd.DataFrame(rows)
     return frame.sort_values([*SETTING_COLUMNS, "seed"], kind="stable").reset_index(drop=True)
 
 
-def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per setting (:data:`SETTING_COLUMNS`): ``<metric>_mean``, ``<metric>_std`` (sample
-    std over seeds, NaN for one seed), ``runs``, ``seeds``, ``repeated_seeds`` (runs whose seed
-    another run of the setting already has) and ``failures``."""
-    groups = runs.groupby(list(SETTING_COLUMNS), dropna=False, sort=True)
+def summarize(runs: pd.DataFrame, by: Sequence[str] = SETTING_COLUMNS) -> pd.DataFrame:
+    """One row per setting (the distinct values of the columns ``by``): ``<metric>_mean``,
+    ``<metric>_std`` (sample std over seeds, NaN for one seed) of every :data:`METRICS` entry,
+    ``runs``, ``seeds``, ``repeated_seeds`` (runs whose seed another run of the setting already
+    has), ``failures``, ``study``, ``bytes_scope`` (``protocol`` when every run listed its
+    exchanges, else ``total``) and ``client_statistics`` (the distinct values, `` / ``-joined)."""
     rows = []
-    for key, group in groups:
-        row = dict(zip(SETTING_COLUMNS, key))
+    for key, group in runs.groupby(list(by), dropna=False, sort=True):
+        row = dict(zip(by, key))
         row["study"] = ",".join(sorted({s for s in group["study"] if s}))
         for metric in METRICS:
             values = group[metric].to_numpy(dtype=float)
@@ -151,6 +144,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         row["seeds"] = " ".join(str(s) for s in sorted(group["seed"]))
         row["repeated_seeds"] = int(group["seed"].duplicated().sum())  # e.g. two sweeps of one setting
         row["failures"] = int(group["failures"].sum())
+        row["bytes_scope"] = "protocol" if (group["bytes_scope"] == "protocol").all() else "total"
+        row["client_statistics"] = " / ".join(sorted(set(group["client_statistics"])))
         rows.append(row)
     return pd.DataFrame(rows)
 

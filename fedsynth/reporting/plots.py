@@ -3,7 +3,10 @@
 * :func:`heatmaps`: Figure 2 style, accuracy / covariance / SPD over rho_o x rho_s;
 * :func:`trends`: Figure 3 style, accuracy and SPD against rho_o per dataset and N_s, with the
   paper's Table 2 values dashed;
-* :func:`tradeoff`: accuracy against |SPD|, one point per setting, coloured by rho_o.
+* :func:`tradeoff`: accuracy against |SPD|, one point per setting, coloured by rho_o;
+* :func:`comparison`: accuracy against |SPD| of every method setting (``fedsynth-compare``).
+
+Accuracy is in percent in every figure; "± std" is only claimed where a point has several seeds.
 """
 
 from __future__ import annotations
@@ -30,6 +33,13 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 SERIES_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 # settings shown otherwise (panel titles, N_s text) or implied by others: left out of titles
 IMPLIED = ("dataset", "n_s", "n_s_kind", "synthetic_labels", "num_clients")
+MATH_SYMBOLS = {"rho_o": r"$\rho_o$", "rho_s": r"$\rho_s$", "lambda_theta": r"$\lambda_\theta$",
+                "lambda_x": r"$\lambda_x$", "n_s": "$N_s$", "k_max": r"$k_\mathrm{max}$"}
+RHO_COLORS = ("#0072B2", "#009E73", "#E69F00", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000")
+"""Colours of the ρ_o values in the trade-off plot (Okabe–Ito, colour-blind safe), in grid order:
+neighbouring values get different hues."""
+RHO_O_AXIS = r"$\rho_o$ (fairness penalty, real data)"
+RHO_S_AXIS = r"$\rho_s$ (fairness penalty, synthetic data)"
 
 
 def _slug(values: dict[str, Any]) -> str:
@@ -48,12 +58,24 @@ def _dataset_title(name: str) -> str:
 
 
 def _n_s_title(row: pd.Series | dict[str, Any], size: bool = True) -> str:
-    """``N_s = N^train``, ``N_s = N^train,small (800)``, ``N_s = 300``."""
+    """N_s as matplotlib mathtext: ``N_s = N^train``, ``N_s = N^train,small (800)``, ``N_s = 300``."""
     if row["n_s_kind"] == "full":
-        return "N_s = N^train"
+        return r"$N_s = N^{\mathrm{train}}$"
     if row["n_s_kind"] == "small":
-        return "N_s = N^train,small" + (f" ({row['n_s']})" if size else "")
-    return f"N_s = {row['n_s']}"
+        return r"$N_s = N^{\mathrm{train,small}}$" + (f" ({row['n_s']})" if size else "")
+    return f"$N_s$ = {row['n_s']}"
+
+
+def _math_setting(label: str) -> str:
+    """A comparison setting label (``single_shot ρ_o=10 N_s=small k_max=1000``) with mathtext symbols."""
+    for plain, math_text in (("ρ_o", r"$\rho_o$"), ("N_s", "$N_s$"), ("k_max", r"$k_\mathrm{max}$")):
+        label = label.replace(plain, math_text)
+    return label
+
+
+def _describe(values: dict[str, Any]) -> str:
+    """:func:`~fedsynth.reporting.tables.describe` with the paper's symbols as mathtext."""
+    return describe(values, symbols=MATH_SYMBOLS)
 
 
 def _groups(summary: pd.DataFrame, inner: Iterable[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
@@ -87,11 +109,13 @@ def _text_color(rgba: tuple[float, ...]) -> str:
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "white"
 
 
-def _seeds_text(frame: pd.DataFrame) -> str:
+def _seeds_text(frame: pd.DataFrame, bars: bool = False) -> str:
+    """``one seed per point``, or ``3 seeds per point (mean ± std)`` (``bars``: ``error bars ±
+    std``): the ± is only claimed when some point has more than one seed."""
     runs = sorted(set(int(r) for r in frame["runs"]))
     if runs == [1]:
         return "one seed per point"
-    return f"{'/'.join(map(str, runs))} seeds per point (mean ± std)"
+    return f"{'/'.join(map(str, runs))} seeds per point (" + ("mean, error bars ± std)" if bars else "mean ± std)")
 
 
 # ----------------------------------------------------------------------------- Figure 2
@@ -144,15 +168,15 @@ def heatmaps(summary: pd.DataFrame, out_dir: Path, prefix: str = "heatmap") -> l
                             color=_text_color(cmap(norm(mean[i, j]))))
             ax.set_xticks(range(len(rho_o)), [_rho_label(v) for v in rho_o])
             ax.set_yticks(range(len(rho_s)), [_rho_label(v) for v in rho_s])
-            ax.set_xlabel("ρ_o (fairness penalty, real data)")
-            ax.set_ylabel("ρ_s (fairness penalty, synthetic data)")
+            ax.set_xlabel(RHO_O_AXIS)
+            ax.set_ylabel(RHO_S_AXIS)
             ax.set_title(label)
             fig.colorbar(image, ax=ax, shrink=0.9)
         first = frame.iloc[0]
         context = {k: v for k, v in {**key, **_fixed(frame, key)}.items() if k not in IMPLIED}
         fig.suptitle(
             f"{_dataset_title(first['dataset'])}, {_n_s_title(first)}"
-            + (f", {describe(context)}" if context else "")
+            + (f", {_describe(context)}" if context else "")
             + f"\n{_seeds_text(frame)}, on all clients' test data",
             fontsize=11,
         )
@@ -177,7 +201,7 @@ def _series(frame: pd.DataFrame, size: bool = True) -> list[tuple[str, pd.DataFr
         values = dict(zip(inner, key if isinstance(key, tuple) else (key,)))
         first = group.iloc[0]
         parts = [_n_s_title(first, size)] if "n_s_kind" in values or not values else []
-        parts += [describe({k: v}) for k, v in values.items() if k not in ("n_s_kind", "synthetic_labels")]
+        parts += [_describe({k: v}) for k, v in values.items() if k not in ("n_s_kind", "synthetic_labels")]
         series.append((", ".join(parts) or _n_s_title(first, size), group.sort_values("rho_o"), values))
     return series
 
@@ -199,7 +223,7 @@ def _rho_axis(ax: Any, values: list[float]) -> None:
     """rho_o on equally spaced positions (its grids are about log-spaced and include 0)."""
     ax.set_xticks(range(len(values)), [_rho_label(v) for v in values])
     ax.set_xlim(-0.4, len(values) - 0.6)
-    ax.set_xlabel("ρ_o (fairness penalty, real data)")
+    ax.set_xlabel(RHO_O_AXIS)
     ax.grid(True, alpha=0.3)
 
 
@@ -248,9 +272,9 @@ def trends(summary: pd.DataFrame, out_dir: Path, prefix: str = "trends") -> list
             ax_acc.legend(fontsize=7.5, loc="best")
         context = {k: v for k, v in {**key, **_fixed(frame, key)}.items() if k not in IMPLIED}
         fig.suptitle(
-            "Accuracy and SPD against ρ_o"
-            + (f"\n{describe(context)}" if context else "")
-            + f"\n{_seeds_text(frame)}; error bars ± std"
+            r"Accuracy and SPD against $\rho_o$"
+            + (f"\n{_describe(context)}" if context else "")
+            + f"\n{_seeds_text(frame, bars=True)}"
             + ("; dashed: the paper's Table 2" if any_paper else ""),
             fontsize=11,
         )
@@ -275,7 +299,7 @@ def tradeoff(summary: pd.DataFrame, out_dir: Path, prefix: str = "tradeoff") -> 
         for data_name in datasets:
             rows = _paper_points(data_name, frame[frame["dataset"] == data_name].iloc[0]) or []
             rho_values = sorted(set(rho_values) | {r for r, _, _ in rows})
-        palette = colormaps["plasma"](np.linspace(0.0, 0.85, max(2, len(rho_values))))[: len(rho_values)]
+        palette = [RHO_COLORS[i % len(RHO_COLORS)] for i in range(len(rho_values))]
         cmap = ListedColormap(palette)
         norm = BoundaryNorm(np.arange(len(rho_values) + 1) - 0.5, len(rho_values))
         color_of = {rho: palette[i] for i, rho in enumerate(rho_values)}
@@ -310,16 +334,62 @@ def tradeoff(summary: pd.DataFrame, out_dir: Path, prefix: str = "tradeoff") -> 
         bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), fraction=0.03, pad=0.02,
                            ticks=range(len(rho_values)))
         bar.ax.set_yticklabels([_rho_label(r) for r in rho_values])
-        bar.set_label("ρ_o")
+        bar.set_label(r"$\rho_o$")
         axes[0].legend(handles.values(), handles.keys(), fontsize=7.5, loc="lower right")
         context = {k: v for k, v in {**key, **_fixed(frame, key)}.items() if k not in IMPLIED}
         fig.suptitle(
             "Accuracy–fairness trade-off (up and left is better)"
-            + (f"\n{describe(context)}" if context else "")
-            + f"; {_seeds_text(frame)}",
+            + (f"\n{_describe(context)}" if context else "")
+            + f"; {_seeds_text(frame, bars=True)}",
             fontsize=11,
         )
         name = prefix + (f"_{_slug(key)}" if key else "")
         paths.append(_save(fig, out_dir / f"{name}.png"))
     return paths
 
+
+
+# ----------------------------------------------------------------------------- method comparison
+
+
+def comparison(rows: pd.DataFrame, path: Path) -> Path:
+    """The method comparison (:func:`fedsynth.reporting.comparison.compare_methods` rows) as
+    accuracy (%) against |SPD|, one panel per dataset (rows of panels, sharing their axes) and
+    split (columns), one marker and colour per method setting, ± std error bars where a setting
+    has more than one seed. Up and left is better."""
+    panels = list(dict.fromkeys(zip(rows["dataset"], rows["partition"])))
+    datasets = list(dict.fromkeys(d for d, _ in panels))
+    splits = list(dict.fromkeys(s for _, s in panels))
+    settings = list(dict.fromkeys(rows["setting"]))
+    legend_rows = math.ceil(len(settings) / 3)
+    fig = Figure(figsize=(max(6.5, 5.0 * len(splits)), 3.9 * len(datasets) + 0.9 + 0.25 * legend_rows),
+                 layout="constrained")
+    axes = np.asarray(fig.subplots(len(datasets), len(splits), squeeze=False, sharex="row", sharey="row"))
+    for _, r in rows.iterrows():
+        ax = axes[datasets.index(r["dataset"]), splits.index(r["partition"])]
+        index = settings.index(r["setting"])
+        ax.errorbar(
+            r["abs_spd_mean"], r["accuracy_mean"] * 100,
+            xerr=np.nan_to_num(r["abs_spd_std"]) if r["runs"] > 1 else None,
+            yerr=np.nan_to_num(r["accuracy_std"] * 100) if r["runs"] > 1 else None,
+            marker=MARKERS[index % len(MARKERS)], color=SERIES_COLORS[index % len(SERIES_COLORS)],
+            linestyle="none", markersize=7, capsize=2, label=_math_setting(r["setting"]),
+        )
+    for i, dataset in enumerate(datasets):
+        for j, split in enumerate(splits):
+            ax = axes[i, j]
+            ax.set_title(f"{_dataset_title(dataset)}, {split}", fontsize=10)
+            ax.set_xlabel("|SPD| (lower is fairer)")
+            ax.set_ylabel("accuracy (%)")
+            ax.set_xlim(left=0.0)
+            ax.grid(True, alpha=0.3)
+    handles: dict[str, Any] = {}
+    for ax in axes.ravel():
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    labels = [_math_setting(s) for s in settings]
+    fig.legend([handles[label] for label in labels], labels, loc="outside lower center",
+               ncol=min(3, len(labels)), fontsize=8)
+    fig.suptitle(f"Methods compared: accuracy against |SPD| (up and left is better)\n{_seeds_text(rows, bars=True)}, "
+                 "on all clients' test data", fontsize=11)
+    return _save(fig, path)

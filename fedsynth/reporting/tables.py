@@ -79,9 +79,9 @@ def pretty(key: str) -> str:
     return PRETTY.get(key, key)
 
 
-def describe(values: dict[str, Any]) -> str:
-    """``λ_θ = 1e-03, k_max = 1000`` for a title."""
-    return ", ".join(f"{pretty(key)} = {format_value(value)}" for key, value in values.items())
+def describe(values: dict[str, Any], symbols: dict[str, str] = PRETTY) -> str:
+    """``λ_θ = 1e-03, k_max = 1000`` for a title (``symbols``: the names to show for keys)."""
+    return ", ".join(f"{symbols.get(key, key)} = {format_value(value)}" for key, value in values.items())
 
 
 # ----------------------------------------------------------------------------- Table 2
@@ -114,11 +114,15 @@ def table2_variants(summary: pd.DataFrame) -> list[tuple[dict[str, Any], pd.Data
     ]
 
 
-def table2_markdown(summary: pd.DataFrame, title: str = "Table 2") -> str:
+def table2_markdown(summary: pd.DataFrame, title: str = "Table 2", level: int = 3) -> str:
     """Table 2 laid out like the paper's (N_s x rho_o rows; accuracy % and SPD per dataset), each
     of our cells ``mean ± std`` over seeds with the paper's value in the next column, followed by
     the check at rho_o = 10 (ours at least as accurate and at most as unfair as the paper).
-    Returns ``""`` when ``summary`` has no Table 2 runs."""
+
+    Each variant (a setting that differs among the Table 2 runs) gets a heading of ``level``:
+    ``title`` and the variant's settings; with an empty ``title`` (a page that has its own
+    "Table 2" heading) a single variant gets none. Returns ``""`` when ``summary`` has no Table 2
+    runs."""
     parts = []
     for variant, frame in table2_variants(summary):
         datasets = [d for d in DATASETS if d in set(frame["dataset"])]
@@ -156,7 +160,9 @@ def table2_markdown(summary: pd.DataFrame, title: str = "Table 2") -> str:
             for key in ("rho_s", "lambda_theta", "lambda_x", "k_max", "lr", "fit_intercept", "init", "engine")
             if key not in variant and frame[key].nunique() == 1
         }
-        heading = f"### {title}" + (f" ({describe(variant)})" if variant else "")
+        label = describe(variant) if variant else ""
+        words = f"{title} ({label})" if title and label else title or label
+        heading = f"{'#' * level} {words}" if words else ""
         notes = (
             (f"Ours: mean ± sample std over {'/'.join(map(str, seeds))} seeds per cell " if seeds != [1]
              else "Ours: one seed per cell ")
@@ -164,7 +170,8 @@ def table2_markdown(summary: pd.DataFrame, title: str = "Table 2") -> str:
             f"Paper: {CITATION}. SPD = P(ŷ=1 | s=1) − P(ŷ=1 | s=0) on all clients' test rows."
         )
         align = ["---", "--:"] + ["--:"] * (len(header) - 2)
-        parts.append("\n\n".join([heading, notes, markdown_table(header, rows, align), targets_markdown(frame)]))
+        blocks = [heading, notes, markdown_table(header, rows, align), targets_markdown(frame)]
+        parts.append("\n\n".join(block for block in blocks if block))
     return "\n\n".join(parts)
 
 
@@ -256,3 +263,51 @@ def summary_markdown(summary: pd.DataFrame, columns: Iterable[str] | None = None
     fixed = {c: summary[c].iloc[0] for c in SETTING_COLUMNS if c not in columns and c != "n_s_kind" and len(summary)}
     note = f"Fixed: {describe(fixed)}." if fixed else ""
     return "\n\n".join(p for p in (note, markdown_table(header, rows)) if p)
+
+
+# ----------------------------------------------------------------------------- method comparison
+
+
+def format_bytes(value: float) -> str:
+    """``1234567`` -> ``1.23 MB``, ``1234`` -> ``1.2 kB``, ``12`` -> ``12 B``."""
+    if value >= 1e6:
+        return f"{value / 1e6:.2f} MB"
+    if value >= 1e3:
+        return f"{value / 1e3:.1f} kB"
+    return f"{value:.0f} B"
+
+
+def comparison_markdown(rows: pd.DataFrame) -> str:
+    """One Markdown table per (dataset, split) of the method comparison rows
+    (:func:`fedsynth.reporting.comparison.compare_methods`), accuracy in %, then the notes the
+    marks need."""
+    header = [
+        "method", "runs", "acc. %", "SPD", "\\|SPD\\|", "EOD", "bytes up", "bytes down", "round trips",
+        "client → server", "client statistics", "MIA AUC", "DCR p5 train / held-out",
+    ]
+    sections = []
+    for (dataset, split), group in rows.groupby(["dataset", "partition"], sort=False):
+        lines = []
+        for _, r in group.iterrows():
+            star = "" if r["bytes_scope"] == "protocol" else "*"
+            dcr = ("—" if math.isnan(r["dcr_train_p05_mean"])
+                   else f"{r['dcr_train_p05_mean']:.3f} / {r['dcr_holdout_p05_mean']:.3f}")
+            lines.append([
+                r["setting"], str(r["runs"]),
+                format_mean_std(r["accuracy_mean"], r["accuracy_std"], 2, 100),
+                format_mean_std(r["spd_mean"], r["spd_std"], 4),
+                format_mean_std(r["abs_spd_mean"], r["abs_spd_std"], 4),
+                format_mean_std(r["eod_mean"], r["eod_std"], 4),
+                format_bytes(r["protocol_bytes_up_mean"]) + star, format_bytes(r["protocol_bytes_down_mean"]) + star,
+                format_value(float(r["round_trips_mean"])), r["payload"], r["client_statistics"],
+                format_number(r["mia_auc_mean"], 3), dcr,
+            ])
+        title = f"#### {DATASET_TITLES.get(dataset, dataset)}, {split}"
+        sections.append(f"{title}\n\n{markdown_table(header, lines)}")
+    notes = []
+    if (rows["bytes_scope"] != "protocol").any():
+        notes.append("\\* total bytes including the harness's evaluation exchange (the results file lists no exchanges).")
+    if rows["client_statistics"].str.contains("‡").any():
+        notes.append("‡ not recorded by single_shot; its server rejects any reply holding more than arrays x, s, y.")
+    notes.append("Mean ± sample std over the runs of each row (no ± for one run).")
+    return "\n\n".join(sections + notes) + "\n"

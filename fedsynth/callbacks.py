@@ -5,9 +5,9 @@ Enable them in a config (the ``conf/experiment`` presets do)::
     hydra:
       callbacks:
         torch_threads:
-          _target_: fedsynth.reporting.callbacks.TorchThreads
+          _target_: fedsynth.callbacks.TorchThreads
         sweep_progress:
-          _target_: fedsynth.reporting.callbacks.SweepProgress
+          _target_: fedsynth.callbacks.SweepProgress
 
 Both work with any launcher: the basic launcher runs the jobs in the ``fedsynth`` process, the
 joblib launcher (``hydra/launcher=parallel``) in worker processes, so the progress is kept in
@@ -27,12 +27,11 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from fedsynth.progress import PROGRESS_ENV
+
 STATE_DIR = ".sweep"
 PLAN_FILE = "plan.json"
 JOBS_FILE = "jobs.jsonl"
-PROGRESS_ENV = "FEDSYNTH_PROGRESS"
-"""How a client shows its outer iterations: ``bar`` (tqdm), ``log`` (a line every 10%), ``off``;
-unset: a bar when stderr is a terminal, else log lines."""
 
 
 # ----------------------------------------------------------------------------- torch threads

@@ -1,0 +1,191 @@
+"""The one ``results.json`` schema: what the ``fedsynth`` command writes for a run
+(:func:`results_record`) and how every report reads it back (:func:`read_results` and the field
+readers below). Standard library only, so the command imports it without pandas.
+
+Keys (part of the interface): ``dataset``, ``method``, ``engine``, ``config`` (the resolved Hydra
+config), ``seed``, ``accuracy``, ``spd``, ``covariance``, ``eod``, ``min_distance``,
+``per_client``, ``failures``, ``bytes_up``, ``bytes_down``, ``round_trips``, ``wall_seconds``,
+``timings``, ``sends``, ``info``, ``theta``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from fedsynth.reporting.paper import SMALL_SIZES
+
+if TYPE_CHECKING:  # the writer takes an engine's outcome; readers need no engine code
+    from fedsynth.federated.outcome import RunOutcome
+
+RESULTS_FILE = "results.json"
+METRIC_KEYS = ("accuracy", "spd", "covariance", "eod")
+EVALUATE = "evaluate"
+"""The harness's final exchange (θ to the clients, their test counts back), the same for every
+method: left out of a method's protocol traffic."""
+
+
+class NoResultsError(FileNotFoundError):
+    """No ``results.json`` under the given paths."""
+
+
+def results_record(config: dict[str, Any], outcome: "RunOutcome", wall_seconds: float) -> dict[str, Any]:
+    """The ``results.json`` content of one run of ``config`` (key names are part of the interface)."""
+    per_client = [
+        {
+            "client_id": client["client_id"],
+            "node": client["node"],
+            **client["metrics"],
+            "bytes_up": sum(client["bytes_up"].values()),
+            "bytes_down": sum(client["bytes_down"].values()),
+        }
+        for client in outcome.clients
+    ]
+    distances = [c["min_distance"] for c in per_client if c.get("min_distance") is not None]
+    return {
+        "dataset": config["dataset"]["name"],
+        "method": config["method"]["name"],
+        "engine": outcome.engine,
+        "config": config,
+        "seed": config["seed"],
+        **{key: outcome.metrics.get(key, math.nan) for key in METRIC_KEYS},
+        "min_distance": min(distances) if distances else None,
+        "per_client": per_client,
+        "failures": outcome.failures,
+        "bytes_up": outcome.bytes_up,
+        "bytes_down": outcome.bytes_down,
+        "round_trips": outcome.round_trips,
+        "wall_seconds": wall_seconds,
+        "timings": outcome.timings,
+        "sends": outcome.sends,
+        "info": outcome.info,
+        "theta": outcome.theta,
+    }
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def find_results(paths: Iterable[str | Path]) -> list[Path]:
+    """Every ``results.json`` under ``paths`` (folders are searched recursively; files are taken
+    as they are), sorted, without duplicates."""
+    found: set[Path] = set()
+    for path in map(Path, paths):
+        if path.is_file():
+            found.add(path.resolve())
+        elif path.is_dir():
+            found.update(p.resolve() for p in path.rglob(RESULTS_FILE))
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    return sorted(found)
+
+
+def read_results(paths: Iterable[str | Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """``(path, record)`` of every ``results.json`` under ``paths``; raises
+    :class:`NoResultsError` if there is none and ``ValueError`` naming a file that is not one."""
+    paths = list(paths)
+    files = find_results(paths)
+    if not files:
+        raise NoResultsError(f"no {RESULTS_FILE} under {', '.join(map(str, paths))}")
+    records = []
+    for file in files:
+        try:
+            record = json.loads(file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, OSError, UnicodeDecodeError) as error:
+            raise ValueError(f"cannot read {file}: {error}") from error
+        if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+            raise ValueError(f"{file} is not a fedsynth results file (no 'config' mapping); "
+                             "pass the folders of `fedsynth` runs")
+        records.append((file, record))
+    return records
+
+
+# ----------------------------------------------------------------------------- fields
+
+
+def synthetic_size(record: dict[str, Any]) -> tuple[str, str]:
+    """(label, kind) of single_shot's N_s: ``("N", "full")`` for ``full``; an integer's label is
+    its value and its kind ``small`` when it is the paper's N^train,small for the dataset (or the
+    run's ``study.n_s`` says so), else the value again."""
+    config = record["config"]
+    size = (config.get("method") or {}).get("synthetic_size", "full")
+    if size is None or size == "full":
+        return "N", "full"
+    size = int(size)
+    study = config.get("study") or {}
+    if study.get("n_s") == "small" or SMALL_SIZES.get(dataset_name(record)) == size:
+        return str(size), "small"
+    return str(size), str(size)
+
+
+def dataset_name(record: dict[str, Any]) -> str:
+    """The run's ``dataset.name``."""
+    return record.get("dataset") or (record["config"].get("dataset") or {}).get("name", "")
+
+
+def method_name(record: dict[str, Any]) -> str:
+    """The run's ``method.name``."""
+    return record.get("method") or (record["config"].get("method") or {}).get("name", "")
+
+
+def split_label(record: dict[str, Any]) -> str:
+    """``iid`` or ``dirichlet α=<alpha>``."""
+    partition = record["config"].get("partition") or {}
+    scheme = partition.get("scheme", "iid")
+    if scheme == "dirichlet":
+        return f"dirichlet α={partition['dirichlet_alpha']:g}"
+    return str(scheme)
+
+
+def method_setting(record: dict[str, Any]) -> str:
+    """The method and the settings that tell its variants apart, e.g. ``fairfed β=1 R=20`` or
+    ``single_shot ρ_o=10 N_s=small k_max=1000``."""
+    method = record["config"].get("method") or {}
+    name = method_name(record)
+    if name == "single_shot":
+        label, kind = synthetic_size(record)
+        size = "small" if kind == "small" else label  # the paper's N^train,small (Table 1)
+        return f"single_shot ρ_o={method['rho_o']:g} N_s={size} k_max={method['k_max']}"
+    if name in ("fedavg", "fairfed"):
+        beta = f" β={method['beta']:g}" if name == "fairfed" else ""
+        return f"{name}{beta} R={method['rounds']}"
+    if name in ("centralized", "local"):
+        variant = method.get("variant", "plain")
+        if variant == "fair":
+            return f"{name} fair ρ={method['rho']:g}"
+        if variant == "exponentiated_gradient":
+            return f"{name} EG ε={method['eg_eps']:g}"
+    return str(name)
+
+
+def protocol_bytes(record: dict[str, Any]) -> tuple[int, int, str]:
+    """Bytes up and down of the method's protocol and ``"protocol"`` (the harness's
+    ``evaluate`` exchange left out); the run's totals and ``"total"`` when the record does not
+    list its exchanges (``sends``)."""
+    sends = record.get("sends")
+    if sends is None:
+        return int(record["bytes_up"]), int(record["bytes_down"]), "total"
+    kept = [send for send in sends if send["action"] != EVALUATE]
+    return sum(int(s["bytes_up"]) for s in kept), sum(int(s["bytes_down"]) for s in kept), "protocol"
+
+
+def client_statistics(record: dict[str, Any]) -> str:
+    """The statistics that left the clients besides the payload, as the method recorded them
+    (``info.client_statistics``)."""
+    info = record.get("info") or {}
+    if "client_statistics" not in info:
+        return "none‡" if method_name(record) == "single_shot" else "not recorded"
+    names = [name.split(".", 1)[-1] for name in info["client_statistics"]]
+    if not names:
+        return "none"
+    rounds = info.get("rounds")
+    return ", ".join(names) + (f" (every round, {rounds}×)" if rounds and rounds > 1 else "")
+
+
+def client_mean(record: dict[str, Any], key: str) -> float:
+    """The mean of a per-client metric (e.g. ``mia_auc``) over the clients that report it; NaN
+    if none does."""
+    values = [float(c[key]) for c in record.get("per_client") or [] if c.get(key) is not None]
+    return sum(values) / len(values) if values else math.nan
