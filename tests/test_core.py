@@ -17,6 +17,7 @@ from fedsynth.core import (
     PenaltyObjective,
     SynthesisConfig,
     SynthesisHistory,
+    cg,
     choose_synthetic_labels,
     conjugate_gradient,
     design_matrix,
@@ -28,6 +29,7 @@ from fedsynth.core import (
     regularized_loss_grad,
     regularized_loss_hvp,
     synthesize,
+    warm_start,
 )
 from fedsynth.core.model import LogisticDerivatives, regularized_loss_and_grad
 from fedsynth.core.synthesis import InnerModel
@@ -238,40 +240,49 @@ def test_logistic_derivatives_match_autograd():
     assert torch.allclose(derivatives.hvp(v), explicit_hessian(a.detach(), data.y, theta.detach(), 0.2, 4) @ v)
     assert torch.allclose(derivatives.design_vjp(v), vjp_auto, rtol=1e-12, atol=1e-15)
     assert torch.equal(derivatives.design_vjp(v, 3), derivatives.design_vjp(v)[:, :3])
-    solver = LogisticSolver(a.shape[1], 0.2, 4)
-    solution = solver.solve(a.detach(), data.y)
-    assert solver.last_sigmoid_z is not None  # its last evaluation was at θ* (as usual)
-    assert torch.equal(solver.last_sigmoid_z, torch.sigmoid(-data.y * (a.detach() @ solution.theta)))
+    solution = LogisticSolver(a.shape[1], 0.2, 4).solve(a.detach(), data.y)
+    assert solution.sigmoid_z is not None  # its last evaluation was at θ* (as usual)
+    assert torch.equal(solution.sigmoid_z, torch.sigmoid(-data.y * (a.detach() @ solution.theta)))
     reused = LogisticDerivatives(a, data.y, solution.theta, 0.2, 4, sigmoid_z=torch.sigmoid(-data.y * (a.detach() @ solution.theta)))
     fresh = LogisticDerivatives(a, data.y, solution.theta, 0.2, 4)
     assert torch.equal(reused.hvp(v), fresh.hvp(v)) and torch.equal(reused.design_vjp(v), fresh.design_vjp(v))
 
 
-def test_implicit_argmin_with_a_closed_form_vjp_matches_autograd():
+def test_implicit_argmin_with_a_closed_form_linearization_matches_autograd():
+    """The closed-form linearize hook (fed the solver's aux, its σ(z)) gives autograd's gradient;
+    the solver gets the warm start as given and its aux comes back."""
     data = random_table(40, 3, seed=15)
     a0 = design_matrix(data.x, data.s, True)
-    cg = CGConfig(rtol=1e-13)
+    tight = InnerSolverConfig(tolerance_grad=1e-12, tolerance_change=1e-20)
+    start = 0.5 * fit_logistic(a0, data.y, 0.05, 4, solver=tight).theta
+    starts, linearized = [], []
 
-    def solve(a_):
-        return fit_logistic(a_, data.y, 0.05, 4, solver=InnerSolverConfig(tolerance_grad=1e-12, tolerance_change=1e-20)).theta
+    def solver(theta0, a_):
+        starts.append(theta0)
+        solution = fit_logistic(a_, data.y, 0.05, 4, theta0=theta0, solver=tight)
+        return solution.theta, solution
 
     def optimality(theta, a_):
         return regularized_loss_grad(a_, data.y, theta, 0.05, 4)
 
-    def hessian_product(theta, a_):
-        return LogisticDerivatives(a_, data.y, theta, 0.05, 4).hvp
-
-    def optimality_vjp(theta, a_):
-        return lambda u: (LogisticDerivatives(a_, data.y, theta, 0.05, 4).design_vjp(u),)
+    def linearize(theta, params, solution):
+        (a_,) = params
+        linearized.append(solution)
+        derivatives = LogisticDerivatives(a_, data.y, theta, 0.05, 4, sigmoid_z=solution.sigmoid_z)
+        return derivatives.hvp, lambda u: (derivatives.design_vjp(u),)
 
     weights = torch.randn(a0.shape[1], dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     grads = []
-    for kwargs in ({}, {"hessian_product": hessian_product}, {"hessian_product": hessian_product, "optimality_vjp": optimality_vjp}):
+    for hook in ({"optimality": optimality}, {"linearize": linearize}):
         a = a0.clone().requires_grad_(True)
-        (implicit_argmin(solve, optimality, [a], cg=cg, **kwargs) @ weights).backward()
+        theta, solution = implicit_argmin(solver, start, [a], solve=cg(CGConfig(rtol=1e-13)), **hook)
+        assert torch.equal(theta.detach(), solution.theta)
+        (theta @ weights).backward()
         grads.append(a.grad)
+    assert [s is start for s in starts] == [True, True] and len(linearized) == 1 and linearized[0] is solution
     assert torch.allclose(grads[1], grads[0], rtol=1e-9, atol=1e-13)
-    assert torch.allclose(grads[2], grads[0], rtol=1e-9, atol=1e-13)
+    with pytest.raises(TypeError, match="exactly one"):
+        implicit_argmin(solver, None, [a0], optimality, linearize=linearize)
 
 
 def test_objective_scale_keeps_curvature_near_the_solution():
@@ -301,10 +312,12 @@ def test_extrapolated_warm_start_saves_iterations_and_keeps_the_solutions():
     problems = [a + k * drift for k in range(12)]
     iterations = {}
     for extrapolate in (False, True):
-        solver = LogisticSolver(a.shape[1], 1e-3, 7, InnerSolverConfig(extrapolate=extrapolate))
+        solver = LogisticSolver(a.shape[1], 1e-3, 7)
         iterations[extrapolate] = 0
+        latest = previous = None
         for k, problem in enumerate(problems):
-            solution = solver.solve(problem, data.y)
+            solution = solver.solve(problem, data.y, warm_start(latest, previous, extrapolate))
+            previous, latest = latest, solution.theta
             assert solution.converged
             if k >= 2:
                 iterations[extrapolate] += solution.iterations
@@ -368,20 +381,20 @@ def test_unmet_cg_tolerance_is_reported():
     a = torch.randn(30, 4, dtype=torch.float64, requires_grad=True)
     y = torch.where(torch.randn(30) > 0, 1.0, -1.0).double()
 
-    def solve(a_):
-        return fit_logistic(a_, y, 1e-2, 4).theta
+    def solver(theta0, a_):
+        return fit_logistic(a_, y, 1e-2, 4).theta, None
 
     def optimality(theta, a_):
         return regularized_loss_grad(a_, y, theta, 1e-2, 4)
 
     diagnostics = ImplicitDiagnostics()
-    implicit_argmin(solve, optimality, [a], cg=CGConfig(max_iter=1), diagnostics=diagnostics).sum().backward()
+    implicit_argmin(solver, None, [a], optimality, solve=cg(CGConfig(max_iter=1), diagnostics))[0].sum().backward()
     assert diagnostics.unconverged == 1 and diagnostics.worst_residual > 0
     with pytest.warns(RuntimeWarning, match="CG stopped at residual"):
-        implicit_argmin(solve, optimality, [a], cg=CGConfig(max_iter=1)).sum().backward()
+        implicit_argmin(solver, None, [a], optimality, solve=cg(CGConfig(max_iter=1)))[0].sum().backward()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        implicit_argmin(solve, optimality, [a]).sum().backward()
+        implicit_argmin(solver, None, [a], optimality)[0].sum().backward()
 
 
 def test_synthetic_label_strategies():

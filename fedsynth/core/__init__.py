@@ -1,6 +1,14 @@
 """The method's mathematical core, plain PyTorch: model, implicit differentiation, synthesis."""
 
-from fedsynth.core.implicit import CGConfig, CGResult, ImplicitDiagnostics, conjugate_gradient, implicit_argmin
+from fedsynth.core.implicit import (
+    CGConfig,
+    CGResult,
+    ImplicitDiagnostics,
+    autograd_linearize,
+    cg,
+    conjugate_gradient,
+    implicit_argmin,
+)
 from fedsynth.core.model import (
     InnerSolution,
     InnerSolverConfig,
@@ -11,6 +19,7 @@ from fedsynth.core.model import (
     regularized_loss,
     regularized_loss_grad,
     regularized_loss_hvp,
+    warm_start,
 )
 from fedsynth.core.server import fit_server_model
 from fedsynth.core.synthesis import (
@@ -34,6 +43,8 @@ __all__ = [
     "SynthesisConfig",
     "SynthesisHistory",
     "SynthesisResult",
+    "autograd_linearize",
+    "cg",
     "choose_synthetic_labels",
     "conjugate_gradient",
     "design_matrix",
@@ -46,4 +57,5 @@ __all__ = [
     "regularized_loss_grad",
     "regularized_loss_hvp",
     "synthesize",
+    "warm_start",
 ]

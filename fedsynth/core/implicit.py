@@ -1,10 +1,12 @@
-"""Differentiable argmin by implicit differentiation (the paper's eqs. (13)–(14)).
+"""Differentiable argmin by implicit differentiation (the paper's eqs. (13)–(14)), in the shape of
+jaxopt's ``custom_root``.
 
-In the style of jaxopt's ``implicit_diff`` / torchopt's ``custom_root``: given a solver that
-returns θ*(p) and the optimality condition F(θ, p) = ∇_θ ℓ_r(θ, p) that vanishes there, the
-implicit function theorem gives dθ*/dp = −H⁻¹ ∂F/∂p with H = ∂F/∂θ, the Hessian of ℓ_r. The
-backward pass therefore solves H v = g by conjugate gradient on Hessian-vector products (no
-Hessian is formed) and returns −(∂F/∂p)ᵀ v, a vector-Jacobian product.
+Given a solver that returns θ*(p) and the optimality condition F(θ, p) = ∇_θ ℓ_r(θ, p) that
+vanishes there, the implicit function theorem gives dθ*/dp = −H⁻¹ ∂F/∂p with H = ∂F/∂θ, the
+Hessian of ℓ_r. The backward pass therefore solves H v = g with a pluggable linear solver
+(conjugate gradient on Hessian-vector products by default: no Hessian is formed) and returns
+−(∂F/∂p)ᵀ v, a vector-Jacobian product. The two products come from one *linearization* of F at
+the solution: by autograd from F (:func:`autograd_linearize`) or in closed form.
 """
 
 from __future__ import annotations
@@ -12,9 +14,21 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
+
+MatVec = Callable[[torch.Tensor], torch.Tensor]
+"""``v ↦ H v``."""
+LinearSolve = Callable[[MatVec, torch.Tensor], torch.Tensor]
+"""``solve(matvec, b) -> v`` with ``matvec(v) ≈ b``; :func:`cg` makes one."""
+VectorJacobian = Callable[[torch.Tensor], Sequence["torch.Tensor | None"]]
+"""``w ↦ [(∂F/∂p)ᵀ w for each param p]``."""
+Linearize = Callable[[torch.Tensor, Sequence[torch.Tensor], Any], "tuple[MatVec, VectorJacobian]"]
+"""``linearize(θ, params, aux) -> (hvp, vjp)``: F's derivatives at the solution θ (``aux``: what
+the solver returned beside θ)."""
+Solver = Callable[..., "tuple[torch.Tensor, Any]"]
+"""``solver(θ0, *params) -> (θ*, aux)``."""
 
 
 @dataclass(frozen=True)
@@ -90,85 +104,116 @@ class ImplicitDiagnostics:
             self.worst_residual = max(self.worst_residual, result.residual_norm)
 
 
-class _ImplicitArgmin(torch.autograd.Function):
-    """Forward: θ* = solve(params). Backward: v = H⁻¹ g by CG, grads = −(∂F/∂params)ᵀ v."""
+def cg(config: CGConfig = CGConfig(), diagnostics: ImplicitDiagnostics | None = None) -> LinearSolve:
+    """The conjugate-gradient linear solve for :func:`implicit_argmin` (eq. 14): ``solve(matvec,
+    b)`` runs :func:`conjugate_gradient` with ``config`` and records the result in
+    ``diagnostics``, or, without one, warns when the tolerance was not met."""
 
-    @staticmethod
-    def forward(ctx, solve, optimality, hessian_product, optimality_vjp, cg_config, diagnostics, *params):  # type: ignore[override]
-        theta = solve(*(p.detach() for p in params)).detach()
-        ctx.optimality = optimality
-        ctx.hessian_product = hessian_product
-        ctx.optimality_vjp = optimality_vjp
-        ctx.cg_config = cg_config
-        ctx.diagnostics = diagnostics
-        ctx.save_for_backward(theta, *params)
-        return theta
-
-    @staticmethod
-    def backward(ctx, grad_theta):  # type: ignore[override]
-        theta, *params = ctx.saved_tensors
-        needs = ctx.needs_input_grad[6:]
-        theta = theta.detach()
-        detached = [p.detach() for p in params]
-        condition = None
-        if ctx.hessian_product is None or ctx.optimality_vjp is None:
-            with torch.enable_grad():
-                theta_var = theta.requires_grad_(ctx.hessian_product is None)
-                variables = [p.requires_grad_(need) for p, need in zip(detached, needs)]
-                condition = ctx.optimality(theta_var, *variables)
-        if ctx.hessian_product is not None:
-            hessian_vector_product = ctx.hessian_product(theta, *detached)
-        else:
-
-            def hessian_vector_product(v: torch.Tensor) -> torch.Tensor:
-                return torch.autograd.grad(condition, theta_var, v, retain_graph=True)[0]
-
-        result = conjugate_gradient(hessian_vector_product, grad_theta.detach(), ctx.cg_config)
-        if ctx.diagnostics is not None:
-            ctx.diagnostics.record(result)
+    def solve(matvec: MatVec, b: torch.Tensor) -> torch.Tensor:
+        result = conjugate_gradient(matvec, b, config)
+        if diagnostics is not None:
+            diagnostics.record(result)
         elif not result.converged:
             warnings.warn(
                 f"implicit backward: CG stopped at residual {result.residual_norm:.3e} after "
                 f"{result.iterations} iterations (tolerance not met)",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        cotangent = result.solution.neg_()
-        if ctx.optimality_vjp is not None:
-            all_grads = ctx.optimality_vjp(theta, *detached)(cotangent)
-            param_grads = [g if need else None for g, need in zip(all_grads, needs)]
-        else:
-            wanted = [p for p, need in zip(variables, needs) if need]
-            grads = iter(torch.autograd.grad(condition, wanted, cotangent, allow_unused=True) if wanted else ())
-            param_grads = [next(grads) if need else None for need in needs]
-        return (None, None, None, None, None, None, *param_grads)
+        return result.solution
+
+    return solve
+
+
+def autograd_linearize(optimality: Callable[..., torch.Tensor]) -> Linearize:
+    """The :data:`Linearize` hook of an optimality condition ``optimality(θ, *params)`` (zero at the
+    solution; for a minimization ∇_θ of the objective) by autograd: one graph of F at the
+    solution serves both the Hessian-vector product ∂F/∂θ v and the vector-Jacobian product
+    (∂F/∂p)ᵀ w."""
+
+    def linearize(theta: torch.Tensor, params: Sequence[torch.Tensor], aux: Any) -> tuple[MatVec, VectorJacobian]:
+        with torch.enable_grad():
+            theta_var = theta.detach().requires_grad_(True)
+            variables = [p.detach().requires_grad_(True) for p in params]
+            condition = optimality(theta_var, *variables)
+
+        def hvp(v: torch.Tensor) -> torch.Tensor:
+            return torch.autograd.grad(condition, theta_var, v, retain_graph=True)[0]
+
+        def vjp(w: torch.Tensor) -> Sequence[torch.Tensor | None]:
+            return torch.autograd.grad(condition, variables, w, retain_graph=True, allow_unused=True)
+
+        return hvp, vjp
+
+    return linearize
+
+
+@dataclass(frozen=True)
+class _Backward:
+    """What the backward of one :func:`implicit_argmin` call needs besides the saved tensors."""
+
+    linearize: Linearize
+    solve: LinearSolve
+    aux: Any
+    needs_grad: tuple[bool, ...]
+
+    def param_grads(self, theta: torch.Tensor, params: Sequence[torch.Tensor], grad_theta: torch.Tensor) -> list:
+        """−(∂F/∂p)ᵀ H⁻¹ g for each param p that needs a gradient (None for the others)."""
+        hvp, vjp = self.linearize(theta, params, self.aux)
+        cotangent = self.solve(hvp, grad_theta.detach()).neg()
+        grads = vjp(cotangent)
+        return [grad if need else None for grad, need in zip(grads, self.needs_grad)]
+
+
+class _ImplicitArgmin(torch.autograd.Function):
+    """Forward: θ* as given (the solver ran already). Backward: :meth:`_Backward.param_grads`."""
+
+    @staticmethod
+    def forward(ctx, theta, backward, *params):  # type: ignore[override]
+        ctx.backward_rule = backward
+        ctx.save_for_backward(theta, *params)
+        return theta.clone()
+
+    @staticmethod
+    def backward(ctx, grad_theta):  # type: ignore[override]
+        theta, *params = ctx.saved_tensors
+        return None, None, *ctx.backward_rule.param_grads(theta, params, grad_theta)
 
 
 def implicit_argmin(
-    solve: Callable[..., torch.Tensor],
-    optimality: Callable[..., torch.Tensor],
+    solver: Solver,
+    theta0: torch.Tensor | None,
     params: Sequence[torch.Tensor],
+    optimality: Callable[..., torch.Tensor] | None = None,
     *,
-    hessian_product: Callable[..., Callable[[torch.Tensor], torch.Tensor]] | None = None,
-    optimality_vjp: Callable[..., Callable[[torch.Tensor], Sequence[torch.Tensor | None]]] | None = None,
-    cg: CGConfig = CGConfig(),
-    diagnostics: ImplicitDiagnostics | None = None,
-) -> torch.Tensor:
-    """Return θ*(params) = root of ``optimality(θ, *params)``, differentiable in ``params``.
+    linearize: Linearize | None = None,
+    solve: LinearSolve | None = None,
+) -> tuple[torch.Tensor, Any]:
+    """Return ``(θ*(params), aux)``: θ* differentiable in ``params`` by the implicit function
+    theorem (eq. 14), ``aux`` whatever the solver returned beside it (not differentiated).
 
     Args:
-        solve: ``solve(*params) -> θ*``, any solver (its iterations are not differentiated).
-        optimality: ``F(θ, *params)``, zero at the solution; for a minimization, ∇_θ of the
-            objective. Its Jacobian in θ must be symmetric positive definite (a strongly convex
-            objective), as CG requires.
+        solver: ``solver(θ0, *params) -> (θ*, aux)``, any solver (its iterations are not
+            differentiated; it runs under ``torch.no_grad`` on detached params).
+        theta0: the solver's starting point (a warm start), passed to it as is.
         params: the tensors θ* depends on.
-        hessian_product: optional ``hessian_product(θ, *params) -> (v ↦ ∂F/∂θ v)``, a closed-form
-            Hessian-vector product; by default it is taken from ``optimality`` by autograd.
-        optimality_vjp: optional ``optimality_vjp(θ, *params) -> (w ↦ [(∂F/∂p)ᵀ w for p in
-            params])``, a closed-form vector-Jacobian product of F in the params; by default it
-            is taken from ``optimality`` by autograd. With both closed forms, the backward builds
-            no autograd graph.
-        cg: conjugate-gradient settings of the backward solve, eq. (14).
-        diagnostics: optional record of CG residuals; without it, an unmet tolerance warns.
+        optimality: ``F(θ, *params)``, zero at the solution; for a minimization, ∇_θ of the
+            objective, whose Jacobian in θ must then be symmetric positive definite (a strongly
+            convex objective), as CG requires. Its derivatives are taken by autograd
+            (:func:`autograd_linearize`).
+        linearize: instead of ``optimality``, F's derivatives in closed form:
+            ``linearize(θ*, params, aux) -> (hvp, vjp)``.
+        solve: the linear solve of the backward, ``solve(matvec, b)``; default ``cg()``.
     """
-    return _ImplicitArgmin.apply(solve, optimality, hessian_product, optimality_vjp, cg, diagnostics, *params)
+    if (optimality is None) == (linearize is None):
+        raise TypeError("implicit_argmin needs exactly one of optimality (autograd derivatives) and linearize")
+    detached = [p.detach() for p in params]
+    with torch.no_grad():
+        theta, aux = solver(theta0, *detached)
+    backward = _Backward(
+        linearize if linearize is not None else autograd_linearize(optimality),
+        solve if solve is not None else cg(),
+        aux,
+        tuple(p.requires_grad for p in params),
+    )
+    return _ImplicitArgmin.apply(theta.detach(), backward, *params), aux

@@ -91,9 +91,9 @@ class InnerSolverConfig:
             drops every curvature pair with sᵀy ≤ 1e-10, an absolute threshold: near the solution
             (a warm start) the steps are so short that it would drop them all and fall back to
             steepest descent. Scaling the objective scales sᵀy and keeps those pairs.
-        extrapolate: when one :class:`LogisticSolver` solves a sequence of problems, start each
-            solve from the secant prediction 2θ_k − θ_{k−1} of the last two solutions instead of
-            θ_k (no effect on a single solve).
+        extrapolate: in a sequence of problems, start each solve from the secant prediction
+            2θ_k − θ_{k−1} of the last two solutions instead of θ_k (:func:`warm_start`; no
+            effect on a single solve).
     """
 
     max_iter: int = 100
@@ -125,7 +125,7 @@ class LogisticDerivatives:
 
     No Hessian is formed: each product costs two passes over A (4Nd flops). The labels must be
     ±1 (y² = 1), as everywhere in the model. ``sigmoid_z``, if given, must be σ(z) at exactly
-    this (θ, A) (:attr:`LogisticSolver.last_sigmoid_z` after a solve); it saves the pass Aθ.
+    this (θ, A) (:attr:`InnerSolution.sigmoid_z` of a solve); it saves the pass Aθ.
     """
 
     def __init__(
@@ -170,22 +170,36 @@ def regularized_loss_hvp(
 
 @dataclass(frozen=True)
 class InnerSolution:
-    """The result of one inner solve: θ*, the iterations used, the final gradient max-norm and
-    whether it met ``tolerance_grad``."""
+    """The result of one inner solve: θ*, the iterations used, the final gradient max-norm,
+    whether it met ``tolerance_grad``, and σ(z), z = −y ⊙ Aθ*, when the solver's last evaluation
+    was at θ* (else ``None``), for :class:`LogisticDerivatives`."""
 
     theta: torch.Tensor
     iterations: int
     grad_norm: float
     converged: bool
+    sigmoid_z: torch.Tensor | None = None
+
+
+def warm_start(latest: torch.Tensor | None, previous: torch.Tensor | None, extrapolate: bool) -> torch.Tensor | None:
+    """The start θ_0 of the next solve in a sequence of slowly changing problems (Algorithm 1
+    solves (11) for a slowly changing x̂): the latest solution θ_k, or with ``extrapolate`` and two
+    solutions the secant prediction 2θ_k − θ_{k−1}; ``None`` (the solver's own start) before the
+    first."""
+    if latest is None:
+        return None
+    if extrapolate and previous is not None:
+        return latest.mul(2.0).sub_(previous)
+    return latest
 
 
 class LogisticSolver:
     """Solves a sequence of inner problems argmin_θ ℓ_r(A_k, y, θ) (eq. 11) with one
-    ``torch.optim.LBFGS(line_search_fn="strong_wolfe")``.
+    ``torch.optim.LBFGS(line_search_fn="strong_wolfe")``, the one L-BFGS set-up of fedsynth.
 
-    Each solve starts from the previous solution, or with ``solver.extrapolate`` from the secant
-    prediction 2θ_k − θ_{k−1}, and keeps the L-BFGS curvature pairs gathered so far: Algorithm 1
-    solves (11) for slowly changing x̂, so the previous θ and curvature are good first guesses.
+    Each solve starts from the given θ_0 (e.g. :func:`warm_start`), else from where the previous
+    one ended (zero at first), and keeps the L-BFGS curvature pairs gathered so far: Algorithm 1
+    solves (11) for slowly changing x̂, so the previous curvature is a good first guess.
     The one pair that would straddle two different problems is dropped. L-BFGS minimizes
     ``solver.objective_scale · ℓ_r`` (see :class:`InnerSolverConfig`); the objective and gradient
     are evaluated together in closed form (as :func:`regularized_loss_and_grad`), so no autograd
@@ -199,18 +213,12 @@ class LogisticSolver:
         n: int,
         solver: InnerSolverConfig = InnerSolverConfig(),
         *,
-        theta0: torch.Tensor | None = None,
         dtype: torch.dtype = torch.float64,
     ) -> None:
         self.lambda_theta = lambda_theta
         self.n = n
         self.solver = solver
-        start = torch.zeros(num_weights, dtype=dtype) if theta0 is None else theta0.detach().to(dtype)
-        self.theta = start.clone().requires_grad_(True)
-        self._previous_solution: torch.Tensor | None = None  # θ_{k−1}; θ_k is self.theta
-        #: σ(z), z = −y ⊙ Aθ*, at the last solve's solution when its last evaluation was there
-        self.last_sigmoid_z: torch.Tensor | None = None
-        self._solves = 0
+        self.theta = torch.zeros(num_weights, dtype=dtype).requires_grad_(True)
         self.optimizer = torch.optim.LBFGS(
             [self.theta],
             lr=1.0,
@@ -221,9 +229,9 @@ class LogisticSolver:
             line_search_fn="strong_wolfe",
         )
 
-    def solve(self, a: torch.Tensor, y: torch.Tensor) -> InnerSolution:
-        """Minimize ℓ_r(a, y, ·) from the current θ (or, with ``extrapolate``, from the secant
-        prediction) and return the solution (a detached copy)."""
+    def solve(self, a: torch.Tensor, y: torch.Tensor, theta0: torch.Tensor | None = None) -> InnerSolution:
+        """Minimize ℓ_r(a, y, ·) from ``theta0`` (default: where the previous solve ended, zero at
+        first) and return the solution (a detached copy)."""
         a = a.detach()
         neg_y = -y.detach()
         state = self.optimizer.state[self.theta]
@@ -233,10 +241,9 @@ class LogisticSolver:
             state["t"] = 0.0
         iterations_before = state.get("n_iter", 0)
         theta = self.theta
-        current = theta.detach().clone()
-        if self.solver.extrapolate and self._previous_solution is not None:
+        if theta0 is not None:
             with torch.no_grad():
-                theta.mul_(2.0).sub_(self._previous_solution)
+                theta.copy_(theta0)
         scale = self.solver.objective_scale
         ridge = scale * regularization_weight(self.lambda_theta, self.n)
         alpha = scale / a.shape[0]
@@ -255,20 +262,16 @@ class LogisticSolver:
         with torch.no_grad():
             solution = theta.detach().clone()
             if torch.equal(last["theta"], solution):
-                grad = last["grad"]  # the last evaluation was at the accepted point
-                self.last_sigmoid_z = last["prob"]
+                grad, sigmoid_z = last["grad"], last["prob"]  # the last evaluation was at the accepted point
             else:
-                grad = regularized_loss_grad(a, -neg_y, solution, self.lambda_theta, self.n) * scale
-                self.last_sigmoid_z = None
+                grad, sigmoid_z = regularized_loss_grad(a, -neg_y, solution, self.lambda_theta, self.n) * scale, None
             scaled_norm = float(grad.abs().max())
-        if self._solves > 0:
-            self._previous_solution = current
-        self._solves += 1
         return InnerSolution(
             theta=solution,
             iterations=int(state.get("n_iter", 0)) - iterations_before,
             grad_norm=scaled_norm / scale,
             converged=scaled_norm <= self.solver.tolerance_grad * scale,
+            sigmoid_z=sigmoid_z,
         )
 
 
@@ -283,4 +286,4 @@ def fit_logistic(
 ) -> InnerSolution:
     """Solve argmin_θ ℓ_r(θ) of eq. (11) (and the server's eq. (15)) once with L-BFGS and a
     strong Wolfe line search, starting from ``theta0`` (default zero)."""
-    return LogisticSolver(a.shape[1], lambda_theta, n, solver, theta0=theta0, dtype=a.dtype).solve(a, y)
+    return LogisticSolver(a.shape[1], lambda_theta, n, solver, dtype=a.dtype).solve(a, y, theta0)

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from fedsynth.core.implicit import CGConfig, ImplicitDiagnostics, implicit_argmin
+from fedsynth.core.implicit import CGConfig, ImplicitDiagnostics, cg, implicit_argmin
 from fedsynth.core.model import (
+    InnerSolution,
     InnerSolverConfig,
     LogisticDerivatives,
     LogisticSolver,
     design_matrix,
-    regularized_loss_grad,
+    warm_start,
 )
 from fedsynth.data.types import TabularData
 
@@ -235,14 +236,19 @@ class PenaltyObjective:
 
 class InnerModel:
     """θ(x̂) = argmin_θ ℓ_r(x̂, θ) (eq. 11) as a differentiable function of x̂ (Algorithm 1,
-    line 9; its backward is line 10, eq. (14), by CG on closed-form Hessian-vector products and a
-    closed-form vector-Jacobian product, :class:`LogisticDerivatives`).
+    line 9; its backward is line 10, eq. (14), by CG on the closed-form Hessian-vector product and
+    vector-Jacobian product of :class:`LogisticDerivatives`).
+
+    The model solves a sequence of inner problems, one per outer step: with
+    ``config.warm_start`` it keeps one :class:`LogisticSolver` (its L-BFGS curvature memory) and
+    its last two solutions, and hands :func:`implicit_argmin` the start θ_0 of each solve
+    (:func:`warm_start`) explicitly; the solve's :class:`InnerSolution` comes back as the aux
+    output and gives the backward σ(z) at θ*.
 
     One call builds the design matrix â = (x̂, ŝ[, 1]) once; the forward solve and the backward
-    share it, and the backward's HVP and VJP share one product âθ. With ``design``, a
-    preallocated â (its ŝ and intercept columns already written), each call copies x̂ into its
-    first columns instead of allocating a new â: then the backward of one call must run before
-    the next call, as in ``synthesize``.
+    share it. With ``design``, a preallocated â (its ŝ and intercept columns already written),
+    each call copies x̂ into its first columns instead of allocating a new â: then the backward
+    of one call must run before the next call, as in ``synthesize``.
     """
 
     def __init__(
@@ -258,9 +264,11 @@ class InnerModel:
         self.y_hat = y_hat
         self.config = config
         self.history = history
-        self.solver: LogisticSolver | None = None
         self.design = design
-        self._last_solve: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        self.linear_solve = cg(config.cg, history.implicit)
+        self.solver: LogisticSolver | None = None
+        self.latest: torch.Tensor | None = None  # θ_k, the last solution (warm start)
+        self.previous: torch.Tensor | None = None  # θ_{k−1}
 
     def _design(self, x_hat: torch.Tensor) -> torch.Tensor:
         shared = self.design
@@ -271,59 +279,50 @@ class InnerModel:
                 return shared
         return design_matrix(x_hat, self.s_hat, self.config.fit_intercept)
 
-    def solve(self, x_hat: torch.Tensor) -> torch.Tensor:
-        """Solve the inner problem at ``x_hat`` (no gradient); warm-started when configured."""
-        return self._solve_design(self._design(x_hat.detach()), x_hat.shape[1] + 1)
+    def _n(self, a: torch.Tensor) -> int:
+        """The paper's n: the columns of â_i = (x̂_i, ŝ_i), the intercept column not counted."""
+        return a.shape[1] - int(self.config.fit_intercept)
 
-    def _solve_design(self, a: torch.Tensor, n: int) -> torch.Tensor:
+    def start(self) -> torch.Tensor | None:
+        """θ_0 of the next solve: :func:`warm_start` of the last two solutions, or ``None`` (zero)
+        without ``config.warm_start``."""
+        if not self.config.warm_start:
+            return None
+        return warm_start(self.latest, self.previous, self.config.inner.extrapolate)
+
+    def solve_design(self, a: torch.Tensor, theta0: torch.Tensor | None) -> InnerSolution:
+        """Solve the inner problem on the design matrix ``a`` from ``theta0`` (no gradient) and
+        record it (history, last solutions)."""
         if self.solver is None or not self.config.warm_start:
-            self.solver = LogisticSolver(a.shape[1], self.config.lambda_theta, n, self.config.inner, dtype=a.dtype)
-        solution = self.solver.solve(a, self.y_hat)
+            self.solver = LogisticSolver(a.shape[1], self.config.lambda_theta, self._n(a), self.config.inner, dtype=a.dtype)
+        solution = self.solver.solve(a, self.y_hat, theta0)
         self.history.inner_iterations.append(solution.iterations)
         self.history.inner_unconverged += not solution.converged
-        self._last_solve = (solution.theta, self.solver.last_sigmoid_z)
-        return solution.theta
+        self.previous, self.latest = self.latest, solution.theta
+        return solution
 
-    def _optimality(self, theta: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-        # F = ∇_θ ℓ_r, differentiable in x̂ (the autograd fallback of implicit_argmin)
-        a = design_matrix(x_hat, self.s_hat, self.config.fit_intercept)
-        return regularized_loss_grad(a, self.y_hat, theta, self.config.lambda_theta, x_hat.shape[1] + 1)
+    def solve(self, x_hat: torch.Tensor) -> torch.Tensor:
+        """Solve the inner problem at ``x_hat`` (no gradient) from :meth:`start`; return θ."""
+        return self.solve_design(self._design(x_hat.detach()), self.start()).theta
 
     def __call__(self, x_hat: torch.Tensor) -> torch.Tensor:
+        """θ(x̂), differentiable in ``x_hat`` by :func:`implicit_argmin`."""
         a = self._design(x_hat.detach())
         columns = x_hat.shape[1]
-        n = columns + 1  # the paper's n: features of â_i = (x̂_i, ŝ_i)
-        solved: list = []  # [(θ*, σ(z) at θ* or None)] of this call's forward solve
-        linearized: list = []  # [(θ, LogisticDerivatives)] of the backward, shared by HVP and VJP
+        n = self._n(a)
 
-        def solve(x: torch.Tensor) -> torch.Tensor:
-            theta = self._solve_design(a, n)
-            solved[:] = [self._last_solve]
-            return theta
+        def solver(theta0: torch.Tensor | None, x: torch.Tensor) -> tuple[torch.Tensor, InnerSolution]:
+            solution = self.solve_design(a, theta0)
+            return solution.theta, solution
 
-        def derivatives(theta: torch.Tensor) -> LogisticDerivatives:
-            if not linearized or linearized[0][0] is not theta:
-                # reuse the solver's σ(z) if it was computed at this very θ (â is unchanged)
-                known = solved[0][1] if solved and torch.equal(solved[0][0], theta) else None
-                derivs = LogisticDerivatives(
-                    a, self.y_hat, theta, self.config.lambda_theta, n, sigmoid_z=known
-                )
-                linearized[:] = [(theta, derivs)]
-            return linearized[0][1]
+        def linearize(theta: torch.Tensor, params: Sequence[torch.Tensor], solution: InnerSolution):
+            derivatives = LogisticDerivatives(
+                a, self.y_hat, theta, self.config.lambda_theta, n, sigmoid_z=solution.sigmoid_z
+            )
+            return derivatives.hvp, lambda u: (derivatives.design_vjp(u, columns),)
 
-        def optimality_vjp(theta: torch.Tensor, x: torch.Tensor):
-            d = derivatives(theta)
-            return lambda u: (d.design_vjp(u, columns),)
-
-        return implicit_argmin(
-            solve,
-            self._optimality,
-            [x_hat],
-            hessian_product=lambda theta, x: derivatives(theta).hvp,
-            optimality_vjp=optimality_vjp,
-            cg=self.config.cg,
-            diagnostics=self.history.implicit,
-        )
+        theta, _ = implicit_argmin(solver, self.start(), [x_hat], linearize=linearize, solve=self.linear_solve)
+        return theta
 
 
 def synthesize(
