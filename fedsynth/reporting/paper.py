@@ -8,6 +8,10 @@ the text states (see :data:`FIGURE2_REMARKS`).
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+
 CITATION = (
     "Wu, Curtis & Robinson (2024), Using Synthetic Data to Mitigate Unfairness and Preserve Privacy "
     "through Single-Shot Federated Learning, Table 2"
@@ -23,11 +27,10 @@ DATASET_TITLES = {
     "synthetic": "Synthetic",
 }
 
-SMALL_SIZES = {"law_school_race": 800, "law_school_gender": 800, "dutch_gender": 1200}
-"""N^train,small of the paper's Table 1 (synthetic rows per client)."""
-
-FULL_SIZES = {"law_school_race": 8319, "law_school_gender": 8319, "dutch_gender": 12084}
-"""N^train of the paper's Table 1 (training rows per client)."""
+SIZES_FILE = Path(__file__).resolve().parents[2] / "conf" / "study" / "table1.yaml"
+SMALL_SIZES: dict[str, int] = yaml.safe_load(SIZES_FILE.read_text(encoding="utf-8"))["sizes"]["small"]
+"""N^train,small of the paper's Table 1 (synthetic rows per client), as the presets use them
+(``conf/study/table1.yaml``, the one copy; its ``synthetic`` entry is fedsynth's own)."""
 
 RHO_O = (0.0, 10.0, 100.0, 1000.0, 10000.0)
 

@@ -16,6 +16,7 @@ from fedsynth.reporting.paper import (
     FIGURE2_ACCURACY_DROP_RHO_O_10,
     FIGURE2_REMARKS,
     RHO_O,
+    SMALL_SIZES,
     TABLE2_SETTING,
     table2_value,
 )
@@ -166,7 +167,8 @@ def table2_markdown(summary: pd.DataFrame, title: str = "Table 2", level: int = 
         notes = (
             (f"Ours: mean ± sample std over {'/'.join(map(str, seeds))} seeds per cell " if seeds != [1]
              else "Ours: one seed per cell ")
-            + f"({describe(fixed)}); N^train,small = 800 (Law School) / 1200 (Dutch) balanced (ŝ, ŷ). "
+            + f"({describe(fixed)}); N^train,small = {SMALL_SIZES['law_school_race']} (Law School) / "
+            f"{SMALL_SIZES['dutch_gender']} (Dutch) balanced (ŝ, ŷ). "
             f"Paper: {CITATION}. SPD = P(ŷ=1 | s=1) − P(ŷ=1 | s=0) on all clients' test rows."
         )
         align = ["---", "--:"] + ["--:"] * (len(header) - 2)
