@@ -16,14 +16,16 @@ files of the sweep directory (``.sweep/plan.json`` and ``.sweep/jobs.jsonl``), n
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -91,20 +93,34 @@ def _process_cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def sweep_points(arguments: Sequence[str]) -> list[list[str]]:
+    """The jobs Hydra's basic sweeper makes of ``arguments`` (override strings: the sweeper's
+    ``params`` first, then the command line's), each as its list of ``key=value`` overrides: a
+    later override of a key replaces an earlier one, and the jobs are the Cartesian product of
+    the keys' values in the order the keys first appear (Hydra 1.3's ``BasicSweeper``). Raises
+    ``ValueError`` for a sweep the basic sweeper cannot run (ranges, globs)."""
+    final: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(list(arguments)):
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            final[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            final[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            raise ValueError(f"the basic sweeper cannot sweep {key} ({override.value_type.name})")
+    return [list(point) for point in itertools.product(*final.values())]
+
+
 def count_sweep_jobs(config: DictConfig) -> int | None:
     """The number of jobs the basic sweeper makes of ``hydra.sweeper.params`` and the command
-    line's sweep overrides (``None`` when it cannot tell, e.g. another sweeper or glob sweeps)."""
+    line's sweep overrides (:func:`sweep_points`; ``None`` when it cannot tell, e.g. another
+    sweeper or range sweeps)."""
     try:
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
         params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
         arguments = [f"{key}={value}" for key, value in params.items()]
         arguments += list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
-        overrides = OverridesParser.create().parse_overrides(arguments)
-        batches = BasicSweeper.split_arguments(overrides, None)
-        return sum(len(batch) for batch in batches)
-    except Exception:
+        return len(sweep_points(arguments))
+    except Exception:  # any config this cannot read: no total, the progress line still works
         return None
 
 

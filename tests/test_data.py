@@ -161,7 +161,7 @@ def test_a_row_encodes_identically_on_every_node(data_dir, tmp_path):
     assert shipped_spec("law_school_race") == spec
 
 
-def test_load_partition_reads_the_file_once(data_dir, monkeypatch):
+def test_load_partition_reads_the_file_once(data_dir, monkeypatch, tmp_path):
     spec = shipped_spec("law_school_race")
     calls = []
 
@@ -169,10 +169,10 @@ def test_load_partition_reads_the_file_once(data_dir, monkeypatch):
         calls.append(spec_arg.name)
         return load_dataset(spec_arg, data_dir_arg)
 
-    partition_module._load_cached.cache_clear()
+    # a data folder no earlier test used, so the first call must read the file
+    (tmp_path / spec.file).symlink_to(Path(data_dir) / spec.file)
     monkeypatch.setattr(partition_module, "load_dataset", counting_load)
-    clients = [load_partition(spec, k, seed=3, data_dir=data_dir) for k in range(2)]
-    partition_module._load_cached.cache_clear()
+    clients = [load_partition(spec, k, seed=3, data_dir=tmp_path) for k in range(2)]
     assert calls == ["law_school_race"]
     expected = partition_clients(load_dataset(spec, data_dir), 2, seed=3)
     for client, reference in zip(clients, expected, strict=True):

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from fedsynth.cli import CONFIG_DIR
 from fedsynth.reporting.report import build_report
-from fedsynth.callbacks import count_sweep_jobs
+from fedsynth.callbacks import count_sweep_jobs, sweep_points as basic_sweeper_points
 
 PRESETS = ("table2", "figure2", "figure3", "smoke")
 GRID = [0.0, 10.0, 100.0, 1000.0, 10000.0]
@@ -31,9 +29,7 @@ def compose_config(*overrides: str):
 def sweep_points(preset: str, *overrides: str) -> list[list[str]]:
     """The override lists the basic sweeper makes of a preset's sweep and ``overrides``."""
     cfg = compose_config(f"+experiment={preset}", *overrides)
-    arguments = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()] + list(overrides)
-    batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)
-    return [point for batch in batches for point in batch]
+    return basic_sweeper_points([f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()] + list(overrides))
 
 
 def resolved_points(preset: str, *overrides: str) -> list[dict]:

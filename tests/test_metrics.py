@@ -23,7 +23,6 @@ from fedsynth.metrics import (
     statistical_parity_difference,
     sum_counts,
 )
-from fedsynth.metrics.privacy import _rank_auc
 
 
 def table(rows: int, seed: int) -> TabularData:
@@ -87,12 +86,17 @@ def test_distances_match_brute_force():
     assert min_distance(real, synthetic) == pytest.approx(brute.min())
 
 
-def test_rank_auc_equals_scikit_learn():
-    g = torch.Generator().manual_seed(0)
-    members, others = torch.randn(60, generator=g, dtype=torch.float64) + 0.5, torch.randn(80, generator=g, dtype=torch.float64)
-    members[:5] = others[:5]  # ties
-    expected = roc_auc_score(np.r_[np.ones(60), np.zeros(80)], np.r_[members.numpy(), others.numpy()])
-    assert _rank_auc(members, others) == pytest.approx(expected, abs=1e-12)
+def test_membership_auc_equals_scikit_learn():
+    """privacy_report's mia_auc is the ROC AUC of the attack score −DCR(real row, synthetic data),
+    members (training rows) against held-out rows, ties included. With as many training as
+    held-out rows both sets are used whole, so scikit-learn can score the same attack."""
+    train, held_out, synthetic = table(60, 21), table(60, 22), table(25, 23)
+    train.x[:20] = synthetic.x[:20] + 0.05  # members the synthetic rows sit close to
+    held_out.x[:5] = train.x[30:35]  # ties between members and held-out rows
+    scores = [-distance_to_closest_record(rows.x, synthetic.x).numpy() for rows in (train, held_out)]
+    expected = roc_auc_score(np.r_[np.ones(60), np.zeros(60)], np.r_[scores[0], scores[1]])
+    assert expected > 0.6
+    assert privacy_report(synthetic, train, held_out, seed=4)["mia_auc"] == pytest.approx(expected, abs=1e-12)
 
 
 def test_privacy_report_flags_copied_training_rows():
