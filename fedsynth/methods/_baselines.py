@@ -4,7 +4,8 @@
   client step of FedAvg and FairFed;
 * :func:`fit_linear_model`: the exact minimizer of ℓ_r, or of ℓ_r + ρ/2·cov² (Zafar et al. 2017
   style, with the covariance (2) of :class:`~fedsynth.core.PenaltyObjective`), the model of the
-  ``centralized`` and ``local`` baselines;
+  ``centralized`` and ``local`` baselines, whose shared settings are :class:`ExactFitMethod`;
+* :func:`cast_fields`: a method's settings (a dataclass) cast to their annotated types;
 
 All models are the same linear logistic model θ over ``design_matrix(x, s, fit_intercept)``, so
 the harness evaluates every method the same way.
@@ -12,6 +13,9 @@ the harness evaluates every method the same way.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -26,6 +30,20 @@ from fedsynth.core import (
     regularized_loss_grad,
 )
 from fedsynth.data.types import TabularData
+from fedsynth.methods.base import FederatedMethod
+
+_CASTS = {"float": float, "int": int, "bool": bool, "str": str}
+
+
+def cast_fields(settings: object) -> None:
+    """Cast every init field of the dataclass ``settings`` that is annotated ``float``, ``int``,
+    ``bool`` or ``str`` to that type in place (Hydra passes YAML numbers as written: ``rho=100``
+    arrives as an int)."""
+    for item in dataclasses.fields(settings):
+        cast = _CASTS.get(str(item.type))
+        if cast is not None and item.init:
+            setattr(settings, item.name, cast(getattr(settings, item.name)))
+
 
 def seed_for(*parts: int) -> int:
     """One 63-bit seed derived from several integers (e.g. run seed, round, client id)."""
@@ -117,3 +135,40 @@ def fit_linear_model(
 
     optimizer.step(closure)
     return theta.detach().numpy()
+
+
+@dataclass(kw_only=True, eq=False)
+class ExactFitMethod(FederatedMethod):
+    """The settings and the model the ``centralized`` and ``local`` baselines share: ℓ_r
+    (``variant = "plain"``) or ℓ_r + ρ/2·cov² (``"fair"``), fitted exactly by
+    :func:`fit_linear_model`.
+
+    Args:
+        variant: one of :attr:`variants`.
+        rho: ρ of the ``fair`` variant's covariance penalty.
+        lambda_theta: λ_θ of ℓ_r.
+        max_iter: L-BFGS iterations.
+        fit_intercept: model with an intercept column.
+    """
+
+    variants: ClassVar[tuple[str, ...]] = ("plain", "fair")
+    variant: str = "plain"
+    rho: float = 10.0
+    lambda_theta: float = 1e-3
+    max_iter: int = 500
+    fit_intercept: bool = True
+
+    def __post_init__(self) -> None:
+        if self.variant not in self.variants:
+            raise ValueError(f"variant must be one of {self.variants}, got {self.variant!r}")
+        cast_fields(self)
+
+    def fit(self, data: TabularData) -> np.ndarray:
+        """θ of the ``plain`` or ``fair`` variant on ``data``."""
+        return fit_linear_model(
+            data,
+            rho=self.rho if self.variant == "fair" else 0.0,
+            lambda_theta=self.lambda_theta,
+            fit_intercept=self.fit_intercept,
+            max_iter=self.max_iter,
+        )

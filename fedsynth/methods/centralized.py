@@ -20,14 +20,15 @@ fairlearn and scikit-learn are imported only for ``exponentiated_gradient``.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from fedsynth.data.types import ClientPartition, TabularData
-from fedsynth.methods._baselines import fit_linear_model, model_width
+from fedsynth.methods._baselines import ExactFitMethod, model_width
 from fedsynth.methods.replies import ROW_ARRAYS, StatisticsLedger, rows_from_replies
-from fedsynth.methods.base import Communicator, FederatedMethod, Payload, ServerResult
+from fedsynth.methods.base import Communicator, Payload, ServerResult
 from fedsynth.metrics import evaluation_counts
 from fedsynth.metrics.fairness import COUNT_KEYS
 
@@ -89,52 +90,32 @@ def mixture_counts(
     return {key: float(sum(w * c[key] for w, c in zip(weights, per_model))) for key in COUNT_KEYS}
 
 
-class Centralized(FederatedMethod):
-    """Pooled training on the clients' raw rows (see the module docstring for the variants).
+@dataclass(kw_only=True, eq=False)
+class Centralized(ExactFitMethod):
+    """Centralized learning (see the module docstring). Besides
+    :class:`~fedsynth.methods._baselines.ExactFitMethod`'s settings (``variant``: ``plain``,
+    ``fair`` or ``exponentiated_gradient``; ``max_iter`` of the plain and fair fits):
 
     Args:
-        variant: ``plain``, ``fair`` or ``exponentiated_gradient``.
-        rho: ρ of the ``fair`` variant's covariance penalty.
-        lambda_theta: λ_θ of ℓ_r (plain and fair).
         eg_eps: allowed demographic-parity violation of ExponentiatedGradient (its ``eps``).
         eg_max_iter: ExponentiatedGradient iterations.
         eg_C: inverse L2 strength of its LogisticRegression.
-        max_iter: L-BFGS iterations of the plain and fair fits.
-        fit_intercept: model with an intercept column.
         min_clients: valid uploads the server needs.
         max_rows: most rows one client may upload.
     """
 
     name = "centralized"
+    variants = VARIANTS
+    eg_eps: float = 0.01
+    eg_max_iter: int = 50
+    eg_C: float = 1.0
+    min_clients: int = 1
+    max_rows: int = 1_000_000
 
-    def __init__(
-        self,
-        *,
-        variant: str = "plain",
-        rho: float = 10.0,
-        lambda_theta: float = 1e-3,
-        eg_eps: float = 0.01,
-        eg_max_iter: int = 50,
-        eg_C: float = 1.0,
-        max_iter: int = 500,
-        fit_intercept: bool = True,
-        min_clients: int = 1,
-        max_rows: int = 1_000_000,
-    ) -> None:
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        if min_clients < 1:
-            raise ValueError(f"min_clients must be >= 1, got {min_clients}")
-        self.variant = variant
-        self.rho = float(rho)
-        self.lambda_theta = float(lambda_theta)
-        self.eg_eps = float(eg_eps)
-        self.eg_max_iter = int(eg_max_iter)
-        self.eg_C = float(eg_C)
-        self.max_iter = int(max_iter)
-        self.fit_intercept = bool(fit_intercept)
-        self.min_clients = int(min_clients)
-        self.max_rows = int(max_rows)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.min_clients < 1:
+            raise ValueError(f"min_clients must be >= 1, got {self.min_clients}")
 
     def run_server(self, comm: Communicator) -> ServerResult:
         """Collect every client's training rows, fit the variant on their union."""
@@ -153,10 +134,7 @@ class Centralized(FederatedMethod):
             info.update({"mixture_size": len(weights), "theta_layout": "[w_1..w_J, theta_1, ..., theta_J]"})
             theta = pack_mixture(thetas, weights)
         else:
-            rho = self.rho if self.variant == "fair" else 0.0
-            theta = fit_linear_model(
-                pooled, rho=rho, lambda_theta=self.lambda_theta, fit_intercept=self.fit_intercept, max_iter=self.max_iter
-            )
+            theta = self.fit(pooled)
         return ServerResult(theta=theta, failures=failures, info=info)
 
     def handle_client(

@@ -24,6 +24,7 @@ a weight negative; the paper leaves that case open). ω is kept in units of exam
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -44,25 +45,26 @@ def _spd(positive_s1: float, n_s1: float, positive_s0: float, n_s0: float) -> fl
     return positive_s1 / n_s1 - positive_s0 / n_s0
 
 
+@dataclass(kw_only=True, eq=False)
 class FairFed(FedAvg):
     """FairFed with SPD as the fairness metric.
 
     Args:
         beta: β, the fairness budget of the weight update (0 gives FedAvg).
-        **kwargs: FedAvg's arguments (rounds, local_epochs, lr, batch_size, lambda_theta,
+        **FedAvg's arguments** (rounds, local_epochs, lr, batch_size, lambda_theta,
             fit_intercept, seed, min_clients).
     """
 
     name = "fairfed"
     statistic_keys = GROUP_KEYS
+    beta: float = 1.0
+    _omega: dict[int, float] = field(default_factory=dict, init=False, repr=False)
+    _history: list[dict[str, Any]] = field(default_factory=list, init=False, repr=False)
 
-    def __init__(self, *, beta: float = 1.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if not (math.isfinite(beta) and beta >= 0):
-            raise ValueError(f"beta must be a finite number >= 0, got {beta}")
-        self.beta = float(beta)
-        self._omega: dict[int, float] = {}
-        self._history: list[dict[str, Any]] = []
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (math.isfinite(self.beta) and self.beta >= 0):
+            raise ValueError(f"beta must be a finite number >= 0, got {self.beta}")
 
     def run_server(self, comm: Communicator) -> ServerResult:
         """FedAvg's rounds, with ω and the round history started afresh."""

@@ -17,16 +17,16 @@ aggregation weights.
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
 from fedsynth.data.types import ClientPartition, TabularData
-from fedsynth.methods._baselines import local_sgd, model_width, seed_for
-from fedsynth.methods.replies import StatisticsLedger
+from fedsynth.methods._baselines import cast_fields, local_sgd, model_width, seed_for
+from fedsynth.methods.replies import StatisticsLedger, most_common_width
 from fedsynth.methods.base import ClientFailure, Communicator, FederatedMethod, Payload, ServerResult, usable_replies
 from fedsynth.metrics import evaluation_counts
 
@@ -37,6 +37,7 @@ NUM_EXAMPLES = "num-examples"  # Flower's weighting key
 _WEIGHT = "weight"
 
 
+@dataclass(kw_only=True, eq=False)
 class FedAvg(FederatedMethod):
     """FedAvg of the linear logistic model ℓ_r (eq. 11).
 
@@ -52,36 +53,26 @@ class FedAvg(FederatedMethod):
     """
 
     name = "fedavg"
-    statistic_keys: tuple[str, ...] = ()
+    statistic_keys: ClassVar[tuple[str, ...]] = ()
     """Metrics a client sends each round besides ``num-examples`` (FairFed adds its own)."""
+    rounds: int = 20
+    local_epochs: int = 1
+    lr: float = 0.1
+    batch_size: int = 64
+    lambda_theta: float = 1e-3
+    fit_intercept: bool = True
+    seed: int = 0
+    min_clients: int = 1
 
-    def __init__(
-        self,
-        *,
-        rounds: int = 20,
-        local_epochs: int = 1,
-        lr: float = 0.1,
-        batch_size: int = 64,
-        lambda_theta: float = 1e-3,
-        fit_intercept: bool = True,
-        seed: int = 0,
-        min_clients: int = 1,
-    ) -> None:
-        if rounds < 1 or local_epochs < 1 or batch_size < 1 or not lr > 0:
+    def __post_init__(self) -> None:
+        if self.rounds < 1 or self.local_epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise ValueError(
                 f"need rounds >= 1, local_epochs >= 1, batch_size >= 1, lr > 0; got "
-                f"{rounds}, {local_epochs}, {batch_size}, {lr}"
+                f"{self.rounds}, {self.local_epochs}, {self.batch_size}, {self.lr}"
             )
-        if min_clients < 1:
-            raise ValueError(f"min_clients must be >= 1, got {min_clients}")
-        self.rounds = int(rounds)
-        self.local_epochs = int(local_epochs)
-        self.lr = float(lr)
-        self.batch_size = int(batch_size)
-        self.lambda_theta = float(lambda_theta)
-        self.fit_intercept = bool(fit_intercept)
-        self.seed = int(seed)
-        self.min_clients = int(min_clients)
+        if self.min_clients < 1:
+            raise ValueError(f"min_clients must be >= 1, got {self.min_clients}")
+        cast_fields(self)
 
     # ------------------------------------------------------------------ server
     def round_request(self, server_round: int, theta: np.ndarray | None) -> Payload:
@@ -130,7 +121,7 @@ class FedAvg(FederatedMethod):
             request = self.round_request(server_round, theta)
             replies = comm.send("train", {node: request for node in nodes})
             ledger.record(replies)
-            width = len(theta) if theta is not None else _most_common_width(replies)
+            width = len(theta) if theta is not None else most_common_width(replies, MODEL, ndim=1)
             valid, round_failures = usable_replies(
                 replies, lambda p: self.validate_update(p, width), self.min_clients
             )
@@ -188,13 +179,3 @@ def aggregate(updates: Mapping[int, Payload], weights: Mapping[int, float]) -> n
         for node in sorted(updates)
     ]
     return aggregate_arrayrecords(records, _WEIGHT)[MODEL].numpy()
-
-
-def _most_common_width(replies: Mapping[int, Payload | ClientFailure]) -> int:
-    """The θ length most replies have (round 1, before the server knows it)."""
-    widths = Counter(
-        np.asarray(r.arrays[MODEL]).shape[0]
-        for r in replies.values()
-        if isinstance(r, Payload) and MODEL in r.arrays and np.asarray(r.arrays[MODEL]).ndim == 1
-    )
-    return widths.most_common(1)[0][0] if widths else -1

@@ -12,47 +12,25 @@ client's own training rows), the same fits as :mod:`fedsynth.methods.centralized
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from fedsynth.data.types import ClientPartition
-from fedsynth.methods._baselines import fit_linear_model
+from fedsynth.methods._baselines import ExactFitMethod
 from fedsynth.methods.replies import StatisticsLedger
-from fedsynth.methods.base import Communicator, FederatedMethod, Payload, ServerResult
+from fedsynth.methods.base import Communicator, Payload, ServerResult
 from fedsynth.metrics import evaluation_counts
 
-VARIANTS = ("plain", "fair")
 _STATE_THETA = "local_theta"
 
 
-class Local(FederatedMethod):
-    """Each client's own model (see the module docstring).
-
-    Args:
-        variant: ``plain`` or ``fair``.
-        rho: ρ of the ``fair`` variant.
-        lambda_theta: λ_θ of ℓ_r.
-        max_iter: L-BFGS iterations.
-        fit_intercept: model with an intercept column.
-    """
+@dataclass(kw_only=True, eq=False)
+class Local(ExactFitMethod):
+    """Each client's own model (see the module docstring); the settings are
+    :class:`~fedsynth.methods._baselines.ExactFitMethod`'s (``variant``: ``plain`` or ``fair``)."""
 
     name = "local"
-
-    def __init__(
-        self,
-        *,
-        variant: str = "plain",
-        rho: float = 10.0,
-        lambda_theta: float = 1e-3,
-        max_iter: int = 500,
-        fit_intercept: bool = True,
-    ) -> None:
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        self.variant = variant
-        self.rho = float(rho)
-        self.lambda_theta = float(lambda_theta)
-        self.max_iter = int(max_iter)
-        self.fit_intercept = bool(fit_intercept)
 
     def run_server(self, comm: Communicator) -> ServerResult:
         """No exchange: the server learns nothing and has no model."""
@@ -68,11 +46,5 @@ class Local(FederatedMethod):
         if action != "evaluate":
             raise ValueError(f"local clients answer only 'evaluate', not {action!r}")
         if _STATE_THETA not in state:
-            state[_STATE_THETA] = fit_linear_model(
-                data.train,
-                rho=self.rho if self.variant == "fair" else 0.0,
-                lambda_theta=self.lambda_theta,
-                fit_intercept=self.fit_intercept,
-                max_iter=self.max_iter,
-            )
+            state[_STATE_THETA] = self.fit(data.train)
         return Payload(metrics=evaluation_counts(state[_STATE_THETA], data.test, self.fit_intercept))

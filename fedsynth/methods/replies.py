@@ -42,6 +42,17 @@ def validate_rows(payload: Payload, num_features: int, max_rows: int) -> None:
         raise ValueError("sensitive values s must be in {0, 1}")
 
 
+def most_common_width(replies: Mapping[int, Payload | ClientFailure], array: str, *, ndim: int) -> int:
+    """The last-axis length of array ``array`` (when it has ``ndim`` dimensions) that most
+    replies have, the width the server then expects of every reply; -1 when no reply has it."""
+    widths = Counter(
+        np.asarray(r.arrays[array]).shape[-1]
+        for r in replies.values()
+        if isinstance(r, Payload) and array in r.arrays and np.asarray(r.arrays[array]).ndim == ndim
+    )
+    return widths.most_common(1)[0][0] if widths else -1
+
+
 def rows_from_replies(
     replies: Mapping[int, Payload | ClientFailure], *, min_clients: int, max_rows: int
 ) -> tuple[dict[int, TabularData], list[ClientFailure]]:
@@ -50,12 +61,7 @@ def rows_from_replies(
     The expected feature count is the one most replies have; fewer than ``min_clients`` valid
     tables raise ``RuntimeError`` with every reason (see :func:`usable_replies`).
     """
-    widths = Counter(
-        np.asarray(r.arrays["x"]).shape[1]
-        for r in replies.values()
-        if isinstance(r, Payload) and "x" in r.arrays and np.asarray(r.arrays["x"]).ndim == 2
-    )
-    num_features = widths.most_common(1)[0][0] if widths else -1
+    num_features = most_common_width(replies, "x", ndim=2)
     valid, failures = usable_replies(replies, lambda p: validate_rows(p, num_features, max_rows), min_clients)
     tables = {
         node: TabularData(
