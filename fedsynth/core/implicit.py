@@ -148,14 +148,17 @@ def autograd_linearize(optimality: Callable[..., torch.Tensor]) -> Linearize:
     return linearize
 
 
-@dataclass(frozen=True)
-class _Backward:
-    """What the backward of one :func:`implicit_argmin` call needs besides the saved tensors."""
+class _Call:
+    """One :func:`implicit_argmin` call: the solver and its start for the forward pass, what the
+    backward needs, and the solver's aux output once the forward has run."""
 
-    linearize: Linearize
-    solve: LinearSolve
-    aux: Any
-    needs_grad: tuple[bool, ...]
+    __slots__ = ("solver", "theta0", "linearize", "solve", "needs_grad", "aux")
+
+    def __init__(self, solver: Solver, theta0: torch.Tensor | None, linearize: Linearize, solve: LinearSolve,
+                 needs_grad: tuple[bool, ...]) -> None:
+        self.solver, self.theta0, self.linearize, self.solve = solver, theta0, linearize, solve
+        self.needs_grad = needs_grad
+        self.aux: Any = None
 
     def param_grads(self, theta: torch.Tensor, params: Sequence[torch.Tensor], grad_theta: torch.Tensor) -> list:
         """−(∂F/∂p)ᵀ H⁻¹ g for each param p that needs a gradient (None for the others)."""
@@ -166,18 +169,21 @@ class _Backward:
 
 
 class _ImplicitArgmin(torch.autograd.Function):
-    """Forward: θ* as given (the solver ran already). Backward: :meth:`_Backward.param_grads`."""
+    """Forward: θ* = solver(θ0, *params) (autograd records nothing inside). Backward:
+    :meth:`_Call.param_grads`."""
 
     @staticmethod
-    def forward(ctx, theta, backward, *params):  # type: ignore[override]
-        ctx.backward_rule = backward
+    def forward(ctx, call, *params):  # type: ignore[override]
+        theta, call.aux = call.solver(call.theta0, *(p.detach() for p in params))
+        theta = theta.detach()
+        ctx.call = call
         ctx.save_for_backward(theta, *params)
-        return theta.clone()
+        return theta
 
     @staticmethod
     def backward(ctx, grad_theta):  # type: ignore[override]
         theta, *params = ctx.saved_tensors
-        return None, None, *ctx.backward_rule.param_grads(theta, params, grad_theta)
+        return None, *ctx.call.param_grads(theta, params, grad_theta)
 
 
 def implicit_argmin(
@@ -207,13 +213,12 @@ def implicit_argmin(
     """
     if (optimality is None) == (linearize is None):
         raise TypeError("implicit_argmin needs exactly one of optimality (autograd derivatives) and linearize")
-    detached = [p.detach() for p in params]
-    with torch.no_grad():
-        theta, aux = solver(theta0, *detached)
-    backward = _Backward(
+    call = _Call(
+        solver,
+        theta0,
         linearize if linearize is not None else autograd_linearize(optimality),
         solve if solve is not None else cg(),
-        aux,
         tuple(p.requires_grad for p in params),
     )
-    return _ImplicitArgmin.apply(theta.detach(), backward, *params), aux
+    theta = _ImplicitArgmin.apply(call, *params)
+    return theta, call.aux
