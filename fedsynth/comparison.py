@@ -22,7 +22,10 @@ from fedsynth.reporting.comparison import write_comparison
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fedsynth-compare`` console script (``python -m fedsynth.comparison``)."""
-    parser = argparse.ArgumentParser(prog="fedsynth-compare", description=__doc__.split("\n\n")[0].strip('"'))
+    parser = argparse.ArgumentParser(
+        prog="fedsynth-compare",
+        description="Compare the methods of a sweep's results.json files: Markdown tables, CSV and an accuracy–|SPD| plot.",
+    )
     parser.add_argument("paths", nargs="+", help="results.json files or folders searched recursively")
     parser.add_argument("--out-dir", default="comparison", type=Path, help="folder for the table, CSV and plot")
     parser.add_argument("--name", default="comparison", help="file name stem of the outputs")
