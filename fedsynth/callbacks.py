@@ -98,7 +98,7 @@ def sweep_points(arguments: Sequence[str]) -> list[list[str]]:
     ``params`` first, then the command line's), each as its list of ``key=value`` overrides: a
     later override of a key replaces an earlier one, and the jobs are the Cartesian product of
     the keys' values in the order the keys first appear (Hydra 1.3's ``BasicSweeper``). Raises
-    ``ValueError`` for a sweep the basic sweeper cannot run (ranges, globs)."""
+    ``ValueError`` for a sweep the basic sweeper cannot run (intervals)."""
     final: dict[str, list[str]] = {}
     for override in OverridesParser.create().parse_overrides(list(arguments)):
         key = override.get_key_element()
@@ -114,7 +114,7 @@ def sweep_points(arguments: Sequence[str]) -> list[list[str]]:
 def count_sweep_jobs(config: DictConfig) -> int | None:
     """The number of jobs the basic sweeper makes of ``hydra.sweeper.params`` and the command
     line's sweep overrides (:func:`sweep_points`; ``None`` when it cannot tell, e.g. another
-    sweeper or range sweeps)."""
+    sweeper or interval sweeps)."""
     try:
         params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
         arguments = [f"{key}={value}" for key, value in params.items()]

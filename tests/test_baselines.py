@@ -341,6 +341,24 @@ def test_comparison_table_and_plot(tmp_path, fedavg_run, fairfed_zero_run, centr
     assert (tmp_path / "out" / "comparison.csv").read_text().count("\n") == 1 + len(rows)
 
 
+def test_baseline_settings_take_their_annotated_types_and_reject_bad_values() -> None:
+    """Hydra passes YAML numbers as written (``method.rho=100`` is an int): the settings hold them
+    as the types they are declared with."""
+    method = build_method(experiment("centralized", "method.variant=fair", "method.rho=100", "method.max_iter=50.0")["method"])
+    assert isinstance(method.rho, float) and method.rho == 100.0
+    assert isinstance(method.max_iter, int) and method.max_iter == 50
+    fairfed = build_method(experiment("fairfed", "method.lr=1", "method.beta=2")["method"])
+    assert isinstance(fairfed.lr, float) and isinstance(fairfed.beta, float) and fairfed.rounds == 20
+    for name, override, message in (
+        ("local", "method.variant=exponentiated_gradient", "variant must be one of"),
+        ("centralized", "method.min_clients=0", "min_clients must be >= 1"),
+        ("fedavg", "method.rounds=0", "need rounds >= 1"),
+        ("fairfed", "method.beta=-1", "beta must be a finite number >= 0"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            build_method(experiment(name, override)["method"])
+
+
 def test_comparison_labels() -> None:
     base = {"dataset": "law_school_race", "seed": 0}
     config = experiment("single_shot", "method.synthetic_size=80")

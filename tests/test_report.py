@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fedsynth.callbacks import count_sweep_jobs, progress_line, threads_per_job
+from fedsynth.callbacks import count_sweep_jobs, progress_line, sweep_points, threads_per_job
 from fedsynth.report import main
 from fedsynth.reporting.collect import load_runs, summarize
 from fedsynth.reporting.report import build_report
@@ -208,6 +208,16 @@ def test_sweep_job_count_and_progress_line():
     assert count_sweep_jobs(config) == 3  # the command line's seed=0 replaces the preset's seeds
     line = progress_line(3, 1, 8, 120.0)
     assert "4/8 points (50%)" in line and "1 failed" in line and "2m00s elapsed" in line and "~2m00s left" in line
+
+
+def test_sweep_points_are_the_basic_sweepers_product():
+    points = sweep_points(["method.rho_o=0,10", "seed=0,1", "dataset=dutch_gender", "seed=3", "+experiment=table2"])
+    assert points == [
+        ["method.rho_o=0", "seed=3", "dataset=dutch_gender", "+experiment=table2"],
+        ["method.rho_o=10", "seed=3", "dataset=dutch_gender", "+experiment=table2"],
+    ]  # a later seed replaces the earlier sweep; keys keep the order they first appeared in
+    with pytest.raises(ValueError, match="cannot sweep method.rho_o"):
+        sweep_points(["method.rho_o=interval(0,1)"])
 
 
 def test_threads_per_job():
