@@ -235,8 +235,8 @@ def test_centralized_fair_lowers_the_covariance(centralized_run, centralized_fai
     theta = torch.tensor(fair.theta, dtype=torch.float64, requires_grad=True)
     from fedsynth.core import PenaltyObjective, SynthesisConfig, regularized_loss
 
-    penalty = PenaltyObjective(pooled, pooled.s, SynthesisConfig(rho_o=100.0))
-    value = regularized_loss(penalty.real_a, penalty.real_y, theta, 1e-3, penalty.n) + 50.0 * penalty.real_covariance(theta) ** 2
+    penalty = PenaltyObjective(pooled, pooled.s, pooled.y, SynthesisConfig(rho_o=100.0))
+    value = regularized_loss(penalty.real_a, penalty.real_y, theta, 1e-3, penalty.n) + 50.0 * penalty.real_fairness(theta) ** 2
     value.backward()
     assert float(theta.grad.abs().max()) < 1e-6
     np.testing.assert_array_equal(

@@ -10,6 +10,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from fedsynth.core import (
+    FAIRNESS_MEASURES,
     CGConfig,
     LogisticSolver,
     ImplicitDiagnostics,
@@ -21,6 +22,7 @@ from fedsynth.core import (
     choose_synthetic_labels,
     conjugate_gradient,
     design_matrix,
+    fairness_measure,
     fit_logistic,
     fit_server_model,
     implicit_argmin,
@@ -63,11 +65,27 @@ def explicit_hessian(a: torch.Tensor, y: torch.Tensor, theta: torch.Tensor, lamb
     return (a.T * weights) @ a / a.shape[0] + (lambda_theta / n**2) * torch.eye(a.shape[1], dtype=a.dtype)
 
 
-def problem(fit_intercept: bool, rho_s: float, seed: int = 0):
+MEASURES = sorted(FAIRNESS_MEASURES)
+
+
+def reference_measure(name: str, a: torch.Tensor, s: torch.Tensor, y: torch.Tensor, theta: torch.Tensor, tau: float):
+    """Each measure written out from its definition (docs/method.md), for autograd."""
+    rows = y > 0 if name.startswith("eo_") else torch.ones_like(y, dtype=torch.bool)
+    a, s = a[rows], s[rows]
+    margin = a @ theta
+    if name.endswith("covariance"):
+        return ((s - s.mean()) * margin).mean()
+    p = torch.sigmoid(margin / tau)
+    return p[s == 1].mean() - p[s == 0].mean()
+
+
+def problem(fit_intercept: bool, rho_s: float, seed: int = 0, fairness: str = "covariance"):
     train = random_table(50, 3, seed)
     config = SynthesisConfig(
         rho_o=5.0,
         rho_s=rho_s,
+        fairness=fairness,
+        fairness_temperature=0.5,
         lambda_x=0.3,
         lambda_theta=0.2,
         synthetic_size=12,
@@ -84,13 +102,13 @@ def problem(fit_intercept: bool, rho_s: float, seed: int = 0):
 
 def implicit_gradient(train, config, s_hat, y_hat, x_hat) -> torch.Tensor:
     x = x_hat.clone().requires_grad_(True)
-    objective = PenaltyObjective(train, s_hat, config)
+    objective = PenaltyObjective(train, s_hat, y_hat, config)
     objective(x, InnerModel(s_hat, y_hat, config, SynthesisHistory())(x)).backward()
     return x.grad
 
 
 def reference_objective(train, config, s_hat, y_hat):
-    objective = PenaltyObjective(train, s_hat, config)
+    objective = PenaltyObjective(train, s_hat, y_hat, config)
     n = train.num_features + 1
 
     def value(x: torch.Tensor) -> torch.Tensor:
@@ -100,10 +118,11 @@ def reference_objective(train, config, s_hat, y_hat):
     return value
 
 
+@pytest.mark.parametrize("fairness", MEASURES)
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("rho_s", [0.0, 3.0])
-def test_implicit_gradient_matches_central_finite_differences(fit_intercept, rho_s):
-    train, config, s_hat, y_hat, x_hat = problem(fit_intercept, rho_s)
+def test_implicit_gradient_matches_central_finite_differences(fit_intercept, rho_s, fairness):
+    train, config, s_hat, y_hat, x_hat = problem(fit_intercept, rho_s, fairness=fairness)
     grad = implicit_gradient(train, config, s_hat, y_hat, x_hat)
     value = reference_objective(train, config, s_hat, y_hat)
     eps = 1e-5
@@ -117,21 +136,24 @@ def test_implicit_gradient_matches_central_finite_differences(fit_intercept, rho
     assert relative_error < 1e-5, relative_error
 
 
+@pytest.mark.parametrize("fairness", MEASURES)
 @pytest.mark.parametrize("fit_intercept", [True, False])
-def test_implicit_gradient_matches_unrolled_solver(fit_intercept):
-    train, config, s_hat, y_hat, x_hat = problem(fit_intercept, rho_s=2.0, seed=3)
+def test_implicit_gradient_matches_unrolled_solver(fit_intercept, fairness):
+    train, config, s_hat, y_hat, x_hat = problem(fit_intercept, rho_s=2.0, seed=3, fairness=fairness)
     grad = implicit_gradient(train, config, s_hat, y_hat, x_hat)
     x = x_hat.clone().requires_grad_(True)
     reference_objective(train, config, s_hat, y_hat)(x).backward()
-    assert torch.allclose(grad, x.grad, rtol=1e-6, atol=1e-10)
+    assert torch.allclose(grad, x.grad, rtol=1e-6, atol=1e-8)  # entries are O(1e-2); 1e-8 ≈ inner-solve precision
 
 
+@pytest.mark.parametrize("fairness", MEASURES)
 @pytest.mark.parametrize("rho_s", [0.0, 3.0])
-def test_penalty_objective_matches_its_formula_under_autograd(rho_s):
+def test_penalty_objective_matches_its_formula_under_autograd(rho_s, fairness):
     """P of eq. (11) (whose real-data and ‖x̂‖² terms have closed-form backward passes) has the
-    value and the gradients in θ and x̂ of the formula written out with autograd."""
-    train, config, s_hat, y_hat, x_hat = problem(True, rho_s, seed=6)
-    objective = PenaltyObjective(train, s_hat, config)
+    value and the gradients in θ and x̂ of the formula written out with autograd, for every
+    fairness measure."""
+    train, config, s_hat, y_hat, x_hat = problem(True, rho_s, seed=6, fairness=fairness)
+    objective = PenaltyObjective(train, s_hat, y_hat, config)
     g = torch.Generator().manual_seed(4)
     theta = torch.randn(x_hat.shape[1] + 2, dtype=torch.float64, generator=g).requires_grad_(True)
     x = x_hat.clone().requires_grad_(True)
@@ -141,12 +163,12 @@ def test_penalty_objective_matches_its_formula_under_autograd(rho_s):
     a = design_matrix(train.x, train.s, True)
     a_hat = design_matrix(x, s_hat, True)
     n = train.num_features + 1
-    real_cov = ((train.s - train.s.mean()) * (a @ theta)).mean()
-    syn_cov = ((s_hat - s_hat.mean()) * (a_hat @ theta)).mean()
+    real = reference_measure(fairness, a, train.s, train.y, theta, config.fairness_temperature)
+    synthetic = reference_measure(fairness, a_hat, s_hat, y_hat, theta, config.fairness_temperature)
     reference = (
         torch.nn.functional.softplus(-train.y * (a @ theta)).mean()
-        + config.rho_o / 2 * real_cov**2
-        + config.rho_s / 2 * syn_cov**2
+        + config.rho_o / 2 * real**2
+        + config.rho_s / 2 * synthetic**2
         + config.lambda_x / (2 * (len(x) * n) ** 2) * (x**2).sum()
     )
     expected = torch.autograd.grad(reference, [theta, x])
@@ -159,7 +181,7 @@ def test_inner_model_with_a_preallocated_design_matches():
     """synthesize hands InnerModel a preallocated â that each call copies x̂ into; θ and the
     implicit gradient are those of a freshly built â."""
     train, config, s_hat, y_hat, x_hat = problem(True, rho_s=2.0, seed=8)
-    objective = PenaltyObjective(train, s_hat, config)
+    objective = PenaltyObjective(train, s_hat, y_hat, config)
     results = []
     for design in (None, design_matrix(torch.zeros_like(x_hat), s_hat, True)):
         inner = InnerModel(s_hat, y_hat, config, SynthesisHistory(), design=design)
@@ -179,9 +201,9 @@ def test_rho_s_term_contributes_a_direct_gradient():
     """The exact gradient of P includes ∂/∂x̂ of the ρ_s term at fixed θ (not only the θ path)."""
     train, config, s_hat, y_hat, x_hat = problem(True, rho_s=50.0, seed=5)
     x = x_hat.clone().requires_grad_(True)
-    objective = PenaltyObjective(train, s_hat, config)
+    objective = PenaltyObjective(train, s_hat, y_hat, config)
     theta = InnerModel(s_hat, y_hat, config, SynthesisHistory()).solve(x_hat)
-    direct = torch.autograd.grad(objective.synthetic_covariance(x, theta) ** 2, x)[0]
+    direct = torch.autograd.grad(objective.synthetic_fairness(x, theta) ** 2, x)[0]
     assert float(direct.norm()) > 1e-3
 
 
@@ -447,6 +469,8 @@ def test_synthesis_is_seeded_and_lowers_the_objective():
         ({"synthetic_size": 2}, "synthetic_size"),
         ({"lr": 0.0}, "lr"),
         ({"k_max": -1}, "k_max"),
+        ({"fairness": "parity"}, "fairness must be one of"),
+        ({"fairness_temperature": 0.0}, "fairness_temperature"),
     ],
 )
 def test_bad_synthesis_config_is_rejected(kwargs, message):
@@ -457,3 +481,87 @@ def test_bad_synthesis_config_is_rejected(kwargs, message):
 def test_synthetic_size_larger_than_the_client_is_rejected():
     with pytest.raises(ValueError, match="exceeds"):
         synthesize(random_table(30, 2, 0), SynthesisConfig(synthetic_size=31, synthetic_labels="balanced", k_max=1), seed=0)
+
+
+@pytest.mark.parametrize("fairness", MEASURES)
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_fairness_measure_value_and_gradient(fairness, fit_intercept):
+    """Each measure's value is its definition and its closed-form θ-gradient matches central finite
+    differences."""
+    data = random_table(80, 3, seed=11)
+    a = design_matrix(data.x, data.s, fit_intercept)
+    theta = torch.randn(a.shape[1], dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    measure = fairness_measure(fairness, a, data.s, data.y, 0.3)
+    value, grad = measure(theta)
+    assert torch.allclose(value, reference_measure(fairness, a, data.s, data.y, theta, 0.3), rtol=1e-12)
+    eps = 1e-6
+    fd = torch.stack([
+        (measure(theta + eps * e)[0] - measure(theta - eps * e)[0]) / (2 * eps)
+        for e in torch.eye(len(theta), dtype=torch.float64)
+    ])
+    assert torch.allclose(grad, fd, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("fairness", MEASURES)
+def test_fairness_measure_is_zero_without_both_groups(fairness):
+    """Rows from one group only (or, for the equal-opportunity measures, no positive row) show no
+    disparity: F = 0 and ∇F = 0 rather than NaN."""
+    data = random_table(30, 2, seed=12)
+    a = design_matrix(data.x, data.s, True)
+    theta = torch.ones(a.shape[1], dtype=torch.float64)
+    for s, y in ((torch.ones_like(data.s), data.y), (data.s, -torch.ones_like(data.y))):
+        if fairness in ("covariance", "dp_gap") and bool((y < 0).all()):
+            continue  # the statistical-parity measures do not look at y
+        value, grad = fairness_measure(fairness, a, s, y, 1.0)(theta)
+        assert float(value) == 0.0 and float(grad.abs().max()) == 0.0
+
+
+def test_covariance_objective_is_todays_eq_11_bit_for_bit():
+    """The default measure gives exactly the arithmetic of the paper's eq. (11) real-data term as
+    fedsynth computed it before measures were pluggable: c = ((s − s̄) @ A) / N, F = c·θ."""
+    train, config, s_hat, y_hat, x_hat = problem(True, rho_s=0.0, seed=7)
+    assert SynthesisConfig().fairness == "covariance"
+    theta = torch.randn(x_hat.shape[1] + 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    a = design_matrix(train.x, train.s, True)
+    direction = ((train.s - train.s.mean()) @ a) / len(train)
+    covariance = direction.dot(theta)
+    z = -train.y * (a @ theta)
+    expected = torch.nn.functional.softplus(z).mean() + 0.5 * config.rho_o * covariance * covariance
+    objective = PenaltyObjective(train, s_hat, y_hat, config)
+    assert torch.equal(objective.real_fairness(theta), direction @ theta)
+    lambda_term = config.lambda_x / (2.0 * (len(x_hat) * objective.n) ** 2) * (x_hat.reshape(-1).dot(x_hat.reshape(-1)))
+    assert torch.equal(objective(x_hat, theta), expected + lambda_term)
+
+
+def test_server_rho_zero_is_the_papers_server_bit_for_bit():
+    tables = [random_table(60, 3, seed=20), random_table(40, 3, seed=21)]
+    union = TabularData.concat(tables)
+    a = design_matrix(union.x, union.s, True)
+    plain = fit_logistic(a, union.y, 1e-3, 4)
+    for fairness in MEASURES:
+        served = fit_server_model(tables, lambda_theta=1e-3, fit_intercept=True, rho=0.0, fairness=fairness)
+        assert torch.equal(served.theta, plain.theta)
+
+
+@pytest.mark.parametrize("fairness", MEASURES)
+def test_fair_server_model_is_a_stationary_point_of_its_objective(fairness):
+    """server_rho > 0: θ minimizes ℓ_r + ρ/2·F² on the pooled rows, with F from their own (ŝ, ŷ):
+    the central finite-difference gradient of that objective (written from the definitions)
+    vanishes at θ, and F moves towards 0."""
+    tables = [random_table(60, 3, seed=22), random_table(40, 3, seed=23)]
+    union = TabularData.concat(tables)
+    a = design_matrix(union.x, union.s, True)
+    rho, tau = 20.0, 0.5
+    solver = InnerSolverConfig(max_iter=500, tolerance_grad=1e-10)
+    fair = fit_server_model(tables, lambda_theta=1e-3, fit_intercept=True, rho=rho, fairness=fairness,
+                            fairness_temperature=tau, solver=solver).theta
+    plain = fit_server_model(tables, lambda_theta=1e-3, fit_intercept=True, solver=solver).theta
+
+    def objective(theta):
+        return regularized_loss(a, union.y, theta, 1e-3, 4) + rho / 2 * reference_measure(fairness, a, union.s, union.y, theta, tau) ** 2
+
+    eps = 1e-6
+    fd = torch.stack([(objective(fair + eps * e) - objective(fair - eps * e)) / (2 * eps) for e in torch.eye(len(fair), dtype=torch.float64)])
+    assert float(fd.abs().max()) < 1e-6
+    measure = lambda theta: abs(float(reference_measure(fairness, a, union.s, union.y, theta, tau)))  # noqa: E731
+    assert measure(fair) < 0.5 * measure(plain)

@@ -21,7 +21,8 @@ from fedsynth.core.model import (
     regularized_loss_hvp,
     warm_start,
 )
-from fedsynth.core.server import fit_server_model
+from fedsynth.core.fairness import FAIRNESS_MEASURES, fairness_measure
+from fedsynth.core.server import fit_fair_logistic, fit_server_model
 from fedsynth.core.synthesis import (
     PenaltyObjective,
     SynthesisConfig,
@@ -34,6 +35,7 @@ from fedsynth.core.synthesis import (
 
 __all__ = [
     "CGConfig",
+    "FAIRNESS_MEASURES",
     "CGResult",
     "ImplicitDiagnostics",
     "InnerSolution",
@@ -48,6 +50,8 @@ __all__ = [
     "choose_synthetic_labels",
     "conjugate_gradient",
     "design_matrix",
+    "fairness_measure",
+    "fit_fair_logistic",
     "fit_logistic",
     "fit_server_model",
     "implicit_argmin",

@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from fedsynth.core.fairness import BoundMeasure, check_fairness, fairness_measure
 from fedsynth.core.implicit import CGConfig, ImplicitDiagnostics, cg, implicit_argmin
 from fedsynth.core.model import (
     InnerSolution,
@@ -32,8 +33,11 @@ class SynthesisConfig:
     """Parameters of Algorithm 1 (lines 3–7).
 
     Attributes:
-        rho_o: penalty ρ_o on the decision-boundary covariance over the real data, eq. (11).
-        rho_s: penalty ρ_s on the covariance over the synthetic data, eq. (11).
+        rho_o: penalty ρ_o on the fairness measure over the real data, eq. (11).
+        rho_s: penalty ρ_s on the fairness measure over the synthetic data, eq. (11).
+        fairness: the measure F that both penalties square (``fedsynth.core.fairness``):
+            ``covariance`` (eq. 2, the paper's), ``eo_covariance``, ``dp_gap`` or ``eo_gap``.
+        fairness_temperature: τ of the ``dp_gap`` / ``eo_gap`` measures (smaller is sharper).
         lambda_x: regularization λ_x̂ of the synthetic features (paper: 1e-4).
         lambda_theta: regularization λ_θ of the inner problem (paper: 1e-4 or 1e-3).
         synthetic_size: N_s, or ``None`` for N_s = N.
@@ -52,6 +56,8 @@ class SynthesisConfig:
 
     rho_o: float = 10.0
     rho_s: float = 0.0
+    fairness: str = "covariance"
+    fairness_temperature: float = 1.0
     lambda_x: float = 1e-4
     lambda_theta: float = 1e-3
     synthetic_size: int | None = None
@@ -73,6 +79,7 @@ class SynthesisConfig:
             raise ValueError(
                 f"lambda_theta must be > 0 (it makes the inner problem strongly convex), got {self.lambda_theta}"
             )
+        check_fairness(self.fairness, self.fairness_temperature)
         if self.synthetic_size is not None and self.synthetic_size < 4:
             raise ValueError(f"synthetic_size must be at least 4 (or None for N), got {self.synthetic_size}")
         if self.synthetic_labels not in LABEL_STRATEGIES:
@@ -163,16 +170,16 @@ def initial_features(
 
 
 class _RealDataTerms(torch.autograd.Function):
-    """ℓ({d_i}, θ) + ρ_o/2 · cov(θ)², the real-data part of P (eq. 11), with its gradient in θ
-    computed in the forward pass in closed form: (1/N) Aᵀ(−y ⊙ σ(z)) + ρ_o cov(θ) c, z = −y ⊙ Aθ,
-    where cov(θ) = cᵀθ is the decision-boundary covariance (2)."""
+    """ℓ({d_i}, θ) + ρ_o/2 · F(θ)², the real-data part of P (eq. 11), with its gradient in θ
+    computed in the forward pass in closed form: (1/N) Aᵀ(−y ⊙ σ(z)) + ρ_o F(θ) ∇_θF(θ),
+    z = −y ⊙ Aθ, where F is the fairness measure bound to the real rows (eq. (2) by default)."""
 
     @staticmethod
-    def forward(ctx, theta, a, neg_y, direction, rho_o):  # type: ignore[override]
+    def forward(ctx, theta, a, neg_y, fairness, rho_o):  # type: ignore[override]
         z = neg_y * (a @ theta)
-        covariance = direction.dot(theta)
-        value = F.softplus(z).mean() + 0.5 * rho_o * covariance * covariance
-        grad = torch.addmv(direction, a.T, neg_y * torch.sigmoid(z), beta=rho_o * float(covariance), alpha=1.0 / a.shape[0])
+        measure, measure_grad = fairness(theta)
+        value = F.softplus(z).mean() + 0.5 * rho_o * measure * measure
+        grad = torch.addmv(measure_grad, a.T, neg_y * torch.sigmoid(z), beta=rho_o * float(measure), alpha=1.0 / a.shape[0])
         ctx.save_for_backward(grad)
         return value
 
@@ -200,36 +207,40 @@ class _SquaredNorm(torch.autograd.Function):
 class PenaltyObjective:
     """The outer objective P(x̂; θ) of eq. (11), with the real-data terms precomputed.
 
-    P = ℓ({d_i}, θ) + ρ_o/(2N²)(Σ_i (s_i − s̄) a_iᵀθ)² + ρ_s/(2N_s²)(Σ_i (ŝ_i − ŝ̄) â_iᵀθ)²
-        + λ_x/(2(N_s n)²) Σ_i ‖x̂_i‖².
+    P = ℓ({d_i}, θ) + ρ_o/2 · F(θ; d)² + ρ_s/2 · F(θ; d̂(x̂))² + λ_x/(2(N_s n)²) Σ_i ‖x̂_i‖²,
+
+    F = ``config.fairness`` (:mod:`fedsynth.core.fairness`); with the default ``covariance``,
+    F(θ; d) = (1/N) Σ_i (s_i − s̄) a_iᵀθ and this is the paper's eq. (11) exactly.
     """
 
-    def __init__(self, train: TabularData, s_hat: torch.Tensor, config: SynthesisConfig) -> None:
+    def __init__(self, train: TabularData, s_hat: torch.Tensor, y_hat: torch.Tensor, config: SynthesisConfig) -> None:
         self.config = config
         self.real_a = design_matrix(train.x, train.s, config.fit_intercept)
         self.real_y = train.y
         self._neg_real_y = -train.y
         self.n = train.num_features + 1  # the paper's n: features of a_i = (x_i, s_i)
-        # (1/N) Σ (s_i − s̄) a_i: the real-data covariance (2) is its inner product with θ.
-        self.real_covariance_direction = ((train.s - train.s.mean()) @ self.real_a) / len(train)
+        self.real_measure: BoundMeasure = fairness_measure(
+            config.fairness, self.real_a, train.s, train.y, config.fairness_temperature
+        )
         self.s_hat = s_hat
-        self.s_hat_centered = (s_hat - s_hat.mean()) / len(s_hat)
+        self.y_hat = y_hat
 
-    def real_covariance(self, theta: torch.Tensor) -> torch.Tensor:
-        """Decision-boundary covariance (2) of θ on the client's real training data."""
-        return self.real_covariance_direction @ theta
+    def real_fairness(self, theta: torch.Tensor) -> torch.Tensor:
+        """The fairness measure F(θ) on the client's real training data (eq. (2) by default)."""
+        return self.real_measure(theta)[0]
 
-    def synthetic_covariance(self, x_hat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """Decision-boundary covariance (2) of θ on the synthetic data (depends on x̂ directly)."""
-        return self.s_hat_centered @ (design_matrix(x_hat, self.s_hat, self.config.fit_intercept) @ theta)
+    def synthetic_fairness(self, x_hat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """The fairness measure F(θ) on the synthetic data (depends on x̂ directly, through â)."""
+        a = design_matrix(x_hat, self.s_hat, self.config.fit_intercept)
+        return fairness_measure(self.config.fairness, a, self.s_hat, self.y_hat, self.config.fairness_temperature)(theta)[0]
 
     def __call__(self, x_hat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """P(x̂; θ), differentiable in both (the real-data terms and ‖x̂‖² have closed-form
         backward passes; the ρ_s term, which depends on x̂ directly, goes through autograd)."""
         cfg = self.config
-        value = _RealDataTerms.apply(theta, self.real_a, self._neg_real_y, self.real_covariance_direction, cfg.rho_o)
+        value = _RealDataTerms.apply(theta, self.real_a, self._neg_real_y, self.real_measure, cfg.rho_o)
         if cfg.rho_s > 0:
-            value = value + 0.5 * cfg.rho_s * self.synthetic_covariance(x_hat, theta) ** 2
+            value = value + 0.5 * cfg.rho_s * self.synthetic_fairness(x_hat, theta) ** 2
         scale = 2.0 * (len(x_hat) * self.n) ** 2
         return value + cfg.lambda_x / scale * _SquaredNorm.apply(x_hat)
 
@@ -349,7 +360,7 @@ def synthesize(
     x_hat = initial_features(train, s_hat, y_hat, config.init, generator).requires_grad_(True)
 
     history = SynthesisHistory()
-    objective = PenaltyObjective(train, s_hat, config)
+    objective = PenaltyObjective(train, s_hat, y_hat, config)
     # x̂ stays its own contiguous tensor: torch 2.13's fused CPU Adam mis-updates a strided
     # parameter (such as a column view of â), so â is a buffer x̂ is copied into
     design = design_matrix(x_hat.detach(), s_hat, config.fit_intercept)

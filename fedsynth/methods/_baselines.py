@@ -2,8 +2,8 @@
 
 * :func:`local_sgd`: local training of the logistic model ℓ_r (eq. 11) by mini-batch SGD, the
   client step of FedAvg and FairFed;
-* :func:`fit_linear_model`: the exact minimizer of ℓ_r, or of ℓ_r + ρ/2·cov² (Zafar et al. 2017
-  style, with the covariance (2) of :class:`~fedsynth.core.PenaltyObjective`), the model of the
+* :func:`fit_linear_model`: the exact minimizer of ℓ_r, or of ℓ_r + ρ/2·F² (Zafar et al. 2017
+  style, F a :mod:`fedsynth.core.fairness` measure, by default the covariance (2)), the model of the
   ``centralized`` and ``local`` baselines, whose shared settings are :class:`ExactFitMethod`;
 * :func:`cast_fields`: a method's settings (a dataclass) cast to their annotated types;
 
@@ -20,15 +20,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from fedsynth.core import (
-    InnerSolverConfig,
-    PenaltyObjective,
-    SynthesisConfig,
-    design_matrix,
-    fit_logistic,
-    regularized_loss,
-    regularized_loss_grad,
-)
+from fedsynth.core import InnerSolverConfig, design_matrix, fit_fair_logistic, fit_logistic, regularized_loss_grad
+from fedsynth.core.fairness import check_fairness
 from fedsynth.data.types import TabularData
 from fedsynth.methods.base import FederatedMethod
 
@@ -97,14 +90,16 @@ def fit_linear_model(
     lambda_theta: float,
     fit_intercept: bool,
     max_iter: int = 500,
+    fairness: str = "covariance",
+    fairness_temperature: float = 1.0,
 ) -> np.ndarray:
-    """argmin_θ ℓ_r(θ) + ρ/2 · cov(θ)² on ``data`` with L-BFGS (strong Wolfe).
+    """argmin_θ ℓ_r(θ) + ρ/2 · F(θ)² on ``data`` with L-BFGS (strong Wolfe).
 
-    ℓ_r is eq. (11) (the model single_shot's server fits); cov(θ) is the decision-boundary
-    covariance (2) on ``data``, taken from :class:`~fedsynth.core.PenaltyObjective` (the real-data
-    term of the paper's penalty objective P). ``rho = 0`` is plain regularized logistic
-    regression, solved with :func:`~fedsynth.core.fit_logistic`; ``rho > 0`` starts from that
-    solution. The problem is strongly convex, so the solution is unique.
+    ℓ_r is eq. (11) (the model single_shot's server fits); F is the fairness measure ``fairness`` on
+    ``data`` (:mod:`fedsynth.core.fairness`; default the covariance (2), the real-data term of the
+    paper's penalty objective P). ``rho = 0`` is plain regularized logistic regression, solved with
+    :func:`~fedsynth.core.fit_logistic`; ``rho > 0`` starts from that solution
+    (:func:`~fedsynth.core.fit_fair_logistic`).
     """
     if not rho >= 0:
         raise ValueError(f"rho must be >= 0, got {rho}")
@@ -114,38 +109,24 @@ def fit_linear_model(
     plain = fit_logistic(a, data.y, lambda_theta, n, solver=solver).theta
     if rho == 0:
         return plain.numpy()
-    penalty = PenaltyObjective(data, data.s, SynthesisConfig(rho_o=rho, lambda_theta=lambda_theta, fit_intercept=fit_intercept))
-    theta = plain.clone().requires_grad_(True)
-    optimizer = torch.optim.LBFGS(
-        [theta],
-        lr=1.0,
-        max_iter=max_iter,
-        tolerance_grad=solver.tolerance_grad,
-        tolerance_change=solver.tolerance_change,
-        history_size=solver.history_size,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        value = regularized_loss(penalty.real_a, penalty.real_y, theta, lambda_theta, penalty.n)
-        value = value + 0.5 * rho * penalty.real_covariance(theta) ** 2
-        value.backward()
-        return value
-
-    optimizer.step(closure)
-    return theta.detach().numpy()
+    return fit_fair_logistic(
+        a, data.s, data.y, lambda_theta, n,
+        rho=rho, fairness=fairness, fairness_temperature=fairness_temperature, solver=solver, theta0=plain,
+    ).theta.numpy()
 
 
 @dataclass(kw_only=True, eq=False)
 class ExactFitMethod(FederatedMethod):
     """The settings and the model the ``centralized`` and ``local`` baselines share: ℓ_r
-    (``variant = "plain"``) or ℓ_r + ρ/2·cov² (``"fair"``), fitted exactly by
-    :func:`fit_linear_model`.
+    (``variant = "plain"``) or ℓ_r + ρ/2·F² (``"fair"``, F the measure ``fairness``), fitted
+    exactly by :func:`fit_linear_model`.
 
     Args:
         variant: one of :attr:`variants`.
-        rho: ρ of the ``fair`` variant's covariance penalty.
+        rho: ρ of the ``fair`` variant's penalty.
+        fairness: the ``fair`` variant's measure F (:data:`fedsynth.core.FAIRNESS_MEASURES`:
+            ``covariance``, ``eo_covariance``, ``dp_gap``, ``eo_gap``).
+        fairness_temperature: τ of the ``dp_gap`` / ``eo_gap`` measures.
         lambda_theta: λ_θ of ℓ_r.
         max_iter: L-BFGS iterations.
         fit_intercept: model with an intercept column.
@@ -154,6 +135,8 @@ class ExactFitMethod(FederatedMethod):
     variants: ClassVar[tuple[str, ...]] = ("plain", "fair")
     variant: str = "plain"
     rho: float = 10.0
+    fairness: str = "covariance"
+    fairness_temperature: float = 1.0
     lambda_theta: float = 1e-3
     max_iter: int = 500
     fit_intercept: bool = True
@@ -162,6 +145,7 @@ class ExactFitMethod(FederatedMethod):
         if self.variant not in self.variants:
             raise ValueError(f"variant must be one of {self.variants}, got {self.variant!r}")
         cast_fields(self)
+        check_fairness(self.fairness, self.fairness_temperature)
 
     def fit(self, data: TabularData) -> np.ndarray:
         """θ of the ``plain`` or ``fair`` variant on ``data``."""
@@ -171,4 +155,6 @@ class ExactFitMethod(FederatedMethod):
             lambda_theta=self.lambda_theta,
             fit_intercept=self.fit_intercept,
             max_iter=self.max_iter,
+            fairness=self.fairness,
+            fairness_temperature=self.fairness_temperature,
         )

@@ -4,8 +4,9 @@ One ``train`` exchange. Server → clients: an empty message. Clients → server
 (x, s, y), everything there is. The server fits on the union, by ``variant``:
 
 * ``plain``: regularized logistic regression ℓ_r (eq. 11), the accuracy ceiling of the model;
-* ``fair``: ℓ_r + ρ/2 · cov(θ)², the decision-boundary covariance (2) on the pooled rows as a
-  penalty (Zafar et al. 2017 style; the same term the paper's clients put on their real data);
+* ``fair``: ℓ_r + ρ/2 · F(θ)², F the fairness measure ``fairness`` on the pooled rows as a penalty
+  (by default the decision-boundary covariance (2), Zafar et al. 2017 style; the same term the
+  paper's clients put on their real data; any :mod:`fedsynth.core.fairness` measure);
 * ``exponentiated_gradient``: fairlearn's ``ExponentiatedGradient(LogisticRegression,
   DemographicParity)`` (Agarwal et al. 2018), an independent fair reference. Its result is a
   *randomized* classifier: predictor j (a linear model θ_j) is used with probability w_j. The

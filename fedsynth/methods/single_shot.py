@@ -1,12 +1,15 @@
 """The paper's method as a federated plugin: one round trip of synthetic data (Algorithm 1).
 
 Server → clients: the synthesis configuration. Clients → server: synthetic (x̂, ŝ, ŷ) only.
-The server validates the replies and fits ℓ_r on their union, eq. (15).
+The server validates the replies and fits ℓ_r on their union, eq. (15), or, with ``server_rho`` > 0,
+ℓ_r + server_rho/2·F² with the same fairness measure F on the union (the rows' own ŝ, ŷ; no extra
+message).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from typing import Any
@@ -37,7 +40,8 @@ class SingleShot(FederatedMethod):
     """Single-shot fair federated learning with synthetic data (Wu, Curtis & Robinson 2024).
 
     Args mirror :class:`fedsynth.core.SynthesisConfig`; ``synthetic_size`` is an integer or
-    ``"full"`` (N_s = N). ``seed`` seeds every client's synthesis (client ``c`` uses ``seed + c``),
+    ``"full"`` (N_s = N). ``server_rho`` is the server's fairness penalty on the pooled synthetic
+    rows (0: the paper's eq. (15) server). ``seed`` seeds every client's synthesis (client ``c`` uses ``seed + c``),
     ``min_clients`` is the number of valid replies the server needs and ``max_synthetic_rows``
     caps the rows one client may send.
     """
@@ -49,6 +53,9 @@ class SingleShot(FederatedMethod):
         *,
         rho_o: float = 10.0,
         rho_s: float = 0.0,
+        fairness: str = "covariance",
+        fairness_temperature: float = 1.0,
+        server_rho: float = 0.0,
         lambda_x: float = 1e-4,
         lambda_theta: float = 1e-3,
         synthetic_size: int | str | None = "full",
@@ -68,6 +75,8 @@ class SingleShot(FederatedMethod):
         self.config = SynthesisConfig(
             rho_o=float(rho_o),
             rho_s=float(rho_s),
+            fairness=str(fairness),
+            fairness_temperature=float(fairness_temperature),
             lambda_x=float(lambda_x),
             lambda_theta=float(lambda_theta),
             synthetic_size=_synthetic_size(synthetic_size),
@@ -79,6 +88,9 @@ class SingleShot(FederatedMethod):
             inner=InnerSolverConfig(max_iter=int(inner_max_iter), tolerance_grad=float(inner_tolerance_grad)),
             cg=CGConfig(rtol=float(cg_rtol), max_iter=int(cg_max_iter)),
         )
+        if not (math.isfinite(server_rho) and server_rho >= 0):
+            raise ValueError(f"server_rho must be a finite number >= 0, got {server_rho}")
+        self.server_rho = float(server_rho)
         self.seed = int(seed)
         if min_clients < 1:
             raise ValueError(f"min_clients must be >= 1, got {min_clients}")
@@ -93,6 +105,8 @@ class SingleShot(FederatedMethod):
             config={
                 "rho_o": cfg.rho_o,
                 "rho_s": cfg.rho_s,
+                "fairness": cfg.fairness,
+                "fairness_temperature": cfg.fairness_temperature,
                 "lambda_x": cfg.lambda_x,
                 "lambda_theta": cfg.lambda_theta,
                 "synthetic_size": "full" if cfg.synthetic_size is None else cfg.synthetic_size,
@@ -116,6 +130,8 @@ class SingleShot(FederatedMethod):
         config = SynthesisConfig(
             rho_o=float(c["rho_o"]),
             rho_s=float(c["rho_s"]),
+            fairness=str(c["fairness"]),
+            fairness_temperature=float(c["fairness_temperature"]),
             lambda_x=float(c["lambda_x"]),
             lambda_theta=float(c["lambda_theta"]),
             synthetic_size=_synthetic_size(c["synthetic_size"]),
@@ -132,7 +148,8 @@ class SingleShot(FederatedMethod):
     # ------------------------------------------------------------------ server and client
     def run_server(self, comm: Communicator) -> ServerResult:
         """Steps 1 and 3: request synthetic data from every client, validate each reply
-        (:func:`~fedsynth.methods.replies.validate_rows`), fit eq. (15) on the valid ones."""
+        (:func:`~fedsynth.methods.replies.validate_rows`), fit eq. (15) on the valid ones (with the
+        fairness penalty ``server_rho`` when it is > 0)."""
         replies = comm.send("train", {node: self.synthesis_request() for node in comm.nodes()})
         ledger = StatisticsLedger(ROW_ARRAYS)
         ledger.record(replies)
@@ -144,6 +161,9 @@ class SingleShot(FederatedMethod):
             lambda_theta=self.config.lambda_theta,
             fit_intercept=self.config.fit_intercept,
             solver=self.config.inner,
+            rho=self.server_rho,
+            fairness=self.config.fairness,
+            fairness_temperature=self.config.fairness_temperature,
         )
         return ServerResult(
             theta=solution.theta.numpy(),
