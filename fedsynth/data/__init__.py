@@ -5,7 +5,7 @@ Plain Python, pandas and torch; the Hydra configs in ``conf/dataset/`` are turne
 """
 
 from fedsynth.data.errors import DataError
-from fedsynth.data.partition import SCHEMES, load_partition, partition_clients, split_train_test
+from fedsynth.data.partition import SCHEMES, hold_out, load_partition, partition_clients, split_train_test
 from fedsynth.data.spec import DatasetSpec, FeatureSpec, LabelSpec, SensitiveSpec, SyntheticSpec
 from fedsynth.data.synthetic import generate_synthetic
 from fedsynth.data.tables import (
@@ -30,6 +30,7 @@ __all__ = [
     "TabularData",
     "file_sha256",
     "generate_synthetic",
+    "hold_out",
     "load_csv",
     "load_dataset",
     "load_partition",

@@ -26,6 +26,7 @@ SCHEMES = ("iid", "dirichlet")
 _SHUFFLE_STREAM = 0
 _SPLIT_STREAM = 1
 _DIRICHLET_STREAM = 2
+_HOLD_OUT_STREAM = 3
 
 
 def _rng(seed: int, stream: int, index: int) -> np.random.Generator:
@@ -64,6 +65,21 @@ def split_train_test(
         train=data.subset(order[:num_train]),
         test=data.subset(order[num_train:]),
     )
+
+
+def hold_out(
+    train: TabularData, fraction: float, *, seed: int, client_id: int
+) -> tuple[TabularData, TabularData]:
+    """Split a client's training rows into (kept, held out): ``round(fraction * N)`` rows drawn
+    from the seed's own stream, so the server and the client pick the same rows. The held-out
+    rows are the server's validation share (FAIR-FATE); ``fraction = 0`` holds out nothing."""
+    if not 0.0 <= fraction < 1.0:
+        raise DataError(f"validation_fraction must be in [0, 1), got {fraction!r}")
+    order = torch.from_numpy(_rng(seed, _HOLD_OUT_STREAM, client_id).permutation(len(train)))
+    count = round(fraction * len(train))
+    if count == len(train):
+        raise DataError(f"client {client_id}: holding out {count} of {len(train)} training rows leaves none to train on")
+    return train.subset(order[count:].sort().values), train.subset(order[:count].sort().values)
 
 
 def partition_clients(

@@ -11,7 +11,7 @@ every round). The server aggregates with Flower's own FedAvg aggregation,
 Flower's ``FedAvg.start`` loop itself is not used: it drives a Flower ``Grid`` directly, which
 would bypass the measured :class:`~fedsynth.methods.base.Communicator` (bytes, round trips) and
 the in-process engine. :class:`~fedsynth.methods.fairfed.FairFed` is this class with other
-aggregation weights.
+aggregation weights, :class:`~fedsynth.methods.fair_fate.FairFate` with another global update.
 """
 
 from __future__ import annotations
@@ -111,6 +111,13 @@ class FedAvg(FederatedMethod):
         """Extra ``ServerResult.info`` entries (FairFed's weight history)."""
         return {}
 
+    def global_update(
+        self, server_round: int, theta: np.ndarray | None, updates: Mapping[int, Payload], weights: Mapping[int, float]
+    ) -> np.ndarray:
+        """The next global θ from the round's updates: FedAvg's weighted mean (FAIR-FATE adds its
+        fair momentum). ``theta`` is the global model the clients started from (None in round 1)."""
+        return aggregate(updates, weights)
+
     def run_server(self, comm: Communicator) -> ServerResult:
         """R rounds: send θ, receive local models, aggregate them."""
         nodes = comm.nodes()
@@ -129,7 +136,7 @@ class FedAvg(FederatedMethod):
                 log.warning("round %d: client node %s left out: %s", server_round, failure.node, failure.reason)
                 failures.append(ClientFailure(failure.node, f"round {server_round}: {failure.reason}"))
             weights = self.aggregation_weights(server_round, valid)
-            theta = aggregate(valid, weights)
+            theta = self.global_update(server_round, theta, valid, weights)
         assert theta is not None
         return ServerResult(theta=theta, failures=failures, info={"rounds": self.rounds, **ledger.info(), **self.round_info()})
 
