@@ -435,6 +435,24 @@ def test_synthetic_label_strategies():
         assert abs(int(((s == a) & (y == b)).sum()) - 60 * share) <= 1
 
 
+def test_noisy_proportional_labels_blur_the_group_counts_by_epsilon():
+    """noisy_proportional: the (s, y) shares of ε-DP counts (Laplace(2/ε) each). A large ε gives
+    the proportional shares; a small ε moves them by about 2/(ε N) on average."""
+    train = random_table(400, 3, seed=10)
+    true = torch.tensor([float(((train.s == a) & (train.y == b)).double().mean()) for a, b in [(0, -1), (0, 1), (1, -1), (1, 1)]])
+
+    def share_error(epsilon: float, seed: int) -> float:
+        s, y = choose_synthetic_labels(train, 400, "noisy_proportional", torch.Generator().manual_seed(seed), epsilon=epsilon)
+        shares = torch.tensor([float(((s == a) & (y == b)).double().mean()) for a, b in [(0, -1), (0, 1), (1, -1), (1, 1)]])
+        return float((shares - true).abs().mean())
+
+    assert all(share_error(1e6, seed) <= 1 / 400 for seed in range(5))
+    noisy = sum(share_error(0.05, seed) for seed in range(20)) / 20
+    assert 0.3 * 2 / (0.05 * 400) < noisy < 3 * 2 / (0.05 * 400)
+    with pytest.raises(ValueError, match="label_epsilon"):
+        SynthesisConfig(label_epsilon=0.0)
+
+
 def test_subsample_init_takes_real_rows_of_the_same_group():
     train = random_table(80, 3, seed=10)
     g = torch.Generator().manual_seed(1)

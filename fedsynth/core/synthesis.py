@@ -23,7 +23,7 @@ from fedsynth.core.model import (
 )
 from fedsynth.data.types import TabularData
 
-LABEL_STRATEGIES = ("copy", "proportional", "balanced")
+LABEL_STRATEGIES = ("copy", "proportional", "noisy_proportional", "balanced")
 INIT_STRATEGIES = ("gaussian", "subsample")
 GROUPS = ((0.0, -1.0), (0.0, 1.0), (1.0, -1.0), (1.0, 1.0))  # the four (s, y) pairs
 
@@ -42,7 +42,10 @@ class SynthesisConfig:
         lambda_theta: regularization λ_θ of the inner problem (paper: 1e-4 or 1e-3).
         synthetic_size: N_s, or ``None`` for N_s = N.
         synthetic_labels: how (ŝ, ŷ) are chosen: ``copy`` (N_s = N, the client's own),
-            ``proportional`` (the client's (s, y) proportions) or ``balanced`` (25% per pair).
+            ``proportional`` (the client's (s, y) proportions), ``noisy_proportional`` (those
+            proportions from ε-differentially private counts, ``label_epsilon``) or ``balanced``
+            (25% per pair).
+        label_epsilon: ε of ``noisy_proportional``: Laplace(2/ε) noise on each (s, y) count.
         init: initial x̂: ``gaussian`` (each feature from N(mean, std) of the client's data, as in
             the paper) or ``subsample`` (real rows of the same (s, y) group).
         k_max: outer iterations (paper: 1000).
@@ -62,6 +65,7 @@ class SynthesisConfig:
     lambda_theta: float = 1e-3
     synthetic_size: int | None = None
     synthetic_labels: str = "copy"
+    label_epsilon: float = 1.0
     init: str = "gaussian"
     k_max: int = 1000
     lr: float = 0.05
@@ -80,6 +84,8 @@ class SynthesisConfig:
                 f"lambda_theta must be > 0 (it makes the inner problem strongly convex), got {self.lambda_theta}"
             )
         check_fairness(self.fairness, self.fairness_temperature)
+        if not (self.label_epsilon > 0 and math.isfinite(self.label_epsilon)):
+            raise ValueError(f"label_epsilon must be a finite number > 0, got {self.label_epsilon}")
         if self.synthetic_size is not None and self.synthetic_size < 4:
             raise ValueError(f"synthetic_size must be at least 4 (or None for N), got {self.synthetic_size}")
         if self.synthetic_labels not in LABEL_STRATEGIES:
@@ -114,13 +120,16 @@ class SynthesisResult:
 
 
 def choose_synthetic_labels(
-    train: TabularData, size: int, strategy: str, generator: torch.Generator
+    train: TabularData, size: int, strategy: str, generator: torch.Generator, *, epsilon: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Choose (ŝ_i, ŷ_i) for N_s = ``size`` synthetic rows (Algorithm 1, line 4).
 
     ``copy`` returns the client's own (s_i, y_i) and needs N_s = N; ``proportional`` keeps the
-    client's (s, y) group proportions (largest-remainder rounding); ``balanced`` gives each of the
-    four (s, y) pairs 25% of N_s, as in the paper's small-N_s experiments.
+    client's (s, y) group proportions (largest-remainder rounding); ``noisy_proportional`` takes the
+    proportions from the four (s, y) counts plus Laplace(2/``epsilon``) noise each (clipped at 0),
+    which makes them ε-differentially private (changing one row moves two counts by 1: L1
+    sensitivity 2); ``balanced`` gives each of the four (s, y) pairs 25% of N_s, as in the paper's
+    small-N_s experiments.
     """
     if strategy == "copy":
         if size != len(train):
@@ -128,8 +137,14 @@ def choose_synthetic_labels(
         return train.s.clone(), train.y.clone()
     if strategy == "balanced":
         shares = torch.full((4,), 0.25, dtype=torch.float64)
-    elif strategy == "proportional":
+    elif strategy in ("proportional", "noisy_proportional"):
         counts = torch.tensor([float(((train.s == s) & (train.y == y)).sum()) for s, y in GROUPS])
+        if strategy == "noisy_proportional":
+            uniform = torch.rand(4, generator=generator, dtype=torch.float64) - 0.5
+            laplace = -(2.0 / epsilon) * uniform.sign() * torch.log1p(-2.0 * uniform.abs())
+            counts = (counts.double() + laplace).clamp(min=0.0)
+            if float(counts.sum()) == 0:
+                counts = torch.ones(4, dtype=torch.float64)
         shares = counts / counts.sum()
     else:
         raise ValueError(f"synthetic_labels must be one of {LABEL_STRATEGIES}, got {strategy!r}")
@@ -356,7 +371,7 @@ def synthesize(
     if size > len(train):
         raise ValueError(f"synthetic_size N_s = {size} exceeds the client's N = {len(train)} (the paper needs N_s <= N)")
     generator = torch.Generator().manual_seed(seed)
-    s_hat, y_hat = choose_synthetic_labels(train, size, config.synthetic_labels, generator)
+    s_hat, y_hat = choose_synthetic_labels(train, size, config.synthetic_labels, generator, epsilon=config.label_epsilon)
     x_hat = initial_features(train, s_hat, y_hat, config.init, generator).requires_grad_(True)
 
     history = SynthesisHistory()
