@@ -1,0 +1,68 @@
+"""fedsynth.reporting.fronts: points from results records, non-dominated fronts, the best
+accuracy under an |SPD| bound, the Markdown table and the figure."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from fedsynth.reporting.fronts import best_accuracy_at, front_points, front_row, fronts_markdown, pareto_front, plot_fronts
+
+
+def record(method: str, accuracy: float, spd: float, eod: float = 0.1, seed: int = 0, split: str = "iid", **knobs) -> dict:
+    config = {
+        "method": {"name": method, **knobs},
+        "partition": {"scheme": split, "dirichlet_alpha": 0.5},
+        "dataset": {"name": "law_school_race"},
+        "seed": seed,
+    }
+    return {"dataset": "law_school_race", "method": method, "seed": seed, "config": config,
+            "accuracy": accuracy, "spd": spd, "eod": eod}
+
+
+def test_front_row_names_the_method_and_its_knobs() -> None:
+    row = front_row(record("single_shot", 0.9, -0.05, rho_o=10.0, fairness="dp_gap", fairness_temperature=0.1,
+                           server_rho=0.0, synthetic_labels="balanced", synthetic_size=800, k_max=1000))
+    assert row["method"] == "single_shot" and row["abs_spd"] == 0.05
+    assert row["setting"] == "fairness=dp_gap fairness_temperature=0.1 rho_o=10.0 server_rho=0.0 synthetic_labels=balanced synthetic_size=800"
+    assert front_row(record("centralized", 0.9, 0.1, variant="exponentiated_gradient", eg_eps=0.01))["method"] == "centralized EG"
+    assert front_row(record("centralized", 0.9, 0.1, variant="plain", fairness="covariance", rho=10.0))["setting"] == "fairness=covariance rho=0.0"
+    assert front_row(record("fedavg", 0.9, 0.1, split="dirichlet"))["split"] == "dirichlet α=0.5"
+
+
+def test_points_average_seeds_and_the_front_keeps_the_non_dominated() -> None:
+    runs = [
+        record("fairfed", 0.90, 0.10, seed=0, beta=0.0), record("fairfed", 0.88, 0.12, seed=1, beta=0.0),  # (0.89, 0.11)
+        record("fairfed", 0.86, 0.04, beta=1.0),   # on the front
+        record("fairfed", 0.85, 0.05, beta=2.0),   # dominated by beta=1
+        record("fairfed", 0.80, 0.01, beta=5.0),   # on the front
+        record("fairfed", 0.80, 0.02, beta=9.0),   # dominated (equal accuracy, less fair)
+    ]
+    points = front_points(runs)
+    zero = points[points["setting"] == "beta=0.0"].iloc[0]
+    assert zero["accuracy_mean"] == pytest.approx(0.89) and zero["abs_spd_mean"] == pytest.approx(0.11)
+    assert zero["seeds"] == 2 and zero["accuracy_std"] == pytest.approx(math.sqrt(2) * 0.01)
+    front = pareto_front(points)
+    assert list(front["setting"]) == ["beta=5.0", "beta=1.0", "beta=0.0"]
+    best = best_accuracy_at(points, 0.05)
+    assert list(best["setting"]) == ["beta=1.0"]
+    assert best_accuracy_at(points, 0.001).empty
+
+
+def test_markdown_and_figure(tmp_path) -> None:
+    runs = [
+        record("single_shot", 0.88, 0.015, rho_o=10.0), record("single_shot", 0.89, 0.04, rho_o=1.0),
+        record("fedavg", 0.90, 0.10),
+        record("fedavg", 0.87, 0.12, split="dirichlet"),
+    ]
+    points = front_points(runs)
+    table = fronts_markdown(points)
+    assert "### Law School (race), iid" in table and "### Law School (race), dirichlet α=0.5" in table
+    assert "| single_shot | 88.00 (\\|SPD\\| 0.015; rho_o=10.0) | 89.00 (\\|SPD\\| 0.040; rho_o=1.0) |" in table
+    assert "| fedavg | — | — |" in table
+    path = plot_fronts(points, tmp_path / "fronts.png")
+    assert path.stat().st_size > 10_000
+    with pytest.raises(ValueError, match="no runs"):
+        front_points([])
