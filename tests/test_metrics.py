@@ -110,3 +110,23 @@ def test_privacy_report_flags_copied_training_rows():
     assert fresh["min_distance"] > 0
     assert abs(fresh["mia_auc"] - 0.5) < 0.1
     assert fresh["dcr_train_p50"] > 0 and fresh["dcr_holdout_p50"] > 0
+
+
+def test_group_disclosure_measures_what_synthetic_labels_reveal():
+    from fedsynth.core import choose_synthetic_labels
+    from fedsynth.metrics import group_disclosure
+
+    data = table(600, 12)
+    g = torch.Generator().manual_seed(0)
+
+    def disclosure(strategy: str, size: int) -> dict[str, float]:
+        s, y = choose_synthetic_labels(data, size, strategy, g)
+        return group_disclosure(TabularData(torch.zeros(size, data.num_features, dtype=torch.float64), s, y, data.feature_names), data)
+
+    assert disclosure("copy", 600) == {"label_share_error": 0.0, "label_base_rate_error": 0.0}
+    proportional = disclosure("proportional", 100)
+    assert proportional["label_share_error"] <= 0.02 and proportional["label_base_rate_error"] <= 0.02
+    balanced = disclosure("balanced", 100)
+    rates = [float((data.y[data.s == v] > 0).double().mean()) for v in (0.0, 1.0)]
+    assert balanced["label_share_error"] == pytest.approx(abs(0.5 - float(data.s.mean())))
+    assert balanced["label_base_rate_error"] == pytest.approx(sum(abs(0.5 - r) for r in rates) / 2)

@@ -11,7 +11,7 @@ from fedsynth.metrics.fairness import (
     statistical_parity_difference,
     sum_counts,
 )
-from fedsynth.metrics.privacy import distance_to_closest_record, min_distance, privacy_report
+from fedsynth.metrics.privacy import distance_to_closest_record, group_disclosure, min_distance, privacy_report
 
 __all__ = [
     "accuracy",
@@ -20,6 +20,7 @@ __all__ = [
     "equal_opportunity_difference",
     "evaluate_model",
     "evaluation_counts",
+    "group_disclosure",
     "metrics_from_counts",
     "min_distance",
     "predict",

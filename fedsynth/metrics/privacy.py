@@ -39,6 +39,27 @@ def _rank_auc(member_scores: torch.Tensor, non_member_scores: torch.Tensor) -> f
     return float((ranks[:m].sum() - m * (m + 1) / 2) / (m * k))
 
 
+def group_disclosure(synthetic: TabularData, train: TabularData) -> dict[str, float]:
+    """How well the (ŝ, ŷ) of synthetic rows reveal a client's group structure: the server's
+    estimates from the rows against the client's training data (0 = revealed exactly).
+
+    - ``label_share_error``: |P̂(s = 1) − P(s = 1)|;
+    - ``label_base_rate_error``: mean over s ∈ {0, 1} of |P̂(y = +1 | s) − P(y = +1 | s)|, with
+      P̂ = 1/2 (no information) for a group the synthetic rows lack.
+
+    ``copy`` labels give 0; ``proportional`` labels only their rounding to 1/N_s; ``balanced`` labels
+    |1/2 − the true value|, whatever the client holds.
+    """
+
+    def base_rate(data: TabularData, group: float) -> float:
+        rows = data.s == group
+        return float((data.y[rows] > 0).double().mean()) if bool(rows.any()) else 0.5
+
+    share_error = abs(float(synthetic.s.mean()) - float(train.s.mean()))
+    rate_error = sum(abs(base_rate(synthetic, g) - base_rate(train, g)) for g in (0.0, 1.0)) / 2
+    return {"label_share_error": share_error, "label_base_rate_error": rate_error}
+
+
 def privacy_report(
     synthetic: TabularData, train: TabularData, held_out: TabularData, *, seed: int = 0
 ) -> dict[str, float]:
@@ -52,6 +73,8 @@ def privacy_report(
     - ``mia_auc``: a distance-based membership-inference attack that scores each real record by
       minus its distance to the closest synthetic row and tries to tell training rows (members)
       from held-out rows; 0.5 means no membership leakage.
+    - ``label_share_error``, ``label_base_rate_error``: what the synthetic (ŝ, ŷ) reveal of the
+      client's group structure (:func:`group_disclosure`).
     """
     generator = torch.Generator().manual_seed(seed)
     count = min(len(train), len(held_out))
@@ -74,4 +97,5 @@ def privacy_report(
             -distance_to_closest_record(members, synthetic.x),
             -distance_to_closest_record(non_members, synthetic.x),
         ),
+        **group_disclosure(synthetic, train),
     }
