@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from fedsynth.reporting.paper import DATASET_TITLES, TABLE2
 
 FRONT_KNOBS: dict[str, tuple[str, ...]] = {
-    "single_shot": ("fairness", "fairness_temperature", "rho_o", "server_rho", "synthetic_labels", "synthetic_size"),
+    "single_shot": ("fairness", "fairness_temperature", "rho_o", "server_rho", "synthetic_labels", "label_epsilon", "synthetic_size"),
     "centralized": ("fairness", "fairness_temperature", "rho"),
     "centralized EG": ("eg_eps",),
     "fedavg": (),
@@ -63,6 +63,8 @@ def front_row(record: dict[str, Any]) -> dict[str, Any]:
     knobs = dict(method)
     if family == "centralized" and method.get("variant") == "plain":
         knobs["rho"] = 0.0
+    if method.get("synthetic_labels") != "noisy_proportional":
+        knobs.pop("label_epsilon", None)  # used by noisy_proportional only
     setting = " ".join(f"{key}={knobs[key]}" for key in FRONT_KNOBS.get(family, ()) if key in knobs)
     partition = config.get("partition") or {}
     split = partition.get("scheme", "iid")
