@@ -28,7 +28,7 @@ def test_front_row_names_the_method_and_its_knobs() -> None:
     assert row["method"] == "single_shot" and row["abs_spd"] == 0.05
     assert row["setting"] == "fairness=dp_gap fairness_temperature=0.1 rho_o=10.0 server_rho=0.0 synthetic_labels=balanced synthetic_size=800"
     assert front_row(record("centralized", 0.9, 0.1, variant="exponentiated_gradient", eg_eps=0.01))["method"] == "centralized EG"
-    assert front_row(record("centralized", 0.9, 0.1, variant="plain", fairness="covariance", rho=10.0))["setting"] == "fairness=covariance rho=0.0"
+    assert front_row(record("centralized", 0.9, 0.1, variant="plain", fairness="covariance", rho=10.0))["setting"] == "rho=0.0"
     assert front_row(record("fedavg", 0.9, 0.1, split="dirichlet"))["split"] == "dirichlet α=0.5"
 
 
@@ -66,3 +66,13 @@ def test_markdown_and_figure(tmp_path) -> None:
     assert path.stat().st_size > 10_000
     with pytest.raises(ValueError, match="no runs"):
         front_points([])
+
+
+def test_knobs_without_effect_make_one_setting() -> None:
+    runs = [
+        record("centralized", 0.90, 0.20, variant="fair", fairness=f, fairness_temperature=0.1, rho=0.0)
+        for f in ("covariance", "dp_gap")
+    ] + [record("centralized", 0.88, 0.05, variant="fair", fairness="covariance", fairness_temperature=t, rho=10.0) for t in (0.1, 1.0)]
+    points = front_points(runs)
+    assert sorted(points["setting"]) == ["fairness=covariance rho=10.0", "rho=0.0"]
+    assert list(points["seeds"]) == [1, 1]

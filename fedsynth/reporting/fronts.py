@@ -35,6 +35,9 @@ FRONT_KNOBS: dict[str, tuple[str, ...]] = {
 }
 """Per method family, the method keys that make one point of its front (the knobs swept)."""
 
+LINEAR_MEASURES = ("covariance", "eo_covariance")
+"""Measures that take no temperature."""
+
 BOUNDS = (0.02, 0.05)
 """The |SPD| bounds of :func:`fronts_markdown`."""
 
@@ -65,6 +68,11 @@ def front_row(record: dict[str, Any]) -> dict[str, Any]:
         knobs["rho"] = 0.0
     if method.get("synthetic_labels") != "noisy_proportional":
         knobs.pop("label_epsilon", None)  # used by noisy_proportional only
+    if knobs.get("fairness") in LINEAR_MEASURES:
+        knobs.pop("fairness_temperature", None)  # τ shapes the gap measures only
+    if all(float(knobs.get(key, 0)) == 0 for key in ("rho", "rho_o", "rho_s", "server_rho")):
+        knobs.pop("fairness", None)  # no penalty: the measure plays no part
+        knobs.pop("fairness_temperature", None)
     setting = " ".join(f"{key}={knobs[key]}" for key in FRONT_KNOBS.get(family, ()) if key in knobs)
     partition = config.get("partition") or {}
     split = partition.get("scheme", "iid")
@@ -84,11 +92,14 @@ def front_row(record: dict[str, Any]) -> dict[str, Any]:
 
 def front_points(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """One point per (dataset, split, method, setting): ``<metric>_mean``, ``<metric>_std`` over
-    seeds (sample std; NaN for one seed) for accuracy, |SPD| and |EOD|, and ``seeds``."""
+    seeds (sample std; NaN for one seed) for accuracy, |SPD| and |EOD|, and ``seeds``. Runs that
+    differ only in knobs without effect (a measure at ρ = 0, τ of a linear measure) are one setting;
+    of such duplicates each seed counts once."""
     runs = pd.DataFrame([front_row(r) for r in records])
     if runs.empty:
         raise ValueError("no runs to draw fronts from")
     keys = ["dataset", "split", "method", "setting"]
+    runs = runs.drop_duplicates([*keys, "seed"])
     rows = []
     for key, group in runs.groupby(keys, sort=True):
         row = dict(zip(keys, key))
