@@ -26,7 +26,7 @@ def test_front_row_names_the_method_and_its_knobs() -> None:
     row = front_row(record("single_shot", 0.9, -0.05, rho_o=10.0, fairness="dp_gap", fairness_temperature=0.1,
                            server_rho=0.0, synthetic_labels="balanced", synthetic_size=800, k_max=1000))
     assert row["method"] == "single_shot" and row["abs_spd"] == 0.05
-    assert row["setting"] == "fairness=dp_gap fairness_temperature=0.1 rho_o=10.0 server_rho=0.0 synthetic_labels=balanced synthetic_size=800"
+    assert row["setting"] == "fairness=dp_gap fairness_temperature=0.1 rho_o=10.0 server_rho=0.0 synthetic_labels=balanced synthetic_size=800 k_max=1000"
     assert front_row(record("centralized", 0.9, 0.1, variant="exponentiated_gradient", eg_eps=0.01))["method"] == "centralized EG"
     assert front_row(record("centralized", 0.9, 0.1, variant="plain", fairness="covariance", rho=10.0))["setting"] == "rho=0.0"
     assert front_row(record("fedavg", 0.9, 0.1, split="dirichlet"))["split"] == "dirichlet α=0.5"

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from fedsynth.reporting.paper import DATASET_TITLES, TABLE2
 
 FRONT_KNOBS: dict[str, tuple[str, ...]] = {
-    "single_shot": ("fairness", "fairness_temperature", "rho_o", "server_rho", "synthetic_labels", "label_epsilon", "synthetic_size"),
+    "single_shot": ("fairness", "fairness_temperature", "rho_o", "server_rho", "synthetic_labels", "label_epsilon", "synthetic_size", "k_max"),
     "centralized": ("fairness", "fairness_temperature", "rho"),
     "centralized EG": ("eg_eps",),
     "fedavg": (),
