@@ -6,7 +6,13 @@ one accuracy–|SPD| plot (what the rows and columns mean: :mod:`fedsynth.report
 
 reads every ``results.json`` under the given files or folders and writes, into ``--out-dir``,
 ``<name>.md`` (Markdown tables, one per dataset and split), ``<name>.csv`` (the same rows) and
-``<name>.png`` (accuracy against |SPD|, one panel per dataset and split, every method).
+``<name>.png`` (accuracy against |SPD|, one panel per dataset and split, every method). With
+``--fronts`` it writes the accuracy–fairness fronts of a knob sweep instead
+(:mod:`fedsynth.reporting.fronts`): ``<name>.md`` (each method's best accuracy at |SPD| ≤ 0.02 /
+0.05), ``<name>.csv`` (one point per setting) and ``<name>.png`` (accuracy–|SPD| and accuracy–|EOD|
+fronts per dataset and split).
+
+    fedsynth-compare --fronts multirun/fronts --out-dir docs/comparison --name fronts
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from typing import Sequence
 
 from fedsynth.reporting.collect import load_runs
 from fedsynth.reporting.comparison import write_comparison
+from fedsynth.reporting.fronts import write_fronts
+from fedsynth.reporting.results import read_results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,14 +37,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", help="results.json files or folders searched recursively")
     parser.add_argument("--out-dir", default="comparison", type=Path, help="folder for the table, CSV and plot")
     parser.add_argument("--name", default="comparison", help="file name stem of the outputs")
+    parser.add_argument(
+        "--fronts", action="store_true",
+        help="write the accuracy–fairness fronts instead (best accuracy at |SPD| <= 0.02 / 0.05, points, figure)",
+    )
     args = parser.parse_args(argv)
     try:
-        runs = load_runs(args.paths)
+        if args.fronts:
+            records = [record for _, record in read_results(args.paths)]
+            paths, count = write_fronts(records, args.out_dir, args.name), len(records)
+        else:
+            runs = load_runs(args.paths)
+            paths, count = write_comparison(runs, args.out_dir, args.name), len(runs)
     except (FileNotFoundError, ValueError) as error:  # NoResultsError is one
         print(f"fedsynth-compare: {error}", file=sys.stderr)
         return 2
-    paths = write_comparison(runs, args.out_dir, args.name)
-    print(f"{len(runs)} runs")
+    print(f"{count} runs")
     print(paths["markdown"].read_text(encoding="utf-8"))
     for kind, path in paths.items():
         print(f"{kind}: {path}")

@@ -76,3 +76,39 @@ def test_knobs_without_effect_make_one_setting() -> None:
     points = front_points(runs)
     assert sorted(points["setting"]) == ["fairness=covariance rho=10.0", "rho=0.0"]
     assert list(points["seeds"]) == [1, 1]
+
+
+def test_fedsynth_compare_draws_the_fronts(tmp_path) -> None:
+    import json
+
+    from fedsynth.comparison import main
+
+    runs = [record("single_shot", 0.88, 0.015, seed=s, rho_o=10.0, fairness="dp_gap", fairness_temperature=0.1) for s in (0, 1)]
+    runs += [record("fedavg", 0.90, 0.10, seed=s) for s in (0, 1)]
+    for index, run in enumerate(runs):
+        folder = tmp_path / "runs" / str(index)
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps(run))
+    assert main(["--fronts", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out"), "--name", "fronts"]) == 0
+    table = (tmp_path / "out" / "fronts.md").read_text(encoding="utf-8")
+    assert "| single_shot | 88.00 ± 0.00 (\\|SPD\\| 0.015; fairness=dp_gap fairness_temperature=0.1 rho_o=10.0) |" in table
+    assert (tmp_path / "out" / "fronts.png").stat().st_size > 10_000
+    assert (tmp_path / "out" / "fronts.csv").read_text().count("\n") == 1 + 2
+
+
+def test_comparison_labels_and_statistics_of_the_new_settings() -> None:
+    from fedsynth.federated.experiment import compose_experiment
+    from fedsynth.reporting.results import client_statistics, method_setting
+
+    def setting(*overrides: str) -> str:
+        return method_setting({"dataset": "law_school_race", "seed": 0, "config": compose_experiment(list(overrides))})
+
+    assert setting("method.synthetic_size=800") == "single_shot ρ_o=10 N_s=small k_max=1000"  # the paper's, unchanged
+    assert (setting("method.synthetic_size=800", "method.fairness=dp_gap", "method.fairness_temperature=0.1", "method.server_rho=10")
+            == "single_shot dp_gap τ=0.1 ρ_o=10 server_rho=10 N_s=small k_max=1000")
+    assert setting("method=centralized", "method.variant=fair", "method.fairness=eo_covariance") == "centralized fair eo_covariance ρ=10"
+    assert setting("method=fair_fate") == "fair_fate λ0=0.5 β0=0.9 R=20"
+    info = {"client_statistics": ["metrics.num-examples"], "rounds": 20, "server_privileges": ["validation rows (x, s, y): 96"]}
+    assert client_statistics({"method": "fair_fate", "info": info, "config": {}}) == (
+        "num-examples (every round, 20×); server holds validation rows (x, s, y): 96"
+    )

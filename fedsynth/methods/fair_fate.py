@@ -20,7 +20,8 @@ on the rest). In round t, with Δ_k = θ_k − θ^t and the FedAvg step Δ_avg =
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from fedsynth.metrics import evaluation_counts, metrics_from_counts
 FAIRNESS_METRICS = ("spd", "eod")
 
 
+@dataclass(kw_only=True, eq=False)
 class FairFate(FedAvg):
     """FAIR-FATE over FedAvg's rounds (see the module docstring for the update).
 
@@ -45,50 +47,38 @@ class FairFate(FedAvg):
         validation_fraction: share of every client's training rows held out for the server.
         dataset, partition, data_dir: the experiment's dataset config, partition settings and data
             folder, from which the server draws the held-out rows (the harness's privilege).
-        **kwargs: FedAvg's arguments (rounds, local_epochs, lr, batch_size, lambda_theta,
-            fit_intercept, seed, min_clients).
+        **FedAvg's arguments** (rounds, local_epochs, lr, batch_size, lambda_theta, fit_intercept,
+            seed, min_clients).
     """
 
     name = "fair_fate"
+    lambda0: float = 0.5
+    lambda_growth: float = 0.05
+    max_lambda: float = 1.0
+    beta0: float = 0.9
+    fairness_metric: str = "spd"
+    validation_fraction: float = 0.1
+    dataset: Optional[dict] = None
+    partition: Optional[dict] = None
+    data_dir: Optional[str] = None
+    _validation: Optional[TabularData] = field(default=None, init=False, repr=False)
+    _momentum: Optional[np.ndarray] = field(default=None, init=False, repr=False)
+    _history: list[dict[str, Any]] = field(default_factory=list, init=False, repr=False)
 
-    def __init__(
-        self,
-        *,
-        lambda0: float = 0.5,
-        lambda_growth: float = 0.05,
-        max_lambda: float = 1.0,
-        beta0: float = 0.9,
-        fairness_metric: str = "spd",
-        validation_fraction: float = 0.1,
-        dataset: Mapping[str, Any] | None = None,
-        partition: Mapping[str, Any] | None = None,
-        data_dir: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        for key, value in (("lambda0", lambda0), ("lambda_growth", lambda_growth)):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("lambda0", "lambda_growth"):
+            value = getattr(self, key)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{key} must be a finite number >= 0, got {value}")
-        if not 0 <= max_lambda <= 1:
-            raise ValueError(f"max_lambda must be in [0, 1], got {max_lambda}")
-        if not 0 <= beta0 < 1:
-            raise ValueError(f"beta0 must be in [0, 1), got {beta0}")
-        if fairness_metric not in FAIRNESS_METRICS:
-            raise ValueError(f"fairness_metric must be one of {FAIRNESS_METRICS}, got {fairness_metric!r}")
-        if lambda0 > 0 and not validation_fraction > 0:
+        if not 0 <= self.max_lambda <= 1:
+            raise ValueError(f"max_lambda must be in [0, 1], got {self.max_lambda}")
+        if not 0 <= self.beta0 < 1:
+            raise ValueError(f"beta0 must be in [0, 1), got {self.beta0}")
+        if self.fairness_metric not in FAIRNESS_METRICS:
+            raise ValueError(f"fairness_metric must be one of {FAIRNESS_METRICS}, got {self.fairness_metric!r}")
+        if self.lambda0 > 0 and not self.validation_fraction > 0:
             raise ValueError("fair_fate with lambda0 > 0 needs validation_fraction > 0 (the server's validation set)")
-        self.lambda0 = float(lambda0)
-        self.lambda_growth = float(lambda_growth)
-        self.max_lambda = float(max_lambda)
-        self.beta0 = float(beta0)
-        self.fairness_metric = fairness_metric
-        self.validation_fraction = float(validation_fraction)
-        self.dataset = dict(dataset) if dataset is not None else None
-        self.partition = dict(partition) if partition is not None else None
-        self.data_dir = data_dir
-        self._validation: TabularData | None = None
-        self._momentum: np.ndarray | None = None
-        self._history: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ server
     def server_validation_set(self) -> TabularData:

@@ -26,11 +26,12 @@ PAYLOAD = {
     "single_shot": "synthetic rows (x̂, ŝ, ŷ)",
     "fedavg": "local model θ_k, every round",
     "fairfed": "local model θ_k, every round",
+    "fair_fate": "local model θ_k, every round",
     "local": "nothing",
 }
 """What each method's clients send as their payload (by the method's definition)."""
 
-METHOD_ORDER = ("centralized", "single_shot", "fedavg", "fairfed", "local")
+METHOD_ORDER = ("centralized", "single_shot", "fedavg", "fairfed", "fair_fate", "local")
 
 CSV_COLUMNS = (
     *COMPARISON_COLUMNS, "method", "runs", "seeds",

@@ -9,7 +9,8 @@ Plain functions on ``results.json`` records (as the ``fedsynth`` command writes 
 * :func:`best_accuracy_at`: the best mean accuracy each method reaches at mean |SPD| ≤ a bound;
 * :func:`fronts_markdown`: that table for |SPD| ≤ 0.02 / 0.05;
 * :func:`plot_fronts`: accuracy–|SPD| and accuracy–|EOD| per dataset × split, one colour per
-  method, non-dominated points joined, the paper's points marked.
+  method, non-dominated points joined, the paper's points marked;
+* :func:`write_fronts`: the three files, as ``fedsynth-compare --fronts`` writes them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from fedsynth.reporting.paper import DATASET_TITLES, TABLE2
+from fedsynth.reporting.results import dataset_name, method_name, split_label
 
 FRONT_KNOBS: dict[str, tuple[str, ...]] = {
     "single_shot": ("fairness", "fairness_temperature", "rho_o", "server_rho", "synthetic_labels", "label_epsilon", "synthetic_size", "k_max"),
@@ -50,8 +52,8 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e3
 def method_family(record: dict[str, Any]) -> str:
     """The method a run belongs to on the fronts: its ``method`` name, with centralized
     ExponentiatedGradient apart from centralized ℓ_r + ρ/2·F² (plain is its ρ = 0 point)."""
-    method = (record.get("config") or {}).get("method") or {}
-    name = str(record.get("method") or method.get("name", ""))
+    method = record["config"].get("method") or {}
+    name = method_name(record)
     if name == "centralized" and method.get("variant") == "exponentiated_gradient":
         return "centralized EG"
     return name
@@ -60,8 +62,7 @@ def method_family(record: dict[str, Any]) -> str:
 def front_row(record: dict[str, Any]) -> dict[str, Any]:
     """One run as a row of the fronts: ``dataset``, ``split``, ``method``, ``setting`` (its knobs,
     :data:`FRONT_KNOBS`, as ``key=value`` text), ``seed``, ``accuracy``, ``abs_spd``, ``abs_eod``."""
-    config = record.get("config") or {}
-    method = config.get("method") or {}
+    method = record["config"].get("method") or {}
     family = method_family(record)
     knobs = dict(method)
     if family == "centralized" and method.get("variant") == "plain":
@@ -74,16 +75,12 @@ def front_row(record: dict[str, Any]) -> dict[str, Any]:
         knobs.pop("fairness", None)  # no penalty: the measure plays no part
         knobs.pop("fairness_temperature", None)
     setting = " ".join(f"{key}={knobs[key]}" for key in FRONT_KNOBS.get(family, ()) if key in knobs)
-    partition = config.get("partition") or {}
-    split = partition.get("scheme", "iid")
-    if split == "dirichlet":
-        split = f"dirichlet α={partition.get('dirichlet_alpha')}"
     return {
-        "dataset": record.get("dataset") or (config.get("dataset") or {}).get("name"),
-        "split": split,
+        "dataset": dataset_name(record),
+        "split": split_label(record),
         "method": family,
         "setting": setting,
-        "seed": int(record.get("seed", config.get("seed", 0))),
+        "seed": int(record.get("seed", record["config"].get("seed", 0))),
         "accuracy": float(record["accuracy"]),
         "abs_spd": abs(float(record["spd"])),
         "abs_eod": abs(float(record["eod"])),
@@ -160,6 +157,19 @@ def fronts_markdown(points: pd.DataFrame, bounds: Sequence[float] = BOUNDS) -> s
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def write_fronts(records: Sequence[dict[str, Any]], out_dir: Path, name: str = "fronts") -> dict[str, Path]:
+    """Write ``<name>.md`` (:func:`fronts_markdown`), ``<name>.csv`` (the points of
+    :func:`front_points`) and ``<name>.png`` (:func:`plot_fronts`) into ``out_dir``; return their
+    paths by kind (``markdown``, ``csv``, ``plot``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    points = front_points(records)
+    markdown = out_dir / f"{name}.md"
+    markdown.write_text(fronts_markdown(points), encoding="utf-8")
+    csv = out_dir / f"{name}.csv"
+    points.to_csv(csv, index=False)
+    return {"markdown": markdown, "csv": csv, "plot": plot_fronts(points, out_dir / f"{name}.png")}
 
 
 def _paper_points(dataset: str, split: str) -> list[tuple[str, float, float]]:

@@ -147,17 +147,30 @@ def method_setting(record: dict[str, Any]) -> str:
     if name == "single_shot":
         label, kind = synthetic_size(record)
         size = "small" if kind == "small" else label  # the paper's N^train,small (Table 1)
-        return f"single_shot ρ_o={method['rho_o']:g} N_s={size} k_max={method['k_max']}"
+        server = f" server_rho={method['server_rho']:g}" if method.get("server_rho", 0) else ""
+        return f"single_shot{_measure(method)} ρ_o={method['rho_o']:g}{server} N_s={size} k_max={method['k_max']}"
     if name in ("fedavg", "fairfed"):
         beta = f" β={method['beta']:g}" if name == "fairfed" else ""
         return f"{name}{beta} R={method['rounds']}"
+    if name == "fair_fate":
+        return f"fair_fate λ0={method['lambda0']:g} β0={method['beta0']:g} R={method['rounds']}"
     if name in ("centralized", "local"):
         variant = method.get("variant", "plain")
         if variant == "fair":
-            return f"{name} fair ρ={method['rho']:g}"
+            return f"{name} fair{_measure(method)} ρ={method['rho']:g}"
         if variant == "exponentiated_gradient":
             return f"{name} EG ε={method['eg_eps']:g}"
     return str(name)
+
+
+def _measure(method: dict[str, Any]) -> str:
+    """`` <measure>`` (with `` τ=<τ>`` for the gap measures) unless it is the paper's covariance."""
+    fairness = method.get("fairness", "covariance")
+    if fairness == "covariance":
+        return ""
+    if fairness in ("dp_gap", "eo_gap"):
+        return f" {fairness} τ={method.get('fairness_temperature', 1.0):g}"
+    return f" {fairness}"
 
 
 def protocol_bytes(record: dict[str, Any]) -> tuple[int, int, str]:
@@ -173,15 +186,16 @@ def protocol_bytes(record: dict[str, Any]) -> tuple[int, int, str]:
 
 def client_statistics(record: dict[str, Any]) -> str:
     """The statistics that left the clients besides the payload, as the method recorded them
-    (``info.client_statistics``)."""
+    (``info.client_statistics``), and what the server holds besides them
+    (``info.server_privileges``, e.g. FAIR-FATE's validation rows)."""
     info = record.get("info") or {}
     if "client_statistics" not in info:
         return "none‡" if method_name(record) == "single_shot" else "not recorded"
     names = [name.split(".", 1)[-1] for name in info["client_statistics"]]
-    if not names:
-        return "none"
     rounds = info.get("rounds")
-    return ", ".join(names) + (f" (every round, {rounds}×)" if rounds and rounds > 1 else "")
+    text = ", ".join(names) + (f" (every round, {rounds}×)" if names and rounds and rounds > 1 else "") or "none"
+    privileges = info.get("server_privileges") or []
+    return text + "".join(f"; server holds {privilege}" for privilege in privileges)
 
 
 def client_mean(record: dict[str, Any], key: str) -> float:
