@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from flwr.app import MetricRecord, RecordDict
 
 from fedsynth.comparison import main as compare_main
 from fedsynth.reporting.collect import load_runs
@@ -22,7 +23,7 @@ from fedsynth.federated.messages import payload_to_record, record_nbytes
 from fedsynth.methods import ClientFailure, Payload, build_method
 from fedsynth.data.types import TabularData
 from fedsynth.methods._baselines import fit_linear_model, local_sgd
-from fedsynth.methods.replies import StatisticsLedger
+from fedsynth.federated.ledger import HARNESS_SECTION, StatisticsLedger
 from fedsynth.methods.centralized import mixture_counts, pack_mixture, unpack_mixture
 from fedsynth.methods.fairfed import FairFed
 from fedsynth.metrics import evaluate_model, evaluation_counts, metrics_from_counts, sum_counts
@@ -288,17 +289,24 @@ def test_local_exchanges_nothing_and_evaluates_each_clients_own_model(local_run)
 def test_statistics_ledger_records_everything_but_the_payload() -> None:
     ledger = StatisticsLedger(["theta"])
     ledger.record(
-        {
-            1: Payload(arrays={"theta": np.zeros(3), "counts": np.zeros(4)}, metrics={"n": 1.0}),
-            2: Payload(config={"note": "x"}),  # invalid for the method, but it left the client
-            3: ClientFailure(3, "crashed"),
-        }
+        [
+            payload_to_record(Payload(arrays={"theta": np.zeros(3), "counts": np.zeros(4)}, metrics={"n": 1.0})),
+            payload_to_record(Payload(config={"note": "x"})),  # invalid for the method, but it left the client
+            RecordDict({"extra": MetricRecord({"n": 2.0})}),  # a record beyond the schema is recorded too
+        ]
+    )
+    ledger.record(  # the harness's evaluation replies, in their own section
+        [RecordDict({"metrics": MetricRecord({"n": 5.0}), "harness": MetricRecord({"compute_s.train": 1.0})})],
+        HARNESS_SECTION,
     )
     assert ledger.info() == {
-        "client_statistics": ["arrays.counts", "config.note", "metrics.n"],
-        "client_statistic_values": 6,
+        "client_statistics": ["arrays.counts", "config.note", "extra.n", "metrics.n"],
+        "client_statistic_values": 7,
         "client_arrays": ["theta"],
-        "client_messages": 2,
+        "client_messages": 3,
+        "harness_statistics": ["harness.compute_s.train", "metrics.n"],
+        "harness_statistic_values": 2,
+        "harness_messages": 1,
     }
 
 

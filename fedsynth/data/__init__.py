@@ -10,6 +10,8 @@ from fedsynth.data.spec import DatasetSpec, FeatureSpec, LabelSpec, SensitiveSpe
 from fedsynth.data.synthetic import generate_synthetic
 from fedsynth.data.tables import (
     DATA_DIR_ENV,
+    check_readable_file,
+    encoded_feature_names,
     file_sha256,
     load_csv,
     load_dataset,
@@ -28,6 +30,8 @@ __all__ = [
     "SensitiveSpec",
     "SyntheticSpec",
     "TabularData",
+    "check_readable_file",
+    "encoded_feature_names",
     "file_sha256",
     "generate_synthetic",
     "hold_out",

@@ -6,8 +6,10 @@ file, the column and the problem, so no pandas traceback reaches the user.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,9 @@ from fedsynth.data.synthetic import generate_synthetic
 from fedsynth.data.types import TabularData
 
 DATA_DIR_ENV = "FEDSYNTH_DATA_DIR"
+MAX_ABS_ENCODED = 1e6
+"""The largest |value| an encoded feature may take: beyond it the logistic model's arithmetic
+loses all precision (and the server's default ``federation.max_abs_x`` would reject the rows)."""
 
 
 def load_dataset(spec: DatasetSpec, data_dir: str | Path | None = None) -> TabularData:
@@ -56,9 +61,56 @@ def resolve_data_file(spec: DatasetSpec, data_dir: str | Path | None = None) -> 
                 "(or give an absolute dataset.file)"
             )
         file = Path(base).expanduser() / file
-    if not file.is_file():
-        raise DataError(f"data file not found: {file} (dataset {spec.name!r})")
+    check_readable_file(file, f"dataset {spec.name!r}")
     return file
+
+
+def check_readable_file(path: Path, owner: str) -> None:
+    """Raise :class:`DataError` unless ``path`` is an existing, regular, readable file (checked
+    without opening anything else: a FIFO or device is never opened). ``owner`` says whose file
+    it is in the message, e.g. ``"dataset 'csv'"``."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"data file not found: {path} ({owner}); check dataset.file and FEDSYNTH_DATA_DIR") from None
+    except OSError as error:
+        raise DataError(f"cannot access data file {path} ({owner}): {error.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise DataError(f"data file {path} ({owner}) is a directory; set dataset.file to a CSV file in it")
+    if not stat.S_ISREG(mode):
+        raise DataError(f"data file {path} ({owner}) is not a regular file (a FIFO, socket or device); give a CSV file")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"data file {path} ({owner}) is not readable by this user; fix its permissions")
+
+
+def read_header(path: Path) -> list[str]:
+    """The column names of a CSV file's first line; raise :class:`DataError` if the file is not
+    UTF-8 text, has no header, or names a column twice (pandas would silently rename it)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), None)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a UTF-8 text CSV file (is it binary or another encoding?)") from None
+    except csv.Error as error:
+        raise DataError(f"{path}: cannot parse the header as CSV: {error}") from None
+    if not header:
+        raise DataError(f"{path}: the file is empty (no header row)")
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise DataError(f"{path}: column name(s) {duplicates} appear more than once in the header; rename them")
+    return header
+
+
+def encoded_feature_names(spec: DatasetSpec, data_dir: str | Path | None = None) -> tuple[str, ...]:
+    """Names of the columns of ``x`` a spec produces: ``x1..xd`` for the synthetic table, the
+    encoded feature names for a table spec with ``features``; with ``features: null``, every
+    header column of the file but the label and sensitive ones (the file is read for its header)."""
+    if spec.kind == SYNTHETIC:
+        return tuple(f"x{j + 1}" for j in range(spec.generator.num_features))
+    if spec.features is not None:
+        return tuple(name for feature in spec.features for name in feature.encoded_names)
+    header = read_header(resolve_data_file(spec, data_dir))
+    return tuple(name for name in header if name not in (spec.label.column, spec.sensitive.column))
 
 
 def file_sha256(path: str | Path) -> str:
@@ -111,8 +163,8 @@ def load_csv(spec: DatasetSpec, path: str | Path) -> TabularData:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     """Read a CSV file, turning every read or parse failure into a DataError."""
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
+    check_readable_file(path, "this node's data file")
+    read_header(path)
     try:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
@@ -212,4 +264,11 @@ def _encode_feature(path: Path, column: pd.Series, feature: FeatureSpec) -> np.n
                 f"{path}: numeric column {column.name!r} has infinite values in "
                 f"{_first_rows(infinite)}"
             )
-    return ((raw - feature.center) / feature.scale)[:, None]
+    encoded = (raw - feature.center) / feature.scale
+    beyond = ~(np.abs(encoded) <= MAX_ABS_ENCODED)
+    if beyond.any():
+        raise DataError(
+            f"{path}: column {column.name!r} encodes to values beyond ±{MAX_ABS_ENCODED:g} in "
+            f"{_first_rows(beyond)}; give the feature a center and scale (scripts/compute_encoding.py)"
+        )
+    return encoded[:, None]

@@ -10,25 +10,31 @@ starts Ray, and the ServerApp's own imports then overlap Ray's start instead of 
 
 from __future__ import annotations
 
-from flwr.app import Context, Message
+from flwr.app import Context, Error, Message
 from flwr.clientapp import ClientApp
-
-from fedsynth.federated.experiment import experiment_from_run_config
 
 app = ClientApp()
 
 
-def _answer(message: Message, context: Context) -> Message:
-    """Reply to one message with the method's answer; exceptions become Flower error replies."""
-    from fedsynth.federated.client_logic import handle_client_message  # see the module docstring
+CLIENT_ERROR_CODE = 1001
+"""The Flower error code of a fedsynth client's error reply (its reason: category and fixed text)."""
 
-    content = handle_client_message(
-        message.metadata.message_type,
-        message.content,
-        experiment_from_run_config(context.run_config),
-        context.node_config,
-        context.state,
-    )
+
+def _answer(message: Message, context: Context) -> Message:
+    """Reply to one message with the method's answer; a failure becomes an error reply that
+    carries its category only (the details go to this node's log)."""
+    from fedsynth.federated.client_logic import ClientError, answer_message  # see the module docstring
+
+    try:
+        content = answer_message(
+            message.metadata.message_type,
+            message.content,
+            context.run_config,
+            context.node_config,
+            context.state,
+        )
+    except ClientError as error:
+        return Message(Error(code=CLIENT_ERROR_CODE, reason=str(error)), reply_to=message)
     return Message(content, reply_to=message)
 
 

@@ -16,14 +16,16 @@ Where a node's data comes from (its ``node_config``):
 from __future__ import annotations
 
 import time
-from logging import INFO
+import traceback
+from logging import ERROR, INFO
 from typing import Any, Mapping
 
 from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
 from flwr.common.logger import log
 
-from fedsynth.data import DatasetSpec, load_csv, load_partition, split_train_test
+from fedsynth.data import DataError, DatasetSpec, load_csv, load_partition, split_train_test
 from fedsynth.data.types import ClientPartition
+from fedsynth.federated.experiment import experiment_from_run_config
 from fedsynth.federated.messages import HARNESS, payload_from_record, payload_to_record
 from fedsynth.methods import build_method
 
@@ -32,6 +34,55 @@ EVALUATE = "evaluate"
 
 STATE_METHOD = "fedsynth.method-state"
 STATE_COMPUTE = "fedsynth.compute-s"
+
+ERROR_CATEGORIES = {
+    "data": "the node's data does not fit the experiment's dataset spec or split",
+    "config": "the node cannot use the experiment's configuration",
+    "numerics": "the client's computation became non-finite",
+    "resources": "the node ran out of memory",
+    "internal": "the client failed",
+}
+"""What a client's error reply says: a category and its fixed message. The exception's own text
+(which may hold data values, sizes or paths) goes only to the client's log."""
+
+
+class ClientError(Exception):
+    """A client's failure as the server may see it: ``"<category>: <fixed message>"``."""
+
+    def __init__(self, category: str) -> None:
+        super().__init__(f"{category}: {ERROR_CATEGORIES[category]} (details in the client's log)")
+        self.category = category
+
+
+def error_category(error: BaseException) -> str:
+    """The :data:`ERROR_CATEGORIES` key of an exception raised while answering a message."""
+    if isinstance(error, DataError):
+        return "data"
+    if isinstance(error, FloatingPointError):
+        return "numerics"
+    if isinstance(error, MemoryError):
+        return "resources"
+    if isinstance(error, (ValueError, KeyError, TypeError)):
+        return "config"
+    return "internal"
+
+
+def answer_message(
+    action: str,
+    content: RecordDict,
+    run_config: Mapping[str, Any],
+    node_config: Mapping[str, Any],
+    state: RecordDict,
+) -> RecordDict:
+    """:func:`handle_client_message` for the experiment of Flower's ``run_config``, with any
+    failure logged in full on this node and raised as a :class:`ClientError` that carries only
+    its category."""
+    try:
+        experiment = experiment_from_run_config(run_config)
+        return handle_client_message(action, content, experiment, node_config, state)
+    except Exception as error:  # every failure: the server gets its category only
+        log(ERROR, "client failed on %r: %s", action, "".join(traceback.format_exception(error)).rstrip())
+        raise ClientError(error_category(error)) from None
 
 
 def load_client_data(experiment: Mapping[str, Any], node_config: Mapping[str, Any]) -> ClientPartition:
@@ -101,9 +152,7 @@ def handle_client_message(
     if action != EVALUATE:
         return record
     if experiment["federation"]["report_metrics"]:
-        record[HARNESS] = MetricRecord(
-            {"client_id": data.client_id, **{f"compute_s.{key}": value for key, value in compute.items()}}
-        )
+        record[HARNESS] = MetricRecord({f"compute_s.{key}": value for key, value in compute.items()})
         return record
     log(INFO, "client %d: evaluation of θ on its test data: %s", data.client_id, reply.metrics)
     return RecordDict()

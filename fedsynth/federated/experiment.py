@@ -3,7 +3,8 @@
 An *experiment* is the plain-dict form of the resolved Hydra config, restricted to
 :data:`EXPERIMENT_KEYS`: ``dataset`` (a ``conf/dataset`` mapping), ``method`` (a ``conf/method``
 mapping with ``_target_``), ``seed``, ``partition`` (``scheme``, ``test_fraction``,
-``dirichlet_alpha``), ``federation`` (``min_clients``, ``timeout_s``, ``report_metrics``),
+``dirichlet_alpha``), ``federation`` (``min_clients``, ``timeout_s``, ``report_metrics``,
+``max_abs_x``, ``max_test_rows``),
 ``model`` and, optionally, ``data_dir``.
 
 Flower's run config (``[tool.flwr.app.config]``) holds only flat scalars and rejects override keys
@@ -37,7 +38,7 @@ REQUIRED_KEYS = {
     "dataset": ("num_clients",),
     "method": ("_target_",),
     "partition": ("scheme", "test_fraction", "dirichlet_alpha"),
-    "federation": ("min_clients", "timeout_s", "report_metrics"),
+    "federation": ("min_clients", "timeout_s", "report_metrics", "max_abs_x", "max_test_rows"),
 }
 
 RUN_CONFIG_DEFAULTS = {"experiment": "", "overrides": "", "results-path": ""}

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Mapping
 import torch
 from flwr.app import RecordDict
 
-from fedsynth.federated.client_logic import handle_client_message
+from fedsynth.federated.client_logic import answer_message
 from fedsynth.federated.experiment import experiment_from_run_config, run_config_for
 from fedsynth.federated.messages import decode, encode
 from fedsynth.federated.outcome import RunOutcome
@@ -48,7 +48,8 @@ class InProcessEngine:
 
 
 class InProcessTransport:
-    """Direct calls to :func:`handle_client_message`, one thread per node and message."""
+    """Direct calls to :func:`~fedsynth.federated.client_logic.answer_message`, one thread per
+    node and message."""
 
     def __init__(self, run_config: Mapping[str, str]) -> None:
         self._run_config = dict(run_config)
@@ -80,7 +81,7 @@ class InProcessTransport:
                 replies[node] = ClientFailure(node, f"no reply within {timeout:g} s")
             elif future.exception() is not None:
                 error = future.exception()
-                replies[node] = ClientFailure(node, f"crashed: {type(error).__name__}: {error}")
+                replies[node] = ClientFailure(node, f"crashed: {error}")
             else:
                 replies[node] = decode(future.result())
         return replies
@@ -88,10 +89,10 @@ class InProcessTransport:
     def _deliver(self, node: int, action: str, data: bytes) -> bytes:
         """One node answers one message; a node handles its messages one at a time."""
         with self._locks[node]:
-            reply = handle_client_message(
+            reply = answer_message(
                 action,
                 decode(data),
-                experiment_from_run_config(self._run_config),
+                self._run_config,
                 self._node_configs[node],
                 self._states[node],
             )

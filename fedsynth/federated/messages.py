@@ -39,8 +39,24 @@ def payload_to_record(payload: Payload) -> RecordDict:
     return record
 
 
-def payload_from_record(record: RecordDict) -> Payload:
-    """Unpack the payload records of a ``RecordDict``; other records (``"harness"``) are ignored."""
+RECORD_TYPES = {ARRAYS: ArrayRecord, CONFIG: ConfigRecord, METRICS: MetricRecord, HARNESS: MetricRecord}
+
+
+def check_records(record: RecordDict, allowed: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` if ``record`` holds a record not named in ``allowed``, or one of the
+    wrong type (the server accepts nothing beyond its message schema)."""
+    extra = sorted(set(record) - set(allowed))
+    if extra:
+        raise ValueError(f"unexpected record(s) {extra}; a reply may hold only {list(allowed)}")
+    for name, item in record.items():
+        if not isinstance(item, RECORD_TYPES[name]):
+            raise ValueError(f"record {name!r} must be a {RECORD_TYPES[name].__name__}, got {type(item).__name__}")
+
+
+def payload_from_record(record: RecordDict, extra_records: tuple[str, ...] = ()) -> Payload:
+    """Unpack the payload records of a ``RecordDict``; raise ``ValueError`` on any record other
+    than the payload's and ``extra_records`` (see :func:`check_records`)."""
+    check_records(record, PAYLOAD_RECORDS + extra_records)
     payload = Payload()
     if ARRAYS in record:
         payload.arrays = {name: array.numpy() for name, array in record.array_records[ARRAYS].items()}

@@ -53,7 +53,12 @@ class GridTransport:
     def exchange(
         self, action: str, contents: Mapping[int, RecordDict], timeout: float
     ) -> dict[int, RecordDict | ClientFailure]:
-        """Send one message per node and collect the replies that arrive within ``timeout``."""
+        """Send one message per node and collect the replies that arrive within ``timeout``.
+
+        A reply is filed under the node its message was addressed to (found by the id of the
+        message it answers), never under its sender: an error reply the SuperLink writes for a
+        lost node comes from the SuperLink's own id. Replies to no message of this exchange are
+        dropped."""
         from fedsynth.methods import ClientFailure  # see the module docstring
 
         self._exchanges += 1
@@ -62,8 +67,12 @@ class GridTransport:
             for node, content in contents.items()
         ]
         replies: dict[int, RecordDict | ClientFailure] = {}
-        for reply in self._grid.send_and_receive(messages, timeout=timeout):
-            node = reply.metadata.src_node_id
+        received = list(self._grid.send_and_receive(messages, timeout=timeout))
+        addressed = {message.metadata.message_id: message.metadata.dst_node_id for message in messages}
+        for reply in received:
+            node = addressed.get(reply.metadata.reply_to_message_id)
+            if node is None or node in replies:
+                continue
             replies[node] = (
                 ClientFailure(node, f"crashed: {error_summary(reply.error.reason)}")
                 if reply.has_error()

@@ -17,17 +17,13 @@ import numpy as np
 from flwr.app import RecordDict
 
 from fedsynth.federated.client_logic import EVALUATE
-from fedsynth.federated.messages import (
-    HARNESS,
-    payload_from_record,
-    payload_to_record,
-    record_nbytes,
-)
+from fedsynth.federated.ledger import HARNESS_SECTION, PROTOCOL, StatisticsLedger, records_of
+from fedsynth.federated.messages import payload_from_record, payload_to_record, record_nbytes
 from fedsynth.federated.outcome import RunOutcome
+from fedsynth.federated.validation import check_evaluation_reply, reply_schema
 from fedsynth.io import jsonable
-from fedsynth.methods import ClientFailure, Payload, build_method
+from fedsynth.methods import ClientFailure, NotEnoughClients, Payload, ReplySchema, build_method
 from fedsynth.metrics import metrics_from_counts, sum_counts
-from fedsynth.metrics.fairness import COUNT_KEYS
 
 MESSAGE_TYPES = ("train", "evaluate", "query")
 """Message types a method may send: the three categories the Flower ClientApp registers."""
@@ -50,14 +46,19 @@ class Transport(Protocol):
 class MeasuredCommunicator:
     """The method's :class:`~fedsynth.methods.base.Communicator` over a :class:`Transport`.
 
-    Converts payloads to and from ``RecordDict``, applies the default timeout
-    (``federation.timeout_s``), prefixes failure reasons with the message type, and records the
-    bytes of every message per node and per message type, and every exchange.
+    Converts payloads to and from ``RecordDict`` (a reply with any record beyond the payload's is
+    an invalid payload), applies the default timeout (``federation.timeout_s``), prefixes failure
+    reasons with the message type, records the bytes of every message per node and per message
+    type, every exchange, and every reply content in the :class:`StatisticsLedger`.
     """
 
-    def __init__(self, transport: Transport, default_timeout: float) -> None:
+    def __init__(
+        self, transport: Transport, default_timeout: float, schema: ReplySchema, ledger: StatisticsLedger
+    ) -> None:
         self._transport = transport
         self._default_timeout = default_timeout
+        self.schema = schema
+        self.ledger = ledger
         self.bytes_down: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.bytes_up: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.sends: list[dict[str, Any]] = []
@@ -67,9 +68,15 @@ class MeasuredCommunicator:
         return sorted(self._transport.nodes())
 
     def exchange(
-        self, action: str, contents: Mapping[int, RecordDict], timeout: float | None = None
+        self,
+        action: str,
+        contents: Mapping[int, RecordDict],
+        timeout: float | None = None,
+        section: str = PROTOCOL,
     ) -> dict[int, RecordDict | ClientFailure]:
-        """One measured exchange of raw contents (the harness uses it directly)."""
+        """One measured exchange of raw contents (the harness uses it directly, with ``section``
+        :data:`~fedsynth.federated.ledger.HARNESS_SECTION`). Replies from nodes that were not
+        addressed are dropped."""
         if action not in MESSAGE_TYPES:
             raise ValueError(f"message type {action!r} is not one of {MESSAGE_TYPES}")
         down = {node: record_nbytes(content) for node, content in contents.items()}
@@ -77,7 +84,9 @@ class MeasuredCommunicator:
         replies = self._transport.exchange(
             action, contents, self._default_timeout if timeout is None else timeout
         )
+        replies = {node: reply for node, reply in replies.items() if node in contents}
         seconds = time.perf_counter() - start
+        self.ledger.record(records_of(replies), section)
         up = {node: record_nbytes(reply) for node, reply in replies.items() if isinstance(reply, RecordDict)}
         for node, size in down.items():
             self.bytes_down[node][action] += size
@@ -107,21 +116,36 @@ class MeasuredCommunicator:
         replies = self.exchange(
             action, {node: payload_to_record(payload) for node, payload in payloads.items()}, timeout
         )
-        return {
-            node: reply if isinstance(reply, ClientFailure) else payload_from_record(reply)
-            for node, reply in replies.items()
-        }
+        return {node: _payload_or_failure(node, reply) for node, reply in replies.items()}
+
+
+def _payload_or_failure(node: int, reply: RecordDict | ClientFailure) -> Payload | ClientFailure:
+    """A reply's payload, or a failure if it is one or holds records beyond a payload's."""
+    if isinstance(reply, ClientFailure):
+        return reply
+    try:
+        return payload_from_record(reply)
+    except ValueError as err:
+        return ClientFailure(node, f"invalid payload: {err}")
 
 
 def run_experiment(experiment: Mapping[str, Any], transport: Transport, engine: str) -> RunOutcome:
     """Run one experiment's server side: the method's protocol, then θ to every client.
 
-    Raises whatever the method raises (e.g. ``RuntimeError`` when fewer than
-    ``federation.min_clients`` clients gave a usable reply).
+    A client's id is its rank in the server's node table (the sorted node ids when the run
+    starts), never a value a client reports. Raises
+    :class:`~fedsynth.methods.base.NotEnoughClients` when fewer than ``federation.min_clients``
+    clients gave a usable reply, or when θ is not finite.
     """
     federation = experiment["federation"]
-    comm = MeasuredCommunicator(transport, default_timeout=float(federation["timeout_s"]))
     method = build_method(experiment["method"])
+    comm = MeasuredCommunicator(
+        transport,
+        default_timeout=float(federation["timeout_s"]),
+        schema=reply_schema(experiment),
+        ledger=StatisticsLedger(method.payload_arrays),
+    )
+    node_table = {node: rank for rank, node in enumerate(comm.nodes())}
 
     start = time.perf_counter()
     result = method.run_server(comm)
@@ -129,8 +153,14 @@ def run_experiment(experiment: Mapping[str, Any], transport: Transport, engine: 
     round_trips = len(comm.sends)
 
     theta = np.asarray(result.theta, dtype=np.float64)
+    if not np.isfinite(theta).all():
+        raise NotEnoughClients(f"method {method.name!r} produced a non-finite θ; nothing is sent to the clients")
     nodes = comm.nodes()
-    replies = comm.exchange(EVALUATE, {node: payload_to_record(Payload(arrays={"theta": theta})) for node in nodes})
+    replies = comm.exchange(
+        EVALUATE,
+        {node: payload_to_record(Payload(arrays={"theta": theta})) for node in nodes},
+        section=HARNESS_SECTION,
+    )
     server_s = time.perf_counter() - start
 
     failures = list(result.failures)
@@ -138,15 +168,24 @@ def run_experiment(experiment: Mapping[str, Any], transport: Transport, engine: 
     for node, reply in replies.items():
         if isinstance(reply, ClientFailure):
             failures.append(reply)
-        elif federation["report_metrics"]:
-            reported = payload_from_record(reply).metrics
-            missing = [key for key in COUNT_KEYS if key not in reported]
-            if HARNESS not in reply or missing:
-                failures.append(ClientFailure(node, f"{EVALUATE}: incomplete report (lacks {missing or 'harness record'})"))
-                continue
-            reports[node] = {"harness": dict(reply.metric_records[HARNESS]), "reported": reported}
+            continue
+        try:
+            counts, extras, compute = check_evaluation_reply(
+                reply,
+                report_metrics=bool(federation["report_metrics"]),
+                extra_metrics=method.evaluation_metrics,
+                max_test_rows=int(federation["max_test_rows"]),
+            )
+        except ValueError as err:
+            failures.append(ClientFailure(node, f"{EVALUATE}: invalid report: {err}"))
+            continue
+        if federation["report_metrics"]:
+            reports[node] = {"counts": counts, "extras": extras, "compute_s": compute}
 
-    clients = [_client_entry(node, reports.get(node), comm) for node in sorted(set(nodes) | set(comm.bytes_down))]
+    clients = [
+        _client_entry(node, node_table.get(node), reports.get(node), comm)
+        for node in sorted(set(nodes) | set(comm.bytes_down))
+    ]
     clients.sort(key=lambda c: (c["client_id"] is None, c["client_id"] or 0, c["node"]))
     # Clients work in parallel and report seconds per message type: the slowest client of each
     # type, plus the server's own work between exchanges, is the run's critical path.
@@ -157,7 +196,7 @@ def run_experiment(experiment: Mapping[str, Any], transport: Transport, engine: 
     return RunOutcome(
         engine=engine,
         theta=theta.tolist(),
-        metrics=metrics_from_counts(sum_counts([r["reported"] for r in reports.values()])) if reports else {},
+        metrics=metrics_from_counts(sum_counts([r["counts"] for r in reports.values()])) if reports else {},
         clients=clients,
         failures=[{"node": f.node, "reason": f.reason} for f in sorted(failures, key=lambda f: f.node)],
         sends=comm.sends,
@@ -170,24 +209,23 @@ def run_experiment(experiment: Mapping[str, Any], transport: Transport, engine: 
             "evaluate_s": server_s - method_s,
             "compute_s": compute_s,
         },
-        info=jsonable(result.info),
+        info=jsonable({**result.info, **comm.ledger.info()}),
     )
 
 
-def _client_entry(node: int, report: dict[str, Any] | None, comm: MeasuredCommunicator) -> dict[str, Any]:
-    """One node's line of :attr:`RunOutcome.clients`: its own metrics from its counts, plus any
-    other value it reported (e.g. privacy measures), its traffic and its compute time."""
-    harness = report["harness"] if report else {}
-    reported = report["reported"] if report else {}
-    counts = {key: reported[key] for key in COUNT_KEYS if key in reported}  # all or none
-    extra = {key: value for key, value in reported.items() if key not in COUNT_KEYS}
-    prefix = "compute_s."
+def _client_entry(
+    node: int, client_id: int | None, report: dict[str, Any] | None, comm: MeasuredCommunicator
+) -> dict[str, Any]:
+    """One node's line of :attr:`RunOutcome.clients`: its id in the server's node table, its own
+    metrics from its validated counts plus the method's other evaluation metrics (e.g. privacy
+    measures), its traffic and its compute time."""
+    counts = report["counts"] if report else {}
     return {
         "node": node,
-        "client_id": int(harness["client_id"]) if "client_id" in harness else None,
-        "metrics": {**metrics_from_counts(counts), **extra} if report else {},
+        "client_id": client_id,
+        "metrics": {**metrics_from_counts(counts), **report["extras"]} if report else {},
         "counts": counts,
         "bytes_down": dict(comm.bytes_down.get(node, {})),
         "bytes_up": dict(comm.bytes_up.get(node, {})),
-        "compute_s": {key[len(prefix):]: value for key, value in harness.items() if key.startswith(prefix)},
+        "compute_s": report["compute_s"] if report else {},
     }

@@ -9,8 +9,11 @@ from fedsynth.methods.base import (
     ClientFailure,
     Communicator,
     FederatedMethod,
+    NotEnoughClients,
     Payload,
+    ReplySchema,
     ServerResult,
+    failure_summary,
     usable_replies,
 )
 
@@ -18,9 +21,12 @@ __all__ = [
     "ClientFailure",
     "Communicator",
     "FederatedMethod",
+    "NotEnoughClients",
     "Payload",
+    "ReplySchema",
     "ServerResult",
     "build_method",
+    "failure_summary",
     "usable_replies",
 ]
 

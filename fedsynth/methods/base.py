@@ -39,8 +39,25 @@ class ClientFailure:
     reason: str
 
 
+class NotEnoughClients(RuntimeError):
+    """Fewer than ``min_clients`` clients gave a valid reply; the message gives every reason."""
+
+
+@dataclass(frozen=True)
+class ReplySchema:
+    """What the server accepts in a client's reply, from the server's own experiment and never
+    from the replies: ``num_features`` (d, the encoded feature count of the dataset spec) and
+    ``max_abs_x`` (the largest |x̂| accepted, in encoded units, ``federation.max_abs_x``)."""
+
+    num_features: int
+    max_abs_x: float
+
+
 class Communicator(Protocol):
     """The server side's view of the federation. Engines implement it."""
+
+    schema: ReplySchema
+    """What a valid reply may hold (see :class:`ReplySchema`)."""
 
     def nodes(self) -> list[int]:
         """Identifiers of the connected client nodes, sorted."""
@@ -65,6 +82,11 @@ class FederatedMethod(abc.ABC):
     """A federated learning method: the server's protocol and the client's message handler."""
 
     name: str = "method"
+    payload_arrays: tuple[str, ...] = ()
+    """Names of the arrays that are the method's payload (the model, or data rows); every other
+    entry of a client's reply is a *client statistic* in the server's ledger."""
+    evaluation_metrics: tuple[str, ...] = ()
+    """Metric keys the client's ``evaluate`` reply may carry besides the test counts."""
 
     @abc.abstractmethod
     def run_server(self, comm: Communicator) -> ServerResult:
@@ -102,9 +124,20 @@ def usable_replies(
             continue
         valid[node] = reply
     if len(valid) < min_clients:
-        detail = "; ".join(f"node {f.node}: {f.reason}" for f in failures) or "no replies"
-        raise RuntimeError(
+        raise NotEnoughClients(
             f"only {len(valid)} of {len(replies)} clients gave a valid reply, "
-            f"min_clients={min_clients} needed ({detail})"
+            f"min_clients={min_clients} needed ({failure_summary(failures) or 'no replies'})"
         )
     return valid, failures
+
+
+def failure_summary(failures: list[ClientFailure]) -> str:
+    """Failures grouped by reason, each reason once with the nodes it hit:
+    ``"nodes 1, 2: <reason>; node 3: <reason>"``."""
+    nodes_by_reason: dict[str, list[int]] = {}
+    for failure in failures:
+        nodes_by_reason.setdefault(failure.reason, []).append(failure.node)
+    return "; ".join(
+        f"{'nodes' if len(nodes) > 1 else 'node'} {', '.join(map(str, sorted(nodes)))}: {reason}"
+        for reason, nodes in nodes_by_reason.items()
+    )

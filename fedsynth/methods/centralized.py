@@ -28,7 +28,7 @@ import numpy as np
 
 from fedsynth.data.types import ClientPartition, TabularData
 from fedsynth.methods._baselines import ExactFitMethod, model_width
-from fedsynth.methods.replies import ROW_ARRAYS, StatisticsLedger, rows_from_replies
+from fedsynth.methods.replies import ROW_ARRAYS, rows_from_replies
 from fedsynth.methods.base import Communicator, Payload, ServerResult
 from fedsynth.metrics import evaluation_counts
 from fedsynth.metrics.fairness import COUNT_KEYS
@@ -106,6 +106,7 @@ class Centralized(ExactFitMethod):
     """
 
     name = "centralized"
+    payload_arrays = ROW_ARRAYS
     variants = VARIANTS
     eg_eps: float = 0.01
     eg_max_iter: int = 50
@@ -121,13 +122,11 @@ class Centralized(ExactFitMethod):
     def run_server(self, comm: Communicator) -> ServerResult:
         """Collect every client's training rows, fit the variant on their union."""
         replies = comm.send("train", {node: Payload() for node in comm.nodes()})
-        ledger = StatisticsLedger(ROW_ARRAYS)
-        ledger.record(replies)
-        tables, failures = rows_from_replies(replies, min_clients=self.min_clients, max_rows=self.max_rows)
+        tables, failures = rows_from_replies(replies, comm.schema, min_clients=self.min_clients, rows=(1, self.max_rows))
         for failure in failures:
             log.warning("client node %s left out: %s", failure.node, failure.reason)
         pooled = TabularData.concat([tables[node] for node in sorted(tables)])
-        info: dict[str, Any] = {"variant": self.variant, "rows": {node: len(t) for node, t in tables.items()}, **ledger.info()}
+        info: dict[str, Any] = {"variant": self.variant, "rows": {node: len(t) for node, t in tables.items()}}
         if self.variant == "exponentiated_gradient":
             thetas, weights = fit_exponentiated_gradient(
                 pooled, eps=self.eg_eps, max_iter=self.eg_max_iter, C=self.eg_C, fit_intercept=self.fit_intercept

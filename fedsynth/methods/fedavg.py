@@ -26,7 +26,6 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
 from fedsynth.data.types import ClientPartition, TabularData
 from fedsynth.methods._baselines import cast_fields, local_sgd, model_width, seed_for
-from fedsynth.methods.replies import StatisticsLedger, most_common_width
 from fedsynth.methods.base import ClientFailure, Communicator, FederatedMethod, Payload, ServerResult, usable_replies
 from fedsynth.metrics import evaluation_counts
 
@@ -53,6 +52,7 @@ class FedAvg(FederatedMethod):
     """
 
     name = "fedavg"
+    payload_arrays: ClassVar[tuple[str, ...]] = (MODEL,)
     statistic_keys: ClassVar[tuple[str, ...]] = ()
     """Metrics a client sends each round besides ``num-examples`` (FairFed adds its own)."""
     rounds: int = 20
@@ -121,14 +121,12 @@ class FedAvg(FederatedMethod):
     def run_server(self, comm: Communicator) -> ServerResult:
         """R rounds: send θ, receive local models, aggregate them."""
         nodes = comm.nodes()
-        ledger = StatisticsLedger([MODEL])
+        width = comm.schema.num_features + 1 + int(self.fit_intercept)  # [x, s, (1)]
         theta: np.ndarray | None = None
         failures: list[ClientFailure] = []
         for server_round in range(1, self.rounds + 1):
             request = self.round_request(server_round, theta)
             replies = comm.send("train", {node: request for node in nodes})
-            ledger.record(replies)
-            width = len(theta) if theta is not None else most_common_width(replies, MODEL, ndim=1)
             valid, round_failures = usable_replies(
                 replies, lambda p: self.validate_update(p, width), self.min_clients
             )
@@ -138,7 +136,7 @@ class FedAvg(FederatedMethod):
             weights = self.aggregation_weights(server_round, valid)
             theta = self.global_update(server_round, theta, valid, weights)
         assert theta is not None
-        return ServerResult(theta=theta, failures=failures, info={"rounds": self.rounds, **ledger.info(), **self.round_info()})
+        return ServerResult(theta=theta, failures=failures, info={"rounds": self.rounds, **self.round_info()})
 
     # ------------------------------------------------------------------ client
     def client_statistics(self, theta: np.ndarray, train: TabularData) -> dict[str, float]:

@@ -18,7 +18,6 @@ import numpy as np
 
 from fedsynth.data.types import ClientPartition
 from fedsynth.methods._baselines import ExactFitMethod
-from fedsynth.methods.replies import StatisticsLedger
 from fedsynth.methods.base import Communicator, Payload, ServerResult
 from fedsynth.metrics import evaluation_counts
 
@@ -36,7 +35,7 @@ class Local(ExactFitMethod):
         """No exchange: the server learns nothing and has no model."""
         return ServerResult(
             theta=np.zeros(0),
-            info={"variant": self.variant, "global_model": False, **StatisticsLedger(()).info()},
+            info={"variant": self.variant, "global_model": False},
         )
 
     def handle_client(

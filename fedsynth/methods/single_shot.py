@@ -21,8 +21,9 @@ from tqdm import tqdm
 from fedsynth.core import CGConfig, InnerSolverConfig, SynthesisConfig, fit_server_model, synthesize
 from fedsynth.data.types import ClientPartition, TabularData
 from fedsynth.methods.base import Communicator, FederatedMethod, Payload, ServerResult
-from fedsynth.methods.replies import ROW_ARRAYS, StatisticsLedger, rows_from_replies
+from fedsynth.methods.replies import ROW_ARRAYS, fit_without_culprits, rows_from_replies
 from fedsynth.metrics import evaluation_counts, privacy_report
+from fedsynth.metrics.privacy import PRIVACY_KEYS
 from fedsynth.progress import PROGRESS_ENV
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class SingleShot(FederatedMethod):
     """
 
     name = "single_shot"
+    payload_arrays = ROW_ARRAYS
+    evaluation_metrics = PRIVACY_KEYS
 
     def __init__(
         self,
@@ -58,8 +61,8 @@ class SingleShot(FederatedMethod):
         server_rho: float = 0.0,
         lambda_x: float = 1e-4,
         lambda_theta: float = 1e-3,
-        synthetic_size: int | str | None = "full",
-        synthetic_labels: str = "copy",
+        synthetic_size: int | str | None = 200,
+        synthetic_labels: str = "balanced",
         label_epsilon: float = 1.0,
         init: str = "gaussian",
         k_max: int = 1000,
@@ -155,25 +158,32 @@ class SingleShot(FederatedMethod):
         (:func:`~fedsynth.methods.replies.validate_rows`), fit eq. (15) on the valid ones (with the
         fairness penalty ``server_rho`` when it is > 0)."""
         replies = comm.send("train", {node: self.synthesis_request() for node in comm.nodes()})
-        ledger = StatisticsLedger(ROW_ARRAYS)
-        ledger.record(replies)
-        tables, failures = rows_from_replies(replies, min_clients=self.min_clients, max_rows=self.max_synthetic_rows)
+        size = self.config.synthetic_size
+        rows = (size, size) if size is not None else (1, self.max_synthetic_rows)
+        tables, failures = rows_from_replies(replies, comm.schema, min_clients=self.min_clients, rows=rows)
+        theta, dropped = fit_without_culprits(tables, self._fit, self.min_clients)
+        failures += dropped
         for failure in failures:
             log.warning("client node %s left out: %s", failure.node, failure.reason)
-        solution = fit_server_model(
-            [tables[node] for node in sorted(tables)],
+        kept = {node: table for node, table in tables.items() if node not in {f.node for f in dropped}}
+        return ServerResult(
+            theta=theta,
+            failures=failures,
+            info={"synthetic_rows": {node: len(table) for node, table in kept.items()}},
+        )
+
+    def _fit(self, tables: list[TabularData]) -> np.ndarray:
+        """The server's model on the union of ``tables``, eq. (15) (with the fairness penalty
+        ``server_rho`` when it is > 0)."""
+        return fit_server_model(
+            tables,
             lambda_theta=self.config.lambda_theta,
             fit_intercept=self.config.fit_intercept,
             solver=self.config.inner,
             rho=self.server_rho,
             fairness=self.config.fairness,
             fairness_temperature=self.config.fairness_temperature,
-        )
-        return ServerResult(
-            theta=solution.theta.numpy(),
-            failures=failures,
-            info={"synthetic_rows": {node: len(table) for node, table in tables.items()}, **ledger.info()},
-        )
+        ).theta.numpy()
 
     def handle_client(
         self, action: str, payload: Payload, data: ClientPartition, state: dict[str, np.ndarray]

@@ -60,6 +60,13 @@ def group_disclosure(synthetic: TabularData, train: TabularData) -> dict[str, fl
     return {"label_share_error": share_error, "label_base_rate_error": rate_error}
 
 
+PRIVACY_KEYS = (
+    "min_distance", "dcr_train_p05", "dcr_train_p50", "dcr_holdout_p05", "dcr_holdout_p50", "mia_auc",
+    "label_share_error", "label_base_rate_error",
+)
+"""The keys of :func:`privacy_report`."""
+
+
 def privacy_report(
     synthetic: TabularData, train: TabularData, held_out: TabularData, *, seed: int = 0
 ) -> dict[str, float]:
