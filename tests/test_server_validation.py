@@ -1,0 +1,260 @@
+"""The server decides what is valid (issue 12, item 3): the reply schema comes from its own
+experiment, never from the other replies; extra records, complex or huge arrays, wrong row
+counts, bad evaluation reports are rejected and filed under the node the server addressed."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+
+from fedsynth.core import fit_server_model
+from fedsynth.data.types import TabularData
+from fedsynth.federated.experiment import experiment_from_run_config, run_config_for
+from fedsynth.federated.inprocess import InProcessTransport
+from fedsynth.federated.messages import ARRAYS, HARNESS, METRICS
+from fedsynth.federated.outcome import RunOutcome
+from fedsynth.federated.server_logic import run_experiment
+from fedsynth.federated.validation import check_evaluation_reply, reply_schema
+from fedsynth.methods import NotEnoughClients
+from fedsynth.methods.replies import fit_without_culprits
+from fedsynth.metrics.fairness import COUNT_KEYS
+from federated_support import SYNTHETIC_ROWS, tiny_experiment
+
+Tamper = Callable[[RecordDict], RecordDict]
+
+
+class TamperingTransport(InProcessTransport):
+    """The in-process federation, with the replies of some nodes to one message type rewritten
+    as a malicious client would send them."""
+
+    def __init__(self, run_config, action: str, tamper: dict[int, Tamper]) -> None:
+        super().__init__(run_config)
+        self.action, self.tamper = action, tamper
+
+    def exchange(self, action, contents, timeout):
+        replies = super().exchange(action, contents, timeout)
+        if action == self.action:
+            for node, change in self.tamper.items():
+                replies[node] = change(replies[node])
+        return replies
+
+
+def run_tampered(action: str, tamper: dict[int, Tamper], *overrides: str) -> RunOutcome:
+    run_config = run_config_for(tiny_experiment(*overrides))
+    return run_experiment(
+        experiment_from_run_config(run_config), TamperingTransport(run_config, action, tamper), engine="test"
+    )
+
+
+def set_x(change: Callable[[np.ndarray], np.ndarray]) -> Tamper:
+    """A tamper that replaces the uploaded x̂ by ``change(x̂)``."""
+
+    def tamper(reply: RecordDict) -> RecordDict:
+        arrays = reply.array_records[ARRAYS]
+        arrays["x"] = Array(np.ascontiguousarray(change(arrays["x"].numpy())))
+        return reply
+
+    return tamper
+
+
+def add_record(name: str, record) -> Tamper:
+    def tamper(reply: RecordDict) -> RecordDict:
+        reply[name] = record
+        return reply
+
+    return tamper
+
+
+def reasons(outcome: RunOutcome) -> dict[int, str]:
+    return {f["node"]: f["reason"] for f in outcome.failures}
+
+
+def test_two_malicious_clients_of_three_cannot_redefine_the_feature_count() -> None:
+    """The expected width is the dataset spec's (5 features), not the majority's (6)."""
+    wider = set_x(lambda x: np.hstack([x, np.zeros((len(x), 1))]))
+    outcome = run_tampered("train", {2: wider, 3: wider})
+    assert sorted(reasons(outcome)) == [2, 3]
+    assert all("x must have shape (rows, 5)" in r for r in reasons(outcome).values())
+    assert outcome.info["synthetic_rows"] == {"1": SYNTHETIC_ROWS}  # the honest client is the one kept
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda x: x.astype(np.complex128), "x must hold real floating-point numbers, got dtype complex128"),
+        (lambda x: x.astype(np.int64), "x must hold real floating-point numbers, got dtype int64"),
+        (lambda x: np.full_like(x, 1e308), "beyond ±1e+06"),
+        (lambda x: np.full_like(x, 1e150), "beyond ±1e+06"),
+        (lambda x: np.full_like(x, np.inf), "finite"),
+        (lambda x: x[:-1], f"expected {SYNTHETIC_ROWS} rows, got {SYNTHETIC_ROWS - 1}"),
+    ],
+)
+def test_invalid_rows_are_rejected_and_theta_stays_finite(change, expected) -> None:
+    outcome = run_tampered("train", {1: set_x(change)})
+    assert list(reasons(outcome)) == [1] and expected in reasons(outcome)[1]
+    assert np.isfinite(outcome.theta).all() and np.abs(outcome.theta).max() > 0
+    assert sorted(outcome.info["synthetic_rows"]) == ["2", "3"]
+
+
+def test_a_configurable_bound_on_x() -> None:
+    outcome = run_tampered("train", {1: set_x(lambda x: x * 0 + 50.0)}, "federation.max_abs_x=10")
+    assert "beyond ±10" in reasons(outcome)[1]
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        ConfigRecord({"note": "hello"}),
+        MetricRecord({"n": 8319.0}),
+        ArrayRecord({"counts": Array(np.zeros(4))}),
+    ],
+)
+def test_a_record_beyond_the_schema_is_rejected_and_ledgered(record) -> None:
+    outcome = run_tampered("train", {1: add_record("extra", record)})
+    assert "unexpected record(s) ['extra']" in reasons(outcome)[1]
+    assert any(name.startswith("extra.") for name in outcome.info["client_statistics"])
+
+
+def test_extra_arrays_in_the_payload_record_are_rejected() -> None:
+    def tamper(reply: RecordDict) -> RecordDict:
+        reply.array_records[ARRAYS]["n"] = Array(np.array([8319.0]))
+        return reply
+
+    outcome = run_tampered("train", {1: tamper})
+    assert "expected exactly arrays" in reasons(outcome)[1]
+    assert "arrays.n" in outcome.info["client_statistics"]
+
+
+def counts_of(reply: RecordDict) -> dict[str, float]:
+    return dict(reply.metric_records[METRICS])
+
+
+def set_metric(key: str, value) -> Tamper:
+    def tamper(reply: RecordDict) -> RecordDict:
+        reply.metric_records[METRICS][key] = value
+        return reply
+
+    return tamper
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expected"),
+    [
+        (set_metric("n", float("nan")), "n must be a finite number"),
+        (set_metric("correct", -3.0), "count correct must be >= 0"),
+        (set_metric("n", 1e12), "federation.max_test_rows"),
+        (set_metric("n_s1", 0.5), "whole number"),
+        (set_metric("correct", 1e6), "correct must be <= n"),
+        (set_metric("n_s1", 0.0), "n must equal n_s1 + n_s0"),
+        (set_metric("client_id", 0.0), "unexpected ['client_id']"),
+        (add_record(HARNESS, MetricRecord({"client_id": 0.0})), "harness record may hold only"),
+        (add_record("extra", MetricRecord({"n": 1.0})), "unexpected record(s) ['extra']"),
+    ],
+)
+def test_invalid_evaluation_reports_are_rejected_and_the_others_count(tamper, expected) -> None:
+    honest = run_tampered("evaluate", {})
+    outcome = run_tampered("evaluate", {2: tamper})
+    assert list(reasons(outcome)) == [2] and expected in reasons(outcome)[2]
+    assert outcome.metrics and np.isfinite(list(outcome.metrics.values())).all()
+    kept = [c["counts"] for c in outcome.clients if c["node"] != 2]
+    assert kept == [c["counts"] for c in honest.clients if c["node"] != 2]
+    # the client id is the server's: a node cannot claim another's
+    assert [c["client_id"] for c in outcome.clients] == [0, 1, 2]
+
+
+def test_evaluation_statistics_are_in_the_ledger() -> None:
+    outcome = run_tampered("evaluate", {})
+    harness = outcome.info["harness_statistics"]
+    assert {f"metrics.{key}" for key in COUNT_KEYS} <= set(harness)
+    assert "harness.compute_s.train" in harness and outcome.info["harness_messages"] == 3
+    off = run_tampered("evaluate", {}, "federation.report_metrics=false")
+    assert off.info["harness_statistics"] == [] and off.info["harness_statistic_values"] == 0
+
+
+def test_a_report_when_reporting_is_off_is_rejected() -> None:
+    def tamper(reply: RecordDict) -> RecordDict:
+        reply[METRICS] = MetricRecord({"n": 10.0})
+        return reply
+
+    outcome = run_tampered("evaluate", {1: tamper}, "federation.report_metrics=false")
+    assert "expected an empty reply" in reasons(outcome)[1]
+
+
+def table(scale: float, seed: int) -> TabularData:
+    g = np.random.default_rng(seed)
+    return TabularData(
+        torch.tensor(g.normal(size=(30, 3)) * scale),
+        torch.tensor((g.random(30) > 0.5).astype(float)),
+        torch.tensor(np.where(g.random(30) > 0.5, 1.0, -1.0)),
+        feature_names=("a", "b", "c"),
+    )
+
+
+def fit(tables: list[TabularData]) -> np.ndarray:
+    return fit_server_model(tables, lambda_theta=1e-3, fit_intercept=True).theta.numpy()
+
+
+def test_the_client_whose_rows_make_theta_non_finite_is_found_and_dropped() -> None:
+    tables = {1: table(1.0, 0), 2: table(1e307, 1), 3: table(1.0, 2)}
+    assert not np.isfinite(fit(list(tables.values()))).all()
+    theta, dropped = fit_without_culprits(tables, fit, min_clients=1)
+    assert [f.node for f in dropped] == [2] and "non-finite" in dropped[0].reason
+    np.testing.assert_array_equal(theta, fit([tables[1], tables[3]]))
+    with pytest.raises(NotEnoughClients, match="non-finite"):
+        fit_without_culprits(tables, fit, min_clients=3)
+
+
+def test_the_schema_comes_from_the_dataset_spec() -> None:
+    schema = reply_schema(tiny_experiment())
+    assert (schema.num_features, schema.max_abs_x) == (5, 1e6)
+
+
+def test_check_evaluation_reply_accepts_an_honest_report() -> None:
+    counts = {key: 0.0 for key in COUNT_KEYS} | {"n": 10.0, "n_s1": 4.0, "n_s0": 6.0, "sum_s": 4.0, "correct": 7.0}
+    reply = RecordDict({METRICS: MetricRecord(counts), HARNESS: MetricRecord({"compute_s.train": 1.5})})
+    got, extras, compute = check_evaluation_reply(reply, report_metrics=True, extra_metrics=(), max_test_rows=100)
+    assert got == counts and extras == {} and compute == {"train": 1.5}
+
+
+class FakeGrid:
+    """A Grid whose replies come from the SuperLink's own node id (as an error reply for a lost
+    node does), or answer a message of another exchange."""
+
+    def __init__(self) -> None:
+        self.pushed = []
+
+    def get_node_ids(self):
+        return [11, 22]
+
+    def send_and_receive(self, messages, timeout):
+        from flwr.app import Error, Message
+        from flwr.app.metadata import Metadata
+
+        replies = []
+        for index, message in enumerate(messages):
+            message.metadata.__dict__["_message_id"] = f"m{index}"
+            self.pushed.append(message)
+        lost = Message(Error(code=0, reason="node lost"), reply_to=messages[0])
+        lost.metadata.__dict__["_src_node_id"] = 1  # the SuperLink writes it
+        stray = Message(RecordDict(), reply_to=messages[1])
+        stray.metadata.__dict__["_reply_to_message_id"] = "from-another-exchange"
+        replies += [lost, stray]
+        return replies
+
+
+def test_a_failure_is_filed_under_the_node_the_server_addressed(monkeypatch) -> None:
+    from flwr.supercore.task_identity import TaskIdentity
+
+    from fedsynth.federated.server_app import GridTransport
+
+    for name, value in (("_task_id", 1), ("_run_id", 7), ("_node_id", 1)):
+        monkeypatch.setattr(TaskIdentity, name, value)
+
+    replies = GridTransport(FakeGrid()).exchange("train", {11: RecordDict(), 22: RecordDict()}, timeout=1)
+    assert replies[11].reason == "crashed: node lost"  # not filed under node 1, the SuperLink
+    assert replies[22].reason == "no reply within 1 s"  # a reply to another message is no reply
+    assert set(replies) == {11, 22}
