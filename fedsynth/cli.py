@@ -5,19 +5,32 @@
     fedsynth -m method.rho_o=0,10,100           # a sweep, one results.json per point
 
 Every run writes ``results.json`` (atomically) into its Hydra output directory and prints its path.
+
+Before any engine or Flower process starts, the whole experiment is checked
+(:func:`fedsynth.checks.check_experiment_config`). A user error (a config value, the data, a run
+that ends without enough usable clients, a component that dies) prints one line,
+``fedsynth: error: <what, where, how to fix>``, and exits with code 2 (found before the run) or 1
+(the run failed); set ``FEDSYNTH_TRACEBACK=1`` to see the traceback instead. SIGINT, SIGTERM and
+SIGHUP stop every process the run started, then exit with 128 + the signal number.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from fedsynth.checks import ConfigError, check_experiment_config, check_target_config
+from fedsynth.federated.outcome import RunFailed
 from fedsynth.io import write_json_atomic
 from fedsynth.reporting.results import RESULTS_FILE, results_record
 
@@ -25,13 +38,40 @@ log = logging.getLogger("fedsynth")
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 """The Hydra configs, top-level ``conf/`` of the repository (fedsynth is installed editable)."""
+TRACEBACK_ENV = "FEDSYNTH_TRACEBACK"
+"""Set to 1 to see the traceback of a user error instead of its one-line message."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(BaseException):
+    """A stop signal arrived: unwinds like KeyboardInterrupt, through every ``finally`` that
+    stops a process, and is caught by :func:`main` only."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame: Any) -> NoReturn:
+    raise Stopped(signum)
+
+
+def fail(message: str, code: int, now: bool = False) -> NoReturn:
+    """Print ``fedsynth: error: <message>`` (one line) and exit with ``code``; ``now``: without
+    the interpreter's teardown, which would wait for a client thread still computing."""
+    print(f"fedsynth: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    if now:
+        os._exit(code)
+    sys.exit(code)
 
 
 def run(cfg: DictConfig) -> Path:
-    """Run the experiment ``cfg`` on its engine and write ``results.json``; return its path."""
+    """Check the experiment ``cfg``, run it on its engine and write ``results.json``; return its
+    path. The metrics are logged before the file is written."""
     config = OmegaConf.to_container(cfg, resolve=True)
-    engine = instantiate(cfg.engine)
     experiment = {key: value for key, value in config.items() if key != "engine"}
+    check_experiment_config(experiment)
+    engine = check_target_config("engine", config["engine"])
     log.info(
         "dataset=%s method=%s engine=%s seed=%s",
         cfg.dataset.name,
@@ -42,7 +82,6 @@ def run(cfg: DictConfig) -> Path:
     start = time.perf_counter()
     outcome = engine.run(experiment)
     record = results_record(config, outcome, time.perf_counter() - start)
-    path = write_json_atomic(Path(HydraConfig.get().runtime.output_dir) / RESULTS_FILE, record)
     log.info(
         "accuracy=%.4f spd=%.4f covariance=%.5f eod=%.4f (%.1f s)",
         record["accuracy"],
@@ -53,14 +92,36 @@ def run(cfg: DictConfig) -> Path:
     )
     for failure in outcome.failures:
         log.warning("client node %s failed: %s", failure["node"], failure["reason"])
+    target = Path(HydraConfig.get().runtime.output_dir) / RESULTS_FILE
+    try:
+        path = write_json_atomic(target, record)
+    except OSError as err:
+        raise RunFailed(f"cannot write {target}: {err.strerror or err}; the metrics are in the log above") from None
     print(path)
     return path
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
-    """Entry point of the ``fedsynth`` console script."""
-    run(cfg)
+    """Entry point of the ``fedsynth`` console script (see the module docstring for its errors
+    and signals)."""
+    if threading.current_thread() is threading.main_thread():  # a sweep worker's thread keeps its own
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _raise_stopped)
+    try:
+        run(cfg)
+    except Stopped as stop:
+        fail(f"stopped by {stop}; every process of the run was stopped", 128 + stop.signum, now=True)
+    except ConfigError as err:  # the checks turn every config and data error into one
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        fail(err, 2)
+    except RuntimeError as err:
+        from fedsynth.methods import NotEnoughClients  # imports torch: only when needed
+
+        if os.environ.get(TRACEBACK_ENV) == "1" or not isinstance(err, (RunFailed, NotEnoughClients)):
+            raise
+        fail(err, 1)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,16 @@ OUTCOME_FILE = "outcome.json"
 """The file name the engines and the deployment script give the ServerApp's outcome."""
 
 
+class RunFailed(RuntimeError):
+    """A federated run that ended without an outcome; the message is one line that says why
+    (too few usable clients, a component that died), never a log or a traceback."""
+
+
+def failure_path(results_path: str | Path) -> Path:
+    """Where the ServerApp writes the one-line reason of a failed run: beside ``results.json``."""
+    return Path(results_path).with_name("failure.txt")
+
+
 @dataclass
 class RunOutcome:
     """The result of one federated run, identical in form for every engine.

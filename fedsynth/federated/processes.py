@@ -23,6 +23,8 @@ import tomli
 from flwr.proto.control_pb2 import ListRunsRequest  # pylint: disable=no-name-in-module
 from flwr.supercore.control import ControlHttpClient
 
+from fedsynth.federated.outcome import RunFailed, failure_path
+
 LOCALHOST = "127.0.0.1"
 BIN_DIR = Path(sys.executable).parent
 
@@ -286,9 +288,12 @@ def wait_for_run(
     result_file: Path | None = None,
     poll_s: float = 2.0,
 ) -> str:
-    """Wait until run ``run_id`` is finished or has written ``result_file``, and return the run's
-    status at that moment (``running``, ``finished:completed``, ``finished:failed``, ...); raise if
-    ``timeout`` seconds pass or a ``watch``ed process (the SuperLink, SuperNodes) exits first.
+    """Wait until run ``run_id`` is finished or has written ``result_file`` (or its
+    :func:`~fedsynth.federated.outcome.failure_path`), and return the run's status at that moment
+    (``running``, ``finished:completed``, ``finished:failed``, ...); raise
+    :class:`~fedsynth.federated.outcome.RunFailed` naming the component if a ``watch``ed process
+    (the SuperLink, SuperNodes) exits or the SuperLink stops answering, ``RuntimeError`` if
+    ``timeout`` seconds pass.
 
     The ServerApp writes its outcome file atomically as its last act: once it exists, the run's
     work is done and the caller need not wait for Flower's teardown (Ray's shutdown takes
@@ -297,19 +302,36 @@ def wait_for_run(
     """
     deadline = time.monotonic() + timeout
     next_poll = 0.0
+    status = "unknown"
     while True:
-        written = result_file is not None and result_file.is_file()
+        check_alive(watch, run_id)
+        written = result_file is not None and (result_file.is_file() or failure_path(result_file).is_file())
         if written or time.monotonic() >= next_poll:
-            status = run_status(client, run_id)
+            try:
+                status = run_status(client, run_id)
+            except httpx.HTTPError as error:
+                time.sleep(0.2)  # a SuperLink that died closes the connection before it is reaped
+                check_alive(watch, run_id)
+                raise RunFailed(f"the SuperLink stopped answering during run {run_id} ({type(error).__name__})") from None
             if written or status.startswith("finished"):
                 return status
             next_poll = time.monotonic() + poll_s
-        for process in watch:
-            if process.poll() is not None:
-                raise RuntimeError(f"{process.args[0]} exited with code {process.returncode} during run {run_id}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"run {run_id} did not finish within {timeout:g} s (status {status!r})")
         time.sleep(0.05)
+
+
+def component_name(process: subprocess.Popen) -> str:
+    """A started process as a line names it: its program and PID, e.g. ``flower-superlink (pid 12)``."""
+    return f"{Path(str(process.args[0])).name} (pid {process.pid})"
+
+
+def check_alive(watch: Sequence[subprocess.Popen], run_id: int) -> None:
+    """Raise :class:`~fedsynth.federated.outcome.RunFailed` naming the first of ``watch`` that
+    has exited."""
+    for process in watch:
+        if process.poll() is not None:
+            raise RunFailed(f"{component_name(process)} exited with code {process.returncode} during run {run_id}")
 
 
 def run_failed(status: str, result_file: Path) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from logging import INFO, WARNING
+from logging import ERROR, INFO, WARNING
 from typing import TYPE_CHECKING, Mapping
 
 from flwr.app import Context, Message, RecordDict
@@ -99,14 +99,22 @@ def error_summary(reason: str) -> str:
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Run the experiment of this run's config and report its outcome."""
+    from fedsynth.federated.outcome import failure_path
     from fedsynth.federated.server_logic import run_experiment  # see the module docstring
+    from fedsynth.methods import NotEnoughClients
 
     experiment = experiment_from_run_config(context.run_config)
     transport = GridTransport(grid)
     transport.wait_for_nodes(int(experiment["dataset"]["num_clients"]), float(experiment["federation"]["timeout_s"]))
-    outcome = run_experiment(experiment, transport, engine="flower")
+    results_path = str(context.run_config.get("results-path", ""))
+    try:
+        outcome = run_experiment(experiment, transport, engine="flower")
+    except NotEnoughClients as error:  # the engine reports this line, Flower marks the run failed
+        log(ERROR, "fedsynth run failed: %s", error)
+        if results_path:
+            failure_path(results_path).write_text(f"{error}\n", encoding="utf-8")
+        raise
     summary = {key: getattr(outcome, key) for key in ("metrics", "failures", "bytes_down", "bytes_up", "timings")}
     log(INFO, "fedsynth outcome: %s", json.dumps(summary, default=str))
-    results_path = str(context.run_config.get("results-path", ""))
     if results_path:
         outcome.write_json(results_path)

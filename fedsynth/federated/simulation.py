@@ -20,9 +20,11 @@ import tomli_w
 
 from fedsynth.federated import processes
 from fedsynth.federated.experiment import APP_ROOT, run_config_for
-from fedsynth.federated.outcome import OUTCOME_FILE, RunOutcome
+from fedsynth.federated.outcome import OUTCOME_FILE, RunFailed, RunOutcome, failure_path
 
 CONNECTION = "fedsynth-sim"
+WATCHED = {"flwr-simulation": "flwr-simulation", "ray::ClientAppActor": "Ray client actor"}
+"""Processes of the run whose death ends it: command-line pattern -> name in the message."""
 
 
 class SimulationEngine:
@@ -46,6 +48,8 @@ class SimulationEngine:
         app_dir: str | Path | None = None,
         workdir: str | Path | None = None,
     ) -> None:
+        if client_cpus < 1 or not run_timeout_s > 0:
+            raise ValueError(f"client_cpus must be >= 1 and run_timeout_s > 0, got {client_cpus} and {run_timeout_s}")
         self.client_cpus = client_cpus
         self.run_timeout_s = run_timeout_s
         self.app_dir = Path(app_dir) if app_dir is not None else APP_ROOT
@@ -55,7 +59,8 @@ class SimulationEngine:
 
     def run(self, config: Mapping[str, Any]) -> RunOutcome:
         """Run the experiment ``config`` (the resolved Hydra config as a plain dict); raise
-        ``RuntimeError`` with the run's log if it fails."""
+        :class:`~fedsynth.federated.outcome.RunFailed` with the server's one-line reason (or the
+        component that died), ``RuntimeError`` with the run's log for any other failure."""
         start = time.perf_counter()
         workdir = self.workdir or Path(tempfile.mkdtemp(prefix="fedsynth-sim-"))
         workdir.mkdir(parents=True, exist_ok=True)
@@ -73,6 +78,7 @@ class SimulationEngine:
         env = processes.flower_env(workdir, ray_tmpdir)
         results_path = workdir / OUTCOME_FILE
         results_path.unlink(missing_ok=True)  # a kept workdir's earlier outcome is not this run's
+        failure_path(results_path).unlink(missing_ok=True)
         run_config_file = workdir / "run_config.toml"
         run_config_file.write_text(tomli_w.dumps(run_config_for(config, results_path)), encoding="utf-8")
         num_clients = int(config["dataset"]["num_clients"])
@@ -94,6 +100,7 @@ class SimulationEngine:
             superlink_log,
         )
         runner = None
+        tracker = processes.SessionTracker([superlink], watch_names=WATCHED)
         try:
             health = f"http://{address}/health"
             runner = processes.start_flwr_run(
@@ -109,8 +116,10 @@ class SimulationEngine:
             run_id = processes.started_run_id(runner, run_log)
             with processes.control_client(address) as control:
                 status = processes.wait_for_run(
-                    control, run_id, self.run_timeout_s, watch=[superlink], result_file=results_path
+                    control, run_id, self.run_timeout_s, watch=[superlink], result_file=results_path, tracker=tracker
                 )
+            if failure_path(results_path).is_file():
+                raise RunFailed(failure_path(results_path).read_text(encoding="utf-8").strip())
             if processes.run_failed(status, results_path):
                 processes.wait_for_exit(runner, timeout=15.0)  # the log stream delivers the rest
                 raise RuntimeError(
@@ -119,6 +128,7 @@ class SimulationEngine:
                 )
             return RunOutcome.read_json(results_path)
         finally:  # the SuperLink keeps nothing worth a graceful stop: its state is in memory
+            tracker.update()
             if runner is not None:
                 processes.stop_process(runner, grace_s=0)
-            processes.stop_process(superlink, grace_s=0)
+            processes.stop_process(superlink, grace_s=0, sessions=tracker.sessions)
