@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import httpx
 import tomli
@@ -86,16 +86,54 @@ def start_process(command: Sequence[str], env: Mapping[str, str], log_path: Path
         )
 
 
-def stop_process(process: subprocess.Popen, grace_s: float = 15.0) -> None:
+class SessionTracker:
+    """The sessions the process trees of some started processes have had, and the processes of
+    interest seen in them (e.g. ``flwr-simulation``), remembered across the run.
+
+    A process whose parent died is re-parented and no longer in the tree: a SuperExec whose
+    SuperLink was killed, Ray's services whose simulation process was killed. What was seen
+    while the tree was whole is what :func:`stop_process` ends, and what :meth:`lost` reports.
+    """
+
+    def __init__(self, roots: Sequence[subprocess.Popen], watch_names: Sequence[str] = ()) -> None:
+        self.roots = list(roots)
+        self.watch_names = tuple(watch_names)
+        self.sessions: set[int] = set()
+        self.seen: dict[int, str] = {}
+
+    def update(self) -> None:
+        """Look at the trees now: remember their sessions and the watched processes in them."""
+        own = os.getsid(0)
+        for root in self.roots:
+            self.sessions |= _sessions_of_tree(root.pid) - {own}
+        for pid in _processes_in_sessions(self.sessions):
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            for name in self.watch_names:
+                if name in command:
+                    self.seen.setdefault(pid, name)
+
+    def lost(self) -> str | None:
+        """``"<name> (pid N)"`` of a watched process seen earlier that is gone now, else None."""
+        alive = _process_table()
+        for pid, name in self.seen.items():
+            if pid not in alive:
+                return f"{name} (pid {pid})"
+        return None
+
+
+def stop_process(process: subprocess.Popen, grace_s: float = 15.0, sessions: Iterable[int] = ()) -> None:
     """Stop a process started by :func:`start_process` and everything it started: SIGTERM to
     its process group, SIGKILL after ``grace_s`` seconds (at once with 0), then SIGKILL to every
-    session of its process tree.
+    session of its process tree, and to ``sessions`` (a :class:`SessionTracker`'s).
 
     Flower's SuperExec starts its own session, and the simulation process, Ray's services and
     client actors live there: they are found through the process tree before anything is
     stopped, so that they cannot outlive the SuperLink as orphans.
     """
-    sessions = _sessions_of_tree(process.pid) - {os.getsid(0)}
+    sessions = (_sessions_of_tree(process.pid) | set(sessions)) - {os.getsid(0)}
     if process.poll() is None:
         _signal_group(process.pid, signal.SIGTERM if grace_s > 0 else signal.SIGKILL)
         try:
@@ -287,13 +325,15 @@ def wait_for_run(
     watch: Sequence[subprocess.Popen] = (),
     result_file: Path | None = None,
     poll_s: float = 2.0,
+    tracker: SessionTracker | None = None,
 ) -> str:
     """Wait until run ``run_id`` is finished or has written ``result_file`` (or its
     :func:`~fedsynth.federated.outcome.failure_path`), and return the run's status at that moment
     (``running``, ``finished:completed``, ``finished:failed``, ...); raise
     :class:`~fedsynth.federated.outcome.RunFailed` naming the component if a ``watch``ed process
     (the SuperLink, SuperNodes) exits or the SuperLink stops answering, ``RuntimeError`` if
-    ``timeout`` seconds pass.
+    ``timeout`` seconds pass. A ``tracker`` is updated at every status request, and a watched
+    process it saw (``flwr-simulation``) that is gone before the run's end fails the run too.
 
     The ServerApp writes its outcome file atomically as its last act: once it exists, the run's
     work is done and the caller need not wait for Flower's teardown (Ray's shutdown takes
@@ -304,9 +344,15 @@ def wait_for_run(
     next_poll = 0.0
     status = "unknown"
     while True:
-        check_alive(watch, run_id)
         written = result_file is not None and (result_file.is_file() or failure_path(result_file).is_file())
+        if not written:
+            check_alive(watch, run_id)
+            lost = tracker.lost() if tracker is not None else None
+            if lost is not None:
+                raise RunFailed(f"{lost} exited during run {run_id}")
         if written or time.monotonic() >= next_poll:
+            if tracker is not None:
+                tracker.update()
             try:
                 status = run_status(client, run_id)
             except httpx.HTTPError as error:

@@ -1,0 +1,103 @@
+"""Nothing left behind (issue 12, item 2): a stop signal to the ``fedsynth`` command, or the death
+of a Flower component, ends the run with one clear line and leaves none of the processes the run
+started alive, checked by PID (each case is a real Flower simulation: ≈ 20-40 s)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fedsynth.federated import processes
+
+pytestmark = pytest.mark.slow
+
+LONG_RUN = [
+    "dataset.generator.num_rows=600",
+    "method.synthetic_size=30",
+    "method.k_max=100000",  # still synthesizing when the test strikes
+]
+
+
+def descendants(root: int) -> dict[int, str]:
+    """``{pid: command line}`` of every live descendant of ``root``."""
+    table = processes._process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    found, pending = {}, list(children.get(root, []))
+    while pending:
+        pid = pending.pop()
+        try:
+            found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        pending.extend(children.get(pid, []))
+    return found
+
+
+def start_run(tmp_path: Path) -> tuple[subprocess.Popen, dict[int, str]]:
+    """Start ``fedsynth`` on the simulation engine; return it and its process tree once the
+    clients are computing (a Ray client actor exists)."""
+    command = [sys.executable, "-m", "fedsynth.cli", f"hydra.run.dir={tmp_path}", *LONG_RUN]
+    with open(tmp_path / "stderr.txt", "wb") as stderr:
+        run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)
+    deadline = time.monotonic() + 240
+    while True:
+        tree = descendants(run.pid)
+        if any("ClientAppActor" in line for line in tree.values()):
+            time.sleep(2.0)  # let the actors start computing
+            return run, descendants(run.pid)
+        if run.poll() is not None or time.monotonic() > deadline:
+            for pid in [*tree, run.pid]:  # leave nothing behind either way
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            pytest.fail(f"the run did not get going: {(tmp_path / 'stderr.txt').read_text()[-2000:]}")
+        time.sleep(0.2)
+
+
+def survivors(tree: dict[int, str], wait_s: float) -> dict[int, str]:
+    """Those of ``tree`` still alive (not zombies) after at most ``wait_s`` seconds."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        alive = {pid: line for pid, line in tree.items() if pid in processes._process_table()}
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.2)
+
+
+def last_line(tmp_path: Path) -> str:
+    return (tmp_path / "stderr.txt").read_text(errors="replace").strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_ends_every_process_of_the_run(tmp_path: Path, signum: int) -> None:
+    run, tree = start_run(tmp_path)
+    assert any("flower-superlink" in line for line in tree.values())
+    assert any("flwr-simulation" in line for line in tree.values())
+    sent = time.monotonic()
+    run.send_signal(signum)
+    assert run.wait(timeout=30) == 128 + signum
+    left = survivors(tree, wait_s=max(0.0, 10.0 - (time.monotonic() - sent)))
+    assert left == {}, left
+    assert last_line(tmp_path) == (
+        f"fedsynth: error: stopped by {signal.Signals(signum).name}; every process of the run was stopped"
+    )
+
+
+@pytest.mark.parametrize("component", ["flower-superlink", "flwr-simulation"])
+def test_a_dead_component_ends_the_run_with_one_line_naming_it(tmp_path: Path, component: str) -> None:
+    run, tree = start_run(tmp_path)
+    victim = next(pid for pid, line in tree.items() if component in line.split(" ", 2)[1] or line.startswith(component))
+    os.kill(victim, signal.SIGKILL)
+    assert run.wait(timeout=60) == 1
+    assert survivors(tree, wait_s=10.0) == {}
+    line = last_line(tmp_path)
+    assert line.startswith("fedsynth: error: ") and f"{component} (pid {victim})" in line, line
