@@ -13,12 +13,17 @@ listens on 127.0.0.1 only.
 
 ``--tls``: a throw-away CA and server certificate secure the SuperLink (HTTPS), SuperNode
 authentication is on, each SuperNode gets an ECDSA P-384 key registered with
-``flwr supernode register``, and one extra, unregistered SuperNode is started to show it is
-refused.
+``flwr supernode register``, and the SuperNodes reach the SuperLink through
+:mod:`fedsynth.federated.fleet_gate` (the Fleet API only). One extra, unregistered SuperNode is
+started to show it is refused, and an outsider's ``flwr supernode register`` and ``flwr ls``
+through the gate are shown refused.
 
 Writes to ``--out`` (default ``outputs/deploy-<time>``): ``outcome.json`` (atomically, only for a
-successful run), ``summary.json``, the node data files and every process's log. Exits non-zero
-if the run fails. See docs/deployment.md for the same on separate machines.
+successful run), ``summary.json``, the node data files and every process's log. The experiment
+and its data are checked first (as by the ``fedsynth`` command); an error prints one line,
+``fedsynth: error: ...``, and exits 2 (before anything starts) or 1 (the run failed, e.g. a
+SuperNode died); ``FEDSYNTH_TRACEBACK=1`` shows the traceback. SIGINT, SIGTERM and SIGHUP stop
+every process it started. See docs/deployment.md for the same on separate machines.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import argparse
 import datetime
 import ipaddress
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -40,10 +47,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from fedsynth.data import DatasetSpec, resolve_data_file
+from fedsynth.checks import ConfigError, check_experiment_config
+from fedsynth.cli import STOP_SIGNALS, TRACEBACK_ENV, Stopped, fail
+from fedsynth.data import DataError, DatasetSpec, resolve_data_file
 from fedsynth.federated import RunOutcome, processes
-from fedsynth.federated.outcome import OUTCOME_FILE
 from fedsynth.federated.experiment import APP_ROOT, compose_experiment, run_config_for
+from fedsynth.federated.outcome import OUTCOME_FILE, RunFailed, failure_path
 
 CONNECTION = "fedsynth-deploy"
 
@@ -52,7 +61,7 @@ def split_data_file(experiment: dict, dest: Path) -> list[Path]:
     """Write the dataset's file as ``dataset.num_clients`` disjoint random CSV parts."""
     spec = DatasetSpec.from_config(experiment["dataset"])
     if spec.kind != "table":
-        raise SystemExit(f"dataset {spec.name!r} has no file to give the SuperNodes; use a table dataset")
+        raise ConfigError(f"dataset={spec.name}: has no file to give the SuperNodes; use a table dataset (e.g. dataset=law_school_race)")
     frame = pd.read_csv(resolve_data_file(spec, experiment.get("data_dir")))
     order = np.random.default_rng(experiment["seed"]).permutation(len(frame))
     dest.mkdir(parents=True, exist_ok=True)
@@ -64,8 +73,9 @@ def split_data_file(experiment: dict, dest: Path) -> list[Path]:
     return paths
 
 
-def make_certificates(dest: Path) -> tuple[Path, Path, Path]:
-    """A throw-away CA and a server certificate for 127.0.0.1/localhost: (ca, cert, key) PEMs."""
+def make_certificates(dest: Path, hosts: tuple[str, ...] = (processes.LOCALHOST,)) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a server certificate for localhost and the IP addresses ``hosts``:
+    (ca, cert, key) PEMs."""
     dest.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
     valid = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1))
@@ -88,29 +98,34 @@ def make_certificates(dest: Path) -> tuple[Path, Path, Path]:
     ca_key = ec.generate_private_key(ec.SECP384R1())
     ca_cert = certificate("fedsynth throw-away CA", ca_key.public_key(), "fedsynth throw-away CA", ca_key, True)
     server_key = ec.generate_private_key(ec.SECP384R1())
-    sans = [x509.IPAddress(ipaddress.ip_address(processes.LOCALHOST)), x509.DNSName("localhost")]
+    sans = [*(x509.IPAddress(ipaddress.ip_address(host)) for host in hosts), x509.DNSName("localhost")]
     server_cert = certificate("127.0.0.1", server_key.public_key(), "fedsynth throw-away CA", ca_key, False, sans)
 
     paths = dest / "ca.pem", dest / "server.pem", dest / "server.key"
     paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     paths[1].write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        server_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+    write_private(
+        paths[2],
+        server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     )
-    paths[2].chmod(0o600)
     return paths
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a private key into a new file that is created 0600 (never readable by others, not
+    even for a moment)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
 
 
 def make_node_key(dest: Path, name: str) -> tuple[Path, Path]:
     """An ECDSA P-384 key pair in OpenSSH format for SuperNode authentication: (private, public)."""
     key = ec.generate_private_key(ec.SECP384R1())
     private, public = dest / name, dest / f"{name}.pub"
-    private.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+    write_private(
+        private, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
     )
-    private.chmod(0o600)
     public.write_bytes(
         key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     )
@@ -127,15 +142,52 @@ def register_node(public_key: Path, env: dict[str, str]) -> None:
         raise RuntimeError(f"flwr supernode register failed: {completed.stdout}{completed.stderr}")
 
 
+def start_fleet_gate(listen: str, upstream: str, certificates: tuple[Path, Path, Path], env: dict[str, str], log_path: Path, prefix: list[str] | None = None) -> subprocess.Popen:
+    """Start :mod:`fedsynth.federated.fleet_gate` on ``listen`` in front of the SuperLink at
+    ``upstream`` and wait until it listens (``prefix``: e.g. ``ip netns exec NS``)."""
+    ca, cert, key = certificates
+    command = [*(prefix or []), sys.executable, "-m", "fedsynth.federated.fleet_gate", "--listen", listen,
+               "--upstream", upstream, "--certfile", str(cert), "--keyfile", str(key), "--upstream-ca", str(ca)]
+    gate = processes.start_process(command, env, log_path)
+    deadline = time.monotonic() + 60
+    while "fleet gate listening" not in (log_path.read_text(errors="replace") if log_path.exists() else ""):
+        if gate.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the fleet gate did not start:\n{processes.tail(log_path)}")
+        time.sleep(0.1)
+    return gate
+
+
+def outsider_control_refused(gate_address: str, ca: Path, public_key: Path, workdir: Path, prefix: list[str] | None = None) -> bool:
+    """Whether a party holding only the CA certificate and network access to the gate is refused
+    the Control API: ``flwr supernode register`` of its own key and ``flwr ls`` both fail."""
+    env = processes.flower_env(workdir)
+    processes.write_connection(env, "outsider", gate_address, root_certificates=ca)
+    attempts = [["supernode", "register", str(public_key), "outsider"], ["ls", "outsider"]]
+    return all(
+        subprocess.run(
+            [*(prefix or []), processes.flower_command("flwr"), *arguments],
+            env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=120,
+        ).returncode != 0
+        for arguments in attempts
+    )
+
+
 def deploy(overrides: list[str], out: Path, tls: bool) -> RunOutcome:
     """Start the SuperLink and SuperNodes, run the app, stop everything; return the outcome."""
+    from hydra.errors import HydraException
+
     start = time.perf_counter()
-    experiment = compose_experiment(overrides)
+    try:
+        experiment = compose_experiment(overrides)
+    except HydraException as err:
+        raise ConfigError(f"overrides {overrides}: {' '.join(str(err).split())}") from None
+    check_experiment_config(experiment)
     num_clients = int(experiment["dataset"]["num_clients"])
     data_files = split_data_file(experiment, out / "data")
     env = processes.flower_env(out)
     results_path = out / OUTCOME_FILE
     results_path.unlink(missing_ok=True)  # an earlier outcome in out/ is not this run's
+    failure_path(results_path).unlink(missing_ok=True)
     run_config_file = out / "run_config.toml"
     run_config_file.write_text(tomli_w.dumps(run_config_for(experiment, results_path)), encoding="utf-8")
 
@@ -156,15 +208,20 @@ def deploy(overrides: list[str], out: Path, tls: bool) -> RunOutcome:
     else:
         superlink_command += ["--insecure"]
 
-    started: list[subprocess.Popen] = []  # flwr run, SuperNodes, then the SuperLink: stopped in this order
+    started: list[subprocess.Popen] = []  # flwr run, SuperNodes, the gate, then the SuperLink: stopped in this order
+    node_address = address
     superlink = processes.start_process(superlink_command, env, out / "superlink.log")
+    tracker = processes.SessionTracker([superlink])
     try:
         scheme = "https" if tls else "http"
         processes.wait_until_ready(
             f"{scheme}://{address}/health", superlink, out / "superlink.log", verify=str(ca) if tls else True
         )
         processes.write_connection(env, CONNECTION, address, root_certificates=ca if tls else None)
-        if tls:
+        if tls:  # the sites reach the Fleet API through the gate only
+            gate_address = f"{processes.LOCALHOST}:{processes.free_port()}"
+            started.append(start_fleet_gate(gate_address, address, (ca, cert, key), env, out / "fleet_gate.log"))
+            node_address = gate_address
             node_security = []
             for k in range(num_clients):
                 private, public = make_node_key(out / "certificates", f"node_{k}")
@@ -174,7 +231,7 @@ def deploy(overrides: list[str], out: Path, tls: bool) -> RunOutcome:
         def supernode(name: str, security: list[str], node_config: str) -> subprocess.Popen:
             command = [
                 processes.flower_command("flower-supernode"),
-                "--superlink", address,
+                "--superlink", node_address,
                 "--port", str(processes.free_port()),
                 "--node-config", node_config,
                 *security,
@@ -183,10 +240,13 @@ def deploy(overrides: list[str], out: Path, tls: bool) -> RunOutcome:
             started.append(process)
             return process
 
-        for k, path in enumerate(data_files):
+        nodes = [
             supernode(f"supernode_{k}", node_security[k], f'data-file="{path}" partition-id={k}')
+            for k, path in enumerate(data_files)
+        ]
+        tracker.roots += nodes  # a killed SuperNode's flwr-clientapp is stopped too
         if tls:
-            intruder_key, _ = make_node_key(out / "certificates", "unregistered")
+            intruder_key, intruder_public = make_node_key(out / "certificates", "unregistered")
             intruder = supernode(
                 "supernode_unregistered",
                 ["--root-certificates", str(ca), "--auth-supernode-private-key", str(intruder_key)],
@@ -202,21 +262,28 @@ def deploy(overrides: list[str], out: Path, tls: bool) -> RunOutcome:
                 control,
                 run_id,
                 timeout=float(experiment["federation"]["timeout_s"]) * 3,
-                watch=[superlink],
+                watch=[superlink, *nodes],
                 result_file=results_path,
+                tracker=tracker,
             )
+        if failure_path(results_path).is_file():
+            raise RunFailed(failure_path(results_path).read_text(encoding="utf-8").strip())
         if processes.run_failed(status, results_path):
             processes.wait_for_exit(runner, timeout=15.0)  # the log stream delivers the rest
             raise RuntimeError(f"run {run_id} ended with status {status!r}; its log:\n{processes.tail(run_log)}")
         outcome = RunOutcome.read_json(results_path).finish("deployment", start)
         if tls:
             outcome.info["unregistered_node_refused"] = _refused(intruder, out / "supernode_unregistered.log")
+            outcome.info["outsider_control_refused"] = outsider_control_refused(
+                gate_address, ca, intruder_public, out / "outsider"
+            )
         outcome.write_json(results_path)
         return outcome
     finally:
+        tracker.update()
         for process in started:
-            processes.stop_process(process)
-        processes.stop_process(superlink)
+            processes.stop_process(process, grace_s=5.0)
+        processes.stop_process(superlink, grace_s=5.0, sessions=tracker.sessions)
 
 
 def _refused(process: subprocess.Popen, log_path: Path) -> bool:
@@ -224,6 +291,10 @@ def _refused(process: subprocess.Popen, log_path: Path) -> bool:
     and it exited with an error (Flower exit code 305) instead of joining the run."""
     text = log_path.read_text(encoding="utf-8", errors="replace")
     return process.poll() not in (None, 0) and "Failed to activate SuperNode" in text
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise Stopped(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,11 +308,20 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists():
         parser.error(f"--out {out} exists already: name a new folder (nothing is overwritten)")
     out.mkdir(parents=True)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_stopped)
     try:
         outcome = deploy(args.overrides, out, args.tls)
-    except Exception as err:  # report and fail the command
-        print(f"deployment run failed: {err}", file=sys.stderr)
-        return 1
+    except Stopped as stop:
+        fail(f"stopped by {stop}; every process of the deployment was stopped", 128 + stop.signum, now=True)
+    except (ConfigError, DataError) as err:
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        fail(err, 2)
+    except RuntimeError as err:  # a failed run: RunFailed, or Flower's own failure with its log
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        fail(err if isinstance(err, RunFailed) else f"deployment run failed: {err}", 1)
     summary = {key: getattr(outcome, key) for key in ("metrics", "failures", "bytes_down", "bytes_up", "timings")}
     summary["clients"] = [
         {key: client[key] for key in ("node", "client_id", "bytes_down", "bytes_up", "compute_s")}
