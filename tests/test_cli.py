@@ -67,3 +67,85 @@ def test_bad_config_fails_clearly_and_writes_no_results(tmp_path, override, mess
     assert done.returncode != 0
     assert message in done.stderr
     assert not (tmp_path / "results.json").exists()
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+CSV = [
+    "dataset=csv", "dataset.label.column=label", "dataset.label.positive=1",
+    "dataset.sensitive.column=g", "dataset.sensitive.privileged=1",
+]
+
+
+@pytest.mark.parametrize(
+    "case, overrides, message",
+    [
+        ("string for a number", ["method.rho_o=abc"], "method.rho_o='abc': must be a number"),
+        ("string for an integer", ["method.k_max=ten"], "method.k_max='ten': must be an integer"),
+        ("no clients", ["dataset.num_clients=0"], "num_clients must be an integer >= 1, got 0"),
+        ("too many min_clients", ["federation.min_clients=9"], "federation.min_clients=9: more than the 3 clients"),
+        ("N_s above a client's N", ["method.synthetic_size=5000"], "method.synthetic_size=5000: client 0 has only"),
+        ("copy with an integer N_s", ["method.synthetic_labels=copy"], "method.synthetic_labels=copy: needs method.synthetic_size=full"),
+        ("bad engine value", ["engine.client_cpus=x"], "engine.client_cpus='x': must be an integer"),
+        ("bad federation value", ["federation.timeout_s=-1"], "federation.timeout_s=-1: must be > 0"),
+        ("data path is a directory", [*CSV, "dataset.file={tmp}"], "is a directory"),
+        ("data path is a FIFO", [*CSV, "dataset.file={tmp}/fifo"], "is not a regular file"),
+        ("missing data file", [*CSV, "dataset.file={tmp}/none.csv"], "data file not found"),
+        ("binary data file", [*CSV, "dataset.file={tmp}/binary.csv"], "not a UTF-8 text CSV file"),
+        ("duplicate header", [*CSV, "dataset.file={tmp}/duplicate.csv"], "column name(s) ['f0'] appear more than once"),
+        ("huge values", [*CSV, "dataset.file={tmp}/huge.csv"], "column 'f0' encodes to values beyond"),
+        ("sha256 mismatch", [*CSV, "dataset.file={tmp}/ok.csv", "+dataset.sha256=" + "0" * 64], "sha256 mismatch"),
+        ("more clients than rows", [*CSV, "dataset.file={tmp}/ok.csv", "dataset.num_clients=50"], "50 clients requested"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2_before_anything_starts(tmp_path, case, overrides, message):
+    """Every config and data error: one line ``fedsynth: error: ...``, exit code 2, no traceback,
+    on the default (simulation) engine too: the check runs before any Flower process."""
+    os.mkfifo(tmp_path / "fifo")
+    write(tmp_path / "binary.csv", bytes(range(256)) * 8)
+    write(tmp_path / "duplicate.csv", "f0,f0,g,label\n1,2,0,1\n3,4,1,-1\n")
+    write(tmp_path / "huge.csv", "f0,g,label\n1e300,0,1\n3,1,-1\n2,1,1\n1,0,-1\n")
+    write(tmp_path / "ok.csv", "f0,g,label\n" + "".join(f"{i},{i % 2},{1 if i % 3 else -1}\n" for i in range(40)))
+    done = fedsynth(tmp_path, *(o.format(tmp=tmp_path) for o in overrides))
+    assert done.returncode == 2, (case, done.stderr[-2000:])
+    lines = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert lines == [lines[-1]] and lines[-1].startswith("fedsynth: error: "), done.stderr[-2000:]
+    assert message in lines[-1] and "Traceback" not in done.stderr
+    assert "superlink" not in done.stderr.lower()  # nothing of Flower started
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_the_traceback_switch_shows_the_traceback(tmp_path):
+    env = {**os.environ, "FEDSYNTH_TRACEBACK": "1"}
+    command = [sys.executable, "-m", "fedsynth.cli", f"hydra.run.dir={tmp_path}", "method.rho_o=abc"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert done.returncode != 0 and "Traceback" in done.stderr and "ConfigError" in done.stderr
+
+
+def test_too_few_clients_is_one_line_naming_the_nodes(tmp_path):
+    """A failure only the clients can meet (here every client is asked for more rows than the
+    server accepts): one line, each reason once with the nodes it hit, exit code 1."""
+    done = fedsynth(
+        tmp_path, "engine=inprocess", "method.k_max=2", "method.synthetic_size=full", "method.synthetic_labels=copy",
+        "method.max_synthetic_rows=10",
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("fedsynth: error: only 0 of 3 clients gave a valid reply") and "nodes 1, 2, 3: invalid payload" in last
+    assert "Traceback" not in done.stderr
+
+
+def test_a_failed_results_write_names_the_path_after_logging_the_metrics(tmp_path):
+    (tmp_path / "results.json").mkdir()  # the file cannot replace a folder
+    done = fedsynth(tmp_path, "engine=inprocess", "method.k_max=2", "method.synthetic_size=40")
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"fedsynth: error: cannot write {tmp_path / 'results.json'}")
+    assert "accuracy=" in done.stdout + done.stderr.split("fedsynth: error")[0]  # logged before the write
+    assert "Traceback" not in done.stderr
