@@ -77,5 +77,9 @@ def test_deploy_local_with_tls_refuses_an_unregistered_supernode(tmp_path: Path)
     assert outcome.failures == [] and [c["client_id"] for c in outcome.clients] == [0, 1]
     assert outcome.info["unregistered_node_refused"] is True
     assert "Failed to activate SuperNode" in (out / "supernode_unregistered.log").read_text()
+    # only the Fleet API is reachable through the gate: an outsider cannot register a key or list runs
+    assert outcome.info["outsider_control_refused"] is True
     assert (out / "certificates").is_dir()
+    keys = [out / "certificates" / name for name in ("server.key", "node_0", "node_1", "unregistered")]
+    assert all(key.stat().st_mode & 0o777 == 0o600 for key in keys)
     assert nothing_left_running(out)

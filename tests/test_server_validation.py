@@ -258,3 +258,27 @@ def test_a_failure_is_filed_under_the_node_the_server_addressed(monkeypatch) -> 
     assert replies[11].reason == "crashed: node lost"  # not filed under node 1, the SuperLink
     assert replies[22].reason == "no reply within 1 s"  # a reply to another message is no reply
     assert set(replies) == {11, 22}
+
+
+@pytest.mark.parametrize(
+    ("target", "passes"),
+    [
+        (b"/v1/fleet/pull-messages", True),
+        (b"/v1/fleet/activate-node", True),
+        (b"/health", True),
+        (b"/v1/control/register-node", False),
+        (b"/v1/control/list-runs", False),
+        (b"/v1/fleet/../control/register-node", False),
+        (b"/v1/fleet/pull-messages?x=1", False),
+        (b"/v1/fleet/%2e%2e/control/list-runs", False),
+        (b"https://127.0.0.1/v1/control/list-runs", False),
+        (b"/v1/fleet//control", False),
+    ],
+)
+def test_the_fleet_gate_lets_only_the_fleet_api_through(target: bytes, passes: bool) -> None:
+    from fedsynth.federated.fleet_gate import allowed, forwarded_head
+
+    assert allowed(target) is passes
+    head, length = forwarded_head(b"POST /v1/fleet/x HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\n")
+    assert head.endswith(b"Content-Length: 3\r\nConnection: close\r\n\r\n") and b"keep-alive" not in head and length == 3
+    assert forwarded_head(b"POST /v1/fleet/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n") is None

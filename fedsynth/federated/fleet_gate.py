@@ -1,0 +1,141 @@
+"""A filtering TLS proxy in front of a SuperLink: only the Fleet API (what SuperNodes use) passes.
+
+Flower 1.42 serves the Fleet API (SuperNodes), the Control API (``flwr run``, ``flwr ls``,
+``flwr stop``, ``flwr supernode register``) and the Runtime API on one HTTPS port, with server-only
+TLS; the Control API takes no credential in the open-source distribution (account
+authentication is an OIDC plugin, ``FLWR_OIDC_ENABLED=1``, that this distribution lacks). Anyone
+who reaches the port and holds the public CA certificate could therefore register a key of their
+own and join, or submit, list and stop runs.
+
+The gate closes that. The SuperLink listens on 127.0.0.1 only; the gate listens on the address
+the sites reach, with the SuperLink's certificate, forwards each request whose path is a Fleet
+API endpoint (``/v1/fleet/<name>``) or ``/health`` to the SuperLink over TLS, and answers any
+other request with 403. Every forwarded request is sent with ``Connection: close`` (one request
+per connection), so a client cannot slip a second request past the check. The operator uses the
+Control API on the SuperLink machine itself (or through an SSH tunnel to its 127.0.0.1).
+
+    python -m fedsynth.federated.fleet_gate --listen 203.0.113.10:9092 --upstream 127.0.0.1:9093 \\
+        --certfile server.pem --keyfile server.key --upstream-ca ca.pem
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import ssl
+import sys
+
+ALLOWED_PATH = re.compile(rb"/v1/fleet/[a-z][a-z-]*|/health")
+"""Request targets that pass: the Fleet API's endpoints and the health check (no query)."""
+MAX_HEAD = 65536
+TIMEOUT_S = 60.0
+
+
+def allowed(target: bytes) -> bool:
+    """Whether a request target may pass (exact match: no query, no ``..``, no encoding tricks)."""
+    return ALLOWED_PATH.fullmatch(target) is not None
+
+
+def _refusal(status: bytes) -> bytes:
+    body = b"fedsynth fleet gate: only the Fleet API is served on this address\n"
+    return b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+
+
+def forwarded_head(head: bytes) -> tuple[bytes, int] | None:
+    """The request head to send upstream (``Connection: close`` instead of the client's) and
+    the body length; None if the request is not a plain request with a Content-Length body."""
+    lines = head.rstrip(b"\r\n").split(b"\r\n")
+    kept, length = [lines[0]], 0
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name in (b"connection", b"keep-alive", b"upgrade", b"proxy-connection"):
+            continue
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length":
+            if not value.strip().isdigit():
+                return None
+            length = int(value.strip())
+        kept.append(line)
+    return b"\r\n".join([*kept, b"Connection: close"]) + b"\r\n\r\n", length
+
+
+class FleetGate:
+    """The proxy: accepts TLS connections on ``listen``, forwards allowed requests to ``upstream``."""
+
+    def __init__(self, upstream: tuple[str, int], server_context: ssl.SSLContext, upstream_context: ssl.SSLContext) -> None:
+        self.upstream = upstream
+        self.server_context = server_context
+        self.upstream_context = upstream_context
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one connection: one request, checked, then forwarded or refused."""
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT_S)
+            parts = head.split(b"\r\n", 1)[0].split(b" ")
+            if len(parts) != 3 or not allowed(parts[1]):
+                writer.write(_refusal(b"403 Forbidden"))
+                return
+            forwarded = forwarded_head(head)
+            if forwarded is None:
+                writer.write(_refusal(b"411 Length Required"))
+                return
+            new_head, length = forwarded
+            body = await asyncio.wait_for(reader.readexactly(length), TIMEOUT_S)
+            up_reader, up_writer = await asyncio.open_connection(
+                *self.upstream, ssl=self.upstream_context, server_hostname=self.upstream[0]
+            )
+            try:
+                up_writer.write(new_head + body)
+                await up_writer.drain()
+                while chunk := await asyncio.wait_for(up_reader.read(65536), TIMEOUT_S):
+                    writer.write(chunk)
+                    await writer.drain()
+            finally:
+                up_writer.close()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError):
+            pass
+        finally:
+            try:
+                await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            writer.close()
+
+    async def serve(self, host: str, port: int) -> None:
+        """Listen on ``host:port`` until cancelled; print one line once listening."""
+        server = await asyncio.start_server(self.handle, host, port, ssl=self.server_context, limit=MAX_HEAD)
+        print(f"fleet gate listening on {host}:{port}, forwarding the Fleet API to {self.upstream[0]}:{self.upstream[1]}", flush=True)
+        async with server:
+            await server.serve_forever()
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--listen", required=True, help="HOST:PORT the sites reach")
+    parser.add_argument("--upstream", required=True, help="HOST:PORT of the SuperLink (127.0.0.1)")
+    parser.add_argument("--certfile", required=True, help="the SuperLink's certificate (PEM)")
+    parser.add_argument("--keyfile", required=True, help="its private key (PEM)")
+    parser.add_argument("--upstream-ca", required=True, help="the CA certificate to verify the SuperLink with")
+    args = parser.parse_args(argv)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(args.certfile, args.keyfile)
+    upstream_context = ssl.create_default_context(cafile=args.upstream_ca)
+    gate = FleetGate(_address(args.upstream), server_context, upstream_context)
+    try:
+        asyncio.run(gate.serve(*_address(args.listen)))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
