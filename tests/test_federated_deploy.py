@@ -4,8 +4,10 @@ SuperNode authentication (an unregistered SuperNode is refused)."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -82,4 +84,49 @@ def test_deploy_local_with_tls_refuses_an_unregistered_supernode(tmp_path: Path)
     assert (out / "certificates").is_dir()
     keys = [out / "certificates" / name for name in ("server.key", "node_0", "node_1", "unregistered")]
     assert all(key.stat().st_mode & 0o777 == 0o600 for key in keys)
+    assert nothing_left_running(out)
+
+
+def test_deploy_local_reports_a_binary_data_file_in_one_line_before_starting(tmp_path: Path) -> None:
+    binary = tmp_path / "table.csv"
+    binary.write_bytes(bytes(range(256)) * 8)
+    completed = subprocess.run(
+        [
+            sys.executable, str(ROOT / "scripts" / "deploy_local.py"), "--out", str(tmp_path / "deploy"),
+            "dataset=csv", f"dataset.file={binary}", "dataset.label.column=label", "dataset.label.positive=1",
+            "dataset.sensitive.column=group", "dataset.sensitive.privileged=1",
+        ],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines() == [f"fedsynth: error: {binary}: not a UTF-8 text CSV file (is it binary or another encoding?)"]
+    assert not (tmp_path / "deploy" / "superlink.log").exists()  # nothing was started
+
+
+def test_sigterm_to_deploy_local_ends_every_process_it_started(tmp_path: Path) -> None:
+    from test_process_cleanup import descendants, survivors
+
+    table = tmp_path / "table.csv"
+    write_table(table, 400)
+    out = tmp_path / "deploy"
+    script = subprocess.Popen(
+        [
+            sys.executable, str(ROOT / "scripts" / "deploy_local.py"), "--out", str(out),
+            "dataset=csv", f"dataset.file={table}", "dataset.num_clients=2",
+            "dataset.label.column=label", "dataset.label.positive=1",
+            "dataset.sensitive.column=group", "dataset.sensitive.privileged=1",
+            "method.k_max=100000", "method.synthetic_size=30",
+        ],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 240
+    while not any("flwr-clientapp" in line for line in descendants(script.pid).values()):
+        assert script.poll() is None and time.monotonic() < deadline, "the deployment did not get going"
+        time.sleep(0.5)
+    tree = descendants(script.pid)
+    assert sum("flower-supernode" in line for line in tree.values()) == 2
+    script.send_signal(signal.SIGTERM)
+    assert script.wait(timeout=30) == 128 + signal.SIGTERM
+    assert survivors(tree, wait_s=10.0) == {}
+    assert script.stderr.read().strip().splitlines()[-1].startswith("fedsynth: error: stopped by SIGTERM")
     assert nothing_left_running(out)

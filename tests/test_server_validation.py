@@ -282,3 +282,44 @@ def test_the_fleet_gate_lets_only_the_fleet_api_through(target: bytes, passes: b
     head, length = forwarded_head(b"POST /v1/fleet/x HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\n")
     assert head.endswith(b"Content-Length: 3\r\nConnection: close\r\n\r\n") and b"keep-alive" not in head and length == 3
     assert forwarded_head(b"POST /v1/fleet/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n") is None
+
+
+def test_by_default_a_clients_reply_does_not_depend_on_its_data() -> None:
+    """Default N_s (an integer) and balanced labels: clients of different sizes send replies of
+    one size with the same (ŝ, ŷ) mix."""
+    from fedsynth.federated.experiment import compose_experiment
+
+    method = compose_experiment([])["method"]
+    assert (method["synthetic_size"], method["synthetic_labels"]) == (200, "balanced")
+    sizes, label_mixes = set(), set()
+    for rows in (1500, 3000):
+        run_config = run_config_for(compose_experiment([f"dataset.generator.num_rows={rows}", "method.k_max=2"]))
+        transport = TamperingTransport(run_config, "none", {})
+        seen = []
+        original = transport.exchange
+
+        def recording(action, contents, timeout, original=original, seen=seen):
+            replies = original(action, contents, timeout)
+            seen.extend(r for r in replies.values() if action == "train")
+            return replies
+
+        transport.exchange = recording
+        outcome = run_experiment(experiment_from_run_config(run_config), transport, engine="test")
+        assert outcome.failures == []
+        sizes |= {c["bytes_up"]["train"] for c in outcome.clients}
+        for reply in seen:
+            arrays = reply.array_records[ARRAYS]
+            s, y = arrays["s"].numpy(), arrays["y"].numpy()
+            label_mixes.add(tuple(int(((s == a) & (y == b)).sum()) for a in (0, 1) for b in (-1, 1)))
+    assert len(sizes) == 1 and label_mixes == {(50, 50, 50, 50)}
+
+
+def test_a_client_error_reveals_no_size_value_or_path() -> None:
+    """N_s above the client's N (the command's check bypassed): the client's exception names N,
+    the server gets the category only."""
+    run_config = run_config_for(tiny_experiment("method.synthetic_size=300"))  # 160 training rows each
+    with pytest.raises(NotEnoughClients) as error:
+        run_experiment(experiment_from_run_config(run_config), InProcessTransport(run_config), engine="test")
+    message = str(error.value)
+    assert "nodes 1, 2, 3: train: crashed: config: the node cannot use the experiment's configuration" in message
+    assert "160" not in message and "300" not in message and "/" not in message
