@@ -18,8 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FEDSYNTH = Path(sys.executable).parent / "fedsynth"
 CASES = {
-    "config value": ["method.rho_o=abc"],
-    "N_s above N": ["method.synthetic_size=5000"],
+    "config value": ["dataset=law_school_race", "method.rho_o=abc"],
+    "N_s above N": ["dataset=law_school_race", "method.synthetic_size=50000"],
     "sha256 of law_school.csv": ["dataset=law_school_race", "dataset.sha256=" + "0" * 64],
     "N_s above N (dutch)": ["dataset=dutch_gender", "method.synthetic_size=90000"],
 }
@@ -41,10 +41,7 @@ def main() -> int:
         for name, overrides in CASES.items():
             for runner in ("inprocess", "simulation", "deploy_local"):
                 if runner == "deploy_local":
-                    command = [sys.executable, str(ROOT / "scripts" / "deploy_local.py"), "--out", f"{tmp}/d{time.time_ns()}"]
-                    command += [o for o in overrides if o.startswith(("dataset", "method"))] or ["dataset=law_school_race"]
-                    if not any(o.startswith("dataset=") for o in overrides):
-                        command.append("dataset=law_school_race")
+                    command = [sys.executable, str(ROOT / "scripts" / "deploy_local.py"), "--out", f"{tmp}/d{time.time_ns()}", *overrides]
                 else:
                     command = [str(FEDSYNTH), f"hydra.run.dir={tmp}/run", f"engine={runner}", *overrides]
                 seconds, code, last = timed(command, Path(tmp))
