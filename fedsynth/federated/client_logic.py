@@ -128,8 +128,8 @@ def handle_client_message(
     ``state`` is the node's ``Context.state`` for the run: the method's state dict lives in it
     between messages, with the seconds the method spent per message type. The reply is the
     method's payload, except for :data:`EVALUATE`: when ``federation.report_metrics`` is on, the
-    harness adds a ``"harness"`` record (client id, compute seconds) so the server can report per
-    client; when it is off, the client keeps its metrics (it logs them) and replies with an empty
+    harness adds a ``"harness"`` record (compute seconds per message type) so the server can report
+    per client; when it is off, the client keeps its metrics (it logs them) and replies with an empty
     message.
     """
     method = build_method(experiment["method"])
