@@ -19,8 +19,6 @@ import types
 import typing
 from typing import Any, Mapping
 
-from fedsynth.data.errors import DataError
-
 
 class ConfigError(ValueError):
     """A configuration or data error found before the run; the message is one line."""
@@ -115,7 +113,7 @@ def check_experiment_config(config: Mapping[str, Any]) -> None:
     """Check a resolved experiment (the ``fedsynth`` config without ``engine``, or the
     deployment script's) end to end; raise :class:`ConfigError` with one line on the first
     problem. See the module docstring."""
-    from fedsynth.data import SCHEMES, DatasetSpec
+    from fedsynth.data import SCHEMES, DataError, DatasetSpec  # torch, pandas: only when checking
 
     for section in ("dataset", "method", "partition", "federation", "model"):
         if not isinstance(config.get(section), Mapping):
@@ -150,7 +148,7 @@ def check_experiment_config(config: Mapping[str, Any]) -> None:
 def check_data(spec: Any, config: Mapping[str, Any]) -> None:
     """Load the dataset as the clients will (file, sha256, columns, values) and split it into
     the clients; check each client's split and, for single_shot, N_s against each client's rows."""
-    from fedsynth.data import load_dataset, partition_clients
+    from fedsynth.data import DataError, load_dataset, partition_clients
 
     partition = config["partition"]
     try:

@@ -4,6 +4,7 @@ SuperNode authentication (an unregistered SuperNode is refused)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -130,3 +131,32 @@ def test_sigterm_to_deploy_local_ends_every_process_it_started(tmp_path: Path) -
     assert survivors(tree, wait_s=10.0) == {}
     assert script.stderr.read().strip().splitlines()[-1].startswith("fedsynth: error: stopped by SIGTERM")
     assert nothing_left_running(out)
+
+
+def test_a_dead_supernode_ends_the_deployment_with_one_line_naming_it(tmp_path: Path) -> None:
+    from test_process_cleanup import descendants, survivors
+
+    table = tmp_path / "table.csv"
+    write_table(table, 400)
+    out = tmp_path / "deploy"
+    script = subprocess.Popen(
+        [
+            sys.executable, str(ROOT / "scripts" / "deploy_local.py"), "--out", str(out),
+            "dataset=csv", f"dataset.file={table}", "dataset.num_clients=2",
+            "dataset.label.column=label", "dataset.label.positive=1",
+            "dataset.sensitive.column=group", "dataset.sensitive.privileged=1",
+            "method.k_max=100000", "method.synthetic_size=30",
+        ],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 240
+    while not any("flwr-clientapp" in line for line in descendants(script.pid).values()):
+        assert script.poll() is None and time.monotonic() < deadline, "the deployment did not get going"
+        time.sleep(0.5)
+    tree = descendants(script.pid)
+    victim = next(pid for pid, line in tree.items() if "flower-supernode" in line.split(" ", 2)[1])
+    os.kill(victim, signal.SIGKILL)
+    assert script.wait(timeout=60) == 1
+    assert survivors(tree, wait_s=10.0) == {}
+    last = script.stderr.read().strip().splitlines()[-1]
+    assert last.startswith("fedsynth: error: ") and f"flower-supernode (pid {victim}) exited" in last, last
