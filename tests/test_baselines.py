@@ -20,7 +20,7 @@ from fedsynth.data import DatasetSpec, partition_clients, load_dataset
 from fedsynth.federated import InProcessEngine, RunOutcome
 from fedsynth.federated.experiment import compose_experiment
 from fedsynth.federated.messages import payload_to_record, record_nbytes
-from fedsynth.methods import ClientFailure, Payload, build_method
+from fedsynth.methods import Payload, build_method
 from fedsynth.data.types import TabularData
 from fedsynth.methods._baselines import fit_linear_model, local_sgd
 from fedsynth.federated.ledger import HARNESS_SECTION, StatisticsLedger

@@ -232,7 +232,6 @@ class FakeGrid:
 
     def send_and_receive(self, messages, timeout):
         from flwr.app import Error, Message
-        from flwr.app.metadata import Metadata
 
         replies = []
         for index, message in enumerate(messages):
