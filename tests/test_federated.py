@@ -200,6 +200,8 @@ def test_flower_error_reasons_are_summarized() -> None:
     assert error_summary(deployment) == "RuntimeError: injected crash on client 0"
     assert error_summary(simulation) == "RayTaskError(ClientAppException): injected crash on client 0"
     assert error_summary("something else") == "something else"
+    ray = "<class 'ray.exceptions.ActorDiedError'>:<'The actor died unexpectedly.\n\tclass_name: ClientAppActor\n\tpid: 7'>"
+    assert error_summary(ray) == "ActorDiedError: The actor died unexpectedly."
 
 
 @pytest.mark.slow  # Flower walks the whole checkout (a .venv included) to build the FAB

@@ -92,12 +92,20 @@ def test_a_stop_signal_ends_every_process_of_the_run(tmp_path: Path, signum: int
     )
 
 
-@pytest.mark.parametrize("component", ["flower-superlink", "flwr-simulation"])
-def test_a_dead_component_ends_the_run_with_one_line_naming_it(tmp_path: Path, component: str) -> None:
+@pytest.mark.parametrize(
+    ("component", "named"),
+    [
+        ("flower-superlink", "flower-superlink"),
+        ("flwr-simulation", "flwr-simulation"),
+        ("ray::ClientAppActor", "Ray client actor"),
+    ],
+)
+def test_a_dead_component_ends_the_run_with_one_line_naming_it(tmp_path: Path, component: str, named: str) -> None:
     run, tree = start_run(tmp_path)
-    victim = next(pid for pid, line in tree.items() if component in line.split(" ", 2)[1] or line.startswith(component))
+    time.sleep(2.5)  # one status poll later: the engine has seen every component
+    victim = next(pid for pid, line in tree.items() if component in line.split(" ", 2)[0 if line.startswith("ray::") else 1])
     os.kill(victim, signal.SIGKILL)
     assert run.wait(timeout=60) == 1
     assert survivors(tree, wait_s=10.0) == {}
     line = last_line(tmp_path)
-    assert line.startswith("fedsynth: error: ") and f"{component} (pid {victim})" in line, line
+    assert line.startswith("fedsynth: error: ") and f"{named} (pid {victim})" in line, line

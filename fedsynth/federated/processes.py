@@ -88,16 +88,17 @@ def start_process(command: Sequence[str], env: Mapping[str, str], log_path: Path
 
 class SessionTracker:
     """The sessions the process trees of some started processes have had, and the processes of
-    interest seen in them (e.g. ``flwr-simulation``), remembered across the run.
+    interest seen in them (``watch_names``: command-line pattern -> the name a message gives it,
+    e.g. ``{"flwr-simulation": "flwr-simulation"}``), remembered across the run.
 
     A process whose parent died is re-parented and no longer in the tree: a SuperExec whose
     SuperLink was killed, Ray's services whose simulation process was killed. What was seen
     while the tree was whole is what :func:`stop_process` ends, and what :meth:`lost` reports.
     """
 
-    def __init__(self, roots: Sequence[subprocess.Popen], watch_names: Sequence[str] = ()) -> None:
+    def __init__(self, roots: Sequence[subprocess.Popen], watch_names: Mapping[str, str] | None = None) -> None:
         self.roots = list(roots)
-        self.watch_names = tuple(watch_names)
+        self.watch_names = dict(watch_names or {})
         self.sessions: set[int] = set()
         self.seen: dict[int, str] = {}
 
@@ -111,8 +112,8 @@ class SessionTracker:
                 command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            for name in self.watch_names:
-                if name in command:
+            for pattern, name in self.watch_names.items():
+                if pattern in command:
                     self.seen.setdefault(pid, name)
 
     def lost(self) -> str | None:
@@ -333,7 +334,8 @@ def wait_for_run(
     :class:`~fedsynth.federated.outcome.RunFailed` naming the component if a ``watch``ed process
     (the SuperLink, SuperNodes) exits or the SuperLink stops answering, ``RuntimeError`` if
     ``timeout`` seconds pass. A ``tracker`` is updated at every status request, and a watched
-    process it saw (``flwr-simulation``) that is gone before the run's end fails the run too.
+    process it saw (``flwr-simulation``, a Ray client actor) that is gone before the run's end
+    fails the run too.
 
     The ServerApp writes its outcome file atomically as its last act: once it exists, the run's
     work is done and the caller need not wait for Flower's teardown (Ray's shutdown takes

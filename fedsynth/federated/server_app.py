@@ -85,15 +85,21 @@ class GridTransport:
 
 def error_summary(reason: str) -> str:
     """A Flower error reply's reason, ``"<class 'Type'>:<'message'>"``, as ``"Type: message"``
-    (in simulation the message is Ray's traceback: only the client's own message is kept)."""
+    (in simulation the message is Ray's traceback: only the client's own message is kept), on
+    one line: the first line of the message (Ray's details of a dead actor fill many)."""
     match = re.fullmatch(r"<class '([^']+)'>:<'(.*)'>", reason.strip(), flags=re.DOTALL)
     if match is None:
-        return reason.strip()
+        return _first_line(reason)
     kind, message = match.groups()
     marker = "occurred. Message: "
     if marker in message:
         message = message.rsplit(marker, 1)[1]
-    return f"{kind.rsplit('.', 1)[-1]}: {message.strip()}"
+    return f"{kind.rsplit('.', 1)[-1]}: {_first_line(message)}"
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0].strip() if lines else ""
 
 
 @app.main()
