@@ -351,6 +351,9 @@ def wait_for_run(
             check_alive(watch, run_id)
             lost = tracker.lost() if tracker is not None else None
             if lost is not None:
+                status = _status_soon(client, run_id, within_s=3.0)
+                if status.startswith("finished"):  # the run ended by itself and took it along
+                    return status
                 raise RunFailed(f"{lost} exited during run {run_id}")
         if written or time.monotonic() >= next_poll:
             if tracker is not None:
@@ -367,6 +370,20 @@ def wait_for_run(
         if time.monotonic() > deadline:
             raise RuntimeError(f"run {run_id} did not finish within {timeout:g} s (status {status!r})")
         time.sleep(0.05)
+
+
+def _status_soon(client: ControlHttpClient, run_id: int, within_s: float) -> str:
+    """The run's status once it is ``finished:*``, or its last status after ``within_s`` seconds
+    (a run whose ServerApp failed stops its processes just before Flower records the end)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            status = run_status(client, run_id)
+        except httpx.HTTPError:
+            return "unknown"
+        if status.startswith("finished") or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
 
 
 def component_name(process: subprocess.Popen) -> str:
