@@ -22,6 +22,7 @@ import tomli_w
 
 from fedsynth.federated import RunOutcome, processes
 from fedsynth.federated.experiment import APP_ROOT, compose_experiment, run_config_for
+from fedsynth.federated.outcome import OUTCOME_FILE
 from test_federated_deploy import write_table
 
 pytestmark = pytest.mark.slow
@@ -120,7 +121,7 @@ def test_a_single_shot_run_across_sites_with_an_outsider_refused(tmp_path: Path,
     certificates = deploy.make_certificates(tmp_path / "certificates", hosts=("127.0.0.1", namespaces.address["link"]))
     ca = certificates[0]
     env = processes.flower_env(tmp_path)
-    results = tmp_path / "results.json"
+    results = tmp_path / OUTCOME_FILE
     run_config = tmp_path / "run_config.toml"
     run_config.write_text(tomli_w.dumps(run_config_for(experiment, results)), encoding="utf-8")
     link = namespaces.prefix("link")

@@ -6,8 +6,8 @@ The communication columns are measured from the messages the run sent: bytes up 
 trips of the method's protocol; the harness's final ``evaluate`` exchange (θ to the clients, their
 test counts back, identical for every method) is left out when the file lists its exchanges
 (``sends``), else the totals are shown and marked *. "Client statistics" lists what the server
-received besides the model or the data rows (``info.client_statistics``, recorded by the method
-from the replies it received).
+received besides the model or the data rows (``info.client_statistics``, recorded by the server's
+ledger from every reply it received).
 """
 
 from __future__ import annotations

@@ -310,6 +310,6 @@ def comparison_markdown(rows: pd.DataFrame) -> str:
     if (rows["bytes_scope"] != "protocol").any():
         notes.append("\\* total bytes including the harness's evaluation exchange (the results file lists no exchanges).")
     if rows["client_statistics"].str.contains("‡").any():
-        notes.append("‡ not recorded by single_shot; its server rejects any reply holding more than arrays x, s, y.")
+        notes.append("‡ not recorded in results written before the server's ledger; single_shot's server rejects any reply holding more than arrays x, s, y.")
     notes.append("Mean ± sample std over the runs of each row (no ± for one run).")
     return "\n\n".join(sections + notes) + "\n"
