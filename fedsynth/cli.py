@@ -3,6 +3,8 @@
     fedsynth                                    # defaults: synthetic data, single_shot, simulation
     fedsynth dataset=law_school_race engine=inprocess method.rho_o=100
     fedsynth -m method.rho_o=0,10,100           # a sweep, one results.json per point
+    fedsynth --help                             # config groups, main keys, examples
+    fedsynth --version                          # fedsynth's, Flower's and torch's versions
 
 Every run writes ``results.json`` (atomically) into its Hydra output directory and prints its path.
 """
@@ -10,6 +12,7 @@ Every run writes ``results.json`` (atomically) into its Hydra output directory a
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -57,10 +60,30 @@ def run(cfg: DictConfig) -> Path:
     return path
 
 
+def versions_text() -> str:
+    """``fedsynth --version``: the versions of fedsynth, Flower, torch and Hydra, one line."""
+    from importlib.metadata import version
+
+    import fedsynth
+
+    return " ".join(
+        [f"fedsynth {fedsynth.__version__}"]
+        + [f"{name} {version(package)}" for name, package in (("Flower", "flwr"), ("torch", "torch"), ("Hydra", "hydra-core"))]
+    )
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
-def main(cfg: DictConfig) -> None:
-    """Entry point of the ``fedsynth`` console script."""
+def hydra_main(cfg: DictConfig) -> None:
+    """The Hydra application: compose the config, then :func:`run` it."""
     run(cfg)
+
+
+def main() -> None:
+    """Entry point of the ``fedsynth`` console script: ``--version`` here, all else to Hydra."""
+    if "--version" in sys.argv[1:]:
+        print(versions_text())
+        return
+    hydra_main()
 
 
 if __name__ == "__main__":

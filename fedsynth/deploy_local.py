@@ -1,8 +1,7 @@
-#!/usr/bin/env python
 """Deploy the Flower app on this machine as on real separate ones: a SuperLink, K SuperNodes
 each with its own data file, one run, then everything stopped by PID.
 
-    python scripts/deploy_local.py [--tls] [--out DIR] [HYDRA_OVERRIDES ...]
+    fedsynth-deploy [--tls] [--out DIR] [HYDRA_OVERRIDES ...]
 
 The experiment is composed from conf/ like the ``fedsynth`` command (``engine`` is ignored):
 e.g. ``dataset=law_school_race method.k_max=200`` (the default dataset, ``synthetic``, has no
@@ -227,8 +226,8 @@ def _refused(process: subprocess.Popen, log_path: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """Entry point of the ``fedsynth-deploy`` console script."""
+    parser = argparse.ArgumentParser(prog="fedsynth-deploy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tls", action="store_true", help="TLS, SuperNode authentication, an unregistered node")
     parser.add_argument("--out", type=Path, default=None, help="output folder (must not exist yet)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/config.yaml")

@@ -1,6 +1,6 @@
 """Starting, driving and stopping Flower's processes (SuperLink, SuperNodes, ``flwr`` CLI).
 
-Shared by the simulation engine and ``scripts/deploy_local.py``. Every process gets
+Shared by the simulation engine and ``fedsynth-deploy`` (:mod:`fedsynth.deploy_local`). Every process gets
 :func:`flower_env`: a private ``FLWR_HOME``, telemetry, update checks and runtime dependency
 installation off, and Ray kept on 127.0.0.1. Processes start in their own session so that
 :func:`stop_process` can end each one with everything it spawned (Ray included), by its PID.
