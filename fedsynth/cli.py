@@ -46,16 +46,17 @@ def run(cfg: DictConfig) -> Path:
     outcome = engine.run(experiment)
     record = results_record(config, outcome, time.perf_counter() - start)
     path = write_json_atomic(Path(HydraConfig.get().runtime.output_dir) / RESULTS_FILE, record)
+    for failure in outcome.failures:
+        log.warning("client node %s failed: %s", failure["node"], failure["reason"])
     log.info(
-        "accuracy=%.4f spd=%.4f covariance=%.5f eod=%.4f (%.1f s)",
+        "accuracy=%.4f spd=%.4f covariance=%.5f eod=%.4f (%.1f s); results: %s",
         record["accuracy"],
         record["spd"],
         record["covariance"],
         record["eod"],
         record["wall_seconds"],
+        path,
     )
-    for failure in outcome.failures:
-        log.warning("client node %s failed: %s", failure["node"], failure["reason"])
     print(path)
     return path
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
+from fedsynth.federated.app_logging import forward_logs_to_flower
 from fedsynth.federated.experiment import experiment_from_run_config
 
 app = ClientApp()
+forward_logs_to_flower()
 
 
 def _answer(message: Message, context: Context) -> Message:
