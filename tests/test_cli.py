@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,49 @@ def test_bad_config_fails_clearly_and_writes_no_results(tmp_path, override, mess
     assert done.returncode != 0
     assert message in done.stderr
     assert not (tmp_path / "results.json").exists()
+
+
+def console(name: str, *arguments: str) -> subprocess.CompletedProcess:
+    """Run one of the package's console scripts."""
+    command = [str(Path(sys.executable).parent / name), *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_version_names_fedsynth_flower_and_torch():
+    from importlib.metadata import version
+
+    import fedsynth
+
+    done = console("fedsynth", "--version")
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    assert line.startswith(f"fedsynth {fedsynth.__version__} ")
+    assert f"Flower {version('flwr')}" in line and f"torch {version('torch')}" in line
+
+
+def test_help_lists_groups_keys_and_examples():
+    done = console("fedsynth", "--help")
+    assert done.returncode == 0, done.stderr
+    for group in ("dataset: ", "method: ", "engine: inprocess, simulation", "experiment: "):
+        assert group in done.stdout
+    for text in ("method.rho_o", "method.synthetic_size", "dataset.num_clients", "== Examples ==", "fedsynth-spec"):
+        assert text in done.stdout
+
+
+def test_deploy_console_script_help():
+    done = console("fedsynth-deploy", "--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: fedsynth-deploy") and "--tls" in done.stdout
+
+
+@pytest.mark.slow
+def test_simulation_run_shows_client_progress_and_a_summary(tmp_path):
+    """Flower's simulation engine: the clients' progress (k/k_max, P) comes through Flower's log
+    stream to the terminal, and the run ends with accuracy, SPD, EOD and the results file."""
+    done = fedsynth(tmp_path, "engine=simulation", "method.k_max=20", "dataset.generator.num_rows=600")
+    output = done.stdout + done.stderr  # Hydra logs to stdout
+    assert done.returncode == 0, output[-3000:]
+    for client in range(3):
+        assert f"client {client}: outer iteration 20/20, P = " in output, output[-3000:]
+    path = tmp_path / "results.json"
+    assert re.search(rf"accuracy=0\.\d+ spd=-?\d\.\d+ .*eod=-?\d\.\d+ .*; results: {re.escape(str(path))}", output)

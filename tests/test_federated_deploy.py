@@ -1,4 +1,4 @@
-"""scripts/deploy_local.py end to end: a real SuperLink and SuperNodes on 127.0.0.1, each SuperNode
+"""fedsynth-deploy (fedsynth/deploy_local.py) end to end: a real SuperLink and SuperNodes on 127.0.0.1, each SuperNode
 with its own data file, one run, everything stopped afterwards; insecure, and with TLS and
 SuperNode authentication (an unregistered SuperNode is refused)."""
 
@@ -17,7 +17,7 @@ from fedsynth.federated.outcome import OUTCOME_FILE
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = Path(sys.executable).parent / "fedsynth-deploy"
 
 
 def write_table(path: Path, rows: int) -> None:
@@ -30,13 +30,13 @@ def write_table(path: Path, rows: int) -> None:
 
 
 def deploy(tmp_path: Path, *options: str) -> Path:
-    """Run deploy_local.py on a 400-row table split over 2 SuperNodes; return its output folder."""
+    """Run fedsynth-deploy on a 400-row table split over 2 SuperNodes; return its output folder."""
     table = tmp_path / "table.csv"
     write_table(table, 400)
     out = tmp_path / "deploy"
     completed = subprocess.run(
         [
-            sys.executable, str(ROOT / "scripts" / "deploy_local.py"), *options, "--out", str(out),
+            str(DEPLOY), *options, "--out", str(out),
             "dataset=csv", f"dataset.file={table}", "dataset.num_clients=2",
             "dataset.label.column=label", "dataset.label.positive=1",
             "dataset.sensitive.column=group", "dataset.sensitive.privileged=1",
@@ -50,7 +50,7 @@ def deploy(tmp_path: Path, *options: str) -> Path:
 
 
 def nothing_left_running(out: Path) -> bool:
-    """Whether every process deploy_local.py started is gone (their command lines name ``out``)."""
+    """Whether every process fedsynth-deploy started is gone (their command lines name ``out``)."""
     listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     return str(out) not in listing
 
