@@ -18,6 +18,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -59,6 +60,14 @@ def run(cfg: DictConfig) -> Path:
     )
     print(path)
     return path
+
+
+class SweepEnd(Callback):
+    """At the end of a multirun, print the sweep folder and the command that reports on it."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = Path(str(config.hydra.sweep.dir)).resolve()
+        print(f"sweep finished: {folder}\nreport: fedsynth-report {folder}", flush=True)
 
 
 def versions_text() -> str:

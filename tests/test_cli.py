@@ -114,3 +114,15 @@ def test_simulation_run_shows_client_progress_and_a_summary(tmp_path):
         assert f"client {client}: outer iteration 20/20, P = " in output, output[-3000:]
     path = tmp_path / "results.json"
     assert re.search(rf"accuracy=0\.\d+ spd=-?\d\.\d+ .*eod=-?\d\.\d+ .*; results: {re.escape(str(path))}", output)
+
+
+def test_a_sweep_ends_with_its_folder_and_the_report_command(tmp_path):
+    sweep = tmp_path / "sweep"
+    command = [
+        sys.executable, "-m", "fedsynth.cli", "-m", f"hydra.sweep.dir={sweep}", "engine=inprocess",
+        "method.k_max=3", "method.synthetic_size=20", "method.synthetic_labels=proportional", "seed=0,1",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-2:] == [f"sweep finished: {sweep}", f"report: fedsynth-report {sweep}"]
+    assert sorted(p.parent.name for p in sweep.glob("*/results.json")) == ["0", "1"]
