@@ -15,6 +15,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -23,6 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fedsynth.io import write_json_atomic
+from fedsynth.paths import data_directory, resolve_table_file, user_config_dir
 from fedsynth.reporting.results import RESULTS_FILE, results_record
 
 log = logging.getLogger("fedsynth")
@@ -31,9 +33,24 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 """The Hydra configs, top-level ``conf/`` of the repository (fedsynth is installed editable)."""
 
 
+def absolute_data_paths(config: dict[str, Any]) -> None:
+    """Make ``data_dir`` and a table dataset's ``file`` absolute in place, by the data-directory
+    rule (:mod:`fedsynth.paths`) and this process's working directory: every client, whatever its
+    own working directory, then reads the same file."""
+    directory = data_directory(config.get("data_dir"))
+    config["data_dir"] = None if directory is None else str(directory)
+    dataset = config["dataset"]
+    if dataset.get("kind", "table") == "table" and dataset.get("file"):
+        try:
+            dataset["file"] = str(resolve_table_file(dataset["file"], directory, dataset.get("name", "?")))
+        except FileNotFoundError as error:
+            raise SystemExit(f"fedsynth: {error}") from None
+
+
 def run(cfg: DictConfig) -> Path:
     """Run the experiment ``cfg`` on its engine and write ``results.json``; return its path."""
     config = OmegaConf.to_container(cfg, resolve=True)
+    absolute_data_paths(config)
     engine = instantiate(cfg.engine)
     experiment = {key: value for key, value in config.items() if key != "engine"}
     log.info(
@@ -93,6 +110,7 @@ def main() -> None:
     if "--version" in sys.argv[1:]:
         print(versions_text())
         return
+    user_config_dir()  # on Hydra's search path (conf/config.yaml): it must exist
     hydra_main()
 
 

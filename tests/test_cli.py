@@ -41,6 +41,7 @@ def test_default_experiment_writes_results_json(tmp_path):
     assert results["min_distance"] == min(c["min_distance"] for c in results["per_client"]) > 0
     assert results["bytes_up"] > results["bytes_down"] > 0
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tmp") == []
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by all, as the run's other outputs
 
 
 def test_same_seed_same_numbers_and_small_synthetic_sets(tmp_path):

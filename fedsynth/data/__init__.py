@@ -10,6 +10,7 @@ from fedsynth.data.spec import DatasetSpec, FeatureSpec, LabelSpec, SensitiveSpe
 from fedsynth.data.synthetic import generate_synthetic
 from fedsynth.data.tables import (
     DATA_DIR_ENV,
+    data_directory,
     file_sha256,
     load_csv,
     load_dataset,
@@ -28,6 +29,7 @@ __all__ = [
     "SensitiveSpec",
     "SyntheticSpec",
     "TabularData",
+    "data_directory",
     "file_sha256",
     "generate_synthetic",
     "hold_out",

@@ -7,7 +7,6 @@ file, the column and the problem, so no pandas traceback reaches the user.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +17,15 @@ from fedsynth.data.errors import DataError
 from fedsynth.data.spec import SYNTHETIC, TABLE, DatasetSpec, FeatureSpec, Scalar
 from fedsynth.data.synthetic import generate_synthetic
 from fedsynth.data.types import TabularData
-
-DATA_DIR_ENV = "FEDSYNTH_DATA_DIR"
+from fedsynth.paths import DATA_DIR_ENV, data_directory, resolve_table_file  # noqa: F401 (re-exported)
 
 
 def load_dataset(spec: DatasetSpec, data_dir: str | Path | None = None) -> TabularData:
     """Load and encode the whole dataset a spec describes.
 
-    A ``table`` spec reads ``spec.file``: an absolute path, or a name inside ``data_dir``
-    (default: the ``FEDSYNTH_DATA_DIR`` environment variable). When the spec has a ``sha256``
-    the file must match it. A ``synthetic`` spec generates its rows and reads nothing.
+    A ``table`` spec reads ``spec.file`` (see :func:`resolve_data_file` for where). When the spec
+    has a ``sha256`` the file must match it. A ``synthetic`` spec generates its rows and reads
+    nothing.
     """
     if spec.kind == SYNTHETIC:
         return generate_synthetic(spec.generator)
@@ -43,22 +41,15 @@ def load_dataset(spec: DatasetSpec, data_dir: str | Path | None = None) -> Tabul
 
 
 def resolve_data_file(spec: DatasetSpec, data_dir: str | Path | None = None) -> Path:
-    """The existing file a ``table`` spec reads (see :func:`load_dataset` for the lookup rule)."""
+    """The existing file a ``table`` spec reads, as an absolute path: ``spec.file`` itself when
+    absolute; a relative one in the working directory when it is there, else in the data
+    directory (:func:`fedsynth.paths.data_directory` of ``data_dir``)."""
     if spec.kind != TABLE:
         raise DataError(f"dataset {spec.name!r} is kind {spec.kind!r} and reads no file")
-    file = Path(spec.file).expanduser()
-    if not file.is_absolute():
-        base = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
-        if not base:
-            raise DataError(
-                f"dataset {spec.name!r} reads {spec.file!r} from the data directory, but none is "
-                f"set: set the environment variable {DATA_DIR_ENV} to the folder holding it "
-                "(or give an absolute dataset.file)"
-            )
-        file = Path(base).expanduser() / file
-    if not file.is_file():
-        raise DataError(f"data file not found: {file} (dataset {spec.name!r})")
-    return file
+    try:
+        return resolve_table_file(spec.file, data_dir, spec.name)
+    except FileNotFoundError as error:
+        raise DataError(str(error)) from None
 
 
 def file_sha256(path: str | Path) -> str:

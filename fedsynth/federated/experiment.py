@@ -97,6 +97,9 @@ def compose_experiment(overrides: Sequence[str] = (), config_dir: Path | None = 
     """Compose ``conf/config.yaml`` with Hydra overrides and return the experiment part."""
     from hydra import compose, initialize_config_dir
 
+    from fedsynth.paths import user_config_dir
+
+    user_config_dir()  # on Hydra's search path (conf/config.yaml): it must exist
     with initialize_config_dir(str(config_dir or APP_ROOT / "conf"), version_base=None):
         cfg = compose(config_name="config", overrides=list(overrides))
     return experiment_from_hydra(cfg)
