@@ -7,6 +7,7 @@ file, the column and the problem, so no pandas traceback reaches the user.
 from __future__ import annotations
 
 import hashlib
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -88,8 +89,9 @@ def load_csv(spec: DatasetSpec, path: str | Path) -> TabularData:
     privileged = _binary_column(
         path, frame[spec.sensitive.column], spec.sensitive.privileged, "sensitive", "privileged"
     )
+    hint = "" if spec.features else _spec_command_hint(path, spec)
     x = np.column_stack(
-        [_encode_feature(path, frame[feature.name], feature) for feature in features]
+        [_encode_feature(path, frame[feature.name], feature, hint) for feature in features]
     )
     names = tuple(name for feature in features for name in feature.encoded_names)
     return TabularData(
@@ -167,8 +169,22 @@ def _binary_column(
     return mask
 
 
-def _encode_feature(path: Path, column: pd.Series, feature: FeatureSpec) -> np.ndarray:
-    """The ``(N, k)`` encoded columns of one feature (k = 1, or the number of levels)."""
+def _spec_command_hint(path: Path, spec: DatasetSpec) -> str:
+    """For a spec without a feature list: the ``fedsynth-spec`` command that writes one with the
+    encoding of every column (one-hot levels for text columns)."""
+    command = shlex.join(
+        [
+            "fedsynth-spec", str(path),
+            "--label", spec.label.column, "--positive", str(spec.label.positive),
+            "--sensitive", spec.sensitive.column, "--privileged", str(spec.sensitive.privileged),
+        ]
+    )
+    return f"; a spec that encodes every column (text ones one-hot) is one command away: {command}"
+
+
+def _encode_feature(path: Path, column: pd.Series, feature: FeatureSpec, hint: str = "") -> np.ndarray:
+    """The ``(N, k)`` encoded columns of one feature (k = 1, or the number of levels); ``hint``
+    ends the message for a non-numeric value in a numeric column."""
     _check_complete(path, column)
     if feature.type == "categorical":
         text = column.astype(str).to_numpy()
@@ -195,7 +211,7 @@ def _encode_feature(path: Path, column: pd.Series, feature: FeatureSpec) -> np.n
             first = column.iloc[np.flatnonzero(not_numeric)[0]]
             raise DataError(
                 f"{path}: numeric column {column.name!r} has non-numeric value {first!r} in "
-                f"{_first_rows(not_numeric)}"
+                f"{_first_rows(not_numeric)}{hint}"
             )
         infinite = ~np.isfinite(raw)
         if infinite.any():
