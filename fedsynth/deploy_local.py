@@ -23,9 +23,12 @@ if the run fails. See docs/deployment.md for the same on separate machines.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import functools
 import ipaddress
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -196,7 +199,8 @@ def deploy(overrides: list[str], out: Path, tls: bool) -> RunOutcome:
         runner = processes.start_flwr_run(processes.stage_app(APP_ROOT, out / "app"), CONNECTION, run_config_file, env, run_log)
         started.insert(0, runner)
         run_id = processes.started_run_id(runner, run_log)
-        with processes.control_client(address, root_certificates=ca if tls else None) as control:
+        followers = _followers(out, num_clients, run_log)
+        with followers, processes.control_client(address, root_certificates=ca if tls else None) as control:
             status = processes.wait_for_run(
                 control,
                 run_id,
@@ -218,6 +222,20 @@ def deploy(overrides: list[str], out: Path, tls: bool) -> RunOutcome:
         processes.stop_process(superlink)
 
 
+def _followers(out: Path, num_clients: int, run_log: Path) -> contextlib.ExitStack:
+    """Show the app lines of the SuperNodes' logs (the clients' progress) and of the run's log (the
+    server's summary) while the run goes on; leave the returned stack to stop."""
+    stack = contextlib.ExitStack()
+    sources = [(out / f"supernode_{k}.log", f"supernode {k}") for k in range(num_clients)] + [(run_log, "server")]
+    for log_path, source in sources:
+        stack.enter_context(
+            processes.LogFollower(
+                log_path, keep=processes.APP_LINE.search, on_line=functools.partial(processes.show_app_line, source=source)
+            )
+        )
+    return stack
+
+
 def _refused(process: subprocess.Popen, log_path: Path) -> bool:
     """Whether the unregistered SuperNode was turned away: the SuperLink refused to activate it
     and it exited with an error (Flower exit code 305) instead of joining the run."""
@@ -232,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder (must not exist yet)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/config.yaml")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the run's progress
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per status request
     out = (args.out or APP_ROOT / "outputs" / f"deploy-{time.strftime('%Y-%m-%d_%H-%M-%S')}").resolve()
     if out.exists():
         parser.error(f"--out {out} exists already: name a new folder (nothing is overwritten)")
@@ -249,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["info"] = outcome.info
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     print(json.dumps(summary, indent=2, default=str))
-    print(f"outcome: {out / OUTCOME_FILE}")
+    print(f"fedsynth: {outcome.summary(out / OUTCOME_FILE)}")
     return 0
 
 

@@ -46,6 +46,10 @@ def deploy(tmp_path: Path, *options: str) -> Path:
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    for k in range(2):  # the clients' progress, from the SuperNodes' logs, reached the terminal
+        assert f"supernode {k}: client {k}: outer iteration 3/3, P = " in completed.stderr, completed.stderr[-3000:]
+    assert completed.stdout.strip().splitlines()[-1] == f"fedsynth: {RunOutcome.read_json(out / OUTCOME_FILE).summary(out / OUTCOME_FILE)}"
+    assert "fedsynth: accuracy=" in completed.stdout and "HTTP Request" not in completed.stderr
     return out
 
 

@@ -8,6 +8,7 @@ installation off, and Ray kept on 127.0.0.1. Processes start in their own sessio
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -324,6 +325,19 @@ def tail(path: Path, lines: int = 60) -> str:
 
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+APP_LINE = re.compile(r"fedsynth: |client \d+: ")
+"""Log lines of fedsynth's apps (the clients' progress, the server's summary): the engines show
+them while a run goes on; Flower's own lines stay in the log files."""
+_FLOWER_PREFIX = re.compile(r"^(\(\S+ pid=\d+\) )?(INFO|WARNING|ERROR|DEBUG)\s*:\s*")
+
+log = logging.getLogger(__name__)
+
+
+def show_app_line(line: str, source: str = "") -> None:
+    """Log one app line of a Flower log (without Ray's actor prefix and Flower's level), after
+    ``source`` (e.g. the SuperNode) when given."""
+    text = _FLOWER_PREFIX.sub("", line)
+    log.info("%s%s", f"{source}: " if source else "", text)
 
 
 class LogFollower:

@@ -147,12 +147,5 @@ def main(grid: Grid, context: Context) -> None:
         num_clients, results_path,
     )
     outcome = run_experiment(experiment, transport, engine="flower")
+    log(INFO, "fedsynth: %s", outcome.summary(results_path))
     outcome.write_json(results_path)
-    log(INFO, "fedsynth: %s", outcome_summary(outcome.metrics, outcome.failures, results_path))
-
-
-def outcome_summary(metrics: Mapping[str, float], failures: list[dict[str, Any]], results_path: Path | str) -> str:
-    """One line for the user: accuracy, SPD, EOD, failed clients and the results file."""
-    shown = ", ".join(f"{key}={metrics[key]:.4f}" for key in ("accuracy", "spd", "eod") if key in metrics)
-    failed = f", {len(failures)} client(s) failed" if failures else ""
-    return f"{shown or 'no client metrics (federation.report_metrics=false)'}{failed}; results: {results_path}"

@@ -10,8 +10,6 @@ started is then stopped by PID, Ray's processes included.
 
 from __future__ import annotations
 
-import logging
-import re
 import shutil
 import tempfile
 import time
@@ -25,11 +23,6 @@ from fedsynth.federated.experiment import APP_ROOT, run_config_for
 from fedsynth.federated.outcome import OUTCOME_FILE, RunOutcome
 
 CONNECTION = "fedsynth-sim"
-APP_LINE = re.compile(r"fedsynth: |client \d+: ")
-"""The run log's lines from fedsynth's apps (the clients' progress, the server's summary), which
-the engine shows while the run goes on; Flower's own lines stay in the log file."""
-
-log = logging.getLogger(__name__)
 
 
 class SimulationEngine:
@@ -114,7 +107,7 @@ class SimulationEngine:
             )
             processes.wait_until_ready(health, superlink, superlink_log)
             run_id = processes.started_run_id(runner, run_log)
-            follower = processes.LogFollower(run_log, keep=APP_LINE.search, on_line=_show_app_line)
+            follower = processes.LogFollower(run_log, keep=processes.APP_LINE.search, on_line=processes.show_app_line)
             with follower, processes.control_client(address) as control:
                 status = processes.wait_for_run(
                     control, run_id, self.run_timeout_s, watch=[superlink], result_file=results_path
@@ -130,8 +123,3 @@ class SimulationEngine:
             if runner is not None:
                 processes.stop_process(runner, grace_s=0)
             processes.stop_process(superlink, grace_s=0)
-
-
-def _show_app_line(line: str) -> None:
-    """Show one app line of the run log, without Ray's actor prefix and Flower's level."""
-    log.info("%s", re.sub(r"^(\(\S+ pid=\d+\) )?(INFO|WARNING|ERROR|DEBUG)\s*:\s*", "", line))
