@@ -67,7 +67,8 @@ def load_client_data(experiment: Mapping[str, Any], node_config: Mapping[str, An
             raise
         raise DataError(
             f"{error}; the federation has {num_partitions} SuperNodes, one client each: use fewer "
-            "(num-supernodes, e.g. flwr run . --federation-config 'num-supernodes=2')"
+            "(num-supernodes, e.g. flwr run . --federation-config 'num-supernodes=2'; the fedsynth "
+            "command starts dataset.num_clients)"
         ) from None
 
 
