@@ -139,7 +139,6 @@ def main(grid: Grid, context: Context) -> None:
     results_path = Path(str(context.run_config.get("results-path", "")) or default_results_path(context.run_id))
     transport = GridTransport(grid)
     num_clients = transport.wait_for_federation(experiment)
-    experiment["dataset"]["num_clients"] = num_clients
     log(
         INFO,
         "fedsynth: dataset=%s method=%s, %d clients (one per SuperNode); results will go to %s",
