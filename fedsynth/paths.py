@@ -12,12 +12,30 @@ folder, and ``fedsynth dataset=NAME`` finds them there.
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.parse
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 DATA_DIR_ENV = "FEDSYNTH_DATA_DIR"
 CONFIG_DIR_ENV = "FEDSYNTH_CONFIG_DIR"
-CHECKOUT_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def checkout() -> Path:
+    """The repository fedsynth is installed from (``pip install -e``), else the folder above this
+    package: also right in the Flower apps, which run from a copy of the package under
+    ``$FLWR_HOME/apps``."""
+    try:
+        url = json.loads(distribution("fedsynth").read_text("direct_url.json") or "{}").get("url", "")
+    except PackageNotFoundError:
+        url = ""
+    if url.startswith("file://"):
+        return Path(urllib.parse.unquote(url[len("file://"):]))
+    return Path(__file__).resolve().parents[1]
+
+
+CHECKOUT_DATA_DIR = checkout().parent / "shared" / "data"
 """The data directory when none is configured: ``../shared/data`` beside the checkout."""
 
 
