@@ -19,7 +19,6 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -77,14 +76,6 @@ def run(cfg: DictConfig) -> Path:
     )
     print(path)
     return path
-
-
-class SweepEnd(Callback):
-    """At the end of a multirun, print the sweep folder and the command that reports on it."""
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        folder = Path(str(config.hydra.sweep.dir)).resolve()
-        print(f"sweep finished: {folder}\nreport: fedsynth-report {folder}", flush=True)
 
 
 def versions_text() -> str:

@@ -30,6 +30,7 @@ from flwr.supercore.utils import get_flwr_home
 
 from fedsynth.federated.app_logging import forward_logs_to_flower
 from fedsynth.federated.experiment import experiment_from_run_config
+from fedsynth.federated.outcome import OUTCOME_FILE
 
 if TYPE_CHECKING:
     from fedsynth.methods import ClientFailure
@@ -112,9 +113,9 @@ class FederationError(RuntimeError):
 
 def default_results_path(run_id: int) -> Path:
     """Where the ServerApp writes the outcome when the run config's ``results-path`` is empty
-    (a plain ``flwr run .``): ``$FLWR_HOME/fedsynth-results/<run id>/results.json`` (``FLWR_HOME``
+    (a plain ``flwr run .``): ``$FLWR_HOME/fedsynth-results/<run id>/outcome.json`` (``FLWR_HOME``
     defaults to ``~/.flwr``)."""
-    return get_flwr_home() / "fedsynth-results" / str(run_id) / "results.json"
+    return get_flwr_home() / "fedsynth-results" / str(run_id) / OUTCOME_FILE
 
 
 def error_summary(reason: str) -> str:
