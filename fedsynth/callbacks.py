@@ -1,4 +1,5 @@
-"""Hydra callbacks for long sweeps: a sweep-level progress line and one torch thread per worker.
+"""Hydra callbacks for long sweeps: a sweep-level progress line, one torch thread per worker and,
+at the end, the sweep's folder with the command that reports on it.
 
 Enable them in a config (the ``conf/experiment`` presets do)::
 
@@ -217,3 +218,11 @@ class SweepProgress(Callback):
         lines = read_jobs(state / JOBS_FILE, since=plan["start"])
         failed = sum(1 for line in lines if line["status"] == "FAILED")
         self._print(progress_line(len(lines) - failed, failed, plan.get("total"), time.time() - plan["start"]))
+
+
+class SweepEnd(Callback):
+    """At the end of a multirun, print the sweep folder and the command that reports on it."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = Path(str(config.hydra.sweep.dir)).resolve()
+        print(f"sweep finished: {folder}\nreport: fedsynth-report {folder}", flush=True)

@@ -3,6 +3,8 @@
     fedsynth                                    # defaults: synthetic data, single_shot, simulation
     fedsynth dataset=law_school_race engine=inprocess method.rho_o=100
     fedsynth -m method.rho_o=0,10,100           # a sweep, one results.json per point
+    fedsynth --help                             # config groups, main keys, examples
+    fedsynth --version                          # fedsynth's, Flower's and torch's versions
 
 Every run writes ``results.json`` (atomically) into its Hydra output directory and prints its path.
 
@@ -32,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from fedsynth.checks import ConfigError, check_experiment_config, check_target_config
 from fedsynth.federated.outcome import RunFailed
 from fedsynth.io import write_json_atomic
+from fedsynth.paths import data_directory, resolve_table_file, user_config_dir
 from fedsynth.reporting.results import RESULTS_FILE, results_record
 
 log = logging.getLogger("fedsynth")
@@ -65,10 +68,25 @@ def fail(message: str, code: int, now: bool = False) -> NoReturn:
     sys.exit(code)
 
 
+def absolute_data_paths(config: dict[str, Any]) -> None:
+    """Make ``data_dir`` and a table dataset's ``file`` absolute in place, by the data-directory
+    rule (:mod:`fedsynth.paths`) and this process's working directory: every client, whatever its
+    own working directory, then reads the same file."""
+    directory = data_directory(config.get("data_dir"))
+    config["data_dir"] = None if directory is None else str(directory)
+    dataset = config["dataset"]
+    if dataset.get("kind", "table") == "table" and dataset.get("file"):
+        try:
+            dataset["file"] = str(resolve_table_file(dataset["file"], directory, dataset.get("name", "?")))
+        except FileNotFoundError as error:
+            raise ConfigError(str(error)) from None
+
+
 def run(cfg: DictConfig) -> Path:
     """Check the experiment ``cfg``, run it on its engine and write ``results.json``; return its
     path. The metrics are logged before the file is written."""
     config = OmegaConf.to_container(cfg, resolve=True)
+    absolute_data_paths(config)
     experiment = {key: value for key, value in config.items() if key != "engine"}
     check_experiment_config(experiment)
     engine = check_target_config("engine", config["engine"])
@@ -82,17 +100,18 @@ def run(cfg: DictConfig) -> Path:
     start = time.perf_counter()
     outcome = engine.run(experiment)
     record = results_record(config, outcome, time.perf_counter() - start)
+    target = Path(HydraConfig.get().runtime.output_dir) / RESULTS_FILE
     log.info(
-        "accuracy=%.4f spd=%.4f covariance=%.5f eod=%.4f (%.1f s)",
+        "accuracy=%.4f spd=%.4f covariance=%.5f eod=%.4f (%.1f s); results: %s",
         record["accuracy"],
         record["spd"],
         record["covariance"],
         record["eod"],
         record["wall_seconds"],
+        target,
     )
     for failure in outcome.failures:
         log.warning("client node %s failed: %s", failure["node"], failure["reason"])
-    target = Path(HydraConfig.get().runtime.output_dir) / RESULTS_FILE
     try:
         path = write_json_atomic(target, record)
     except OSError as err:
@@ -101,10 +120,22 @@ def run(cfg: DictConfig) -> Path:
     return path
 
 
+def versions_text() -> str:
+    """``fedsynth --version``: the versions of fedsynth, Flower, torch and Hydra, one line."""
+    from importlib.metadata import version
+
+    import fedsynth
+
+    return " ".join(
+        [f"fedsynth {fedsynth.__version__}"]
+        + [f"{name} {version(package)}" for name, package in (("Flower", "flwr"), ("torch", "torch"), ("Hydra", "hydra-core"))]
+    )
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
-def main(cfg: DictConfig) -> None:
-    """Entry point of the ``fedsynth`` console script (see the module docstring for its errors
-    and signals)."""
+def hydra_main(cfg: DictConfig) -> None:
+    """The Hydra application: :func:`run` the composed config, with the errors and signals of
+    the module docstring."""
     if threading.current_thread() is threading.main_thread():  # a sweep worker's thread keeps its own
         for signum in STOP_SIGNALS:
             signal.signal(signum, _raise_stopped)
@@ -122,6 +153,15 @@ def main(cfg: DictConfig) -> None:
         if os.environ.get(TRACEBACK_ENV) == "1" or not isinstance(err, (RunFailed, NotEnoughClients)):
             raise
         fail(err, 1)
+
+
+def main() -> None:
+    """Entry point of the ``fedsynth`` console script: ``--version`` here, all else to Hydra."""
+    if "--version" in sys.argv[1:]:
+        print(versions_text())
+        return
+    user_config_dir()  # on Hydra's search path (conf/config.yaml): it must exist
+    hydra_main()
 
 
 if __name__ == "__main__":

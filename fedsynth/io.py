@@ -28,7 +28,8 @@ def jsonable(value: Any) -> Any:
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:
     """Write ``data`` as JSON to ``path`` atomically: readers see the old file or the complete new
-    one, never a partial one (a temporary file in the same folder, fsync, then ``os.replace``)."""
+    one, never a partial one (a temporary file in the same folder, fsync, then ``os.replace``).
+    The file is readable by all (mode 0644), as the run's other outputs."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(jsonable(data), indent=2, sort_keys=True, allow_nan=True)
@@ -38,6 +39,7 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
             stream.write(text + "\n")
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(tmp_name, 0o644)  # mkstemp creates it 0600
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -11,7 +11,8 @@ engine overhead. Then the medians and the issue-4 target: the simulation engine 
 time. Both engines must give the same metrics; the script checks it.
 
     .venv/bin/python scripts/bench_engines.py                        # Law School race, 3 pairs
-    .venv/bin/python scripts/bench_engines.py --repeat 1 -- dataset=synthetic method.k_max=200
+    .venv/bin/python scripts/bench_engines.py --repeat 1 -- method.k_max=200     # Law School, shorter
+    .venv/bin/python scripts/bench_engines.py --repeat 1 -- dataset=synthetic      # another dataset
 
 Wall times move with the machine's load (printed): compare numbers from the same invocation.
 """
@@ -33,12 +34,13 @@ from fedsynth.reporting.results import RESULTS_FILE
 
 ENGINES = ("inprocess", "simulation")
 FEDSYNTH = Path(sys.executable).parent / "fedsynth"
+DEFAULTS = ("dataset=law_school_race", "method.synthetic_size=full", "method.synthetic_labels=copy")
+"""The default run (the paper's N_s = N on Law School); an override of the same key replaces one."""
 
 
 def run_once(engine: str, overrides: list[str], out: Path) -> dict[str, float]:
     """One ``fedsynth`` run; its timings and metrics."""
     env = {**os.environ, PROGRESS_ENV: "off"}
-    env.setdefault("FEDSYNTH_DATA_DIR", str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     command = [str(FEDSYNTH), *overrides, f"engine={engine}", f"hydra.run.dir={out}"]
     start = time.perf_counter()
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -59,9 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its table; exit 1 if the engines disagree."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="pairs of runs (default 3)")
-    parser.add_argument("overrides", nargs="*", help="fedsynth overrides (default: the paper's N_s = N on law_school_race)")
+    parser.add_argument(
+        "overrides", nargs="*",
+        help="fedsynth overrides (law_school_race at the paper's N_s = N unless they name a dataset or N_s)",
+    )
     args = parser.parse_args(argv)
-    overrides = args.overrides or ["dataset=law_school_race", "method.synthetic_size=full", "method.synthetic_labels=copy"]
+    named = {override.split("=", 1)[0].lstrip("+~") for override in args.overrides}
+    overrides = [default for default in DEFAULTS if default.split("=", 1)[0] not in named] + args.overrides
 
     print(f"fedsynth {' '.join(overrides)}; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
     print(f"{'engine':<11} {'command s':>9} {'engine s':>9} {'server s':>9} {'compute s':>9} {'overhead s':>10}  metrics")
@@ -81,9 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     added = medians["simulation"] - medians["inprocess"]
     allowed = max(15.0, 0.25 * medians["inprocess"])
     print(f"median command wall: inprocess {medians['inprocess']:.1f} s, simulation {medians['simulation']:.1f} s")
+    if overrides == list(DEFAULTS):
+        verdict = "met" if added <= allowed else "NOT met"
+    else:  # the target is stated for the default run; a shorter run's overhead says little about it
+        verdict = f"not judged (the target is for the default run, `{' '.join(DEFAULTS)}`)"
     print(
-        f"simulation adds {added:.1f} s (target: at most {allowed:.1f} s) -> "
-        f"{'met' if added <= allowed else 'NOT met'}; load average now {os.getloadavg()[0]:.2f}"
+        f"simulation adds {added:.1f} s (target: at most {allowed:.1f} s) -> {verdict}; "
+        f"load average now {os.getloadavg()[0]:.2f}"
     )
     metrics = {(round(r["accuracy"], 12), round(r["spd"], 12)) for engine in ENGINES for r in runs[engine]}
     if len(metrics) != 1:

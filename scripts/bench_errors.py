@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """How long a user waits for a config or data error: each case through the ``fedsynth`` command
-on every engine, and through ``scripts/deploy_local.py``, timed from start to exit (the issue-12
+on every engine, and through ``fedsynth-deploy``, timed from start to exit (the issue-12
 target: under 3 s, one line, exit code 2). Prints one line per case and the maximum.
 
     .venv/bin/python scripts/bench_errors.py
@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 FEDSYNTH = Path(sys.executable).parent / "fedsynth"
 CASES = {
     "config value": ["dataset=law_school_race", "method.rho_o=abc"],
@@ -34,14 +33,13 @@ def timed(command: list[str], cwd: Path) -> tuple[float, int, str]:
 
 def main() -> int:
     """Run every case and print the timings."""
-    os.environ.setdefault("FEDSYNTH_DATA_DIR", str(ROOT.parent / "shared" / "data"))
     print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
     worst = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         for name, overrides in CASES.items():
             for runner in ("inprocess", "simulation", "deploy_local"):
                 if runner == "deploy_local":
-                    command = [sys.executable, str(ROOT / "scripts" / "deploy_local.py"), "--out", f"{tmp}/d{time.time_ns()}", *overrides]
+                    command = [str(Path(sys.executable).parent / "fedsynth-deploy"), "--out", f"{tmp}/d{time.time_ns()}", *overrides]
                 else:
                     command = [str(FEDSYNTH), f"hydra.run.dir={tmp}/run", f"engine={runner}", *overrides]
                 seconds, code, last = timed(command, Path(tmp))

@@ -1,7 +1,7 @@
 """Print Markdown tables describing the shipped datasets: features and encoding constants, base
 rates per sensitive group, raw SPD and client sizes. docs/data.md pastes its output.
 
-    FEDSYNTH_DATA_DIR=/path/to/data python scripts/describe_data.py
+    .venv/bin/python scripts/describe_data.py      # data: the data directory of docs/data.md
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def main() -> None:
     """Print the description of every dataset named on the command line (default: all shipped)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("datasets", nargs="*", default=list(SHIPPED))
-    parser.add_argument("--data-dir", default=None, help="default: $FEDSYNTH_DATA_DIR")
+    parser.add_argument("--data-dir", default=None, help="default: the data-directory rule of docs/data.md")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration")
     args = parser.parse_args()

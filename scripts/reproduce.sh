@@ -10,7 +10,8 @@
 #
 # The sweep goes to multirun/<preset>/<date>/ (one folder per point, each with results.json),
 # the report to multirun/<preset>/<date>/report/ (report.md, table2.md, CSVs, PNGs). The real
-# data come from $FEDSYNTH_DATA_DIR (default: ../shared/data beside the repository).
+# data come from the data directory (docs/data.md: $FEDSYNTH_DATA_DIR, else ../shared/data beside
+# the repository).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 preset="${1:-table2}"
@@ -21,9 +22,6 @@ if [ ! -f "$root/conf/experiment/$preset.yaml" ]; then
 fi
 "$root/scripts/bootstrap.sh"
 venv="${FEDSYNTH_VENV:-$root/.venv}"
-if [ -z "${FEDSYNTH_DATA_DIR:-}" ] && [ -d "$root/../shared/data" ]; then
-  export FEDSYNTH_DATA_DIR="$(cd "$root/../shared/data" && pwd)"
-fi
 jobs="${JOBS:-$("$venv/bin/python" -c 'import joblib; print(joblib.cpu_count())')}"
 sweep_dir="$root/multirun/$preset/$(date +%Y-%m-%d_%H-%M-%S)"
 engine_override=()

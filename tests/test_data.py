@@ -22,6 +22,7 @@ from fedsynth.data import (
     load_dataset,
     load_partition,
     partition_clients,
+    resolve_data_file,
     split_train_test,
 )
 
@@ -206,6 +207,26 @@ def test_relative_file_needs_a_data_dir(tmp_path, monkeypatch):
     assert len(load_dataset(spec, tmp_path)) == 4
     monkeypatch.setenv("FEDSYNTH_DATA_DIR", str(tmp_path))
     assert len(load_dataset(spec)) == 4
+
+
+def test_relative_file_is_read_from_the_working_directory_first(tmp_path, monkeypatch):
+    """The data-directory rule (fedsynth.paths): a relative file in the working directory wins,
+    else the data directory (data_dir, $FEDSYNTH_DATA_DIR, ../shared/data beside the checkout)."""
+    from fedsynth.paths import CHECKOUT_DATA_DIR, data_directory
+
+    work, data = tmp_path / "work", tmp_path / "data"
+    work.mkdir(), data.mkdir()
+    write_csv(work / "t.csv", GOOD_CSV)
+    write_csv(data / "t.csv", GOOD_CSV + "5,6,b,1\n")
+    spec = table_spec(Path("t.csv"))
+    monkeypatch.setenv("FEDSYNTH_DATA_DIR", str(data))
+    monkeypatch.chdir(work)
+    assert resolve_data_file(spec) == work / "t.csv" and len(load_dataset(spec)) == 4
+    monkeypatch.chdir(tmp_path)
+    assert resolve_data_file(spec) == data / "t.csv" and len(load_dataset(spec)) == 5
+    assert data_directory(str(work)) == work and data_directory() == data
+    monkeypatch.delenv("FEDSYNTH_DATA_DIR")
+    assert data_directory() == (CHECKOUT_DATA_DIR if CHECKOUT_DATA_DIR.is_dir() else None)
 
 
 # --- encoding of tiny files ------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""scripts/deploy_local.py end to end: a real SuperLink and SuperNodes on 127.0.0.1, each SuperNode
+"""fedsynth-deploy (fedsynth/deploy_local.py) end to end: a real SuperLink and SuperNodes on 127.0.0.1, each SuperNode
 with its own data file, one run, everything stopped afterwards; insecure, and with TLS and
 SuperNode authentication (an unregistered SuperNode is refused)."""
 
@@ -20,7 +20,7 @@ from fedsynth.federated.outcome import OUTCOME_FILE
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = Path(sys.executable).parent / "fedsynth-deploy"
 
 
 def write_table(path: Path, rows: int) -> None:
@@ -33,13 +33,13 @@ def write_table(path: Path, rows: int) -> None:
 
 
 def deploy(tmp_path: Path, *options: str) -> Path:
-    """Run deploy_local.py on a 400-row table split over 2 SuperNodes; return its output folder."""
+    """Run fedsynth-deploy on a 400-row table split over 2 SuperNodes; return its output folder."""
     table = tmp_path / "table.csv"
     write_table(table, 400)
     out = tmp_path / "deploy"
     completed = subprocess.run(
         [
-            sys.executable, str(ROOT / "scripts" / "deploy_local.py"), *options, "--out", str(out),
+            str(DEPLOY), *options, "--out", str(out),
             "dataset=csv", f"dataset.file={table}", "dataset.num_clients=2",
             "dataset.label.column=label", "dataset.label.positive=1",
             "dataset.sensitive.column=group", "dataset.sensitive.privileged=1",
@@ -49,11 +49,15 @@ def deploy(tmp_path: Path, *options: str) -> Path:
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    for k in range(2):  # the clients' progress, from the SuperNodes' logs, reached the terminal
+        assert f"supernode {k}: client {k}: outer iteration 3/3, P = " in completed.stderr, completed.stderr[-3000:]
+    assert completed.stdout.strip().splitlines()[-1] == f"fedsynth: {RunOutcome.read_json(out / OUTCOME_FILE).summary(out / OUTCOME_FILE)}"
+    assert "fedsynth: accuracy=" in completed.stdout and "HTTP Request" not in completed.stderr
     return out
 
 
 def nothing_left_running(out: Path) -> bool:
-    """Whether every process deploy_local.py started is gone (their command lines name ``out``)."""
+    """Whether every process fedsynth-deploy started is gone (their command lines name ``out``)."""
     listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     return str(out) not in listing
 
@@ -93,7 +97,7 @@ def test_deploy_local_reports_a_binary_data_file_in_one_line_before_starting(tmp
     binary.write_bytes(bytes(range(256)) * 8)
     completed = subprocess.run(
         [
-            sys.executable, str(ROOT / "scripts" / "deploy_local.py"), "--out", str(tmp_path / "deploy"),
+            str(DEPLOY), "--out", str(tmp_path / "deploy"),
             "dataset=csv", f"dataset.file={binary}", "dataset.label.column=label", "dataset.label.positive=1",
             "dataset.sensitive.column=group", "dataset.sensitive.privileged=1",
         ],
@@ -113,7 +117,7 @@ def test_a_stop_signal_to_deploy_local_ends_every_process_it_started(tmp_path: P
     out = tmp_path / "deploy"
     script = subprocess.Popen(
         [
-            sys.executable, str(ROOT / "scripts" / "deploy_local.py"), "--out", str(out),
+            str(DEPLOY), "--out", str(out),
             "dataset=csv", f"dataset.file={table}", "dataset.num_clients=2",
             "dataset.label.column=label", "dataset.label.positive=1",
             "dataset.sensitive.column=group", "dataset.sensitive.privileged=1",
@@ -144,7 +148,7 @@ def test_a_dead_supernode_ends_the_deployment_with_one_line_naming_it(tmp_path: 
     out = tmp_path / "deploy"
     script = subprocess.Popen(
         [
-            sys.executable, str(ROOT / "scripts" / "deploy_local.py"), "--out", str(out),
+            str(DEPLOY), "--out", str(out),
             "dataset=csv", f"dataset.file={table}", "dataset.num_clients=2",
             "dataset.label.column=label", "dataset.label.positive=1",
             "dataset.sensitive.column=group", "dataset.sensitive.privileged=1",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
 import pytest
 
 from fedsynth.reporting.fronts import best_accuracy_at, front_points, front_row, fronts_markdown, pareto_front, plot_fronts

@@ -9,7 +9,6 @@ Needs root and ``ip netns`` (iproute2): it skips with the reason where namespace
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -34,10 +33,9 @@ GATE_PORT = 9092
 
 
 def load_deploy_script():
-    spec = importlib.util.spec_from_file_location("deploy_local", APP_ROOT / "scripts" / "deploy_local.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from fedsynth import deploy_local
+
+    return deploy_local
 
 
 def ip(*arguments: str, check: bool = True) -> subprocess.CompletedProcess:

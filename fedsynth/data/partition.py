@@ -9,7 +9,6 @@ All randomness comes from the ``seed``; the same seed always gives the same part
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch
 
 from fedsynth.data.errors import DataError
 from fedsynth.data.spec import DatasetSpec
-from fedsynth.data.tables import DATA_DIR_ENV, load_dataset
+from fedsynth.data.tables import data_directory, load_dataset
 from fedsynth.data.types import ClientPartition, TabularData
 
 SCHEMES = ("iid", "dirichlet")
@@ -178,7 +177,7 @@ def load_partition(
             f"client_id must be in 0..{spec.num_clients - 1} for dataset {spec.name!r}, "
             f"got {client_id!r}"
         )
-    resolved_dir = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
+    resolved_dir = data_directory(data_dir)
     data = _load_cached(spec, None if resolved_dir is None else str(resolved_dir))
     partitions = partition_clients(
         data,

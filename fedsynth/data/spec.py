@@ -212,7 +212,7 @@ class DatasetSpec:
         if not isinstance(file, str) or not file:
             raise DataError(
                 f"dataset {name!r}: no file given; set dataset.file=PATH "
-                "(absolute, or relative to FEDSYNTH_DATA_DIR)"
+                "(absolute, relative to the working directory, or a name in FEDSYNTH_DATA_DIR)"
             )
         sha256 = cfg.get("sha256")
         if sha256 is not None and not _is_sha256(sha256):

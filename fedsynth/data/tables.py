@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import shlex
 import stat
 from pathlib import Path
 
@@ -20,8 +21,8 @@ from fedsynth.data.errors import DataError
 from fedsynth.data.spec import SYNTHETIC, TABLE, DatasetSpec, FeatureSpec, Scalar
 from fedsynth.data.synthetic import generate_synthetic
 from fedsynth.data.types import TabularData
+from fedsynth.paths import DATA_DIR_ENV, data_directory, resolve_table_file  # noqa: F401 (re-exported)
 
-DATA_DIR_ENV = "FEDSYNTH_DATA_DIR"
 MAX_ABS_ENCODED = 1e6
 """The largest |value| an encoded feature may take: beyond it the logistic model's arithmetic
 loses all precision (and the server's default ``federation.max_abs_x`` would reject the rows)."""
@@ -30,9 +31,9 @@ loses all precision (and the server's default ``federation.max_abs_x`` would rej
 def load_dataset(spec: DatasetSpec, data_dir: str | Path | None = None) -> TabularData:
     """Load and encode the whole dataset a spec describes.
 
-    A ``table`` spec reads ``spec.file``: an absolute path, or a name inside ``data_dir``
-    (default: the ``FEDSYNTH_DATA_DIR`` environment variable). When the spec has a ``sha256``
-    the file must match it. A ``synthetic`` spec generates its rows and reads nothing.
+    A ``table`` spec reads ``spec.file`` (see :func:`resolve_data_file` for where). When the spec
+    has a ``sha256`` the file must match it. A ``synthetic`` spec generates its rows and reads
+    nothing.
     """
     if spec.kind == SYNTHETIC:
         return generate_synthetic(spec.generator)
@@ -48,19 +49,15 @@ def load_dataset(spec: DatasetSpec, data_dir: str | Path | None = None) -> Tabul
 
 
 def resolve_data_file(spec: DatasetSpec, data_dir: str | Path | None = None) -> Path:
-    """The existing file a ``table`` spec reads (see :func:`load_dataset` for the lookup rule)."""
+    """The existing file a ``table`` spec reads, as an absolute path: ``spec.file`` itself when
+    absolute; a relative one in the working directory when it is there, else in the data
+    directory (:func:`fedsynth.paths.data_directory` of ``data_dir``)."""
     if spec.kind != TABLE:
         raise DataError(f"dataset {spec.name!r} is kind {spec.kind!r} and reads no file")
-    file = Path(spec.file).expanduser()
-    if not file.is_absolute():
-        base = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
-        if not base:
-            raise DataError(
-                f"dataset {spec.name!r} reads {spec.file!r} from the data directory, but none is "
-                f"set: set the environment variable {DATA_DIR_ENV} to the folder holding it "
-                "(or give an absolute dataset.file)"
-            )
-        file = Path(base).expanduser() / file
+    try:
+        file = resolve_table_file(spec.file, data_dir, spec.name)
+    except FileNotFoundError as error:
+        raise DataError(str(error)) from None
     check_readable_file(file, f"dataset {spec.name!r}")
     return file
 
@@ -149,8 +146,9 @@ def load_csv(spec: DatasetSpec, path: str | Path) -> TabularData:
     privileged = _binary_column(
         path, frame[spec.sensitive.column], spec.sensitive.privileged, "sensitive", "privileged"
     )
+    hint = "" if spec.features else _spec_command_hint(path, spec)
     x = np.column_stack(
-        [_encode_feature(path, frame[feature.name], feature) for feature in features]
+        [_encode_feature(path, frame[feature.name], feature, hint) for feature in features]
     )
     names = tuple(name for feature in features for name in feature.encoded_names)
     return TabularData(
@@ -228,8 +226,22 @@ def _binary_column(
     return mask
 
 
-def _encode_feature(path: Path, column: pd.Series, feature: FeatureSpec) -> np.ndarray:
-    """The ``(N, k)`` encoded columns of one feature (k = 1, or the number of levels)."""
+def _spec_command_hint(path: Path, spec: DatasetSpec) -> str:
+    """For a spec without a feature list: the ``fedsynth-spec`` command that writes one with the
+    encoding of every column (one-hot levels for text columns)."""
+    command = shlex.join(
+        [
+            "fedsynth-spec", str(path),
+            "--label", spec.label.column, "--positive", str(spec.label.positive),
+            "--sensitive", spec.sensitive.column, "--privileged", str(spec.sensitive.privileged),
+        ]
+    )
+    return f"; a spec that encodes every column (text ones one-hot) is one command away: {command}"
+
+
+def _encode_feature(path: Path, column: pd.Series, feature: FeatureSpec, hint: str = "") -> np.ndarray:
+    """The ``(N, k)`` encoded columns of one feature (k = 1, or the number of levels); ``hint``
+    ends the message for a non-numeric value in a numeric column."""
     _check_complete(path, column)
     if feature.type == "categorical":
         text = column.astype(str).to_numpy()
@@ -256,7 +268,7 @@ def _encode_feature(path: Path, column: pd.Series, feature: FeatureSpec) -> np.n
             first = column.iloc[np.flatnonzero(not_numeric)[0]]
             raise DataError(
                 f"{path}: numeric column {column.name!r} has non-numeric value {first!r} in "
-                f"{_first_rows(not_numeric)}"
+                f"{_first_rows(not_numeric)}{hint}"
             )
         infinite = ~np.isfinite(raw)
         if infinite.any():
@@ -269,6 +281,6 @@ def _encode_feature(path: Path, column: pd.Series, feature: FeatureSpec) -> np.n
     if beyond.any():
         raise DataError(
             f"{path}: column {column.name!r} encodes to values beyond ±{MAX_ABS_ENCODED:g} in "
-            f"{_first_rows(beyond)}; give the feature a center and scale (scripts/compute_encoding.py)"
+            f"{_first_rows(beyond)}; give the feature a center and scale (fedsynth-spec computes them)"
         )
     return encoded[:, None]

@@ -13,7 +13,10 @@ from __future__ import annotations
 from flwr.app import Context, Error, Message
 from flwr.clientapp import ClientApp
 
+from fedsynth.federated.app_logging import forward_logs_to_flower
+
 app = ClientApp()
+forward_logs_to_flower()
 
 
 CLIENT_ERROR_CODE = 1001

@@ -10,11 +10,14 @@ Where a node's data comes from (its ``node_config``):
   spec and split into train/test with the experiment's seed; ``partition-id`` (required) is the
   client's id for its random streams and its reports;
 * otherwise (simulation, in-process): part ``partition-id`` of the dataset partitioned into
-  ``dataset.num_clients`` clients (``num-partitions`` must match).
+  ``num-partitions`` clients, as Flower's simulation sets both for every SuperNode: the federation
+  decides how many clients there are (``dataset.num_clients`` only where ``num-partitions`` is
+  not set).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from logging import ERROR, INFO
@@ -100,20 +103,24 @@ def load_client_data(experiment: Mapping[str, Any], node_config: Mapping[str, An
             client_id=client_id,
         )
     num_partitions = int(node_config.get("num-partitions", spec.num_clients))
-    if num_partitions != spec.num_clients:
-        raise ValueError(
-            f"the federation has {num_partitions} nodes but dataset {spec.name!r} is split into "
-            f"dataset.num_clients={spec.num_clients} clients"
+    try:
+        return load_partition(
+            dataclasses.replace(spec, num_clients=num_partitions),
+            client_id,
+            seed=experiment["seed"],
+            scheme=partition["scheme"],
+            test_fraction=partition["test_fraction"],
+            dirichlet_alpha=partition["dirichlet_alpha"],
+            data_dir=experiment.get("data_dir"),
         )
-    return load_partition(
-        spec,
-        client_id,
-        seed=experiment["seed"],
-        scheme=partition["scheme"],
-        test_fraction=partition["test_fraction"],
-        dirichlet_alpha=partition["dirichlet_alpha"],
-        data_dir=experiment.get("data_dir"),
-    )
+    except DataError as error:
+        if "num-partitions" not in node_config:
+            raise
+        raise DataError(
+            f"{error}; the federation has {num_partitions} SuperNodes, one client each: use fewer "
+            "(num-supernodes, e.g. flwr run . --federation-config 'num-supernodes=2'; the fedsynth "
+            "command starts dataset.num_clients)"
+        ) from None
 
 
 def handle_client_message(

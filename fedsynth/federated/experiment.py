@@ -15,7 +15,8 @@ the run config has three string keys, see :data:`RUN_CONFIG_DEFAULTS`:
 * ``overrides``: used when ``experiment`` is empty (a plain ``flwr run .``): Hydra overrides of
   the ``conf/`` tree shipped in the app bundle, e.g. ``"dataset=synthetic method.k_max=10"``;
 * ``results-path``: absolute path of the file the ServerApp writes its :class:`~fedsynth.federated.outcome.RunOutcome` to
-  (``outcome.json`` by the engines' convention; "" = none).
+  (``outcome.json`` by the engines' convention; "" = its default,
+  :func:`fedsynth.federated.server_app.default_results_path`).
 
 Every side (ServerApp, ClientApp, in-process engine) turns the run config into the experiment
 with :func:`experiment_from_run_config`, so all of them see the same values.
@@ -98,6 +99,9 @@ def compose_experiment(overrides: Sequence[str] = (), config_dir: Path | None = 
     """Compose ``conf/config.yaml`` with Hydra overrides and return the experiment part."""
     from hydra import compose, initialize_config_dir
 
+    from fedsynth.paths import user_config_dir
+
+    user_config_dir()  # on Hydra's search path (conf/config.yaml): it must exist
     with initialize_config_dir(str(config_dir or APP_ROOT / "conf"), version_base=None):
         cfg = compose(config_name="config", overrides=list(overrides))
     return experiment_from_hydra(cfg)

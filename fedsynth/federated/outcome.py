@@ -75,6 +75,12 @@ class RunOutcome:
         self.timings["overhead_s"] = self.timings["wall_s"] - self.timings["compute_s"]
         return self
 
+    def summary(self, results_path: str | Path) -> str:
+        """One line for the user: accuracy, SPD, EOD, failed clients and the results file."""
+        shown = ", ".join(f"{key}={self.metrics[key]:.4f}" for key in ("accuracy", "spd", "eod") if key in self.metrics)
+        failed = f", {len(self.failures)} client(s) failed" if self.failures else ""
+        return f"{shown or 'no client metrics (federation.report_metrics=false)'}{failed}; results: {results_path}"
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (numpy values become plain Python values)."""
         return jsonable(dataclasses.asdict(self))

@@ -1,6 +1,6 @@
 """Starting, driving and stopping Flower's processes (SuperLink, SuperNodes, ``flwr`` CLI).
 
-Shared by the simulation engine and ``scripts/deploy_local.py``. Every process gets
+Shared by the simulation engine and ``fedsynth-deploy`` (:mod:`fedsynth.deploy_local`). Every process gets
 :func:`flower_env`: a private ``FLWR_HOME``, telemetry, update checks and runtime dependency
 installation off, and Ray kept on 127.0.0.1. Processes start in their own session so that
 :func:`stop_process` can end each one with everything it spawned (Ray included), by its PID.
@@ -8,29 +8,33 @@ installation off, and Ray kept on 127.0.0.1. Processes start in their own sessio
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import httpx
 import tomli
 from flwr.proto.control_pb2 import ListRunsRequest  # pylint: disable=no-name-in-module
 from flwr.supercore.control import ControlHttpClient
 
+from fedsynth.federated.environment import BIN_DIR, FLOWER_DEFAULTS, apply_defaults
 from fedsynth.federated.outcome import RunFailed, failure_path
 
 LOCALHOST = "127.0.0.1"
-BIN_DIR = Path(sys.executable).parent
 
 
 def flower_env(workdir: Path, ray_tmpdir: Path | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for Flower and Ray processes: Flower's state in ``workdir/flwr-home``,
+    """The environment for Flower and Ray processes: :data:`~fedsynth.federated.environment.FLOWER_DEFAULTS`
+    (overriding the caller's values), Flower's state in ``workdir/flwr-home``,
     Ray's in ``ray_tmpdir`` (default ``workdir/ray``; Ray's socket paths under it must stay below
     108 bytes, so keep it short)."""
     env = dict(os.environ if base is None else base)
@@ -39,22 +43,16 @@ def flower_env(workdir: Path, ray_tmpdir: Path | None = None, base: Mapping[str,
         folder.mkdir(parents=True, exist_ok=True)
     env.update(
         {
+            **FLOWER_DEFAULTS,
             "FLWR_HOME": str(workdir / "flwr-home"),
-            "FLWR_TELEMETRY_ENABLED": "0",
-            "FLWR_DISABLE_UPDATE_CHECK": "1",
-            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
             "RAY_TMPDIR": str(ray_tmpdir),
-            "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-            "RAY_USAGE_STATS_ENABLED": "0",
             # Every process here (ServerApp, each client) stands for one CPU: no torch thread pools.
             "OMP_NUM_THREADS": "1",
-            # The SuperLink and SuperNodes start flwr-serverapp / flwr-clientapp / flwr-simulation
-            # by name: find this environment's executables first.
-            "PATH": f"{BIN_DIR}{os.pathsep}{env.get('PATH', '')}",
         }
     )
-    return env
+    # The SuperLink and SuperNodes start flwr-serverapp / flwr-clientapp / flwr-simulation by
+    # name: find this environment's executables first.
+    return dict(apply_defaults(env))
 
 
 def free_port() -> int:
@@ -410,3 +408,60 @@ def tail(path: Path, lines: int = 60) -> str:
     if not path.exists():
         return ""
     return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+APP_LINE = re.compile(r"fedsynth: |client \d+: ")
+"""Log lines of fedsynth's apps (the clients' progress, the server's summary): the engines show
+them while a run goes on; Flower's own lines stay in the log files."""
+_FLOWER_PREFIX = re.compile(r"^(\(\S+ pid=\d+\) )?(INFO|WARNING|ERROR|DEBUG)\s*:\s*")
+
+log = logging.getLogger(__name__)
+
+
+def show_app_line(line: str, source: str = "") -> None:
+    """Log one app line of a Flower log (without Ray's actor prefix and Flower's level), after
+    ``source`` (e.g. the SuperNode) when given."""
+    text = _FLOWER_PREFIX.sub("", line)
+    log.info("%s%s", f"{source}: " if source else "", text)
+
+
+class LogFollower:
+    """Follow a growing log file in a thread: every new complete line that ``keep`` accepts goes,
+    without terminal colour codes, to ``on_line``. Use as a context manager; on exit the lines
+    written so far are delivered, then the thread ends."""
+
+    def __init__(
+        self, path: Path, keep: Callable[[str], bool], on_line: Callable[[str], None], poll_s: float = 0.2
+    ) -> None:
+        self._path, self._keep, self._on_line, self._poll_s = path, keep, on_line, poll_s
+        self._stop = threading.Event()
+        self._offset = 0
+        self._thread = threading.Thread(target=self._run, name=f"follow {path.name}", daemon=True)
+
+    def __enter__(self) -> "LogFollower":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._poll_s):
+            self._deliver()
+        self._deliver()
+
+    def _deliver(self) -> None:
+        """Hand on the complete lines written since the last call."""
+        if not self._path.exists():
+            return
+        with open(self._path, "rb") as handle:
+            handle.seek(self._offset)
+            data = handle.read()
+        end = data.rfind(b"\n") + 1
+        self._offset += end
+        for raw in data[:end].decode("utf-8", errors="replace").splitlines():
+            line = ANSI_ESCAPE.sub("", raw).rstrip()
+            if line and self._keep(line):
+                self._on_line(line)

@@ -1,8 +1,12 @@
 """The Flower ServerApp: the shared server logic over Flower's ``Grid``.
 
-The experiment comes from the run config (see :mod:`fedsynth.federated.experiment`); the outcome
-is logged and, when ``results-path`` is set, written there atomically. A failing method (too few
-usable clients) raises, which makes Flower mark the run ``finished:failed``.
+The experiment comes from the run config (see :mod:`fedsynth.federated.experiment`). The
+federation decides the number of clients: on Flower's simulation engine every SuperNode is one
+client (``num-supernodes``), and a federation smaller than ``federation.min_clients`` fails at once;
+in a deployment the server waits up to ``federation.timeout_s`` for ``dataset.num_clients``
+SuperNodes, then goes on with those connected. The outcome is summarized in the run's log and
+written atomically to ``results-path``, by default :func:`default_results_path`. A failing method
+(too few usable clients) raises, which makes Flower mark the run ``finished:failed``.
 
 The server logic (torch, pandas: ≈ 2.5 s of imports) is imported when the run starts, not with
 this module: Flower's simulation process loads the ServerApp and the ClientApp one after the
@@ -12,22 +16,27 @@ Ray's start instead of preceding it.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from logging import ERROR, INFO, WARNING
-from typing import TYPE_CHECKING, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
 
 from flwr.app import Context, Message, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
+from flwr.superlink.grid.inmemory_grid import InMemoryGrid
+from flwr.supercore.utils import get_flwr_home
 
+from fedsynth.federated.app_logging import forward_logs_to_flower
 from fedsynth.federated.experiment import experiment_from_run_config
+from fedsynth.federated.outcome import OUTCOME_FILE
 
 if TYPE_CHECKING:
     from fedsynth.methods import ClientFailure
 
 app = ServerApp()
+forward_logs_to_flower()
 
 
 class GridTransport:
@@ -37,14 +46,38 @@ class GridTransport:
         self._grid = grid
         self._exchanges = 0
 
-    def wait_for_nodes(self, expected: int, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds until ``expected`` nodes are connected (in a deployment,
-        SuperNodes may still be connecting when the run starts); go on with fewer after that."""
+    def wait_for_federation(self, experiment: Mapping[str, Any]) -> int:
+        """Wait for the federation's SuperNodes and return how many there are (see the module
+        docstring); raise :class:`FederationError` for a simulated federation smaller than
+        ``federation.min_clients``."""
+        min_clients = int(experiment["federation"]["min_clients"])
+        if isinstance(self._grid, InMemoryGrid):  # Flower's simulation registers all nodes at once
+            count = self._settled_node_count()
+            if count < min_clients:
+                raise FederationError(
+                    f"the federation has {count} SuperNode(s) but federation.min_clients={min_clients}: "
+                    f"start at least {min_clients} (num-supernodes, e.g. flwr run . "
+                    f"--federation-config 'num-supernodes={min_clients}') or lower federation.min_clients"
+                )
+            return count
+        expected, timeout = int(experiment["dataset"]["num_clients"]), float(experiment["federation"]["timeout_s"])
         deadline = time.monotonic() + timeout
         while len(self.nodes()) < expected and time.monotonic() < deadline:
             time.sleep(0.5)
         if len(self.nodes()) < expected:
             log(WARNING, "%d of %d client nodes connected after %g s", len(self.nodes()), expected, timeout)
+        return len(self.nodes())
+
+    def _settled_node_count(self, poll_s: float = 0.25, limit_s: float = 30.0) -> int:
+        """The number of nodes once it is non-zero and the same on two polls in a row."""
+        deadline = time.monotonic() + limit_s
+        previous = -1
+        while True:
+            count = len(self.nodes())
+            if (count > 0 and count == previous) or time.monotonic() > deadline:
+                return count
+            previous = count
+            time.sleep(poll_s)
 
     def nodes(self) -> list[int]:
         """The connected nodes, sorted."""
@@ -83,6 +116,17 @@ class GridTransport:
         return replies
 
 
+class FederationError(RuntimeError):
+    """A federation this experiment cannot run on (too few SuperNodes)."""
+
+
+def default_results_path(run_id: int) -> Path:
+    """Where the ServerApp writes the outcome when the run config's ``results-path`` is empty
+    (a plain ``flwr run .``): ``$FLWR_HOME/fedsynth-results/<run id>/outcome.json`` (``FLWR_HOME``
+    defaults to ``~/.flwr``)."""
+    return get_flwr_home() / "fedsynth-results" / str(run_id) / OUTCOME_FILE
+
+
 def error_summary(reason: str) -> str:
     """A Flower error reply's reason, ``"<class 'Type'>:<'message'>"``, as ``"Type: message"``
     (in simulation the message is Ray's traceback: only the client's own message is kept), on
@@ -110,17 +154,22 @@ def main(grid: Grid, context: Context) -> None:
     from fedsynth.methods import NotEnoughClients
 
     experiment = experiment_from_run_config(context.run_config)
+    results_path = Path(str(context.run_config.get("results-path", "")) or default_results_path(context.run_id))
     transport = GridTransport(grid)
-    transport.wait_for_nodes(int(experiment["dataset"]["num_clients"]), float(experiment["federation"]["timeout_s"]))
-    results_path = str(context.run_config.get("results-path", ""))
     try:
+        num_clients = transport.wait_for_federation(experiment)
+        log(
+            INFO,
+            "fedsynth: dataset=%s method=%s, %d clients (one per SuperNode); results will go to %s",
+            experiment["dataset"]["name"], experiment["method"].get("name", experiment["method"]["_target_"]),
+            num_clients, results_path,
+        )
         outcome = run_experiment(experiment, transport, engine="flower")
-    except NotEnoughClients as error:  # the engine reports this line, Flower marks the run failed
+    except (FederationError, NotEnoughClients) as error:  # the engine reports this line, Flower marks the run failed
         log(ERROR, "fedsynth run failed: %s", error)
-        if results_path:
-            failure_path(results_path).write_text(f"{error}\n", encoding="utf-8")
+        failure = failure_path(results_path)
+        failure.parent.mkdir(parents=True, exist_ok=True)
+        failure.write_text(f"{error}\n", encoding="utf-8")
         raise
-    summary = {key: getattr(outcome, key) for key in ("metrics", "failures", "bytes_down", "bytes_up", "timings")}
-    log(INFO, "fedsynth outcome: %s", json.dumps(summary, default=str))
-    if results_path:
-        outcome.write_json(results_path)
+    log(INFO, "fedsynth: %s", outcome.summary(results_path))
+    outcome.write_json(results_path)

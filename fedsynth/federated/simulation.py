@@ -114,7 +114,8 @@ class SimulationEngine:
             )
             processes.wait_until_ready(health, superlink, superlink_log)
             run_id = processes.started_run_id(runner, run_log)
-            with processes.control_client(address) as control:
+            follower = processes.LogFollower(run_log, keep=processes.APP_LINE.search, on_line=processes.show_app_line)
+            with follower, processes.control_client(address) as control:
                 status = processes.wait_for_run(
                     control, run_id, self.run_timeout_s, watch=[superlink], result_file=results_path, tracker=tracker
                 )

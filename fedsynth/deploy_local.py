@@ -1,8 +1,7 @@
-#!/usr/bin/env python
 """Deploy the Flower app on this machine as on real separate ones: a SuperLink, K SuperNodes
 each with its own data file, one run, then everything stopped by PID.
 
-    python scripts/deploy_local.py [--tls] [--out DIR] [HYDRA_OVERRIDES ...]
+    fedsynth-deploy [--tls] [--out DIR] [HYDRA_OVERRIDES ...]
 
 The experiment is composed from conf/ like the ``fedsynth`` command (``engine`` is ignored):
 e.g. ``dataset=law_school_race method.k_max=200`` (the default dataset, ``synthetic``, has no
@@ -29,9 +28,12 @@ every process it started. See docs/deployment.md for the same on separate machin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import functools
 import ipaddress
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -257,7 +259,8 @@ def deploy(overrides: list[str], out: Path, tls: bool) -> RunOutcome:
         runner = processes.start_flwr_run(processes.stage_app(APP_ROOT, out / "app"), CONNECTION, run_config_file, env, run_log)
         started.insert(0, runner)
         run_id = processes.started_run_id(runner, run_log)
-        with processes.control_client(address, root_certificates=ca if tls else None) as control:
+        followers = _followers(out, num_clients, run_log)
+        with followers, processes.control_client(address, root_certificates=ca if tls else None) as control:
             status = processes.wait_for_run(
                 control,
                 run_id,
@@ -286,6 +289,20 @@ def deploy(overrides: list[str], out: Path, tls: bool) -> RunOutcome:
         processes.stop_process(superlink, grace_s=5.0, sessions=tracker.sessions)
 
 
+def _followers(out: Path, num_clients: int, run_log: Path) -> contextlib.ExitStack:
+    """Show the app lines of the SuperNodes' logs (the clients' progress) and of the run's log (the
+    server's summary) while the run goes on; leave the returned stack to stop."""
+    stack = contextlib.ExitStack()
+    sources = [(out / f"supernode_{k}.log", f"supernode {k}") for k in range(num_clients)] + [(run_log, "server")]
+    for log_path, source in sources:
+        stack.enter_context(
+            processes.LogFollower(
+                log_path, keep=processes.APP_LINE.search, on_line=functools.partial(processes.show_app_line, source=source)
+            )
+        )
+    return stack
+
+
 def _refused(process: subprocess.Popen, log_path: Path) -> bool:
     """Whether the unregistered SuperNode was turned away: the SuperLink refused to activate it
     and it exited with an error (Flower exit code 305) instead of joining the run."""
@@ -298,12 +315,14 @@ def _raise_stopped(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """Entry point of the ``fedsynth-deploy`` console script."""
+    parser = argparse.ArgumentParser(prog="fedsynth-deploy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tls", action="store_true", help="TLS, SuperNode authentication, an unregistered node")
     parser.add_argument("--out", type=Path, default=None, help="output folder (must not exist yet)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/config.yaml")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the run's progress
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per status request
     out = (args.out or APP_ROOT / "outputs" / f"deploy-{time.strftime('%Y-%m-%d_%H-%M-%S')}").resolve()
     if out.exists():
         parser.error(f"--out {out} exists already: name a new folder (nothing is overwritten)")
@@ -330,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["info"] = outcome.info
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     print(json.dumps(summary, indent=2, default=str))
-    print(f"outcome: {out / OUTCOME_FILE}")
+    print(f"fedsynth: {outcome.summary(out / OUTCOME_FILE)}")
     return 0
 
 

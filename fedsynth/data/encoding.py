@@ -1,0 +1,101 @@
+"""A dataset spec written from a CSV file: the encoding constants and category levels computed
+once, from the whole file, so that every client encodes its rows with the same written-down
+constants and no statistic is exchanged at run time.
+
+Numeric columns get ``center`` = mean and ``scale`` = standard deviation (ddof=0), or with
+``scaling="minmax"`` ``center`` = minimum and ``scale`` = range (values in [0, 1], as
+scikit-learn's ``MinMaxScaler``, which FAIR-FATE applies to Dutch); ``binary`` columns
+(``{column: value}``) are encoded as the indicator ``column == value`` and get the indicator's
+mean and standard deviation; any other non-numeric column becomes a one-hot ``categorical``
+feature with its sorted levels. The ``fedsynth-spec`` command (:mod:`fedsynth.spec_command`)
+writes these specs; the shipped ``conf/dataset`` files were made the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+SCALINGS = {
+    "standard": "center = mean, scale = standard deviation (ddof=0)",
+    "minmax": "center = minimum, scale = maximum - minimum (values in [0, 1])",
+}
+
+
+def yaml_number(value: float) -> str:
+    """A float written positionally (no exponent), 6 significant digits, readable by any YAML
+    loader as a float."""
+    return np.format_float_positional(value, precision=6, unique=False, fractional=False, trim="0")
+
+
+def feature_lines(
+    frame: pd.DataFrame, exclude: Sequence[str], binary: Mapping[str, str], scaling: str = "standard"
+) -> list[str]:
+    """One YAML flow-mapping line per feature column of ``frame`` (all but ``exclude``), scaled
+    as ``scaling`` says (a key of :data:`SCALINGS`)."""
+    lines = []
+    for column in frame.columns:
+        if column in exclude:
+            continue
+        values = frame[column]
+        name = json.dumps(str(column))
+        if column in binary:
+            indicator = (values.astype(str) == binary[column]).to_numpy(dtype=np.float64)
+            kind = f"type: binary, positive: {json.dumps(binary[column])}"
+            lines.append(_scaled_line(name, kind, indicator, scaling))
+        elif pd.api.types.is_numeric_dtype(values):
+            lines.append(_scaled_line(name, "type: numeric", values.to_numpy(dtype=np.float64), scaling))
+        else:
+            levels = ", ".join(json.dumps(level) for level in sorted(values.astype(str).unique()))
+            lines.append(f"  - {{name: {name}, type: categorical, levels: [{levels}]}}")
+    return lines
+
+
+def _scaled_line(name: str, kind: str, values: np.ndarray, scaling: str) -> str:
+    center, scale = (values.min(), np.ptp(values)) if scaling == "minmax" else (values.mean(), values.std())
+    note = "  # constant column: scale set to 1" if scale == 0 else ""
+    return (
+        f"  - {{name: {name}, {kind}, center: {yaml_number(center)}, "
+        f"scale: {yaml_number(scale if scale > 0 else 1.0)}}}{note}"
+    )
+
+
+def spec_text(
+    frame: pd.DataFrame,
+    *,
+    name: str,
+    file: str,
+    sha256: str,
+    num_clients: int,
+    label: tuple[str, str],
+    sensitive: tuple[str, str],
+    exclude: Sequence[str] = (),
+    binary: Mapping[str, str] | None = None,
+    scaling: str = "standard",
+    command: str = "",
+) -> str:
+    """A complete ``conf/dataset``-style spec (YAML text) for the table ``frame`` read from
+    ``file``: ``label`` and ``sensitive`` are ``(column, value)`` pairs (rows equal to the value get
+    y = +1, s = 1); every other column not in ``exclude`` is a feature (:func:`feature_lines`)."""
+    features = feature_lines(frame, [label[0], sensitive[0], *exclude], binary or {}, scaling)
+    lines = [
+        f"# Dataset spec written by: {command}" if command else "# Dataset spec",
+        f"# from {file} ({len(frame)} rows); {SCALINGS[scaling]}, over the whole file",
+        f"name: {name}",
+        "kind: table",
+        f"file: {json.dumps(file)}",
+        f"sha256: {json.dumps(sha256)}",
+        f"num_clients: {num_clients}                   # clients (engine=simulation: one SuperNode each)",
+        "label:",
+        f"  column: {json.dumps(label[0])}",
+        f"  positive: {json.dumps(label[1])}      # rows equal to this value get y = +1",
+        "sensitive:",
+        f"  column: {json.dumps(sensitive[0])}",
+        f"  privileged: {json.dumps(sensitive[1])}      # rows equal to this value get s = 1",
+        "features:",
+        *features,
+    ]
+    return "\n".join(lines) + "\n"
