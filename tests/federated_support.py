@@ -6,6 +6,7 @@ apps load it from ``method._target_`` alone (the simulation tests put this folde
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -51,8 +52,9 @@ class FaultySingleShot(SingleShot):
     """:class:`SingleShot` whose clients misbehave on ``train`` as ``faults`` says.
 
     Args:
-        faults: client id (as a string) -> ``"crash"`` (raise), ``"sleep"`` (answer after
-            ``sleep_s`` seconds) or ``"garbage"`` (reply with NaN features).
+        faults: client id (as a string) -> ``"crash"`` (raise), ``"exit"`` (end the client's
+            process with exit code 3), ``"sleep"`` (answer after ``sleep_s`` seconds) or
+            ``"garbage"`` (reply with NaN features).
         sleep_s: how long a ``"sleep"`` client waits before answering.
         warmup_timeout_s: if > 0, a ``query`` round with this timeout comes first, so that the
             clients are up and warm when ``train`` is timed with ``federation.timeout_s`` (a
@@ -91,6 +93,8 @@ class FaultySingleShot(SingleShot):
         fault = self.faults.get(data.client_id) if action == "train" else None
         if fault == "crash":
             raise RuntimeError(f"injected crash on client {data.client_id}")
+        if fault == "exit":
+            os._exit(3)
         if fault == "sleep":
             time.sleep(self.sleep_s)
         reply = super().handle_client(action, payload, data, state)

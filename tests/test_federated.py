@@ -180,6 +180,37 @@ def test_crash_timeout_and_invalid_payload_are_reported_by_node_and_reason() -> 
     assert {0, 1, 3} <= {c["client_id"] for c in out.clients}
 
 
+def test_in_process_clients_are_processes_of_their_own() -> None:
+    """A client that ends its process (os._exit) is a crashed node, not the end of the engine; its
+    process is replaced, and the next run on the same engine is whole."""
+    out = InProcessEngine().run(faulty_experiment({"2": "exit"}))
+    reasons = {f["node"]: f["reason"] for f in out.failures}
+    assert reasons == {3: "train: crashed: its client process exited with code 3"}
+    assert out.info["synthetic_rows"] == {"1": SYNTHETIC_ROWS, "2": SYNTHETIC_ROWS, "4": SYNTHETIC_ROWS}
+    assert InProcessEngine().run(faulty_experiment({})).failures == []
+
+
+def test_in_process_clients_log_through_the_engine(monkeypatch, caplog) -> None:
+    """The clients' log lines (here the progress lines that FEDSYNTH_PROGRESS=log asks for, a
+    variable the engine passes to its client processes with each message) reach the engine's
+    loggers."""
+    monkeypatch.setenv("FEDSYNTH_PROGRESS", "log")
+    with caplog.at_level("INFO"):
+        InProcessEngine().run(tiny_experiment())
+    finished = [
+        record.getMessage().split(":")[0]
+        for record in caplog.records
+        if record.name == "fedsynth.methods.single_shot" and "outer iteration 3/3" in record.getMessage()
+    ]
+    assert sorted(finished) == ["client 0", "client 1", "client 2"]
+
+
+def test_in_process_engine_gives_the_same_numbers_with_one_worker() -> None:
+    one = InProcessEngine(workers=1).run(tiny_experiment())
+    many = InProcessEngine(workers=3).run(tiny_experiment())
+    assert one.theta == many.theta and one.metrics == many.metrics
+
+
 def test_too_few_valid_clients_fail_the_run_with_the_reasons() -> None:
     experiment = faulty_experiment({"0": "crash", "1": "garbage", "2": "crash"}, "federation.min_clients=2")
     with pytest.raises(RuntimeError, match=r"only 1 of 4 clients.*min_clients=2") as error:
