@@ -190,7 +190,7 @@ def test_deploy_console_script_help():
 def test_simulation_run_shows_client_progress_and_a_summary(tmp_path):
     """Flower's simulation engine: the clients' progress (k/k_max, P) comes through Flower's log
     stream to the terminal, and the run ends with accuracy, SPD, EOD and the results file."""
-    done = fedsynth(tmp_path, "engine=simulation", "method.k_max=20", "dataset.generator.num_rows=600")
+    done = fedsynth(tmp_path, "engine=simulation", "method.k_max=20", "dataset.generator.num_rows=600", "method.synthetic_size=40")
     output = done.stdout + done.stderr  # Hydra logs to stdout
     assert done.returncode == 0, output[-3000:]
     for client in range(3):
