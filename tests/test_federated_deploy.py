@@ -108,9 +108,10 @@ def test_deploy_local_reports_a_binary_data_file_in_one_line_before_starting(tmp
     assert not (tmp_path / "deploy" / "superlink.log").exists()  # nothing was started
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_a_stop_signal_to_deploy_local_ends_every_process_it_started(tmp_path: Path, signum: int) -> None:
-    from test_process_cleanup import descendants, survivors
+def busy_deployment(tmp_path: Path) -> tuple[subprocess.Popen, Path, dict[int, str]]:
+    """Start fedsynth-deploy on a 2-client run that would go on for a long time, wait until its
+    clients compute, and return the process, its output folder and its process tree then."""
+    from test_process_cleanup import descendants
 
     table = tmp_path / "table.csv"
     write_table(table, 400)
@@ -130,6 +131,14 @@ def test_a_stop_signal_to_deploy_local_ends_every_process_it_started(tmp_path: P
         assert script.poll() is None and time.monotonic() < deadline, "the deployment did not get going"
         time.sleep(0.5)
     tree = descendants(script.pid)
+    return script, out, tree
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_to_deploy_local_ends_every_process_it_started(tmp_path: Path, signum: int) -> None:
+    from test_process_cleanup import survivors
+
+    script, out, tree = busy_deployment(tmp_path)
     assert sum("flower-supernode" in line for line in tree.values()) == 2
     sent = time.monotonic()
     script.send_signal(signum)
@@ -141,26 +150,9 @@ def test_a_stop_signal_to_deploy_local_ends_every_process_it_started(tmp_path: P
 
 
 def test_a_dead_supernode_ends_the_deployment_with_one_line_naming_it(tmp_path: Path) -> None:
-    from test_process_cleanup import descendants, survivors
+    from test_process_cleanup import survivors
 
-    table = tmp_path / "table.csv"
-    write_table(table, 400)
-    out = tmp_path / "deploy"
-    script = subprocess.Popen(
-        [
-            str(DEPLOY), "--out", str(out),
-            "dataset=csv", f"dataset.file={table}", "dataset.num_clients=2",
-            "dataset.label.column=label", "dataset.label.positive=1",
-            "dataset.sensitive.column=group", "dataset.sensitive.privileged=1",
-            "method.k_max=100000", "method.synthetic_size=30",
-        ],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-    )
-    deadline = time.monotonic() + 240
-    while not any("flwr-clientapp" in line for line in descendants(script.pid).values()):
-        assert script.poll() is None and time.monotonic() < deadline, "the deployment did not get going"
-        time.sleep(0.5)
-    tree = descendants(script.pid)
+    script, out, tree = busy_deployment(tmp_path)
     victim = next(pid for pid, line in tree.items() if "flower-supernode" in line.split(" ", 2)[1])
     os.kill(victim, signal.SIGKILL)
     assert script.wait(timeout=60) == 1
