@@ -99,6 +99,15 @@ class SessionTracker:
         self.watch_names = dict(watch_names or {})
         self.sessions: set[int] = set()
         self.seen: dict[int, str] = {}
+        self.ignored: set[int] = set()
+
+    def start_watching(self) -> None:
+        """Look at the trees now and ignore the watched processes already there from now on: on a
+        federation that serves runs one after another, an earlier run's processes may still be
+        ending when the next run starts."""
+        self.update()
+        self.ignored |= set(self.seen)
+        self.seen.clear()
 
     def update(self) -> None:
         """Look at the trees now: remember their sessions and the watched processes in them."""
@@ -111,7 +120,7 @@ class SessionTracker:
             except OSError:
                 continue
             for pattern, name in self.watch_names.items():
-                if pattern in command:
+                if pattern in command and pid not in self.ignored:
                     self.seen.setdefault(pid, name)
 
     def lost(self) -> str | None:

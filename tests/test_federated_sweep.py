@@ -1,0 +1,94 @@
+"""One federation for a whole sweep (issue 14, item 3): the points of a multirun on the simulation
+engine share one SuperLink and one Ray cluster, started on first use and stopped at the end, after a
+failed point, or when a component dies, leaving no process behind (real Flower runs: 20-60 s each)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fedsynth.federated import simulation
+from fedsynth.federated.outcome import RunFailed
+from federated_support import faulty_experiment, tiny_experiment
+from test_process_cleanup import LONG_RUN, descendants, last_line, survivors
+
+pytestmark = pytest.mark.slow
+
+TESTS_DIR = Path(__file__).resolve().parent
+TINY_SWEEP = ["method.k_max=3", "method.synthetic_size=20", "method.synthetic_labels=proportional"]
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) process."""
+    return pid in simulation.processes._process_table()
+
+
+def test_kept_federation_serves_runs_until_stopped_and_a_failed_run_retires_it(monkeypatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])))
+    engine = simulation.SimulationEngine(keep_federation=True)
+    try:
+        first = engine.run(tiny_experiment())
+        federation = simulation._kept
+        assert federation is not None and federation.alive() and federation.runs == 1
+        second = engine.run(tiny_experiment("seed=1"))
+        assert simulation._kept is federation and federation.runs == 2  # the same SuperLink and Ray
+        assert first.metrics.keys() == second.metrics.keys() and first.theta != second.theta
+        with pytest.raises(RunFailed, match="only 0 of 4 clients gave a valid reply"):
+            engine.run(faulty_experiment({str(client): "crash" for client in range(4)}))
+        assert simulation._kept is None  # a failed point retires the federation, with its processes
+        assert not any(alive(process.pid) for process in federation.components)
+        assert not any(alive(pid) for pid in simulation.processes._processes_in_sessions(federation.sessions))
+        third = engine.run(tiny_experiment())  # the next point starts a fresh one
+        assert simulation._kept is not federation
+        assert third.metrics == pytest.approx(first.metrics, rel=1e-9, abs=1e-12)
+        kept = simulation._kept
+    finally:
+        simulation.stop_kept_federation()
+    assert not any(alive(process.pid) for process in kept.components)
+    assert not simulation.processes._processes_in_sessions(kept.sessions)
+
+
+def start_sweep(tmp_path: Path, *overrides: str) -> subprocess.Popen:
+    """``fedsynth -m`` on the simulation engine, its stderr in ``tmp_path/stderr.txt``."""
+    command = [sys.executable, "-m", "fedsynth.cli", "-m", f"hydra.sweep.dir={tmp_path / 'sweep'}", *overrides]
+    with open(tmp_path / "stderr.txt", "wb") as stderr:
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)
+
+
+def test_a_sweep_keeps_one_superlink_for_all_its_points_and_leaves_nothing(tmp_path: Path) -> None:
+    sweep = start_sweep(tmp_path, *TINY_SWEEP, "seed=0,1,2")
+    seen: dict[int, str] = {}
+    while sweep.poll() is None:
+        seen.update(descendants(sweep.pid))
+        time.sleep(0.1)
+    assert sweep.returncode == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
+    assert sorted(p.parent.name for p in (tmp_path / "sweep").glob("*/results.json")) == ["0", "1", "2"]
+    superlinks = [pid for pid, line in seen.items() if "flower-superlink" in line]
+    ray_heads = [pid for pid, line in seen.items() if " start --head" in line]
+    simulations = [pid for pid, line in seen.items() if "bin/flwr-simulation" in line]
+    assert len(superlinks) == 1 and len(ray_heads) == 1, (superlinks, ray_heads)
+    assert len(simulations) == 3  # one flwr-simulation per point, on the same SuperLink
+    assert survivors(seen, wait_s=10.0) == {}
+
+
+def test_a_superlink_killed_mid_sweep_fails_with_one_line_naming_it(tmp_path: Path) -> None:
+    sweep = start_sweep(tmp_path, *LONG_RUN, "seed=0,1")
+    deadline = time.monotonic() + 240
+    while not any("ClientAppActor" in line for line in descendants(sweep.pid).values()):
+        assert sweep.poll() is None and time.monotonic() < deadline, (tmp_path / "stderr.txt").read_text()[-3000:]
+        time.sleep(0.2)
+    time.sleep(2.5)  # one status poll later: the engine has seen every component
+    tree = descendants(sweep.pid)
+    victim = next(pid for pid, line in tree.items() if "flower-superlink" in line)
+    os.kill(victim, signal.SIGKILL)
+    assert sweep.wait(timeout=60) == 1
+    assert survivors(tree, wait_s=10.0) == {}
+    line = last_line(tmp_path)
+    assert line.startswith("fedsynth: error: ") and f"flower-superlink (pid {victim})" in line, line
+    assert not list((tmp_path / "sweep").glob("*/results.json"))  # the failed point wrote nothing
