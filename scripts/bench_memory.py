@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             total, long_lived = 0, {}
             for pid, line in tree(run.pid).items():
                 rss, hwm = memory_kib(pid)
+                if not line.strip():
+                    continue  # ending: its command line is gone already
                 role = role_of(line)
                 total += rss
                 peaks[pid] = (role, max(hwm, peaks.get(pid, (role, 0))[1]))
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                     long_lived[role] = long_lived.get(role, 0) + rss
                 if role == "ServerApp (flwr-simulation)" and "bin/flwr-simulation" in line and pid not in {p for p, _ in points}:
                     points.append((pid, long_lived))
-            last = long_lived or last
+            last = long_lived if len(long_lived) >= len(last) else last  # the end: the last sample with all of them
             peak_total = max(peak_total, total)
             time.sleep(args.interval)
         wall_s = time.perf_counter() - start
