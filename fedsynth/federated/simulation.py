@@ -2,11 +2,11 @@
 client), launched as ``flwr run`` launches them.
 
 Runs go to a :class:`Federation`: a ``flower-superlink --simulation`` on a free 127.0.0.1 port with
-a private ``FLWR_HOME``, and a Ray cluster (``ray start --head``) that each run's ``flwr-simulation``
-attaches to through ``RAY_ADDRESS`` instead of starting its own. A single run starts one and stops
-it afterwards; the points of a Hydra multirun on the basic launcher (one after another in this
-process) share one, started on first use and stopped when the process exits, on a stop signal,
-or after a failed point (the next point starts a fresh one). Per run, ``flwr run --stream``
+a private ``FLWR_HOME``. A single run starts one and stops it afterwards; its ``flwr-simulation``
+starts Ray itself. The points of a Hydra multirun on the basic launcher (one after another in this
+process) share one, with a Ray cluster (``ray start --head``) that each point's ``flwr-simulation``
+attaches to through ``RAY_ADDRESS``; it is started on first use and stopped when the process exits,
+on a stop signal, or after a failed point (the next point starts a fresh one). Per run, ``flwr run --stream``
 submits the app and writes the run's log, the engine polls the run's status through the
 SuperLink's Control API, and the ServerApp writes the outcome to a file the engine reads back as
 soon as it appears. Everything started is stopped by PID, Ray's processes included.
@@ -44,30 +44,23 @@ class Federation:
         folder: where to keep the Flower state and the SuperLink's and Ray head's logs; default:
             a temporary folder, removed by :meth:`stop`. Ray's own files always go to a short
             temporary folder (its socket paths are length-limited).
+        ray_head: start a Ray cluster for the runs to attach to (worth it when several runs
+            share the federation: ``ray start --head`` costs more than the ``ray.init()`` a
+            lone run's ``flwr-simulation`` does itself).
     """
 
-    def __init__(self, folder: Path | None = None) -> None:
+    def __init__(self, folder: Path | None = None, *, ray_head: bool = True) -> None:
         self.keeps_folder = folder is not None
         self.folder = folder if folder is not None else Path(tempfile.mkdtemp(prefix="fedsynth-federation-"))
         self.ray_tmpdir = Path(tempfile.mkdtemp(prefix="ray-"))
         self.address = f"{processes.LOCALHOST}:{processes.free_port()}"
         self.env = processes.flower_env(self.folder, self.ray_tmpdir)
-        self.env["RAY_ADDRESS"] = f"{processes.LOCALHOST}:{processes.free_port()}"
         processes.write_connection(self.env, CONNECTION, self.address)
         self.superlink_log, self.ray_log = self.folder / "superlink.log", self.folder / "ray.log"
-        self.ray = processes.start_process(
-            [
-                processes.flower_command("ray"),
-                "start", "--head", "--block", "--disable-usage-stats", "--include-dashboard=false",
-                "--node-ip-address", processes.LOCALHOST,
-                "--port", self.env["RAY_ADDRESS"].rsplit(":", 1)[1],
-                "--ray-client-server-port", str(processes.free_port()),
-                "--dashboard-agent-listen-port", str(processes.free_port()),
-                "--temp-dir", str(self.ray_tmpdir),
-            ],
-            self.env,
-            self.ray_log,
-        )
+        self.ray = None
+        if ray_head:
+            self.env["RAY_ADDRESS"] = f"{processes.LOCALHOST}:{processes.free_port()}"
+            self.ray = self._start_ray_head()
         self.superlink = processes.start_process(
             [
                 processes.flower_command("flower-superlink"),
@@ -83,6 +76,22 @@ class Federation:
         self.sessions: set[int] = set()
         self.runs = 0
 
+    def _start_ray_head(self):
+        """Start the Ray cluster (``ray start --head --block``) on 127.0.0.1 at ``RAY_ADDRESS``."""
+        return processes.start_process(
+            [
+                processes.flower_command("ray"),
+                "start", "--head", "--block", "--disable-usage-stats", "--include-dashboard=false",
+                "--node-ip-address", processes.LOCALHOST,
+                "--port", self.env["RAY_ADDRESS"].rsplit(":", 1)[1],
+                "--ray-client-server-port", str(processes.free_port()),
+                "--dashboard-agent-listen-port", str(processes.free_port()),
+                "--temp-dir", str(self.ray_tmpdir),
+            ],
+            self.env,
+            self.ray_log,
+        )
+
     @property
     def health_url(self) -> str:
         """The SuperLink's health endpoint."""
@@ -93,18 +102,18 @@ class Federation:
         one that exited first, with the end of its log."""
         processes.wait_until_ready(self.health_url, self.superlink, self.superlink_log, timeout=timeout)
         deadline = time.monotonic() + timeout
-        while RAY_READY not in self.ray_log.read_text(encoding="utf-8", errors="replace"):
+        while self.ray is not None and RAY_READY not in self.ray_log.read_text(encoding="utf-8", errors="replace"):
             if self.ray.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"ray start --head did not start (exit code {self.ray.returncode}):\n{processes.tail(self.ray_log)}")
             time.sleep(0.1)
 
     @property
     def components(self) -> list:
-        """The long-lived processes: the SuperLink and the Ray head (``ray start --block``)."""
-        return [self.superlink, self.ray]
+        """The long-lived processes: the SuperLink and the Ray head (``ray start --block``), if any."""
+        return [process for process in (self.superlink, self.ray) if process is not None]
 
     def alive(self) -> bool:
-        """Whether both long-lived processes still run."""
+        """Whether every long-lived process still runs."""
         return all(process.poll() is None for process in self.components)
 
     def stop(self) -> None:
@@ -202,7 +211,7 @@ class SimulationEngine:
         keep = in_sequential_sweep() if self.keep_federation is None else self.keep_federation
         workdir = self.workdir or Path(tempfile.mkdtemp(prefix="fedsynth-sim-"))
         workdir.mkdir(parents=True, exist_ok=True)
-        federation = kept_federation() if keep else Federation(self.workdir)
+        federation = kept_federation() if keep else Federation(self.workdir, ray_head=False)
         try:
             outcome = self._run_on(federation, workdir, config)
         except BaseException:  # a failed point, or a stop signal: nothing of the federation is kept
