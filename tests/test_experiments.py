@@ -113,6 +113,37 @@ def test_parallel_launcher_config():
     assert cfg.hydra.launcher.n_jobs == 2
 
 
+def test_slurm_launcher_config_composes_into_valid_sbatch_parameters(tmp_path):
+    """conf/hydra/launcher/slurm.yaml composes with a preset, Hydra's Submitit plugin builds its
+    launcher from it, and every parameter it would hand submitit is one submitit's SLURM executor
+    knows (checked by submitit itself, on its debug executor: no SLURM here)."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the optional extra fedsynth[cluster] is not installed")
+    import submitit
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    cfg = compose_config("+experiment=table2", "hydra/launcher=slurm", "hydra.launcher.partition=cpu",
+                         "hydra.launcher.cpus_per_task=2", f"hydra.sweep.dir={tmp_path}")
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    HydraConfig.instance().set_config(cfg)
+    launcher = instantiate(cfg.hydra.launcher)
+    params = dict(launcher.params)
+    assert params["submitit_folder"] == f"{tmp_path}/.submitit/%j"
+    assert params["partition"] == "cpu" and params["cpus_per_task"] == 2 and params["nodes"] == 1
+    # the plugin's own mapping (SlurmLauncher.launch): folder and max_num_timeout go to the
+    # executor's constructor, the generic keys as they are, the rest with the slurm_ prefix
+    generic = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor = submitit.AutoExecutor(cluster="debug", folder=tmp_path / "submitit")
+    executor.update_parameters(**{
+        key if key in generic else f"slurm_{key}": value
+        for key, value in params.items()
+        if key not in {"submitit_folder", "max_num_timeout"}
+    })
+    with pytest.raises(Exception, match="hydra.launcher.no_such_option"):
+        compose_config("+experiment=table2", "hydra/launcher=slurm", "hydra.launcher.no_such_option=1")
+
+
 # ----------------------------------------------------------------------------- real multiruns
 
 
