@@ -32,6 +32,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from fedsynth.checks import ConfigError, check_experiment_config, check_target_config
+from fedsynth.federated.client_process import start_client_workers
 from fedsynth.federated.outcome import RunFailed
 from fedsynth.io import write_json_atomic
 from fedsynth.paths import data_directory, resolve_table_file, user_config_dir
@@ -86,6 +87,7 @@ def run(cfg: DictConfig) -> Path:
     """Check the experiment ``cfg``, run it on its engine and write ``results.json``; return its
     path. The metrics are logged before the file is written."""
     config = OmegaConf.to_container(cfg, resolve=True)
+    start_client_workers(config)  # the in-process engine's clients start up while this process checks
     absolute_data_paths(config)
     experiment = {key: value for key, value in config.items() if key != "engine"}
     check_experiment_config(experiment)

@@ -1,15 +1,17 @@
-"""A client as a CPU process of its own, for the in-process engine.
+"""A client as a CPU process of its own, and the pool of them, for the in-process engine.
 
 :class:`ClientProcess` starts ``python -c "...serve(FD)"`` with one end of a socket pair and talks
 to it with :mod:`multiprocessing.connection` framing: each :class:`ClientRequest` (one message for
 one node, with the node's state) gets one :class:`ClientAnswer` (the reply and the node's new
 state, or the failure). The process is independent of the caller's :mod:`multiprocessing` set-up
-(it works inside joblib's loky workers too), imports fedsynth and torch once, and answers messages
-until the pipe closes; its log records come back over the pipe and go to the caller's loggers.
+(it works inside joblib's loky workers too), imports fedsynth and torch once, as soon as it starts,
+and answers messages until the pipe closes; its log records come back over the pipe and go to the caller's loggers.
 """
 
 from __future__ import annotations
 
+import atexit
+import collections
 import logging
 import os
 import socket
@@ -19,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Mapping
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,125 @@ class ClientProcess:
             return None
 
 
+class ClientWorkers:
+    """A pool of client processes (:class:`ClientProcess`); each answers one message at a time."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._idle: list[ClientProcess] = []
+        self._lock = threading.Lock()
+
+    def answer(self, requests: Mapping[int, ClientRequest], timeout: float) -> dict[int, ClientAnswer]:
+        """Answer every request on at most ``size`` processes within ``timeout`` seconds.
+
+        Nodes wait in a queue for a free process; a node whose process is still busy at the
+        deadline, or that has not started by then, is timed out, and a process that timed out
+        or died is replaced by a new one.
+        """
+        deadline = time.monotonic() + timeout
+        queue = collections.deque(sorted(requests))
+        answers: dict[int, ClientAnswer] = {}
+        too_late = ClientAnswer(error=f"no reply within {timeout:g} s")
+
+        def drive() -> None:
+            worker: ClientProcess | None = None
+            while True:
+                with self._lock:
+                    if not queue:
+                        break
+                    node = queue.popleft()
+                if time.monotonic() >= deadline:
+                    answers[node] = too_late
+                    continue
+                try:
+                    worker = worker or self._take()
+                    answers[node] = worker.ask(requests[node], deadline)
+                except TimeoutError:
+                    answers[node] = too_late
+                    worker.stop()
+                    worker = None
+                except (EOFError, OSError) as error:
+                    if worker is None:  # it could not be started
+                        answers[node] = ClientAnswer(error=f"crashed: no client process: {error}")
+                        continue
+                    code = worker.stop()
+                    answers[node] = ClientAnswer(error=f"crashed: its client process exited with code {code}")
+                    worker = None
+            if worker is not None:
+                with self._lock:
+                    self._idle.append(worker)
+
+        drivers = [threading.Thread(target=drive, daemon=True) for _ in range(min(self.size, len(requests)))]
+        for driver in drivers:
+            driver.start()
+        for driver in drivers:
+            driver.join()
+        return answers
+
+    def start(self) -> None:
+        """Start processes until ``size`` are idle, without waiting for them to be ready: each
+        imports torch and the client logic while its caller goes on (call it between runs)."""
+        with self._lock:
+            while len(self._idle) < self.size:
+                self._idle.append(ClientProcess())
+
+    def _take(self) -> ClientProcess:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return ClientProcess()
+
+    def close(self) -> None:
+        """Stop the idle processes (a busy one ends when its pipe closes with this process)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.stop()
+
+
+_POOLS: dict[int, ClientWorkers] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def client_workers(size: int) -> ClientWorkers:
+    """This process's pool of ``size`` client workers, created on first use and kept for the
+    process's later runs."""
+    with _POOLS_LOCK:
+        if size not in _POOLS:
+            _POOLS[size] = ClientWorkers(size)
+            atexit.register(_POOLS[size].close)
+        return _POOLS[size]
+
+
+def available_cores() -> int:
+    """The number of cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def pool_size(workers: int | None, num_clients: int) -> int:
+    """The client processes of a run: ``workers`` if given, else one per usable core and at most
+    one per client."""
+    return workers or min(num_clients, available_cores())
+
+
+IN_PROCESS_ENGINE = "fedsynth.federated.inprocess.InProcessEngine"
+"""The ``_target_`` of the engine whose clients are these processes (``conf/engine/inprocess.yaml``)."""
+
+
+def start_client_workers(config: Mapping[str, Any]) -> None:
+    """Start the client processes of the experiment ``config`` (the resolved Hydra config) now
+    when its engine is the in-process one, so that their start-up (≈ 3 s: torch, the client
+    logic, ``torch._dynamo``) overlaps the caller's checks and data loading; any other engine,
+    or an engine or dataset setting the checks will reject, starts nothing."""
+    engine, dataset = config.get("engine") or {}, config.get("dataset") or {}
+    workers, num_clients = engine.get("workers"), dataset.get("num_clients")
+    if engine.get("_target_") != IN_PROCESS_ENGINE or not isinstance(num_clients, int) or num_clients < 1:
+        return
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        return
+    client_workers(pool_size(workers, num_clients)).start()
+
+
 class _PipeHandler(logging.Handler):
     """Sends each log record, formatted, to the engine over the client's pipe."""
 
@@ -121,6 +242,8 @@ def serve(fd: int) -> None:
     root.setLevel(logging.INFO)
     try:
         import torch
+
+        import torch._dynamo  # noqa: F401  the first optimizer step imports it: now, while idle
 
         from fedsynth.federated.client_logic import answer_message
         from fedsynth.federated.messages import decode, encode

@@ -10,23 +10,22 @@ gives the same numbers as :class:`~fedsynth.federated.simulation.SimulationEngin
 seed.
 
 The worker processes are started once per process and kept for later runs (the points of a
-sweep reuse them); they end with this process.
+sweep reuse them); they end with this process. The ``fedsynth`` command starts them before its
+own checks and data work (:func:`~fedsynth.federated.client_process.start_client_workers`), so
+their start-up overlaps the parent's.
 """
 
 from __future__ import annotations
 
-import atexit
-import collections
 import contextlib
 import os
-import threading
 import time
 from typing import Any, Iterator, Mapping
 
 import torch
 from flwr.app import RecordDict
 
-from fedsynth.federated.client_process import ClientAnswer, ClientProcess, ClientRequest
+from fedsynth.federated.client_process import ClientAnswer, ClientRequest, client_workers, pool_size
 from fedsynth.federated.experiment import experiment_from_run_config, run_config_for
 from fedsynth.federated.messages import decode, encode
 from fedsynth.federated.outcome import RunOutcome
@@ -80,7 +79,7 @@ class InProcessTransport:
             k + 1: {"partition-id": k, "num-partitions": num_clients} for k in range(num_clients)
         }
         self._states = {node: encode(RecordDict()) for node in self._node_configs}
-        self._pool = client_workers(workers or min(num_clients, available_cores()))
+        self._pool = client_workers(pool_size(workers, num_clients))
 
     def nodes(self) -> list[int]:
         """All nodes are always connected."""
@@ -105,94 +104,6 @@ class InProcessTransport:
                 self._states[node] = answer.state
                 replies[node] = decode(answer.reply)
         return replies
-
-
-class ClientWorkers:
-    """A pool of client processes (:class:`ClientProcess`); each answers one message at a time."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._idle: list[ClientProcess] = []
-        self._lock = threading.Lock()
-
-    def answer(self, requests: Mapping[int, ClientRequest], timeout: float) -> dict[int, ClientAnswer]:
-        """Answer every request on at most ``size`` processes within ``timeout`` seconds.
-
-        Nodes wait in a queue for a free process; a node whose process is still busy at the
-        deadline, or that has not started by then, is timed out, and a process that timed out
-        or died is replaced by a new one.
-        """
-        deadline = time.monotonic() + timeout
-        queue = collections.deque(sorted(requests))
-        answers: dict[int, ClientAnswer] = {}
-        too_late = ClientAnswer(error=f"no reply within {timeout:g} s")
-
-        def drive() -> None:
-            worker: ClientProcess | None = None
-            while True:
-                with self._lock:
-                    if not queue:
-                        break
-                    node = queue.popleft()
-                if time.monotonic() >= deadline:
-                    answers[node] = too_late
-                    continue
-                try:
-                    worker = worker or self._take()
-                    answers[node] = worker.ask(requests[node], deadline)
-                except TimeoutError:
-                    answers[node] = too_late
-                    worker.stop()
-                    worker = None
-                except (EOFError, OSError) as error:
-                    if worker is None:  # it could not be started
-                        answers[node] = ClientAnswer(error=f"crashed: no client process: {error}")
-                        continue
-                    code = worker.stop()
-                    answers[node] = ClientAnswer(error=f"crashed: its client process exited with code {code}")
-                    worker = None
-            if worker is not None:
-                with self._lock:
-                    self._idle.append(worker)
-
-        drivers = [threading.Thread(target=drive, daemon=True) for _ in range(min(self.size, len(requests)))]
-        for driver in drivers:
-            driver.start()
-        for driver in drivers:
-            driver.join()
-        return answers
-
-    def _take(self) -> ClientProcess:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return ClientProcess()
-
-    def close(self) -> None:
-        """Stop the idle processes (a busy one ends when its pipe closes with this process)."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for worker in idle:
-            worker.stop()
-
-
-_POOLS: dict[int, ClientWorkers] = {}
-_POOLS_LOCK = threading.Lock()
-
-
-def client_workers(size: int) -> ClientWorkers:
-    """This process's pool of ``size`` client workers, created on first use and kept for the
-    process's later runs."""
-    with _POOLS_LOCK:
-        if size not in _POOLS:
-            _POOLS[size] = ClientWorkers(size)
-            atexit.register(_POOLS[size].close)
-        return _POOLS[size]
-
-
-def available_cores() -> int:
-    """The number of cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @contextlib.contextmanager
