@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import importlib
 import logging
 import os
 import socket
@@ -203,8 +204,8 @@ IN_PROCESS_ENGINE = "fedsynth.federated.inprocess.InProcessEngine"
 
 def start_client_workers(config: Mapping[str, Any]) -> None:
     """Start the client processes of the experiment ``config`` (the resolved Hydra config) now
-    when its engine is the in-process one, so that their start-up (≈ 3 s: torch, the client
-    logic, ``torch._dynamo``) overlaps the caller's checks and data loading; any other engine,
+    when its engine is the in-process one, so that their start-up (≈ 3 s on an idle core: torch,
+    the client logic, ``torch._dynamo``) overlaps the caller's checks and data loading; any other engine,
     or an engine or dataset setting the checks will reject, starts nothing."""
     engine, dataset = config.get("engine") or {}, config.get("dataset") or {}
     workers, num_clients = engine.get("workers"), dataset.get("num_clients")
@@ -243,12 +244,13 @@ def serve(fd: int) -> None:
     try:
         import torch
 
-        import torch._dynamo  # noqa: F401  the first optimizer step imports it: now, while idle
-
         from fedsynth.federated.client_logic import answer_message
         from fedsynth.federated.messages import decode, encode
 
         torch.set_num_threads(1)  # a simulated client gets one CPU
+        # torch's first optimizer step imports torch._dynamo (seconds): import it while this
+        # process waits for its first message, without delaying a message that needs none
+        threading.Thread(target=importlib.import_module, args=("torch._dynamo",), daemon=True).start()
         while True:
             try:
                 request: ClientRequest = connection.recv()
