@@ -211,6 +211,25 @@ def test_in_process_engine_gives_the_same_numbers_with_one_worker() -> None:
     assert one.theta == many.theta and one.metrics == many.metrics
 
 
+def test_client_processes_started_ahead_answer_the_next_run() -> None:
+    """What the ``fedsynth`` command does before its checks: the in-process engine's client
+    processes start at once, and the run that follows uses them instead of starting its own;
+    another engine starts none."""
+    from fedsynth.federated import client_process
+
+    pools = dict(client_process._POOLS)
+    client_process.start_client_workers(
+        {"engine": {"_target_": "fedsynth.federated.simulation.SimulationEngine"}, "dataset": {"num_clients": 3}}
+    )
+    assert client_process._POOLS == pools
+    config = {"engine": {"_target_": client_process.IN_PROCESS_ENGINE, "workers": 2}, "dataset": {"num_clients": 3}}
+    client_process.start_client_workers(config)
+    started = list(client_process.client_workers(2)._idle)
+    assert len(started) == 2 and all(worker.process.poll() is None for worker in started)
+    InProcessEngine(workers=2).run(tiny_experiment())
+    assert set(client_process.client_workers(2)._idle) == set(started)
+
+
 def test_too_few_valid_clients_fail_the_run_with_the_reasons() -> None:
     experiment = faulty_experiment({"0": "crash", "1": "garbage", "2": "crash"}, "federation.min_clients=2")
     with pytest.raises(RuntimeError, match=r"only 1 of 4 clients.*min_clients=2") as error:
