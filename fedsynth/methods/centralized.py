@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from fedsynth.data.types import ClientPartition, TabularData
-from fedsynth.core import LogisticMixture
+from fedsynth.core import LogisticMixture, LogisticModel
 from fedsynth.methods._baselines import ExactFitMethod
 from fedsynth.methods.replies import ROW_ARRAYS, rows_from_replies
 from fedsynth.methods.base import Communicator, Payload, ServerResult
@@ -39,19 +39,19 @@ VARIANTS = ("plain", "fair", "exponentiated_gradient")
 
 
 def fit_exponentiated_gradient(
-    data: TabularData, *, eps: float, max_iter: int, C: float, fit_intercept: bool
+    data: TabularData, model: LogisticModel, *, eps: float, max_iter: int, C: float
 ) -> LogisticMixture:
     """fairlearn's ExponentiatedGradient with DemographicParity over LogisticRegression on the
     features a = (x, s) (the sensitive attribute is both a feature, as in every model here, and
     the constraint's group). Returns the predictors with non-zero weight as rows θ_j of the
-    :class:`~fedsynth.core.LogisticModel` with ``fit_intercept`` and their weights w_j (summing to 1)."""
+    ``model`` (its ``fit_intercept``) and their weights w_j (summing to 1)."""
     from fairlearn.reductions import DemographicParity, ExponentiatedGradient
     from sklearn.linear_model import LogisticRegression
 
     features = data.a.numpy()
     labels = (data.y.numpy() > 0).astype(int)
     reduction = ExponentiatedGradient(
-        LogisticRegression(C=C, fit_intercept=fit_intercept, max_iter=1000),
+        LogisticRegression(C=C, fit_intercept=model.fit_intercept, max_iter=1000),
         DemographicParity(),
         eps=eps,
         max_iter=max_iter,
@@ -63,7 +63,7 @@ def fit_exponentiated_gradient(
             continue
         predictor = reduction.predictors_[index]
         coef = predictor.coef_.ravel()
-        thetas.append(np.concatenate([coef, predictor.intercept_]) if fit_intercept else coef)
+        thetas.append(np.concatenate([coef, predictor.intercept_]) if model.fit_intercept else coef)
         weights.append(float(weight))
     weights_array = np.asarray(weights)
     return LogisticMixture(np.vstack(thetas), weights_array / weights_array.sum())
@@ -107,7 +107,7 @@ class Centralized(ExactFitMethod):
         info: dict[str, Any] = {"variant": self.variant, "rows": {node: len(t) for node, t in tables.items()}}
         if self.variant == "exponentiated_gradient":
             mixture = fit_exponentiated_gradient(
-                pooled, eps=self.eg_eps, max_iter=self.eg_max_iter, C=self.eg_C, fit_intercept=self.fit_intercept
+                pooled, self.model, eps=self.eg_eps, max_iter=self.eg_max_iter, C=self.eg_C
             )
             info.update({"mixture_size": len(mixture.weights), "theta_layout": "[w_1..w_J, theta_1, ..., theta_J]"})
             theta = mixture.pack()
