@@ -182,8 +182,9 @@ class LogisticDerivatives:
 def regularized_loss_hvp(
     a: torch.Tensor, y: torch.Tensor, theta: torch.Tensor, lambda_theta: float, n: int
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The Hessian of ℓ_r (eq. 11) at θ as a matrix-free product v ↦ H v, in closed form:
-    H v = (1/N) Aᵀ(σ(m) σ(−m) ⊙ A v) + (λ_θ/n²) v with m = Aθ. No Hessian is formed."""
+    """The Hessian of ℓ_r (eq. 11) at θ as a product v ↦ H v, in closed form:
+    H v = (1/N) Aᵀ(σ(m) σ(−m) ⊙ A v) + (λ_θ/n²) v with m = Aθ (:class:`LogisticDerivatives`: the
+    d × d H is formed once for a narrow A, else the product is matrix-free)."""
     return LogisticDerivatives(a, y, theta, lambda_theta, n).hvp
 
 
