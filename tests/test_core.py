@@ -359,6 +359,32 @@ def test_bad_inner_solver_config_is_rejected():
             InnerSolverConfig(**kwargs)
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_logistic_model_owns_the_layout_and_fits_through_the_one_solver(fit_intercept):
+    """n is the paper's (x_i, s_i) count, θ has n (+1) weights, the design matrix is (x, s[, 1]),
+    ``fit`` is :class:`LogisticSolver` on it and ``predict`` is sign(aᵀθ) with +1 at 0."""
+    data = random_table(120, 4, seed=30)
+    model = LogisticModel(lambda_theta=0.1, fit_intercept=fit_intercept)
+    assert model.paper_n(4) == 5 and model.num_weights(4) == 5 + fit_intercept
+    a = model.design(data.x, data.s)
+    assert torch.equal(a, design_matrix(data.x, data.s, fit_intercept)) and a.shape == (120, model.num_weights(4))
+    fitted = model.fit(data)
+    assert torch.equal(fitted.theta, solve_once(a, data.y, 0.1, 5).theta) and fitted.converged
+    assert torch.equal(model.decision(fitted.theta, data), a @ fitted.theta)
+    assert torch.equal(model.predict(fitted.theta, data), torch.where(a @ fitted.theta >= 0, 1.0, -1.0).double())
+    with pytest.raises(ValueError, match="fit_intercept"):
+        model.decision(torch.zeros(model.num_weights(4) + 1), data)
+
+
+def test_logistic_model_rejects_a_bad_lambda_theta_when_used():
+    model = LogisticModel(lambda_theta=0.0)  # stored as given
+    assert model.lambda_theta == 0.0
+    with pytest.raises(ValueError, match="lambda_theta"):
+        model.fit(random_table(20, 2, seed=31))
+    with pytest.raises(ValueError, match="rho"):
+        LogisticModel().fit(random_table(20, 2, seed=31), rho=-1.0)
+
+
 def test_server_model_matches_scikit_learn():
     """ℓ_r with no intercept is scikit-learn's L2 logistic regression with C = n²/(λ_θ N)."""
     data = random_table(400, 4, seed=7)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -346,7 +347,11 @@ class LogisticModel:
 
     def inner_solver(self, num_features: int, *, dtype: torch.dtype = torch.float64) -> LogisticSolver:
         """A :class:`LogisticSolver` for a sequence of problems ℓ_r on data with ``num_features``
-        columns of x (the clients' inner problem, Algorithm 1 line 9)."""
+        columns of x (the clients' inner problem, Algorithm 1 line 9). Validates ``lambda_theta``."""
+        if not (math.isfinite(self.lambda_theta) and self.lambda_theta > 0):
+            raise ValueError(
+                f"lambda_theta must be > 0 (it makes the inner problem strongly convex), got {self.lambda_theta}"
+            )
         return LogisticSolver(
             self.num_weights(num_features), self.lambda_theta, self.paper_n(num_features), self.solver, dtype=dtype
         )
