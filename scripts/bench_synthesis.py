@@ -17,6 +17,7 @@ target is "≤ 3 s per client on one core". The data come through the data layer
     .venv/bin/python scripts/bench_synthesis.py                       # full run, both variants
     .venv/bin/python scripts/bench_synthesis.py --k-max 100 --repeat 3
     .venv/bin/python scripts/bench_synthesis.py --k-max 200 --variants warm --profile
+    .venv/bin/python scripts/bench_synthesis.py --variants warm --hessian-ab 3  # formed vs matrix-free H
 
 The speed targets live here (printed as met / not met), not in timed tests.
 """
@@ -40,6 +41,7 @@ from pathlib import Path
 import torch
 import yaml
 
+import fedsynth.core.model as model_module
 from fedsynth.core import SynthesisConfig, synthesize
 from fedsynth.data import DatasetSpec, load_dataset, partition_clients
 
@@ -165,6 +167,28 @@ def profile(train, config: SynthesisConfig, seed: int, top: int) -> None:
         print("\n".join(lines[-(top + 3):]))
 
 
+def hessian_ab(train, config: SynthesisConfig, seed: int, rounds: int) -> None:
+    """Interleave warm syntheses with the matrix-free Hessian-vector product and with the formed
+    d × d Hessian (``fedsynth.core.model.DENSE_HESSIAN_MAX_COLUMNS``) in this one process, and print
+    each run and the median CPU-time ratio (formed / matrix-free): the load hits both alike."""
+    widest = model_module.DENSE_HESSIAN_MAX_COLUMNS
+    times: dict[str, list[Run]] = {"matrix-free": [], "formed": []}
+    try:
+        for _ in range(rounds):
+            for name, columns in (("matrix-free", 0), ("formed", widest)):
+                model_module.DENSE_HESSIAN_MAX_COLUMNS = columns
+                times[name].append(run_once(train, config, seed))
+    finally:
+        model_module.DENSE_HESSIAN_MAX_COLUMNS = widest
+    print("\n[Hessian A/B] interleaved, warm start")
+    for name, runs in times.items():
+        print(f"  {name:12s} CPU {', '.join(f'{r.cpu_seconds:.3f}' for r in runs)} s; "
+              f"wall {', '.join(f'{r.seconds:.3f}' for r in runs)} s; final P {runs[0].final_objective:.10f}")
+    ratios = [f.cpu_seconds / m.cpu_seconds for f, m in zip(times["formed"], times["matrix-free"])]
+    print(f"  formed / matrix-free CPU time: median {statistics.median(ratios):.3f} "
+          f"(pairs: {', '.join(f'{r:.3f}' for r in ratios)})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--k-max", type=int, default=1000, help="outer iterations (default 1000)")
@@ -186,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", action="store_true", help="also print the top cProfile entries (warm variant)")
     parser.add_argument("--profile-top", type=int, default=25)
+    parser.add_argument("--hessian-ab", type=int, default=0, metavar="ROUNDS",
+                        help="also run ROUNDS interleaved pairs of warm syntheses with the matrix-free and the formed "
+                             "Hessian of the implicit backward (issue 14 item 1) and print their CPU-time ratio")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -227,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         medians["naive"] = (wall * args.k_max / naive_k, cpu * args.k_max / naive_k)
         if naive_k != args.k_max:
             print(f"  scaled to k_max = {args.k_max}: {medians['naive'][0]:.3f} s wall, {medians['naive'][1]:.3f} s CPU")
+
+    if args.hessian_ab:
+        hessian_ab(train, config, args.seed, args.hessian_ab)
 
     print()
     if "warm" in medians:

@@ -22,15 +22,16 @@ from fedsynth.federated.experiment import compose_experiment
 from fedsynth.federated.messages import payload_to_record, record_nbytes
 from fedsynth.methods import Payload, build_method
 from fedsynth.data.types import TabularData
-from fedsynth.methods._baselines import fit_linear_model, local_sgd
+from fedsynth.core import InnerSolverConfig, LogisticMixture, LogisticModel
+from fedsynth.methods._baselines import local_sgd
 from fedsynth.federated.ledger import HARNESS_SECTION, StatisticsLedger
-from fedsynth.methods.centralized import mixture_counts, pack_mixture, unpack_mixture
 from fedsynth.methods.fairfed import FairFed
 from fedsynth.metrics import evaluate_model, evaluation_counts, metrics_from_counts, sum_counts
 
 ROWS = 1200  # 3 clients of 400 rows: 320 train / 80 test each
 SMALL = ["dataset=synthetic", f"dataset.generator.num_rows={ROWS}"]
 WIDTH = 5 + 1 + 1  # x (5 features), s, intercept
+EXACT = LogisticModel(solver=InnerSolverConfig(max_iter=500, tolerance_grad=1e-9))  # the centralized and local fits
 
 
 def experiment(method: str, *overrides: str) -> dict:
@@ -197,10 +198,10 @@ def test_fairfed_clips_weights_at_zero() -> None:
 def test_local_sgd_is_deterministic_and_approaches_the_optimum() -> None:
     config = experiment("fedavg")
     train = clients(config)[0].train
-    kwargs = dict(epochs=500, lr=1.0, batch_size=train.x.shape[0], lambda_theta=1e-3, fit_intercept=True, seed=3)
+    kwargs = dict(epochs=500, lr=1.0, batch_size=train.x.shape[0], model=LogisticModel(lambda_theta=1e-3), seed=3)
     first = local_sgd(train, None, **kwargs)
     assert np.array_equal(first, local_sgd(train, None, **kwargs))
-    optimum = fit_linear_model(train, rho=0.0, lambda_theta=1e-3, fit_intercept=True)
+    optimum = EXACT.fit(train).theta.numpy()
     assert np.linalg.norm(first - optimum) < 1e-3 * np.linalg.norm(optimum)
 
 
@@ -217,7 +218,7 @@ def test_centralized_fits_the_pooled_training_rows(centralized_run) -> None:
     config, outcome = centralized_run
     parts = clients(config)
     pooled = TabularData.concat([p.train for p in parts])
-    expected = fit_linear_model(pooled, rho=0.0, lambda_theta=1e-3, fit_intercept=True)
+    expected = EXACT.fit(pooled).theta.numpy()
     np.testing.assert_allclose(outcome.theta, expected, rtol=1e-10, atol=1e-12)
     assert outcome.round_trips == 1 and outcome.info["client_arrays"] == ["s", "x", "y"]
     assert outcome.info["client_statistics"] == []
@@ -241,18 +242,19 @@ def test_centralized_fair_lowers_the_covariance(centralized_run, centralized_fai
     value.backward()
     assert float(theta.grad.abs().max()) < 1e-6
     np.testing.assert_array_equal(
-        fit_linear_model(pooled, rho=0.0, lambda_theta=1e-3, fit_intercept=True), plain.theta
+        EXACT.fit(pooled).theta.numpy(), plain.theta
     )
 
 
 def test_centralized_exponentiated_gradient_is_evaluated_in_expectation() -> None:
     pytest.importorskip("fairlearn")
     config, outcome = run("centralized", "method.variant=exponentiated_gradient", "method.eg_max_iter=10")
-    thetas, weights = unpack_mixture(np.asarray(outcome.theta), WIDTH)
+    mixture = LogisticMixture.unpack(np.asarray(outcome.theta), WIDTH)
+    weights = mixture.weights
     assert len(weights) == outcome.info["mixture_size"] >= 1
     assert weights.sum() == pytest.approx(1.0) and (weights > 0).all()
     parts = clients(config)
-    expected = metrics_from_counts(sum_counts([mixture_counts(thetas, weights, p.test, True) for p in parts]))
+    expected = metrics_from_counts(sum_counts([evaluation_counts(EXACT, mixture, p.test) for p in parts]))
     assert outcome.metrics == pytest.approx(expected)
     _, plain = run("centralized")
     assert abs(outcome.metrics["spd"]) < abs(plain.metrics["spd"])
@@ -261,13 +263,13 @@ def test_centralized_exponentiated_gradient_is_evaluated_in_expectation() -> Non
 def test_mixture_helpers() -> None:
     thetas = np.arange(14.0).reshape(2, 7)
     weights = np.array([0.25, 0.75])
-    back_thetas, back_weights = unpack_mixture(pack_mixture(thetas, weights), 7)
-    assert np.array_equal(back_thetas, thetas) and np.array_equal(back_weights, weights)
+    back = LogisticMixture.unpack(LogisticMixture(thetas, weights).pack(), 7)
+    assert np.array_equal(back.thetas, thetas) and np.array_equal(back.weights, weights)
     with pytest.raises(ValueError, match="mixture"):
-        unpack_mixture(np.zeros(9), 7)
+        LogisticMixture.unpack(np.zeros(9), 7)
     test = clients(experiment("centralized"))[0].test
     theta = np.linspace(-1, 1, 7)
-    assert mixture_counts(theta[None, :], np.ones(1), test, True) == evaluation_counts(theta, test, True)
+    assert evaluation_counts(EXACT, LogisticMixture(theta[None, :], np.ones(1)), test) == evaluation_counts(EXACT, theta, test)
 
 
 # ----------------------------------------------------------------------------- local
@@ -279,9 +281,9 @@ def test_local_exchanges_nothing_and_evaluates_each_clients_own_model(local_run)
     own = []
     for client, part in zip(outcome.clients, parts):
         assert client["client_id"] == part.client_id
-        theta = fit_linear_model(part.train, rho=0.0, lambda_theta=1e-3, fit_intercept=True)
-        assert client["metrics"] == pytest.approx(evaluate_model(theta, part.test, True))
-        own.append(evaluation_counts(theta, part.test, True))
+        theta = EXACT.fit(part.train).theta.numpy()
+        assert client["metrics"] == pytest.approx(evaluate_model(EXACT, theta, part.test))
+        own.append(evaluation_counts(EXACT, theta, part.test))
     assert outcome.metrics == pytest.approx(metrics_from_counts(sum_counts(own)))
 
 

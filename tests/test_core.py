@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from fedsynth.core import (
     FAIRNESS_MEASURES,
     CGConfig,
+    LogisticModel,
     LogisticSolver,
     ImplicitDiagnostics,
     InnerSolverConfig,
@@ -23,7 +24,6 @@ from fedsynth.core import (
     conjugate_gradient,
     design_matrix,
     fairness_measure,
-    fit_logistic,
     fit_server_model,
     implicit_argmin,
     initial_features,
@@ -36,6 +36,11 @@ from fedsynth.core import (
 from fedsynth.core.model import LogisticDerivatives, regularized_loss_and_grad
 from fedsynth.core.synthesis import InnerModel
 from fedsynth.data.types import TabularData
+
+
+def solve_once(a, y, lambda_theta, n, *, theta0=None, solver=InnerSolverConfig()):
+    """One solve of ℓ_r on the design matrix ``a`` by the one L-BFGS path (:class:`LogisticSolver`)."""
+    return LogisticSolver(a.shape[1], lambda_theta, n, solver, dtype=a.dtype).solve(a, y, theta0)
 
 
 def random_table(rows: int, features: int, seed: int) -> TabularData:
@@ -211,7 +216,7 @@ def test_inner_solution_meets_gradient_tolerance():
     data = random_table(300, 6, seed=2)
     a = design_matrix(data.x, data.s, True)
     for tolerance in (1e-5, 1e-7):
-        solution = fit_logistic(a, data.y, 1e-3, 7, solver=InnerSolverConfig(tolerance_grad=tolerance))
+        solution = solve_once(a, data.y, 1e-3, 7, solver=InnerSolverConfig(tolerance_grad=tolerance))
         grad = regularized_loss_grad(a, data.y, solution.theta, 1e-3, 7)
         assert float(grad.abs().max()) <= tolerance
         assert solution.grad_norm <= tolerance
@@ -221,8 +226,8 @@ def test_inner_solution_meets_gradient_tolerance():
 def test_warm_start_needs_fewer_iterations():
     data = random_table(300, 6, seed=4)
     a = design_matrix(data.x, data.s, True)
-    cold = fit_logistic(a, data.y, 1e-3, 7)
-    warm = fit_logistic(a + 1e-3, data.y, 1e-3, 7, theta0=cold.theta)
+    cold = solve_once(a, data.y, 1e-3, 7)
+    warm = solve_once(a + 1e-3, data.y, 1e-3, 7, theta0=cold.theta)
     assert warm.iterations < cold.iterations
 
 
@@ -276,12 +281,12 @@ def test_implicit_argmin_with_a_closed_form_linearization_matches_autograd():
     data = random_table(40, 3, seed=15)
     a0 = design_matrix(data.x, data.s, True)
     tight = InnerSolverConfig(tolerance_grad=1e-12, tolerance_change=1e-20)
-    start = 0.5 * fit_logistic(a0, data.y, 0.05, 4, solver=tight).theta
+    start = 0.5 * solve_once(a0, data.y, 0.05, 4, solver=tight).theta
     starts, linearized = [], []
 
     def solver(theta0, a_):
         starts.append(theta0)
-        solution = fit_logistic(a_, data.y, 0.05, 4, theta0=theta0, solver=tight)
+        solution = solve_once(a_, data.y, 0.05, 4, theta0=theta0, solver=tight)
         return solution.theta, solution
 
     def optimality(theta, a_):
@@ -313,12 +318,12 @@ def test_objective_scale_keeps_curvature_near_the_solution():
     has the same argmin and converges in a few iterations."""
     data = random_table(400, 6, seed=12)
     a = design_matrix(data.x, data.s, True)
-    exact = fit_logistic(a, data.y, 1e-3, 7, solver=InnerSolverConfig(tolerance_grad=1e-12, tolerance_change=1e-20)).theta
+    exact = solve_once(a, data.y, 1e-3, 7, solver=InnerSolverConfig(tolerance_grad=1e-12, tolerance_change=1e-20)).theta
     noise = 1e-4 * torch.randn(a.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     noise[:, -2:] = 0  # keep the s and intercept columns
     nearby = a + noise
-    scaled = fit_logistic(nearby, data.y, 1e-3, 7, theta0=exact, solver=InnerSolverConfig(tolerance_grad=1e-9))
-    plain = fit_logistic(nearby, data.y, 1e-3, 7, theta0=exact, solver=InnerSolverConfig(tolerance_grad=1e-9, objective_scale=1.0))
+    scaled = solve_once(nearby, data.y, 1e-3, 7, theta0=exact, solver=InnerSolverConfig(tolerance_grad=1e-9))
+    plain = solve_once(nearby, data.y, 1e-3, 7, theta0=exact, solver=InnerSolverConfig(tolerance_grad=1e-9, objective_scale=1.0))
     assert InnerSolverConfig().objective_scale > 1
     assert scaled.converged and scaled.iterations <= 15
     assert float(regularized_loss_grad(nearby, data.y, scaled.theta, 1e-3, 7).abs().max()) <= 1e-9
@@ -343,7 +348,7 @@ def test_extrapolated_warm_start_saves_iterations_and_keeps_the_solutions():
             assert solution.converged
             if k >= 2:
                 iterations[extrapolate] += solution.iterations
-            reference = fit_logistic(problem, data.y, 1e-3, 7, solver=InnerSolverConfig(tolerance_grad=1e-12, tolerance_change=1e-20))
+            reference = solve_once(problem, data.y, 1e-3, 7, solver=InnerSolverConfig(tolerance_grad=1e-12, tolerance_change=1e-20))
             assert torch.allclose(solution.theta, reference.theta, atol=1e-4)
     assert iterations[True] < iterations[False]
 
@@ -354,15 +359,39 @@ def test_bad_inner_solver_config_is_rejected():
             InnerSolverConfig(**kwargs)
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_logistic_model_owns_the_layout_and_fits_through_the_one_solver(fit_intercept):
+    """n is the paper's (x_i, s_i) count, θ has n (+1) weights, the design matrix is (x, s[, 1]),
+    ``fit`` is :class:`LogisticSolver` on it and ``predict`` is sign(aᵀθ) with +1 at 0."""
+    data = random_table(120, 4, seed=30)
+    model = LogisticModel(lambda_theta=0.1, fit_intercept=fit_intercept)
+    assert model.paper_n(4) == 5 and model.num_weights(4) == 5 + fit_intercept
+    a = model.design(data.x, data.s)
+    assert torch.equal(a, design_matrix(data.x, data.s, fit_intercept)) and a.shape == (120, model.num_weights(4))
+    fitted = model.fit(data)
+    assert torch.equal(fitted.theta, solve_once(a, data.y, 0.1, 5).theta) and fitted.converged
+    assert torch.equal(model.decision(fitted.theta, data), a @ fitted.theta)
+    assert torch.equal(model.predict(fitted.theta, data), torch.where(a @ fitted.theta >= 0, 1.0, -1.0).double())
+    with pytest.raises(ValueError, match="fit_intercept"):
+        model.decision(torch.zeros(model.num_weights(4) + 1), data)
+
+
+def test_logistic_model_rejects_a_bad_lambda_theta_when_used():
+    model = LogisticModel(lambda_theta=0.0)  # stored as given
+    assert model.lambda_theta == 0.0
+    with pytest.raises(ValueError, match="lambda_theta"):
+        model.fit(random_table(20, 2, seed=31))
+    with pytest.raises(ValueError, match="rho"):
+        LogisticModel().fit(random_table(20, 2, seed=31), rho=-1.0)
+
+
 def test_server_model_matches_scikit_learn():
     """ℓ_r with no intercept is scikit-learn's L2 logistic regression with C = n²/(λ_θ N)."""
     data = random_table(400, 4, seed=7)
     lambda_theta, n = 0.5, 5
     theta = fit_server_model(
         [data.subset(torch.arange(0, 150)), data.subset(torch.arange(150, 400))],
-        lambda_theta=lambda_theta,
-        fit_intercept=False,
-        solver=InnerSolverConfig(tolerance_grad=1e-10),
+        LogisticModel(lambda_theta=lambda_theta, fit_intercept=False, solver=InnerSolverConfig(tolerance_grad=1e-10)),
     ).theta
     model = LogisticRegression(C=n * n / (lambda_theta * len(data)), fit_intercept=False, tol=1e-12, max_iter=10_000)
     model.fit(data.a.numpy(), data.y.numpy())
@@ -371,9 +400,9 @@ def test_server_model_matches_scikit_learn():
 
 def test_fit_server_model_rejects_mismatched_clients():
     with pytest.raises(ValueError, match="feature count"):
-        fit_server_model([random_table(10, 3, 0), random_table(10, 4, 1)], lambda_theta=1e-3, fit_intercept=True)
+        fit_server_model([random_table(10, 3, 0), random_table(10, 4, 1)], LogisticModel())
     with pytest.raises(ValueError, match="at least one"):
-        fit_server_model([], lambda_theta=1e-3, fit_intercept=True)
+        fit_server_model([], LogisticModel())
 
 
 def test_conjugate_gradient_matches_dense_solve():
@@ -390,7 +419,7 @@ def test_conjugate_gradient_on_the_inner_hessian():
     """CG on Hessian-vector products of ℓ_r equals a dense solve with the explicit Hessian."""
     data = random_table(200, 5, seed=8)
     a = design_matrix(data.x, data.s, True)
-    theta = fit_logistic(a, data.y, 1e-3, 6).theta.requires_grad_(True)
+    theta = solve_once(a, data.y, 1e-3, 6).theta.requires_grad_(True)
     grad = regularized_loss_grad(a, data.y, theta, 1e-3, 6)
     b = torch.randn(a.shape[1], dtype=torch.float64)
     result = conjugate_gradient(lambda v: torch.autograd.grad(grad, theta, v, retain_graph=True)[0], b, CGConfig(rtol=1e-12))
@@ -404,7 +433,7 @@ def test_unmet_cg_tolerance_is_reported():
     y = torch.where(torch.randn(30) > 0, 1.0, -1.0).double()
 
     def solver(theta0, a_):
-        return fit_logistic(a_, y, 1e-2, 4).theta, None
+        return solve_once(a_, y, 1e-2, 4).theta, None
 
     def optimality(theta, a_):
         return regularized_loss_grad(a_, y, theta, 1e-2, 4)
@@ -555,9 +584,9 @@ def test_server_rho_zero_is_the_papers_server_bit_for_bit():
     tables = [random_table(60, 3, seed=20), random_table(40, 3, seed=21)]
     union = TabularData.concat(tables)
     a = design_matrix(union.x, union.s, True)
-    plain = fit_logistic(a, union.y, 1e-3, 4)
+    plain = solve_once(a, union.y, 1e-3, 4)
     for fairness in MEASURES:
-        served = fit_server_model(tables, lambda_theta=1e-3, fit_intercept=True, rho=0.0, fairness=fairness)
+        served = fit_server_model(tables, LogisticModel(), rho=0.0, fairness=fairness)
         assert torch.equal(served.theta, plain.theta)
 
 
@@ -571,9 +600,9 @@ def test_fair_server_model_is_a_stationary_point_of_its_objective(fairness):
     a = design_matrix(union.x, union.s, True)
     rho, tau = 20.0, 0.5
     solver = InnerSolverConfig(max_iter=500, tolerance_grad=1e-10)
-    fair = fit_server_model(tables, lambda_theta=1e-3, fit_intercept=True, rho=rho, fairness=fairness,
-                            fairness_temperature=tau, solver=solver).theta
-    plain = fit_server_model(tables, lambda_theta=1e-3, fit_intercept=True, solver=solver).theta
+    fair = fit_server_model(tables, LogisticModel(solver=solver), rho=rho, fairness=fairness,
+                            fairness_temperature=tau).theta
+    plain = fit_server_model(tables, LogisticModel(solver=solver)).theta
 
     def objective(theta):
         return regularized_loss(a, union.y, theta, 1e-3, 4) + rho / 2 * reference_measure(fairness, a, union.s, union.y, theta, tau) ** 2

@@ -8,6 +8,7 @@ import torch
 from fairlearn.metrics import demographic_parity_difference, equal_opportunity_difference as fl_eod
 from sklearn.metrics import roc_auc_score
 
+from fedsynth.core import LogisticModel
 from fedsynth.data.types import TabularData
 from fedsynth.metrics import (
     accuracy,
@@ -18,7 +19,6 @@ from fedsynth.metrics import (
     evaluation_counts,
     metrics_from_counts,
     min_distance,
-    predict,
     privacy_report,
     statistical_parity_difference,
     sum_counts,
@@ -37,7 +37,7 @@ def table(rows: int, seed: int) -> TabularData:
 def test_spd_and_eod_equal_fairlearn_up_to_sign(seed):
     data = table(500, seed)
     theta = torch.randn(6, generator=torch.Generator().manual_seed(seed + 10), dtype=torch.float64)
-    y_pred = predict(theta, data, fit_intercept=True)
+    y_pred = LogisticModel().predict(theta, data)
     spd = statistical_parity_difference(y_pred, data.s)
     eod = equal_opportunity_difference(data.y, y_pred, data.s)
     y_true01, y_pred01 = (data.y.numpy() + 1) / 2, (y_pred.numpy() + 1) / 2
@@ -57,16 +57,16 @@ def test_covariance_is_equation_2():
     decisions = data.a @ theta
     expected = np.mean((data.s.numpy() - data.s.numpy().mean()) * decisions.numpy())
     assert decision_boundary_covariance(data.s, decisions) == pytest.approx(expected, abs=1e-14)
-    assert evaluate_model(theta, data, fit_intercept=False)["covariance"] == pytest.approx(expected, abs=1e-12)
+    assert evaluate_model(LogisticModel(fit_intercept=False), theta, data)["covariance"] == pytest.approx(expected, abs=1e-12)
 
 
 def test_pooled_counts_equal_metrics_on_the_union():
     parts = [table(150, 4), table(90, 5), table(210, 6)]
     theta = torch.randn(6, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     union = TabularData(*(torch.cat([getattr(p, k) for p in parts]) for k in ("x", "s", "y")), feature_names=parts[0].feature_names)
-    pooled = metrics_from_counts(sum_counts([evaluation_counts(theta, p, True) for p in parts]))
-    direct = evaluate_model(theta, union, True)
-    y_pred = predict(theta, union, True)
+    pooled = metrics_from_counts(sum_counts([evaluation_counts(LogisticModel(), theta, p) for p in parts]))
+    direct = evaluate_model(LogisticModel(), theta, union)
+    y_pred = LogisticModel().predict(theta, union)
     assert pooled == pytest.approx(direct, abs=1e-12)
     assert direct["accuracy"] == pytest.approx(accuracy(union.y, y_pred))
     assert direct["spd"] == pytest.approx(statistical_parity_difference(y_pred, union.s))
@@ -74,7 +74,7 @@ def test_pooled_counts_equal_metrics_on_the_union():
 
 def test_metrics_reject_mismatched_model():
     with pytest.raises(ValueError, match="weights"):
-        evaluate_model(np.zeros(3), table(10, 0), fit_intercept=True)
+        evaluate_model(LogisticModel(), np.zeros(3), table(10, 0))
     with pytest.raises(ValueError, match="lack"):
         metrics_from_counts({"n": 1.0})
 

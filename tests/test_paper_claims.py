@@ -25,8 +25,8 @@ def run_law_school(rho_o: float, clients) -> dict[str, float]:
         lr=0.05,
     )
     synthetic = [synthesize(c.train, config, seed=c.client_id).data for c in clients]
-    theta = fit_server_model(synthetic, lambda_theta=config.lambda_theta, fit_intercept=True).theta
-    return metrics_from_counts(sum_counts([evaluation_counts(theta, c.test, True) for c in clients]))
+    theta = fit_server_model(synthetic, config.model).theta
+    return metrics_from_counts(sum_counts([evaluation_counts(config.model, theta, c.test) for c in clients]))
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import pytest
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
-from fedsynth.core import fit_server_model
+from fedsynth.core import LogisticModel, fit_server_model
 from fedsynth.data.types import TabularData
 from fedsynth.federated.experiment import experiment_from_run_config, run_config_for
 from fedsynth.federated.inprocess import InProcessTransport
@@ -195,7 +195,7 @@ def table(scale: float, seed: int) -> TabularData:
 
 
 def fit(tables: list[TabularData]) -> np.ndarray:
-    return fit_server_model(tables, lambda_theta=1e-3, fit_intercept=True).theta.numpy()
+    return fit_server_model(tables, LogisticModel()).theta.numpy()
 
 
 def test_the_client_whose_rows_make_theta_non_finite_is_found_and_dropped() -> None:

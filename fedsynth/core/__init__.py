@@ -12,9 +12,10 @@ from fedsynth.core.implicit import (
 from fedsynth.core.model import (
     InnerSolution,
     InnerSolverConfig,
+    LogisticMixture,
+    LogisticModel,
     LogisticSolver,
     design_matrix,
-    fit_logistic,
     logistic_loss,
     regularized_loss,
     regularized_loss_grad,
@@ -22,7 +23,7 @@ from fedsynth.core.model import (
     warm_start,
 )
 from fedsynth.core.fairness import FAIRNESS_MEASURES, fairness_measure
-from fedsynth.core.server import fit_fair_logistic, fit_server_model
+from fedsynth.core.server import fit_server_model
 from fedsynth.core.synthesis import (
     PenaltyObjective,
     SynthesisConfig,
@@ -40,6 +41,8 @@ __all__ = [
     "ImplicitDiagnostics",
     "InnerSolution",
     "InnerSolverConfig",
+    "LogisticMixture",
+    "LogisticModel",
     "LogisticSolver",
     "PenaltyObjective",
     "SynthesisConfig",
@@ -51,8 +54,6 @@ __all__ = [
     "conjugate_gradient",
     "design_matrix",
     "fairness_measure",
-    "fit_fair_logistic",
-    "fit_logistic",
     "fit_server_model",
     "implicit_argmin",
     "initial_features",

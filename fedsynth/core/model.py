@@ -1,12 +1,18 @@
-"""The linear logistic model of the paper: loss (9), regularized loss (11), L-BFGS inner solver."""
+"""The linear logistic model of the paper: loss (9), regularized loss (11), the one L-BFGS solver, and
+:class:`LogisticModel`, which owns them."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from fedsynth.core.fairness import BoundMeasure, fairness_measure
+from fedsynth.data.types import TabularData
 
 
 def design_matrix(x: torch.Tensor, s: torch.Tensor, fit_intercept: bool) -> torch.Tensor:
@@ -114,6 +120,11 @@ class InnerSolverConfig:
             raise ValueError(f"objective_scale must be a finite number > 0, got {self.objective_scale}")
 
 
+DENSE_HESSIAN_MAX_COLUMNS = 64
+"""Widest design matrix for which :class:`LogisticDerivatives` forms the Hessian (cost 2Nd² once,
+against 4Nd per product for the matrix-free form; a backward takes ~10 products)."""
+
+
 class LogisticDerivatives:
     """The derivatives of ∇_θ ℓ_r (eq. 11) at (θ, A) that implicit differentiation (eq. 14)
     needs, in closed form and sharing one product Aθ: with z = −y ⊙ Aθ, r = −y ⊙ σ(z) and
@@ -123,8 +134,11 @@ class LogisticDerivatives:
     * the vector-Jacobian product of the optimality condition F = ∇_θ ℓ_r = (1/N) Aᵀ r + (λ_θ/n²) θ
       in A:  (∂⟨u, F⟩/∂A) = (1/N) [r uᵀ + (w ⊙ A u) θᵀ]  (:meth:`design_vjp`).
 
-    No Hessian is formed: each product costs two passes over A (4Nd flops). The labels must be
-    ±1 (y² = 1), as everywhere in the model. ``sigmoid_z``, if given, must be σ(z) at exactly
+    For a narrow A (d ≤ :data:`DENSE_HESSIAN_MAX_COLUMNS`, e.g. the paper's datasets) the d × d
+    Hessian H = (1/N) Aᵀ diag(w) A + (λ_θ/n²) I is formed once (one pass, 2Nd² flops) and each
+    product is a d × d one: a backward's CG takes ~10 products, each of which would otherwise cost two
+    passes over A (4Nd flops) and dispatch two N-long operations. Wider designs use the matrix-free
+    product. The labels must be ±1 (y² = 1), as everywhere in the model. ``sigmoid_z``, if given, must be σ(z) at exactly
     this (θ, A) (:attr:`InnerSolution.sigmoid_z` of a solve); it saves the pass Aθ.
     """
 
@@ -147,9 +161,15 @@ class LogisticDerivatives:
         self.residual = neg_y.mul(prob).mul_(inv_n)  # r / N
         self.weights = prob.mul(1.0 - prob).mul_(inv_n)  # σ(z) σ(−z) / N
         self.ridge = 2.0 * regularization_weight(lambda_theta, n)
+        self.hessian: torch.Tensor | None = None
+        if self.a.shape[1] <= DENSE_HESSIAN_MAX_COLUMNS:
+            self.hessian = (self.a * self.weights.unsqueeze(1)).T @ self.a
+            self.hessian.diagonal().add_(self.ridge)
 
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
         """H v, the Hessian of ℓ_r in θ times ``v``."""
+        if self.hessian is not None:
+            return self.hessian @ v
         return torch.addmv(v, self.a.T, self.weights * (self.a @ v), beta=self.ridge)
 
     def design_vjp(self, u: torch.Tensor, columns: int | None = None) -> torch.Tensor:
@@ -163,8 +183,9 @@ class LogisticDerivatives:
 def regularized_loss_hvp(
     a: torch.Tensor, y: torch.Tensor, theta: torch.Tensor, lambda_theta: float, n: int
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The Hessian of ℓ_r (eq. 11) at θ as a matrix-free product v ↦ H v, in closed form:
-    H v = (1/N) Aᵀ(σ(m) σ(−m) ⊙ A v) + (λ_θ/n²) v with m = Aθ. No Hessian is formed."""
+    """The Hessian of ℓ_r (eq. 11) at θ as a product v ↦ H v, in closed form:
+    H v = (1/N) Aᵀ(σ(m) σ(−m) ⊙ A v) + (λ_θ/n²) v with m = Aθ (:class:`LogisticDerivatives`: the
+    d × d H is formed once for a narrow A, else the product is matrix-free)."""
     return LogisticDerivatives(a, y, theta, lambda_theta, n).hvp
 
 
@@ -229,9 +250,17 @@ class LogisticSolver:
             line_search_fn="strong_wolfe",
         )
 
-    def solve(self, a: torch.Tensor, y: torch.Tensor, theta0: torch.Tensor | None = None) -> InnerSolution:
-        """Minimize ℓ_r(a, y, ·) from ``theta0`` (default: where the previous solve ended, zero at
-        first) and return the solution (a detached copy)."""
+    def solve(
+        self,
+        a: torch.Tensor,
+        y: torch.Tensor,
+        theta0: torch.Tensor | None = None,
+        *,
+        penalty: tuple[float, BoundMeasure] | None = None,
+    ) -> InnerSolution:
+        """Minimize ℓ_r(a, y, ·) (eq. 11), or with ``penalty = (ρ, F)`` ℓ_r + ρ/2·F(θ)² (F a
+        :mod:`fedsynth.core.fairness` measure bound to the rows), from ``theta0`` (default: where
+        the previous solve ended, zero at first) and return the solution (a detached copy)."""
         a = a.detach()
         neg_y = -y.detach()
         state = self.optimizer.state[self.theta]
@@ -254,6 +283,11 @@ class LogisticSolver:
             with torch.no_grad():
                 point = theta.detach()
                 loss, grad, prob = _scaled_loss_and_grad(a, neg_y, point, ridge, alpha)
+                if penalty is not None:
+                    rho, measure = penalty
+                    value, measure_grad = measure(point)
+                    loss = loss + (0.5 * scale * rho) * value * value
+                    grad = grad.add_(measure_grad, alpha=scale * rho * float(value))
                 theta.grad = grad
                 last["theta"], last["grad"], last["prob"] = point.clone(), grad, prob
             return loss
@@ -265,6 +299,9 @@ class LogisticSolver:
                 grad, sigmoid_z = last["grad"], last["prob"]  # the last evaluation was at the accepted point
             else:
                 grad, sigmoid_z = regularized_loss_grad(a, -neg_y, solution, self.lambda_theta, self.n) * scale, None
+                if penalty is not None:
+                    value, measure_grad = penalty[1](solution)
+                    grad.add_(measure_grad, alpha=scale * penalty[0] * float(value))
             scaled_norm = float(grad.abs().max())
         return InnerSolution(
             theta=solution,
@@ -275,15 +312,109 @@ class LogisticSolver:
         )
 
 
-def fit_logistic(
-    a: torch.Tensor,
-    y: torch.Tensor,
-    lambda_theta: float,
-    n: int,
-    *,
-    theta0: torch.Tensor | None = None,
-    solver: InnerSolverConfig = InnerSolverConfig(),
-) -> InnerSolution:
-    """Solve argmin_θ ℓ_r(θ) of eq. (11) (and the server's eq. (15)) once with L-BFGS and a
-    strong Wolfe line search, starting from ``theta0`` (default zero)."""
-    return LogisticSolver(a.shape[1], lambda_theta, n, solver, dtype=a.dtype).solve(a, y, theta0)
+@dataclass(frozen=True)
+class LogisticModel:
+    """The paper's linear logistic model d_θ(a) = aᵀθ over a_i = (x_i, s_i) (eq. 9), L2-regularized
+    as ℓ_r (eq. 11): the one owner of the layout of θ, the paper's n, the design matrix, the fit and
+    the predictions. The clients' inner problem, the server (eq. 15) and the baselines all use it.
+
+    Parameters are stored as given (scikit-learn style); ``fit`` and ``decision`` validate their
+    data. θ itself is not stored: a fit returns it (an :class:`InnerSolution`), and ``decision`` /
+    ``predict`` take it, so one model describes the θ a server sends and every client evaluates.
+
+    Attributes:
+        lambda_theta: λ_θ of ℓ_r (eq. 11), > 0 (it makes ℓ_r strongly convex).
+        fit_intercept: append a column of ones to a_i (off: the paper's aᵀθ exactly).
+        solver: the L-BFGS settings of :meth:`fit` (:class:`InnerSolverConfig`).
+    """
+
+    lambda_theta: float = 1e-3
+    fit_intercept: bool = True
+    solver: InnerSolverConfig = InnerSolverConfig()
+
+    def paper_n(self, num_features: int) -> int:
+        """The paper's n for data with ``num_features`` columns of x: the entries of a_i = (x_i, s_i),
+        the intercept not counted (it scales λ_θ in eq. (11) and λ_x in eq. (12))."""
+        return num_features + 1
+
+    def num_weights(self, num_features: int) -> int:
+        """The length of θ: n, plus one with ``fit_intercept``."""
+        return self.paper_n(num_features) + int(self.fit_intercept)
+
+    def design(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """The design matrix A with rows a_i = (x_i, s_i[, 1]) (:func:`design_matrix`)."""
+        return design_matrix(x, s, self.fit_intercept)
+
+    def inner_solver(self, num_features: int, *, dtype: torch.dtype = torch.float64) -> LogisticSolver:
+        """A :class:`LogisticSolver` for a sequence of problems ℓ_r on data with ``num_features``
+        columns of x (the clients' inner problem, Algorithm 1 line 9). Validates ``lambda_theta``."""
+        if not (math.isfinite(self.lambda_theta) and self.lambda_theta > 0):
+            raise ValueError(
+                f"lambda_theta must be > 0 (it makes the inner problem strongly convex), got {self.lambda_theta}"
+            )
+        return LogisticSolver(
+            self.num_weights(num_features), self.lambda_theta, self.paper_n(num_features), self.solver, dtype=dtype
+        )
+
+    def fit(
+        self,
+        data: TabularData,
+        *,
+        theta0: torch.Tensor | None = None,
+        rho: float = 0.0,
+        fairness: str = "covariance",
+        fairness_temperature: float = 1.0,
+    ) -> InnerSolution:
+        """argmin_θ ℓ_r(θ) on ``data`` (eq. 11; the server's eq. 15 on the union of synthetic rows)
+        from ``theta0`` (default zero). With ``rho > 0``, then argmin_θ ℓ_r + ρ/2·F(θ)² (F the
+        :mod:`fedsynth.core.fairness` measure ``fairness`` on ``data``'s rows) from that solution:
+        strongly convex for the linear measures; for the gap measures (non-convex in θ) the local
+        minimum reached from the plain solution."""
+        if not (rho >= 0 and rho < float("inf")):
+            raise ValueError(f"rho must be a finite number >= 0, got {rho}")
+        a = self.design(data.x, data.s)
+        plain = self.inner_solver(data.num_features, dtype=a.dtype).solve(a, data.y, theta0)
+        if rho == 0:
+            return plain
+        measure = fairness_measure(fairness, a, data.s, data.y, fairness_temperature)
+        solver = self.inner_solver(data.num_features, dtype=a.dtype)
+        return solver.solve(a, data.y, plain.theta, penalty=(rho, measure))
+
+    def decision(self, theta: np.ndarray | torch.Tensor, data: TabularData) -> torch.Tensor:
+        """The decision values d_θ(a_i) = a_iᵀθ on ``data``'s rows."""
+        theta = torch.as_tensor(np.asarray(theta, dtype=np.float64) if not torch.is_tensor(theta) else theta).double()
+        expected = self.num_weights(data.num_features)
+        if theta.shape != (expected,):
+            raise ValueError(
+                f"the model has {tuple(theta.shape)} weights but the data need ({expected},) "
+                f"({data.num_features} features + s{' + intercept' if self.fit_intercept else ''}; "
+                "check model.fit_intercept)"
+            )
+        return self.design(data.x, data.s) @ theta
+
+    def predict(self, theta: np.ndarray | torch.Tensor, data: TabularData) -> torch.Tensor:
+        """Predicted labels y_θ(a_i) ∈ {−1, +1}: +1 where a_iᵀθ ≥ 0."""
+        return torch.where(self.decision(theta, data) >= 0, 1.0, -1.0).double()
+
+
+@dataclass(frozen=True)
+class LogisticMixture:
+    """A randomized classifier over one :class:`LogisticModel`: weights θ_j (the rows of ``thetas``)
+    used with probability w_j (``weights``, summing to 1), e.g. fairlearn's ExponentiatedGradient.
+    It travels as one flat vector ``[w_1..w_J, θ_1, ..., θ_J]`` (:meth:`pack`, :meth:`unpack`)."""
+
+    thetas: np.ndarray
+    weights: np.ndarray
+
+    def pack(self) -> np.ndarray:
+        """The flat vector ``[w_1..w_J, θ_1, ..., θ_J]``."""
+        return np.concatenate([self.weights, self.thetas.ravel()])
+
+    @classmethod
+    def unpack(cls, packed: np.ndarray, width: int) -> "LogisticMixture":
+        """Inverse of :meth:`pack` for models of ``width`` weights (:meth:`LogisticModel.num_weights`)."""
+        packed = np.asarray(packed, dtype=np.float64)
+        if packed.ndim != 1 or packed.size % (width + 1):
+            raise ValueError(f"a mixture of {width}-weight models has J·{width + 1} entries, got {packed.shape}")
+        count = packed.size // (width + 1)
+        return cls(packed[count:].reshape(count, width), packed[:count])

@@ -17,8 +17,8 @@ from fedsynth.core.model import (
     InnerSolution,
     InnerSolverConfig,
     LogisticDerivatives,
+    LogisticModel,
     LogisticSolver,
-    design_matrix,
     warm_start,
 )
 from fedsynth.data.types import TabularData
@@ -96,6 +96,11 @@ class SynthesisConfig:
             raise ValueError(f"k_max must be >= 0, got {self.k_max}")
         if not (self.lr > 0):
             raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    @property
+    def model(self) -> LogisticModel:
+        """The inner (and server) model: ℓ_r with ``lambda_theta``, ``fit_intercept``, ``inner``."""
+        return LogisticModel(lambda_theta=self.lambda_theta, fit_intercept=self.fit_intercept, solver=self.inner)
 
 
 @dataclass
@@ -230,10 +235,11 @@ class PenaltyObjective:
 
     def __init__(self, train: TabularData, s_hat: torch.Tensor, y_hat: torch.Tensor, config: SynthesisConfig) -> None:
         self.config = config
-        self.real_a = design_matrix(train.x, train.s, config.fit_intercept)
+        self.model = config.model
+        self.real_a = self.model.design(train.x, train.s)
         self.real_y = train.y
         self._neg_real_y = -train.y
-        self.n = train.num_features + 1  # the paper's n: features of a_i = (x_i, s_i)
+        self.n = self.model.paper_n(train.num_features)
         self.real_measure: BoundMeasure = fairness_measure(
             config.fairness, self.real_a, train.s, train.y, config.fairness_temperature
         )
@@ -246,7 +252,7 @@ class PenaltyObjective:
 
     def synthetic_fairness(self, x_hat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """The fairness measure F(θ) on the synthetic data (depends on x̂ directly, through â)."""
-        a = design_matrix(x_hat, self.s_hat, self.config.fit_intercept)
+        a = self.model.design(x_hat, self.s_hat)
         return fairness_measure(self.config.fairness, a, self.s_hat, self.y_hat, self.config.fairness_temperature)(theta)[0]
 
     def __call__(self, x_hat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -289,6 +295,7 @@ class InnerModel:
         self.s_hat = s_hat
         self.y_hat = y_hat
         self.config = config
+        self.model = config.model
         self.history = history
         self.design = design
         self.linear_solve = cg(config.cg, history.implicit)
@@ -303,11 +310,7 @@ class InnerModel:
             if columns.shape == x_hat.shape and shared.dtype == x_hat.dtype:
                 columns.copy_(x_hat)
                 return shared
-        return design_matrix(x_hat, self.s_hat, self.config.fit_intercept)
-
-    def _n(self, a: torch.Tensor) -> int:
-        """The paper's n: the columns of â_i = (x̂_i, ŝ_i), the intercept column not counted."""
-        return a.shape[1] - int(self.config.fit_intercept)
+        return self.model.design(x_hat, self.s_hat)
 
     def start(self) -> torch.Tensor | None:
         """θ_0 of the next solve: :func:`warm_start` of the last two solutions, or ``None`` (zero)
@@ -320,7 +323,8 @@ class InnerModel:
         """Solve the inner problem on the design matrix ``a`` from ``theta0`` (no gradient) and
         record it (history, last solutions)."""
         if self.solver is None or not self.config.warm_start:
-            self.solver = LogisticSolver(a.shape[1], self.config.lambda_theta, self._n(a), self.config.inner, dtype=a.dtype)
+            num_features = a.shape[1] - self.model.num_weights(0)  # â = (x̂, ŝ[, 1])
+            self.solver = self.model.inner_solver(num_features, dtype=a.dtype)
         solution = self.solver.solve(a, self.y_hat, theta0)
         self.history.inner_iterations.append(solution.iterations)
         self.history.inner_unconverged += not solution.converged
@@ -335,7 +339,7 @@ class InnerModel:
         """θ(x̂), differentiable in ``x_hat`` by :func:`implicit_argmin`."""
         a = self._design(x_hat.detach())
         columns = x_hat.shape[1]
-        n = self._n(a)
+        n = self.model.paper_n(columns)
 
         def solver(theta0: torch.Tensor | None, x: torch.Tensor) -> tuple[torch.Tensor, InnerSolution]:
             solution = self.solve_design(a, theta0)
@@ -343,7 +347,7 @@ class InnerModel:
 
         def linearize(theta: torch.Tensor, params: Sequence[torch.Tensor], solution: InnerSolution):
             derivatives = LogisticDerivatives(
-                a, self.y_hat, theta, self.config.lambda_theta, n, sigmoid_z=solution.sigmoid_z
+                a, self.y_hat, theta, self.model.lambda_theta, n, sigmoid_z=solution.sigmoid_z
             )
             return derivatives.hvp, lambda u: (derivatives.design_vjp(u, columns),)
 
@@ -378,7 +382,7 @@ def synthesize(
     objective = PenaltyObjective(train, s_hat, y_hat, config)
     # x̂ stays its own contiguous tensor: torch 2.13's fused CPU Adam mis-updates a strided
     # parameter (such as a column view of â), so â is a buffer x̂ is copied into
-    design = design_matrix(x_hat.detach(), s_hat, config.fit_intercept)
+    design = config.model.design(x_hat.detach(), s_hat)
     inner = InnerModel(s_hat, y_hat, config, history, design=design)
     optimizer = torch.optim.Adam([x_hat], lr=config.lr, fused=True)  # one kernel; same update rule
     for k in range(config.k_max):

@@ -2,13 +2,13 @@
 
 * :func:`local_sgd`: local training of the logistic model ℓ_r (eq. 11) by mini-batch SGD, the
   client step of FedAvg and FairFed;
-* :func:`fit_linear_model`: the exact minimizer of ℓ_r, or of ℓ_r + ρ/2·F² (Zafar et al. 2017
-  style, F a :mod:`fedsynth.core.fairness` measure, by default the covariance (2)), the model of the
-  ``centralized`` and ``local`` baselines, whose shared settings are :class:`ExactFitMethod`;
+* :class:`ExactFitMethod`: the settings of the ``centralized`` and ``local`` baselines, whose model
+  is the exact minimizer of ℓ_r, or of ℓ_r + ρ/2·F² (Zafar et al. 2017 style, F a
+  :mod:`fedsynth.core.fairness` measure, by default the covariance (2)), by :meth:`LogisticModel.fit`;
 * :func:`cast_fields`: a method's settings (a dataclass) cast to their annotated types;
 
-All models are the same linear logistic model θ over ``design_matrix(x, s, fit_intercept)``, so
-the harness evaluates every method the same way.
+All models are the same :class:`~fedsynth.core.LogisticModel`, so the harness evaluates every
+method the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from fedsynth.core import InnerSolverConfig, design_matrix, fit_fair_logistic, fit_logistic, regularized_loss_grad
+from fedsynth.core import InnerSolverConfig, LogisticModel, regularized_loss_grad
 from fedsynth.core.fairness import check_fairness
 from fedsynth.data.types import TabularData
 from fedsynth.methods.base import FederatedMethod
@@ -43,11 +43,6 @@ def seed_for(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
-def model_width(data: TabularData, fit_intercept: bool) -> int:
-    """Number of weights of θ over ``design_matrix(x, s, fit_intercept)``."""
-    return data.num_features + 1 + int(fit_intercept)
-
-
 # ----------------------------------------------------------------------------- local training
 def local_sgd(
     train: TabularData,
@@ -56,18 +51,17 @@ def local_sgd(
     epochs: int,
     lr: float,
     batch_size: int,
-    lambda_theta: float,
-    fit_intercept: bool,
+    model: LogisticModel,
     seed: int,
 ) -> np.ndarray:
-    """``epochs`` passes of mini-batch SGD on ℓ_r (eq. 11) over ``train``, from ``theta`` (zeros
-    when None). Each epoch visits the rows in a fresh random order drawn from ``seed``; the same
+    """``epochs`` passes of mini-batch SGD on ``model``'s ℓ_r (eq. 11) over ``train``, from ``theta``
+    (zeros when None). Each epoch visits the rows in a fresh random order drawn from ``seed``; the same
     arguments always give the same θ."""
     if epochs < 0 or batch_size < 1 or not lr > 0:
         raise ValueError(f"need epochs >= 0, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
-    a = design_matrix(train.x, train.s, fit_intercept)
+    a = model.design(train.x, train.s)
     y = train.y
-    n = train.num_features + 1  # the paper's n, as in fit_server_model
+    n = model.paper_n(train.num_features)
     current = (
         torch.zeros(a.shape[1], dtype=torch.float64)
         if theta is None
@@ -78,48 +72,15 @@ def local_sgd(
     generator = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         for batch in torch.randperm(len(train), generator=generator).split(batch_size):
-            current -= lr * regularized_loss_grad(a[batch], y[batch], current, lambda_theta, n)
+            current -= lr * regularized_loss_grad(a[batch], y[batch], current, model.lambda_theta, n)
     return current.numpy()
-
-
-# ----------------------------------------------------------------------------- exact fits
-def fit_linear_model(
-    data: TabularData,
-    *,
-    rho: float,
-    lambda_theta: float,
-    fit_intercept: bool,
-    max_iter: int = 500,
-    fairness: str = "covariance",
-    fairness_temperature: float = 1.0,
-) -> np.ndarray:
-    """argmin_θ ℓ_r(θ) + ρ/2 · F(θ)² on ``data`` with L-BFGS (strong Wolfe).
-
-    ℓ_r is eq. (11) (the model single_shot's server fits); F is the fairness measure ``fairness`` on
-    ``data`` (:mod:`fedsynth.core.fairness`; default the covariance (2), the real-data term of the
-    paper's penalty objective P). ``rho = 0`` is plain regularized logistic regression, solved with
-    :func:`~fedsynth.core.fit_logistic`; ``rho > 0`` starts from that solution
-    (:func:`~fedsynth.core.fit_fair_logistic`).
-    """
-    if not rho >= 0:
-        raise ValueError(f"rho must be >= 0, got {rho}")
-    solver = InnerSolverConfig(max_iter=max_iter, tolerance_grad=1e-9)
-    a = design_matrix(data.x, data.s, fit_intercept)
-    n = data.num_features + 1
-    plain = fit_logistic(a, data.y, lambda_theta, n, solver=solver).theta
-    if rho == 0:
-        return plain.numpy()
-    return fit_fair_logistic(
-        a, data.s, data.y, lambda_theta, n,
-        rho=rho, fairness=fairness, fairness_temperature=fairness_temperature, solver=solver, theta0=plain,
-    ).theta.numpy()
 
 
 @dataclass(kw_only=True, eq=False)
 class ExactFitMethod(FederatedMethod):
     """The settings and the model the ``centralized`` and ``local`` baselines share: ℓ_r
     (``variant = "plain"``) or ℓ_r + ρ/2·F² (``"fair"``, F the measure ``fairness``), fitted
-    exactly by :func:`fit_linear_model`.
+    exactly by :meth:`LogisticModel.fit` (L-BFGS to a gradient of 1e-9).
 
     Args:
         variant: one of :attr:`variants`.
@@ -147,14 +108,17 @@ class ExactFitMethod(FederatedMethod):
         cast_fields(self)
         check_fairness(self.fairness, self.fairness_temperature)
 
+    @property
+    def model(self) -> LogisticModel:
+        """The logistic model of ℓ_r, its L-BFGS run to a gradient of 1e-9 in ``max_iter`` iterations."""
+        solver = InnerSolverConfig(max_iter=self.max_iter, tolerance_grad=1e-9)
+        return LogisticModel(lambda_theta=self.lambda_theta, fit_intercept=self.fit_intercept, solver=solver)
+
     def fit(self, data: TabularData) -> np.ndarray:
         """θ of the ``plain`` or ``fair`` variant on ``data``."""
-        return fit_linear_model(
+        return self.model.fit(
             data,
             rho=self.rho if self.variant == "fair" else 0.0,
-            lambda_theta=self.lambda_theta,
-            fit_intercept=self.fit_intercept,
-            max_iter=self.max_iter,
             fairness=self.fairness,
             fairness_temperature=self.fairness_temperature,
-        )
+        ).theta.numpy()

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 
 from fedsynth.data.types import ClientPartition, TabularData
-from fedsynth.methods._baselines import ExactFitMethod, model_width
+from fedsynth.core import LogisticMixture, LogisticModel
+from fedsynth.methods._baselines import ExactFitMethod
 from fedsynth.methods.replies import ROW_ARRAYS, rows_from_replies
 from fedsynth.methods.base import Communicator, Payload, ServerResult
 from fedsynth.metrics import evaluation_counts
-from fedsynth.metrics.fairness import COUNT_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +39,19 @@ VARIANTS = ("plain", "fair", "exponentiated_gradient")
 
 
 def fit_exponentiated_gradient(
-    data: TabularData, *, eps: float, max_iter: int, C: float, fit_intercept: bool
-) -> tuple[np.ndarray, np.ndarray]:
+    data: TabularData, model: LogisticModel, *, eps: float, max_iter: int, C: float
+) -> LogisticMixture:
     """fairlearn's ExponentiatedGradient with DemographicParity over LogisticRegression on the
     features a = (x, s) (the sensitive attribute is both a feature, as in every model here, and
-    the constraint's group). Returns the predictors with non-zero weight as rows θ_j over
-    ``design_matrix(x, s, fit_intercept)`` and their weights w_j (summing to 1)."""
+    the constraint's group). Returns the predictors with non-zero weight as rows θ_j of the
+    ``model`` (its ``fit_intercept``) and their weights w_j (summing to 1)."""
     from fairlearn.reductions import DemographicParity, ExponentiatedGradient
     from sklearn.linear_model import LogisticRegression
 
     features = data.a.numpy()
     labels = (data.y.numpy() > 0).astype(int)
     reduction = ExponentiatedGradient(
-        LogisticRegression(C=C, fit_intercept=fit_intercept, max_iter=1000),
+        LogisticRegression(C=C, fit_intercept=model.fit_intercept, max_iter=1000),
         DemographicParity(),
         eps=eps,
         max_iter=max_iter,
@@ -63,32 +63,10 @@ def fit_exponentiated_gradient(
             continue
         predictor = reduction.predictors_[index]
         coef = predictor.coef_.ravel()
-        thetas.append(np.concatenate([coef, predictor.intercept_]) if fit_intercept else coef)
+        thetas.append(np.concatenate([coef, predictor.intercept_]) if model.fit_intercept else coef)
         weights.append(float(weight))
     weights_array = np.asarray(weights)
-    return np.vstack(thetas), weights_array / weights_array.sum()
-
-
-def pack_mixture(thetas: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """A randomized linear classifier as one flat vector ``[w_1..w_J, θ_1, ..., θ_J]``."""
-    return np.concatenate([weights, thetas.ravel()])
-
-
-def unpack_mixture(packed: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`pack_mixture` for models of ``width`` weights."""
-    packed = np.asarray(packed, dtype=np.float64)
-    if packed.ndim != 1 or packed.size % (width + 1):
-        raise ValueError(f"a mixture of {width}-weight models has J·{width + 1} entries, got {packed.shape}")
-    count = packed.size // (width + 1)
-    return packed[count:].reshape(count, width), packed[:count]
-
-
-def mixture_counts(
-    thetas: np.ndarray, weights: np.ndarray, data: TabularData, fit_intercept: bool
-) -> dict[str, float]:
-    """Expected evaluation counts of the randomized classifier (θ_j with probability w_j)."""
-    per_model = [evaluation_counts(theta, data, fit_intercept) for theta in thetas]
-    return {key: float(sum(w * c[key] for w, c in zip(weights, per_model))) for key in COUNT_KEYS}
+    return LogisticMixture(np.vstack(thetas), weights_array / weights_array.sum())
 
 
 @dataclass(kw_only=True, eq=False)
@@ -128,11 +106,11 @@ class Centralized(ExactFitMethod):
         pooled = TabularData.concat([tables[node] for node in sorted(tables)])
         info: dict[str, Any] = {"variant": self.variant, "rows": {node: len(t) for node, t in tables.items()}}
         if self.variant == "exponentiated_gradient":
-            thetas, weights = fit_exponentiated_gradient(
-                pooled, eps=self.eg_eps, max_iter=self.eg_max_iter, C=self.eg_C, fit_intercept=self.fit_intercept
+            mixture = fit_exponentiated_gradient(
+                pooled, self.model, eps=self.eg_eps, max_iter=self.eg_max_iter, C=self.eg_C
             )
-            info.update({"mixture_size": len(weights), "theta_layout": "[w_1..w_J, theta_1, ..., theta_J]"})
-            theta = pack_mixture(thetas, weights)
+            info.update({"mixture_size": len(mixture.weights), "theta_layout": "[w_1..w_J, theta_1, ..., theta_J]"})
+            theta = mixture.pack()
         else:
             theta = self.fit(pooled)
         return ServerResult(theta=theta, failures=failures, info=info)
@@ -147,7 +125,6 @@ class Centralized(ExactFitMethod):
         if action == "evaluate":
             theta = np.asarray(payload.arrays["theta"], dtype=np.float64)
             if self.variant == "exponentiated_gradient":
-                thetas, weights = unpack_mixture(theta, model_width(data.test, self.fit_intercept))
-                return Payload(metrics=mixture_counts(thetas, weights, data.test, self.fit_intercept))
-            return Payload(metrics=evaluation_counts(theta, data.test, self.fit_intercept))
+                theta = LogisticMixture.unpack(theta, self.model.num_weights(data.test.num_features))
+            return Payload(metrics=evaluation_counts(self.model, theta, data.test))
         raise ValueError(f"centralized clients answer 'train' and 'evaluate', not {action!r}")

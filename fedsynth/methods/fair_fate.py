@@ -109,7 +109,7 @@ class FairFate(FedAvg):
     def fairness(self, theta: np.ndarray) -> float:
         """F = 1 − |SPD| (or 1 − |EOD|) of θ on the server's validation set."""
         assert self._validation is not None
-        metrics = metrics_from_counts(evaluation_counts(theta, self._validation, self.fit_intercept))
+        metrics = metrics_from_counts(evaluation_counts(self.model, theta, self._validation))
         return 1.0 - abs(metrics[self.fairness_metric])
 
     def global_update(

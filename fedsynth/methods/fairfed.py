@@ -73,7 +73,7 @@ class FairFed(FedAvg):
 
     def client_statistics(self, theta: np.ndarray, train: TabularData) -> dict[str, float]:
         """Counts of the global θ^t on the client's training data (:data:`GROUP_KEYS`)."""
-        counts = evaluation_counts(theta, train, self.fit_intercept)
+        counts = evaluation_counts(self.model, theta, train)
         return {key: counts[key] for key in GROUP_KEYS}
 
     def aggregation_weights(self, server_round: int, updates: Mapping[int, Payload]) -> dict[int, float]:

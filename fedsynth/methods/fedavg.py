@@ -24,8 +24,9 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
+from fedsynth.core import LogisticModel
 from fedsynth.data.types import ClientPartition, TabularData
-from fedsynth.methods._baselines import cast_fields, local_sgd, model_width, seed_for
+from fedsynth.methods._baselines import cast_fields, local_sgd, seed_for
 from fedsynth.methods.base import ClientFailure, Communicator, FederatedMethod, Payload, ServerResult, usable_replies
 from fedsynth.metrics import evaluation_counts
 
@@ -63,6 +64,11 @@ class FedAvg(FederatedMethod):
     fit_intercept: bool = True
     seed: int = 0
     min_clients: int = 1
+
+    @property
+    def model(self) -> LogisticModel:
+        """The logistic model of ℓ_r the rounds train (``lambda_theta``, ``fit_intercept``)."""
+        return LogisticModel(lambda_theta=self.lambda_theta, fit_intercept=self.fit_intercept)
 
     def __post_init__(self) -> None:
         if self.rounds < 1 or self.local_epochs < 1 or self.batch_size < 1 or not self.lr > 0:
@@ -121,7 +127,7 @@ class FedAvg(FederatedMethod):
     def run_server(self, comm: Communicator) -> ServerResult:
         """R rounds: send θ, receive local models, aggregate them."""
         nodes = comm.nodes()
-        width = comm.schema.num_features + 1 + int(self.fit_intercept)  # [x, s, (1)]
+        width = self.model.num_weights(comm.schema.num_features)
         theta: np.ndarray | None = None
         failures: list[ClientFailure] = []
         for server_round in range(1, self.rounds + 1):
@@ -153,7 +159,7 @@ class FedAvg(FederatedMethod):
             config = payload.config
             start = np.asarray(payload.arrays[MODEL], dtype=np.float64) if MODEL in payload.arrays else None
             train = data.train
-            global_theta = start if start is not None else np.zeros(model_width(train, self.fit_intercept))
+            global_theta = start if start is not None else np.zeros(self.model.num_weights(train.num_features))
             statistics = self.client_statistics(global_theta, train)
             theta = local_sgd(
                 train,
@@ -161,14 +167,13 @@ class FedAvg(FederatedMethod):
                 epochs=int(config["local-epochs"]),
                 lr=float(config["lr"]),
                 batch_size=int(config["batch-size"]),
-                lambda_theta=self.lambda_theta,
-                fit_intercept=self.fit_intercept,
+                model=self.model,
                 seed=seed_for(self.seed, int(config["server-round"]), data.client_id),
             )
             return Payload(arrays={MODEL: theta}, metrics={NUM_EXAMPLES: float(len(train)), **statistics})
         if action == "evaluate":
             theta = np.asarray(payload.arrays[MODEL], dtype=np.float64)
-            return Payload(metrics=evaluation_counts(theta, data.test, self.fit_intercept))
+            return Payload(metrics=evaluation_counts(self.model, theta, data.test))
         raise ValueError(f"{self.name} clients answer 'train' and 'evaluate', not {action!r}")
 
 

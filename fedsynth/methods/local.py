@@ -46,4 +46,4 @@ class Local(ExactFitMethod):
             raise ValueError(f"local clients answer only 'evaluate', not {action!r}")
         if _STATE_THETA not in state:
             state[_STATE_THETA] = self.fit(data.train)
-        return Payload(metrics=evaluation_counts(state[_STATE_THETA], data.test, self.fit_intercept))
+        return Payload(metrics=evaluation_counts(self.model, state[_STATE_THETA], data.test))

@@ -177,9 +177,7 @@ class SingleShot(FederatedMethod):
         ``server_rho`` when it is > 0)."""
         return fit_server_model(
             tables,
-            lambda_theta=self.config.lambda_theta,
-            fit_intercept=self.config.fit_intercept,
-            solver=self.config.inner,
+            self.config.model,
             rho=self.server_rho,
             fairness=self.config.fairness,
             fairness_temperature=self.config.fairness_temperature,
@@ -200,7 +198,7 @@ class SingleShot(FederatedMethod):
         if action == "evaluate":
             theta = np.asarray(payload.arrays["theta"], dtype=np.float64)
             state["theta"] = theta
-            metrics = evaluation_counts(theta, data.test, self.config.fit_intercept)
+            metrics = evaluation_counts(self.config.model, theta, data.test)
             if "synthetic_x" in state:
                 synthetic = TabularData(
                     *(torch.as_tensor(state[f"synthetic_{k}"]) for k in ROW_ARRAYS),

@@ -7,7 +7,6 @@ from fedsynth.metrics.fairness import (
     evaluate_model,
     evaluation_counts,
     metrics_from_counts,
-    predict,
     statistical_parity_difference,
     sum_counts,
 )
@@ -23,7 +22,6 @@ __all__ = [
     "group_disclosure",
     "metrics_from_counts",
     "min_distance",
-    "predict",
     "privacy_report",
     "statistical_parity_difference",
     "sum_counts",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fedsynth.core.model import design_matrix
+from fedsynth.core.model import LogisticMixture, LogisticModel
 from fedsynth.data.types import TabularData
 
 COUNT_KEYS = (
@@ -27,27 +27,6 @@ COUNT_KEYS = (
     "sum_decision",
     "sum_s_decision",
 )
-
-
-def _as_tensor(theta: np.ndarray | torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(theta, dtype=np.float64) if not torch.is_tensor(theta) else theta).double()
-
-
-def decision_values(theta: np.ndarray | torch.Tensor, data: TabularData, fit_intercept: bool) -> torch.Tensor:
-    """The signed distances d_θ(a_i) = a_iᵀθ of the paper's linear predictor."""
-    theta = _as_tensor(theta)
-    a = design_matrix(data.x, data.s, fit_intercept)
-    if a.shape[1] != theta.shape[0]:
-        raise ValueError(
-            f"model has {theta.shape[0]} weights but the data gives {a.shape[1]} columns "
-            f"(fit_intercept={fit_intercept})"
-        )
-    return a @ theta
-
-
-def predict(theta: np.ndarray | torch.Tensor, data: TabularData, fit_intercept: bool) -> torch.Tensor:
-    """Predicted labels y_θ(a_i) ∈ {−1, +1}: +1 where a_iᵀθ ≥ 0."""
-    return torch.where(decision_values(theta, data, fit_intercept) >= 0, 1.0, -1.0).double()
 
 
 def accuracy(y_true: torch.Tensor, y_pred: torch.Tensor) -> float:
@@ -75,15 +54,24 @@ def decision_boundary_covariance(s: torch.Tensor, decisions: torch.Tensor) -> fl
     return float(((s - s.mean()) * decisions).mean())
 
 
-def evaluate_model(theta: np.ndarray | torch.Tensor, data: TabularData, fit_intercept: bool) -> dict[str, float]:
-    """Accuracy, SPD (4), covariance (2) and EOD of the model θ on ``data``."""
-    return metrics_from_counts(evaluation_counts(theta, data, fit_intercept))
+def evaluate_model(
+    model: LogisticModel, theta: np.ndarray | torch.Tensor | LogisticMixture, data: TabularData
+) -> dict[str, float]:
+    """Accuracy, SPD (4), covariance (2) and EOD of ``model`` with weights θ (or a mixture) on ``data``."""
+    return metrics_from_counts(evaluation_counts(model, theta, data))
 
 
-def evaluation_counts(theta: np.ndarray | torch.Tensor, data: TabularData, fit_intercept: bool) -> dict[str, float]:
+def evaluation_counts(
+    model: LogisticModel, theta: np.ndarray | torch.Tensor | LogisticMixture, data: TabularData
+) -> dict[str, float]:
     """Additive counts from which :func:`metrics_from_counts` derives every metric; summing the
-    counts of several clients gives the pooled metrics exactly."""
-    decisions = decision_values(theta, data, fit_intercept)
+    counts of several clients gives the pooled metrics exactly. For a :class:`LogisticMixture` (a
+    randomized classifier) the expected counts Σ_j w_j counts(θ_j): every count is a sum of per-row
+    predictions, so accuracy, SPD and EOD are those of its expected predictions."""
+    if isinstance(theta, LogisticMixture):
+        per_model = [evaluation_counts(model, member, data) for member in theta.thetas]
+        return {key: float(sum(w * c[key] for w, c in zip(theta.weights, per_model))) for key in COUNT_KEYS}
+    decisions = model.decision(theta, data)
     y_pred = torch.where(decisions >= 0, 1.0, -1.0).double()
     s1, s0 = data.s == 1, data.s == 0
     positive = y_pred == 1
