@@ -168,12 +168,14 @@ def test_protocol_sends_only_synthetic_arrays_and_the_model() -> None:
 
 def test_crash_timeout_and_invalid_payload_are_reported_by_node_and_reason() -> None:
     faults = {"1": "crash", "2": "sleep", "3": "garbage"}
-    out = InProcessEngine().run(faulty_experiment(faults, "federation.timeout_s=3", sleep_s=4.5))
+    # the timeout leaves room for the replacement of the timed-out process to start (and import
+    # torch) before the evaluate round's deadline, also on a loaded machine
+    out = InProcessEngine().run(faulty_experiment(faults, "federation.timeout_s=8", sleep_s=10))
     reasons = {f["node"]: f["reason"] for f in out.failures}
     assert sorted(reasons) == [2, 3, 4]  # node k + 1 holds client k
     # the client's own message (it could hold data values, sizes or paths) stays in its log
     assert reasons[2] == "train: crashed: internal: the client failed (details in the client's log)"
-    assert reasons[3] == "train: no reply within 3 s"
+    assert reasons[3] == "train: no reply within 8 s"
     assert reasons[4].startswith("invalid payload: x must hold finite numbers")
     assert out.info["synthetic_rows"] == {"1": SYNTHETIC_ROWS}  # θ from the one valid client
     assert [c["node"] for c in out.clients] == [1, 2, 3, 4]  # θ still went to every client
