@@ -153,6 +153,7 @@ def test_protocol_sends_only_synthetic_arrays_and_the_model() -> None:
         assert isinstance(reply, RecordDict), (node, reply)
         if action == "train":
             assert list(sent.keys()) == ["config"]
+            train_config = sent.config_records["config"]
             assert list(reply.keys()) == ["arrays"]
             arrays = payload_from_record(reply).arrays
             assert sorted(arrays) == ["s", "x", "y"]
@@ -161,7 +162,9 @@ def test_protocol_sends_only_synthetic_arrays_and_the_model() -> None:
             assert arrays["s"].shape == arrays["y"].shape == (SYNTHETIC_ROWS,)
             assert set(np.unique(arrays["s"])) <= {0.0, 1.0} and set(np.unique(arrays["y"])) <= {-1.0, 1.0}
         else:
-            assert list(sent.keys()) == ["arrays"] and list(sent.array_records["arrays"]) == ["theta"]
+            assert sorted(sent.keys()) == ["arrays", "config"] and list(sent.array_records["arrays"]) == ["theta"]
+            # θ comes with the same synthesis request as train: the client evaluates with it
+            assert dict(sent.config_records["config"]) == dict(train_config)
             assert list(reply.keys()) == []  # metrics stay on the client
     assert all(c["bytes_up"]["evaluate"] == 0 for c in out.clients)
 
