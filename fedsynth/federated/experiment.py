@@ -29,14 +29,15 @@ import dataclasses
 import functools
 import json
 import shlex
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from fedsynth.schema import from_mapping
 
 APP_ROOT = Path(__file__).resolve().parents[2]
 """The Flower app directory: it holds ``pyproject.toml``, the ``fedsynth`` package and ``conf/``."""
+
 
 @dataclass(frozen=True)
 class PartitionConfig:
