@@ -20,7 +20,9 @@ from fedsynth.federated.experiment import RUN_CONFIG_DEFAULTS, experiment_from_r
 from fedsynth.federated.inprocess import InProcessTransport
 from fedsynth.federated.messages import decode, encode, payload_from_record, payload_to_record, record_nbytes
 from fedsynth.federated.server_logic import run_experiment
-from fedsynth.methods import ClientFailure, Payload
+from fedsynth.federated import client_logic
+from fedsynth.methods import ClientFailure, Payload, build_method
+from fedsynth.methods.single_shot import SynthesisRequest
 from federated_support import SYNTHETIC_ROWS, TINY, faulty_experiment, tiny_experiment
 
 # ----------------------------------------------------------------------------- messages
@@ -74,6 +76,21 @@ def test_overrides_compose_the_bundled_conf_like_flwr_run_does() -> None:
 def test_bad_run_config_is_refused(run_config: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         experiment_from_run_config(run_config)
+
+
+@pytest.mark.parametrize(
+    "section, value, message",
+    [
+        ("partition", {"scheme": "iid", "test_fraction": 0.2, "dirichlet_alpha": 0.5, "alpha": 1}, r"experiment.partition: unknown key\(s\) \['alpha'\]"),
+        ("federation", {"min_clients": 1, "timeout_s": "soon", "report_metrics": True, "max_abs_x": 1.0, "max_test_rows": 10}, r"experiment.federation.timeout_s must be float, got 'soon'"),
+        ("model", {"fit_intercept": 1}, r"experiment.model.fit_intercept must be bool, got 1"),
+        ("seed", 1.5, r"experiment.seed must be int, got 1.5"),
+    ],
+)
+def test_experiment_sections_are_checked_against_their_schema(section: str, value: object, message: str) -> None:
+    experiment = {**tiny_experiment(), section: value}
+    with pytest.raises(ValueError, match=message):
+        run_config_for(experiment)
 
 
 def test_min_clients_above_client_count_is_refused() -> None:
@@ -153,6 +170,7 @@ def test_protocol_sends_only_synthetic_arrays_and_the_model() -> None:
         assert isinstance(reply, RecordDict), (node, reply)
         if action == "train":
             assert list(sent.keys()) == ["config"]
+            train_config = sent.config_records["config"]
             assert list(reply.keys()) == ["arrays"]
             arrays = payload_from_record(reply).arrays
             assert sorted(arrays) == ["s", "x", "y"]
@@ -161,9 +179,48 @@ def test_protocol_sends_only_synthetic_arrays_and_the_model() -> None:
             assert arrays["s"].shape == arrays["y"].shape == (SYNTHETIC_ROWS,)
             assert set(np.unique(arrays["s"])) <= {0.0, 1.0} and set(np.unique(arrays["y"])) <= {-1.0, 1.0}
         else:
-            assert list(sent.keys()) == ["arrays"] and list(sent.array_records["arrays"]) == ["theta"]
+            assert sorted(sent.keys()) == ["arrays", "config"] and list(sent.array_records["arrays"]) == ["theta"]
+            # θ comes with the same synthesis request as train: the client evaluates with it
+            assert dict(sent.config_records["config"]) == dict(train_config)
             assert list(reply.keys()) == []  # metrics stay on the client
     assert all(c["bytes_up"]["evaluate"] == 0 for c in out.clients)
+
+
+def test_synthesis_request_is_one_mapping_it_writes_and_parses_itself() -> None:
+    method = build_method(tiny_experiment("method.inner_max_iter=7", "method.synthetic_size=full")["method"])
+    request = method.synthesis_request()
+    config = request.to_config()
+    assert list(config) == ["request"]
+    back = SynthesisRequest.from_config(dict(payload_from_record(decode(encode(payload_to_record(Payload(config=config))))).config))
+    assert back == request and back.config.inner.max_iter == 7 and back.config.synthetic_size is None
+    broken = json.loads(config["request"])
+    broken["config"]["k_max"] = "many"
+    with pytest.raises(ValueError, match=r"synthesis request.config.k_max must be int, got 'many'"):
+        SynthesisRequest.from_config({"request": json.dumps(broken)})
+    with pytest.raises(ValueError, match="needs config key 'request'"):
+        SynthesisRequest.from_config({"rho_o": 10.0})
+
+
+def test_a_client_loads_its_data_once_per_run(monkeypatch) -> None:
+    """Every message of a run on one node reuses the node's part; a node that missed ``train``
+    still evaluates θ with the request that comes with it."""
+    loads = []
+    real = client_logic.load_client_data
+    monkeypatch.setattr(client_logic, "load_client_data", lambda experiment, node: loads.append(node) or real(experiment, node))
+    experiment = tiny_experiment("seed=4711")  # a seed no other test uses: nothing cached yet
+    run_config = run_config_for(experiment)
+    method = build_method(experiment["method"])
+    train = payload_to_record(Payload(config=method.synthesis_request().to_config()))
+    node, other = {"partition-id": 1, "num-partitions": 3}, {"partition-id": 2, "num-partitions": 3}
+    state = RecordDict()
+    rows = client_logic.answer_message("train", train, run_config, node, state)
+    theta = np.zeros(rows.array_records["arrays"]["x"].numpy().shape[1] + 2)  # a = (x, s), intercept
+    evaluate = payload_to_record(Payload(arrays={"theta": theta}, config=method.evaluation_config()))
+    first = client_logic.answer_message("evaluate", evaluate, run_config, node, state)
+    again = client_logic.answer_message("evaluate", evaluate, run_config, node, state)
+    client_logic.answer_message("evaluate", evaluate, run_config, other, RecordDict())
+    assert loads == [node, other]
+    assert dict(first.metric_records["metrics"]) == dict(again.metric_records["metrics"])
 
 
 def test_crash_timeout_and_invalid_payload_are_reported_by_node_and_reason() -> None:

@@ -98,6 +98,18 @@ def partition_clients(
     each (s, y) group follow Dirichlet(``dirichlet_alpha``), so clients differ in size and group
     mix (a client may lack some groups; a client with no rows is an error).
     """
+    client_rows = _client_rows(data, num_clients, seed, test_fraction, scheme, dirichlet_alpha)
+    return [
+        _client_part(data, rows, client_id, seed=seed, test_fraction=test_fraction)
+        for client_id, rows in enumerate(client_rows)
+    ]
+
+
+def _client_rows(
+    data: TabularData, num_clients: int, seed: int, test_fraction: float, scheme: str, dirichlet_alpha: float
+) -> list[np.ndarray]:
+    """Every client's row indices into ``data`` (one shuffle; no rows are copied), after checking
+    the split's arguments; a client without rows is an error."""
     if isinstance(num_clients, bool) or not isinstance(num_clients, int) or num_clients < 1:
         raise DataError(f"num_clients must be an integer >= 1, got {num_clients!r}")
     if scheme not in SCHEMES:
@@ -113,21 +125,22 @@ def partition_clients(
         if not dirichlet_alpha > 0:
             raise DataError(f"dirichlet_alpha must be > 0, got {dirichlet_alpha!r}")
         client_rows = _dirichlet_rows(data, num_clients, seed, dirichlet_alpha)
-
-    partitions = []
     for client_id, rows in enumerate(client_rows):
         if len(rows) == 0:
             raise DataError(
                 f"client {client_id} of {num_clients} receives no rows under scheme {scheme!r} "
                 f"(seed {seed}); use fewer clients, a larger dirichlet_alpha or another seed"
             )
-        client_data = data.subset(torch.from_numpy(rows))
-        partitions.append(
-            split_train_test(
-                client_data, seed=seed, test_fraction=test_fraction, client_id=client_id
-            )
-        )
-    return partitions
+    return client_rows
+
+
+def _client_part(
+    data: TabularData, rows: np.ndarray, client_id: int, *, seed: int, test_fraction: float
+) -> ClientPartition:
+    """One client's rows of ``data``, split into its train and test parts."""
+    return split_train_test(
+        data.subset(torch.from_numpy(rows)), seed=seed, test_fraction=test_fraction, client_id=client_id
+    )
 
 
 def _iid_rows(num_rows: int, num_clients: int, seed: int) -> list[np.ndarray]:
@@ -167,7 +180,8 @@ def load_partition(
     data_dir: str | Path | None = None,
 ) -> ClientPartition:
     """Load a dataset (once per process for each spec and data directory) and return client
-    ``client_id``'s part of :func:`partition_clients` with ``spec.num_clients`` clients."""
+    ``client_id``'s part of :func:`partition_clients` with ``spec.num_clients`` clients: the one
+    shuffle of the split, then only this client's rows are copied and split."""
     if (
         isinstance(client_id, bool)
         or not isinstance(client_id, int)
@@ -179,15 +193,8 @@ def load_partition(
         )
     resolved_dir = data_directory(data_dir)
     data = _load_cached(spec, None if resolved_dir is None else str(resolved_dir))
-    partitions = partition_clients(
-        data,
-        spec.num_clients,
-        seed=seed,
-        test_fraction=test_fraction,
-        scheme=scheme,
-        dirichlet_alpha=dirichlet_alpha,
-    )
-    return partitions[client_id]
+    rows = _client_rows(data, spec.num_clients, seed, test_fraction, scheme, dirichlet_alpha)[client_id]
+    return _client_part(data, rows, client_id, seed=seed, test_fraction=test_fraction)
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,4 +1,4 @@
-"""The Flower ClientApp: every message goes to :func:`~fedsynth.federated.client_logic.handle_client_message`.
+"""The Flower ClientApp: every message goes to :func:`~fedsynth.federated.client_logic.answer_message`.
 
 The method that answers is chosen by the run config (``method._target_`` of the experiment), so
 this file names no method. Registered message types: ``train``, ``evaluate`` and ``query``.

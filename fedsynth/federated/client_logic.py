@@ -1,6 +1,6 @@
 """The client side of every engine: load the node's own data and let the method answer a message.
 
-The Flower ClientApp and the in-process engine both call :func:`handle_client_message`; it works
+The Flower ClientApp and the in-process engine both call :func:`answer_message`; it works
 on Flower ``RecordDict`` objects (message content and the node's persistent state) and knows no
 specific method: the method is built from the experiment's ``method`` config.
 
@@ -18,6 +18,8 @@ Where a node's data comes from (its ``node_config``):
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import time
 import traceback
 from logging import ERROR, INFO
@@ -30,10 +32,13 @@ from fedsynth.data import DataError, DatasetSpec, load_csv, load_partition, spli
 from fedsynth.data.types import ClientPartition
 from fedsynth.federated.experiment import experiment_from_run_config
 from fedsynth.federated.messages import HARNESS, payload_from_record, payload_to_record
-from fedsynth.methods import build_method
+from fedsynth.methods import FederatedMethod, build_method
 
 EVALUATE = "evaluate"
 """The message type that delivers θ (``arrays["theta"]``) to the clients; they evaluate it."""
+
+NODE_DATA_KEYS = ("partition-id", "num-partitions", "data-file")
+"""The ``node_config`` keys that decide a node's data."""
 
 STATE_METHOD = "fedsynth.method-state"
 STATE_COMPUTE = "fedsynth.compute-s"
@@ -77,15 +82,70 @@ def answer_message(
     node_config: Mapping[str, Any],
     state: RecordDict,
 ) -> RecordDict:
-    """:func:`handle_client_message` for the experiment of Flower's ``run_config``, with any
-    failure logged in full on this node and raised as a :class:`ClientError` that carries only
-    its category."""
+    """Answer one message on a client for the experiment of Flower's ``run_config`` and return
+    the reply content.
+
+    The method (built from the experiment's ``method`` config) and the node's data
+    (:func:`load_client_data`) are made once per process and reused by every later message of
+    the run. ``state`` is the node's ``Context.state`` for the run: the method's state dict lives
+    in it between messages, with the seconds the method spent per message type. The reply is the
+    method's payload, except for :data:`EVALUATE`: when ``federation.report_metrics`` is on, the
+    harness adds a ``"harness"`` record (compute seconds per message type) so the server can
+    report per client; when it is off, the client keeps its metrics (it logs them) and replies
+    with an empty message. Any failure is logged in full on this node and raised as a
+    :class:`ClientError` that carries only its category.
+    """
     try:
         experiment = experiment_from_run_config(run_config)
-        return handle_client_message(action, content, experiment, node_config, state)
+        method = _method(json.dumps(experiment["method"], sort_keys=True))
+        data = _client_data(json.dumps(_data_key(experiment, node_config), sort_keys=True))
+        method_state = (
+            {name: array.numpy() for name, array in state.array_records[STATE_METHOD].items()}
+            if STATE_METHOD in state
+            else {}
+        )
+        start = time.perf_counter()
+        reply = method.handle_client(action, payload_from_record(content), data, method_state)
+        elapsed = time.perf_counter() - start
     except Exception as error:  # every failure: the server gets its category only
         log(ERROR, "client failed on %r: %s", action, "".join(traceback.format_exception(error)).rstrip())
         raise ClientError(error_category(error)) from None
+
+    state[STATE_METHOD] = ArrayRecord({name: Array(value) for name, value in method_state.items()})
+    compute = state.metric_records[STATE_COMPUTE] if STATE_COMPUTE in state else MetricRecord()
+    compute[action] = float(compute.get(action, 0.0)) + elapsed
+    state[STATE_COMPUTE] = compute
+
+    record = payload_to_record(reply)
+    if action != EVALUATE:
+        return record
+    if experiment["federation"]["report_metrics"]:
+        record[HARNESS] = MetricRecord({f"compute_s.{key}": value for key, value in compute.items()})
+        return record
+    log(INFO, "client %d: evaluation of θ on its test data: %s", data.client_id, reply.metrics)
+    return RecordDict()
+
+
+@functools.lru_cache(maxsize=8)
+def _method(method_json: str) -> FederatedMethod:
+    """The method of one ``method`` config (JSON text), built once per process."""
+    return build_method(json.loads(method_json))
+
+
+def _data_key(experiment: Mapping[str, Any], node_config: Mapping[str, Any]) -> dict[str, Any]:
+    """What a node's data depends on: the experiment's data sections and the node's identity."""
+    return {
+        "experiment": {key: experiment.get(key) for key in ("dataset", "partition", "seed", "data_dir")},
+        "node": {key: node_config[key] for key in NODE_DATA_KEYS if key in node_config},
+    }
+
+
+@functools.lru_cache(maxsize=4096)
+def _client_data(key_json: str) -> ClientPartition:
+    """:func:`load_client_data` once per process for one :func:`_data_key`: a node's messages of
+    a run (and the sweep points that share its data) reuse its part."""
+    key = json.loads(key_json)
+    return load_client_data(key["experiment"], key["node"])
 
 
 def load_client_data(experiment: Mapping[str, Any], node_config: Mapping[str, Any]) -> ClientPartition:
@@ -121,45 +181,3 @@ def load_client_data(experiment: Mapping[str, Any], node_config: Mapping[str, An
             "(num-supernodes, e.g. flwr run . --federation-config 'num-supernodes=2'; the fedsynth "
             "command starts dataset.num_clients)"
         ) from None
-
-
-def handle_client_message(
-    action: str,
-    content: RecordDict,
-    experiment: Mapping[str, Any],
-    node_config: Mapping[str, Any],
-    state: RecordDict,
-) -> RecordDict:
-    """Answer one message on a client and return the reply content.
-
-    ``state`` is the node's ``Context.state`` for the run: the method's state dict lives in it
-    between messages, with the seconds the method spent per message type. The reply is the
-    method's payload, except for :data:`EVALUATE`: when ``federation.report_metrics`` is on, the
-    harness adds a ``"harness"`` record (compute seconds per message type) so the server can report
-    per client; when it is off, the client keeps its metrics (it logs them) and replies with an empty
-    message.
-    """
-    method = build_method(experiment["method"])
-    data = load_client_data(experiment, node_config)
-    method_state = (
-        {name: array.numpy() for name, array in state.array_records[STATE_METHOD].items()}
-        if STATE_METHOD in state
-        else {}
-    )
-    start = time.perf_counter()
-    reply = method.handle_client(action, payload_from_record(content), data, method_state)
-    elapsed = time.perf_counter() - start
-
-    state[STATE_METHOD] = ArrayRecord({name: Array(value) for name, value in method_state.items()})
-    compute = state.metric_records[STATE_COMPUTE] if STATE_COMPUTE in state else MetricRecord()
-    compute[action] = float(compute.get(action, 0.0)) + elapsed
-    state[STATE_COMPUTE] = compute
-
-    record = payload_to_record(reply)
-    if action != EVALUATE:
-        return record
-    if experiment["federation"]["report_metrics"]:
-        record[HARNESS] = MetricRecord({f"compute_s.{key}": value for key, value in compute.items()})
-        return record
-    log(INFO, "client %d: evaluation of θ on its test data: %s", data.client_id, reply.metrics)
-    return RecordDict()

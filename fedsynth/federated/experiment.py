@@ -25,43 +25,84 @@ with :func:`experiment_from_run_config`, so all of them see the same values.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+from fedsynth.schema import from_mapping
 
 APP_ROOT = Path(__file__).resolve().parents[2]
 """The Flower app directory: it holds ``pyproject.toml``, the ``fedsynth`` package and ``conf/``."""
 
-EXPERIMENT_KEYS = ("dataset", "method", "seed", "partition", "federation", "model", "data_dir")
-REQUIRED_KEYS = {
-    "dataset": ("num_clients",),
-    "method": ("_target_",),
-    "partition": ("scheme", "test_fraction", "dirichlet_alpha"),
-    "federation": ("min_clients", "timeout_s", "report_metrics", "max_abs_x", "max_test_rows"),
-}
+
+@dataclass(frozen=True)
+class PartitionConfig:
+    """``partition``: how the dataset is split into clients (:mod:`fedsynth.data.partition`)."""
+
+    scheme: str
+    test_fraction: float
+    dirichlet_alpha: float
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """``federation``: what the server requires of the clients and their replies."""
+
+    min_clients: int
+    timeout_s: float
+    report_metrics: bool
+    max_abs_x: float
+    max_test_rows: int
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``model``: the logistic model every method fits."""
+
+    fit_intercept: bool = True
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """The experiment's schema. ``dataset`` is checked by
+    :meth:`fedsynth.data.DatasetSpec.from_config` and ``method`` by its class
+    (:func:`fedsynth.methods.build_method`); the other sections by their dataclasses."""
+
+    dataset: dict[str, Any]
+    method: dict[str, Any]
+    seed: int
+    partition: PartitionConfig
+    federation: FederationConfig
+    model: ModelConfig = ModelConfig()
+    data_dir: str | None = None
+
+
+EXPERIMENT_KEYS = tuple(field.name for field in dataclasses.fields(Experiment))
 
 RUN_CONFIG_DEFAULTS = {"experiment": "", "overrides": "", "results-path": ""}
 
 
 def check_experiment(experiment: Mapping[str, Any]) -> None:
-    """Raise ``ValueError`` naming what is missing or wrong in an experiment mapping."""
-    missing = [key for key in ("seed", *REQUIRED_KEYS) if key not in experiment]
-    for section, keys in REQUIRED_KEYS.items():
-        if isinstance(experiment.get(section), Mapping):
-            missing += [f"{section}.{key}" for key in keys if key not in experiment[section]]
-    if missing:
-        raise ValueError(f"experiment config lacks {missing}; got top-level keys {sorted(experiment)}")
-    federation = experiment["federation"]
-    num_clients = experiment["dataset"]["num_clients"]
-    if not 1 <= federation["min_clients"] <= num_clients:
+    """Check an experiment mapping against :class:`Experiment` once; raise ``ValueError`` naming
+    the key that is missing or wrong."""
+    checked = from_mapping(Experiment, experiment, "experiment")
+    if "_target_" not in checked.method:
+        raise ValueError("experiment lacks key 'method._target_'; set method=<name> (conf/method)")
+    if "num_clients" not in checked.dataset:
+        raise ValueError("experiment lacks key 'dataset.num_clients'; set dataset.num_clients")
+    federation = checked.federation
+    num_clients = checked.dataset["num_clients"]
+    if not 1 <= federation.min_clients <= num_clients:
         raise ValueError(
             f"federation.min_clients must be in 1..{num_clients} (dataset.num_clients), "
-            f"got {federation['min_clients']}"
+            f"got {federation.min_clients}"
         )
-    if not federation["timeout_s"] > 0:
-        raise ValueError(f"federation.timeout_s must be > 0, got {federation['timeout_s']}")
+    if not federation.timeout_s > 0:
+        raise ValueError(f"federation.timeout_s must be > 0, got {federation.timeout_s}")
 
 
 def run_config_for(experiment: Mapping[str, Any], results_path: str | Path | None = None) -> dict[str, str]:

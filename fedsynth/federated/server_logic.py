@@ -158,7 +158,7 @@ def run_experiment(experiment: Mapping[str, Any], transport: Transport, engine: 
     nodes = comm.nodes()
     replies = comm.exchange(
         EVALUATE,
-        {node: payload_to_record(Payload(arrays={"theta": theta})) for node in nodes},
+        {node: payload_to_record(Payload(arrays={"theta": theta}, config=method.evaluation_config())) for node in nodes},
         section=HARNESS_SECTION,
     )
     server_s = time.perf_counter() - start

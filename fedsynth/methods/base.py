@@ -99,6 +99,11 @@ class FederatedMethod(abc.ABC):
         """Answer one message on a client. ``data`` is the client's private partition; ``state``
         persists across this client's messages within one run (arrays only)."""
 
+    def evaluation_config(self) -> dict[str, Any]:
+        """The config the harness sends with θ in its ``evaluate`` message (none by default; a
+        method whose clients evaluate with a configuration they received sends it again here)."""
+        return {}
+
 
 def usable_replies(
     replies: Mapping[int, Payload | ClientFailure],

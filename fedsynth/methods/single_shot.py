@@ -8,11 +8,13 @@ message).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import sys
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -25,8 +27,35 @@ from fedsynth.methods.replies import ROW_ARRAYS, fit_without_culprits, rows_from
 from fedsynth.metrics import evaluation_counts, privacy_report
 from fedsynth.metrics.privacy import PRIVACY_KEYS
 from fedsynth.progress import PROGRESS_ENV
+from fedsynth.schema import from_mapping, to_mapping
 
 log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    """Step 1's message: the synthesis configuration and the seed (client ``c`` uses ``seed + c``).
+
+    It travels as one serialized mapping, ``{"request": <JSON of its fields>}`` in the message's
+    config record, written by :meth:`to_config` and checked field by field by :meth:`from_config`
+    (:func:`fedsynth.schema.from_mapping`). It comes with both messages a client receives,
+    ``train`` and the harness's ``evaluate`` (:meth:`SingleShot.evaluation_config`): the client
+    synthesizes and evaluates with this one value.
+    """
+
+    config: SynthesisConfig
+    seed: int
+
+    def to_config(self) -> dict[str, str]:
+        """The message's config record."""
+        return {"request": json.dumps(to_mapping(self), sort_keys=True)}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SynthesisRequest:
+        """Parse :meth:`to_config`'s record; ``ValueError`` names a missing or wrong field."""
+        if "request" not in config:
+            raise ValueError(f"a single_shot 'train' message needs config key 'request'; got {sorted(config)}")
+        return from_mapping(cls, json.loads(str(config["request"])), "synthesis request")
+
 
 def _synthetic_size(value: int | str | None) -> int | None:
     """``full`` (or None) means N_s = N; anything else must be a positive integer."""
@@ -103,61 +132,22 @@ class SingleShot(FederatedMethod):
         self.max_synthetic_rows = int(max_synthetic_rows)
 
     # ------------------------------------------------------------------ protocol messages
-    def synthesis_request(self) -> Payload:
-        """Step 1 of the protocol: the synthesis configuration every client receives."""
-        cfg = self.config
-        return Payload(
-            config={
-                "rho_o": cfg.rho_o,
-                "rho_s": cfg.rho_s,
-                "fairness": cfg.fairness,
-                "fairness_temperature": cfg.fairness_temperature,
-                "lambda_x": cfg.lambda_x,
-                "lambda_theta": cfg.lambda_theta,
-                "synthetic_size": "full" if cfg.synthetic_size is None else cfg.synthetic_size,
-                "synthetic_labels": cfg.synthetic_labels,
-                "label_epsilon": cfg.label_epsilon,
-                "init": cfg.init,
-                "k_max": cfg.k_max,
-                "lr": cfg.lr,
-                "fit_intercept": cfg.fit_intercept,
-                "inner_max_iter": cfg.inner.max_iter,
-                "inner_tolerance_grad": cfg.inner.tolerance_grad,
-                "cg_rtol": cfg.cg.rtol,
-                "cg_max_iter": cfg.cg.max_iter,
-                "seed": self.seed,
-            }
-        )
+    def synthesis_request(self) -> SynthesisRequest:
+        """Step 1 of the protocol: the synthesis configuration (and seed) every client receives."""
+        return SynthesisRequest(config=self.config, seed=self.seed)
 
-    @staticmethod
-    def config_from_request(payload: Payload) -> tuple[SynthesisConfig, int]:
-        """Rebuild the synthesis configuration and seed a client received in step 1."""
-        c = payload.config
-        config = SynthesisConfig(
-            rho_o=float(c["rho_o"]),
-            rho_s=float(c["rho_s"]),
-            fairness=str(c["fairness"]),
-            fairness_temperature=float(c["fairness_temperature"]),
-            lambda_x=float(c["lambda_x"]),
-            lambda_theta=float(c["lambda_theta"]),
-            synthetic_size=_synthetic_size(c["synthetic_size"]),
-            synthetic_labels=str(c["synthetic_labels"]),
-            label_epsilon=float(c["label_epsilon"]),
-            init=str(c["init"]),
-            k_max=int(c["k_max"]),
-            lr=float(c["lr"]),
-            fit_intercept=bool(c["fit_intercept"]),
-            inner=InnerSolverConfig(max_iter=int(c["inner_max_iter"]), tolerance_grad=float(c["inner_tolerance_grad"])),
-            cg=CGConfig(rtol=float(c["cg_rtol"]), max_iter=int(c["cg_max_iter"])),
-        )
-        return config, int(c["seed"])
+    def evaluation_config(self) -> dict[str, str]:
+        """Step 4's config beside θ: the same synthesis request (the client evaluates with its
+        ``fit_intercept`` and ``seed``)."""
+        return self.synthesis_request().to_config()
 
     # ------------------------------------------------------------------ server and client
     def run_server(self, comm: Communicator) -> ServerResult:
         """Steps 1 and 3: request synthetic data from every client, validate each reply
         (:func:`~fedsynth.methods.replies.validate_rows`), fit eq. (15) on the valid ones (with the
         fairness penalty ``server_rho`` when it is > 0)."""
-        replies = comm.send("train", {node: self.synthesis_request() for node in comm.nodes()})
+        request = Payload(config=self.synthesis_request().to_config())
+        replies = comm.send("train", {node: request for node in comm.nodes()})
         size = self.config.synthetic_size
         rows = (size, size) if size is not None else (1, self.max_synthetic_rows)
         tables, failures = rows_from_replies(replies, comm.schema, min_clients=self.min_clients, rows=rows)
@@ -190,21 +180,23 @@ class SingleShot(FederatedMethod):
         the received θ on the client's test data (test counts and the privacy report of its
         synthetic data; the engine's harness decides whether they leave the client)."""
         if action == "train":
-            config, seed = self.config_from_request(payload)
+            request = SynthesisRequest.from_config(payload.config)
+            config, seed = request.config, request.seed
             result = synthesize(data.train, config, seed=seed + data.client_id, progress=_progress_logger(data.client_id, config.k_max))
             synthetic = {k: getattr(result.data, k).numpy() for k in ROW_ARRAYS}
             state.update({f"synthetic_{k}": v for k, v in synthetic.items()})
             return Payload(arrays=synthetic)
         if action == "evaluate":
+            request = SynthesisRequest.from_config(payload.config)
             theta = np.asarray(payload.arrays["theta"], dtype=np.float64)
             state["theta"] = theta
-            metrics = evaluation_counts(self.config.model, theta, data.test)
+            metrics = evaluation_counts(request.config.model, theta, data.test)
             if "synthetic_x" in state:
                 synthetic = TabularData(
                     *(torch.as_tensor(state[f"synthetic_{k}"]) for k in ROW_ARRAYS),
                     feature_names=data.train.feature_names,
                 )
-                metrics.update(privacy_report(synthetic, data.train, data.test, seed=self.seed))
+                metrics.update(privacy_report(synthetic, data.train, data.test, seed=request.seed))
             return Payload(metrics=metrics)
         raise ValueError(f"single_shot clients answer 'train' and 'evaluate', not {action!r}")
 
