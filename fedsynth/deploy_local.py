@@ -269,12 +269,7 @@ def deploy(overrides: list[str], out: Path, tls: bool) -> RunOutcome:
                 result_file=results_path,
                 tracker=tracker,
             )
-        if failure_path(results_path).is_file():
-            raise RunFailed(failure_path(results_path).read_text(encoding="utf-8").strip())
-        if processes.run_failed(status, results_path):
-            processes.wait_for_exit(runner, timeout=15.0)  # the log stream delivers the rest
-            raise RuntimeError(f"run {run_id} ended with status {status!r}; its log:\n{processes.tail(run_log)}")
-        outcome = RunOutcome.read_json(results_path).finish("deployment", start)
+        outcome = processes.read_run_outcome(status, results_path, runner, run_log).finish("deployment", start)
         if tls:
             outcome.info["unregistered_node_refused"] = _refused(intruder, out / "supernode_unregistered.log")
             outcome.info["outsider_control_refused"] = outsider_control_refused(

@@ -25,7 +25,7 @@ from typing import Any, Iterator, Mapping
 import torch
 from flwr.app import RecordDict
 
-from fedsynth.federated.client_process import ClientAnswer, ClientRequest, client_workers, pool_size
+from fedsynth.federated.client_process import ClientRequest, client_workers, pool_size
 from fedsynth.federated.experiment import experiment_from_run_config, run_config_for
 from fedsynth.federated.messages import decode, encode
 from fedsynth.federated.outcome import RunOutcome

@@ -27,7 +27,7 @@ from flwr.proto.control_pb2 import ListRunsRequest  # pylint: disable=no-name-in
 from flwr.supercore.control import ControlHttpClient
 
 from fedsynth.federated.environment import BIN_DIR, FLOWER_DEFAULTS, apply_defaults
-from fedsynth.federated.outcome import RunFailed, failure_path
+from fedsynth.federated.outcome import RunFailed, RunOutcome, failure_path
 
 LOCALHOST = "127.0.0.1"
 
@@ -410,6 +410,20 @@ def run_failed(status: str, result_file: Path) -> bool:
     """Whether a run whose status :func:`wait_for_run` returned failed: it ended without writing
     its outcome, or Flower marked it failed or stopped."""
     return not result_file.is_file() or (status.startswith("finished") and status != "finished:completed")
+
+
+def read_run_outcome(
+    status: str, result_file: Path, runner: subprocess.Popen, run_log: Path, *, context: str = ""
+) -> RunOutcome:
+    """The outcome of a run that :func:`wait_for_run` saw end: raise :class:`RunFailed` with the
+    server's one-line reason if it wrote one, ``RuntimeError`` with the end of the run's log (and
+    ``context``, e.g. another log's tail) if the run failed otherwise (:func:`run_failed`)."""
+    if failure_path(result_file).is_file():
+        raise RunFailed(failure_path(result_file).read_text(encoding="utf-8").strip())
+    if run_failed(status, result_file):
+        wait_for_exit(runner, timeout=15.0)  # the log stream delivers the rest
+        raise RuntimeError(f"run ended with status {status!r}; its log:\n{tail(run_log)}{context}")
+    return RunOutcome.read_json(result_file)
 
 
 def tail(path: Path, lines: int = 60) -> str:

@@ -25,7 +25,7 @@ import tomli_w
 
 from fedsynth.federated import processes
 from fedsynth.federated.experiment import APP_ROOT, run_config_for
-from fedsynth.federated.outcome import OUTCOME_FILE, RunFailed, RunOutcome, failure_path
+from fedsynth.federated.outcome import OUTCOME_FILE, RunOutcome, failure_path
 
 CONNECTION = "fedsynth-sim"
 WATCHED = {"flwr-simulation": "flwr-simulation", "ray::ClientAppActor": "Ray client actor"}
@@ -262,16 +262,15 @@ class SimulationEngine:
                     result_file=results_path,
                     tracker=tracker,
                 )
-            if failure_path(results_path).is_file():
-                raise RunFailed(failure_path(results_path).read_text(encoding="utf-8").strip())
-            if processes.run_failed(status, results_path):
-                processes.wait_for_exit(runner, timeout=15.0)  # the log stream delivers the rest
-                raise RuntimeError(
-                    f"simulation run {run_id} ended with status {status!r}; its log:\n"
-                    f"{processes.tail(run_log)}\n--- superlink log ---\n{processes.tail(federation.superlink_log, 30)}"
-                )
+            outcome = processes.read_run_outcome(
+                status,
+                results_path,
+                runner,
+                run_log,
+                context=f"\n--- superlink log ---\n{processes.tail(federation.superlink_log, 30)}",
+            )
             federation.runs += 1
-            return RunOutcome.read_json(results_path)
+            return outcome
         finally:
             tracker.update()
             federation.sessions |= tracker.sessions
