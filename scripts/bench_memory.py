@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from fedsynth.federated import processes
 from fedsynth.progress import PROGRESS_ENV
 
 FEDSYNTH = Path(sys.executable).parent / "fedsynth"
@@ -66,23 +67,11 @@ def role_of(command: str) -> str:
 
 def tree(root: int) -> dict[int, str]:
     """``{pid: command line}`` of ``root`` and its live descendants."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z":
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, pending = {}, [root]
-    while pending:
-        pid = pending.pop()
-        try:
-            found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        pending.extend(children.get(pid, []))
-    return found
+    try:
+        command = Path(f"/proc/{root}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return {}
+    return {root: command, **processes.process_tree(root)}
 
 
 def memory_kib(pid: int) -> tuple[int, int]:

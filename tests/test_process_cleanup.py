@@ -26,19 +26,7 @@ LONG_RUN = [
 
 def descendants(root: int) -> dict[int, str]:
     """``{pid: command line}`` of every live descendant of ``root``."""
-    table = processes._process_table()
-    children: dict[int, list[int]] = {}
-    for pid, (parent, _) in table.items():
-        children.setdefault(parent, []).append(pid)
-    found, pending = {}, list(children.get(root, []))
-    while pending:
-        pid = pending.pop()
-        try:
-            found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        pending.extend(children.get(pid, []))
-    return found
+    return processes.process_tree(root)
 
 
 def start_run(tmp_path: Path) -> tuple[subprocess.Popen, dict[int, str]]:

@@ -190,6 +190,23 @@ def _process_table() -> dict[int, tuple[int, int]]:
     return table
 
 
+def process_tree(root: int) -> dict[int, str]:
+    """``{pid: command line}`` of every live descendant of ``root`` (not ``root`` itself); a
+    process that is ending shows an empty command line."""
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in _process_table().items():
+        children.setdefault(parent, []).append(pid)
+    found, pending = {}, list(children.get(root, []))
+    while pending:
+        pid = pending.pop()
+        try:
+            found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        pending.extend(children.get(pid, []))
+    return found
+
+
 def _sessions_of_tree(root: int) -> set[int]:
     """Session ids of ``root`` and of all its descendants."""
     table = _process_table()
