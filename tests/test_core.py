@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -396,6 +398,41 @@ def test_server_model_matches_scikit_learn():
     model = LogisticRegression(C=n * n / (lambda_theta * len(data)), fit_intercept=False, tol=1e-12, max_iter=10_000)
     model.fit(data.a.numpy(), data.y.numpy())
     np.testing.assert_allclose(theta.numpy(), model.coef_[0], rtol=1e-5, atol=1e-7)
+
+
+def test_a_fit_does_not_import_torch_dynamo_and_matches_a_plain_lbfgs():
+    """Building the one L-BFGS skips torch's import of ``torch._dynamo`` (seconds per process)
+    and changes no number: a fresh process fits, then compares with a torch.optim.LBFGS built
+    after ``torch._dynamo`` is imported (torch's own path)."""
+    script = """
+import sys, torch
+from fedsynth.core import LogisticModel
+from fedsynth.core.model import design_matrix, regularized_loss_and_grad
+from fedsynth.data.types import TabularData
+g = torch.Generator().manual_seed(3)
+x = torch.randn(300, 3, generator=g, dtype=torch.float64)
+s = (torch.rand(300, generator=g) < 0.4).double()
+y = torch.where(x[:, 0] + 0.5 * s > 0, 1.0, -1.0).double()
+model = LogisticModel()
+ours = model.fit(TabularData(x, s, y, feature_names=("a", "b", "c"))).theta
+assert "torch._dynamo" not in sys.modules, "torch._dynamo was imported"
+import torch._dynamo
+theta = torch.zeros(5, dtype=torch.float64, requires_grad=True)
+a = design_matrix(x, s, True)
+c = model.solver
+optimizer = torch.optim.LBFGS([theta], lr=1.0, max_iter=c.max_iter, tolerance_grad=c.tolerance_grad * c.objective_scale,
+    tolerance_change=c.tolerance_change, history_size=c.history_size, line_search_fn="strong_wolfe")
+n = model.paper_n(3)
+def closure():
+    loss, grad = regularized_loss_and_grad(a, y, theta.detach(), model.lambda_theta, n)
+    theta.grad = c.objective_scale * grad
+    return c.objective_scale * loss
+optimizer.step(closure)
+print(float((ours - theta.detach()).abs().max()))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.split()[-1]) < 1e-10
 
 
 def test_fit_server_model_rejects_mismatched_clients():

@@ -79,11 +79,23 @@ def test_metrics_reject_mismatched_model():
         metrics_from_counts({"n": 1.0})
 
 
-def test_distances_match_brute_force():
+@pytest.mark.parametrize("repeats", [False, True], ids=["distinct_rows", "repeated_rows"])
+def test_distances_match_brute_force(repeats):
+    """Exact nearest-row distances, with repeated real and query rows (as in Dutch) too, and in
+    the many dimensions where the search is brute force."""
     real, synthetic = table(300, 8).x, table(40, 9).x
+    if repeats:
+        real = torch.cat([real, real[:150], real[:10]])
+        synthetic = torch.cat([synthetic, synthetic[:7], real[:3]])
     brute = np.array([[np.linalg.norm(r - q) for r in real.numpy()] for q in synthetic.numpy()])
     assert torch.allclose(distance_to_closest_record(synthetic, real), torch.tensor(brute.min(axis=1)))
     assert min_distance(real, synthetic) == pytest.approx(brute.min())
+
+
+def test_distances_in_many_dimensions_match_pairwise_distances():
+    real, synthetic = torch.randn(500, 40, dtype=torch.float64), torch.randn(60, 40, dtype=torch.float64)
+    expected = torch.cdist(synthetic, real).min(dim=1).values
+    torch.testing.assert_close(distance_to_closest_record(synthetic, real), expected, rtol=0, atol=1e-10)
 
 
 def test_membership_auc_equals_scikit_learn():

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -214,6 +215,29 @@ def warm_start(latest: torch.Tensor | None, previous: torch.Tensor | None, extra
     return latest
 
 
+OPTIMIZER_SETUP_METHODS = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
+"""The ``torch.optim.Optimizer`` methods torch wraps in ``torch._disable_dynamo``."""
+
+
+def _skip_dynamo_import_of_optimizer_setup() -> None:
+    """Let ``torch.optim.Optimizer``'s set-up methods run without importing ``torch._dynamo``.
+
+    torch wraps :data:`OPTIMIZER_SETUP_METHODS` in ``torch._disable_dynamo``, whose first call
+    imports ``torch._dynamo`` (≈ 1.6 s on one core, paid by every process that builds an
+    L-BFGS: the server's fit waited for it) only to mark the method as not to be compiled. The
+    wrapper caches that marked function on the wrapped one (attribute ``__dynamo_disable``);
+    caching the plain function there instead makes the first call as cheap as the later ones.
+    fedsynth compiles no optimizer; once ``torch._dynamo`` is imported (``torch.compile``), the
+    wrappers are left as torch made them.
+    """
+    if "torch._dynamo" in sys.modules:
+        return
+    for name in OPTIMIZER_SETUP_METHODS:
+        function = getattr(getattr(torch.optim.Optimizer, name), "__wrapped__", None)
+        if function is not None and getattr(function, "__dynamo_disable", None) is None:
+            setattr(function, "__dynamo_disable", function)
+
+
 class LogisticSolver:
     """Solves a sequence of inner problems argmin_θ ℓ_r(A_k, y, θ) (eq. 11) with one
     ``torch.optim.LBFGS(line_search_fn="strong_wolfe")``, the one L-BFGS set-up of fedsynth.
@@ -240,6 +264,7 @@ class LogisticSolver:
         self.n = n
         self.solver = solver
         self.theta = torch.zeros(num_weights, dtype=dtype).requires_grad_(True)
+        _skip_dynamo_import_of_optimizer_setup()
         self.optimizer = torch.optim.LBFGS(
             [self.theta],
             lr=1.0,
