@@ -30,6 +30,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from fedsynth.federated.client_process import client_cpu_seconds
 from fedsynth.progress import PROGRESS_ENV
 
 STATE_DIR = ".sweep"
@@ -88,10 +89,11 @@ class TorchThreads(Callback):
 
 
 def _process_cpu_seconds() -> float:
-    """CPU time (user + system, all threads) of this process and its waited-for children."""
+    """CPU time (user + system, all threads) of this process, its waited-for children and its
+    client worker processes (which live across sweep points, so are never waited for)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + client_cpu_seconds()
 
 
 def sweep_points(arguments: Sequence[str]) -> list[list[str]]:

@@ -41,11 +41,14 @@ class ClientRequest:
 
 @dataclass(frozen=True)
 class ClientAnswer:
-    """The serialized reply and the node's new state, or ``error``, why there is none."""
+    """The serialized reply and the node's new state, or ``error``, why there is none;
+    ``cpu_seconds``: the CPU time the client process used since its previous answer (since it
+    started, for its first)."""
 
     reply: bytes = b""
     state: bytes = b""
     error: str | None = None
+    cpu_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,8 @@ class ClientWorkers:
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self.cpu_seconds = 0.0
+        """CPU time of the pool's processes, summed over every answer they gave."""
         self._idle: list[ClientProcess] = []
         self._lock = threading.Lock()
 
@@ -130,6 +135,8 @@ class ClientWorkers:
                 try:
                     worker = worker or self._take()
                     answers[node] = worker.ask(requests[node], deadline)
+                    with self._lock:
+                        self.cpu_seconds += answers[node].cpu_seconds
                 except TimeoutError:
                     answers[node] = too_late
                     worker.stop()
@@ -187,6 +194,13 @@ def client_workers(size: int) -> ClientWorkers:
         return _POOLS[size]
 
 
+def client_cpu_seconds() -> float:
+    """The CPU time this process's client workers reported, over all its runs (a process that
+    was stopped before it answered is not counted)."""
+    with _POOLS_LOCK:
+        return sum(pool.cpu_seconds for pool in _POOLS.values())
+
+
 def available_cores() -> int:
     """The number of cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -233,6 +247,27 @@ class _PipeHandler(logging.Handler):
             self.handleError(record)
 
 
+WARM_IMPORTS = ("torch._dynamo", "sklearn.neighbors")
+"""Modules a client's first message would otherwise import on its critical path."""
+
+
+def _import_all(modules: tuple[str, ...]) -> None:
+    """Import ``modules`` in turn (a background thread of :func:`serve`)."""
+    for module in modules:
+        importlib.import_module(module)
+
+
+_cpu_at_last_answer = 0.0
+
+
+def _cpu_since_last_answer() -> float:
+    """This process's CPU time (all its threads) since the previous call, or since it started."""
+    global _cpu_at_last_answer
+    now = time.process_time()
+    elapsed, _cpu_at_last_answer = now - _cpu_at_last_answer, now
+    return elapsed
+
+
 def serve(fd: int) -> None:
     """The client process's loop: answer :class:`ClientRequest` objects from the pipe ``fd``
     until it closes (the engine has gone) or Ctrl-C."""
@@ -248,9 +283,10 @@ def serve(fd: int) -> None:
         from fedsynth.federated.messages import decode, encode
 
         torch.set_num_threads(1)  # a simulated client gets one CPU
-        # torch's first optimizer step imports torch._dynamo (seconds): import it while this
-        # process waits for its first message, without delaying a message that needs none
-        threading.Thread(target=importlib.import_module, args=("torch._dynamo",), daemon=True).start()
+        # torch's first Adam step imports torch._dynamo and a privacy report scikit-learn's
+        # neighbour search (seconds each): import them while this process waits for its first
+        # message, without delaying a message that needs neither
+        threading.Thread(target=_import_all, args=(WARM_IMPORTS,), daemon=True).start()
         while True:
             try:
                 request: ClientRequest = connection.recv()
@@ -262,9 +298,9 @@ def serve(fd: int) -> None:
                 reply = answer_message(
                     request.action, decode(request.content), request.run_config, request.node_config, state
                 )
-                answer = ClientAnswer(reply=encode(reply), state=encode(state))
+                answer = ClientAnswer(reply=encode(reply), state=encode(state), cpu_seconds=_cpu_since_last_answer())
             except Exception as error:  # its category only (answer_message logged the details)
-                answer = ClientAnswer(error=f"crashed: {error}")
+                answer = ClientAnswer(error=f"crashed: {error}", cpu_seconds=_cpu_since_last_answer())
             with lock:
                 connection.send(answer)
     except KeyboardInterrupt:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.neighbors import NearestNeighbors
 
 from fedsynth.data.types import TabularData
 
@@ -23,6 +22,8 @@ def distance_to_closest_record(queries: torch.Tensor, records: torch.Tensor) -> 
         raise ValueError("distance_to_closest_record needs at least one record")
     if len(queries) == 0:
         return queries.new_empty(0)
+    from sklearn.neighbors import NearestNeighbors  # ≈ 1.5 s of imports: only where distances are asked
+
     distinct_records = np.unique(records.detach().cpu().numpy(), axis=0)
     distinct_queries, query_of_row = np.unique(queries.detach().cpu().numpy(), axis=0, return_inverse=True)
     search = NearestNeighbors(n_neighbors=1).fit(distinct_records)
