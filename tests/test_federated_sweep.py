@@ -26,7 +26,7 @@ TINY_SWEEP = ["method.k_max=3", "method.synthetic_size=20", "method.synthetic_la
 
 def alive(pid: int) -> bool:
     """Whether ``pid`` is a live (not zombie) process."""
-    return pid in simulation.processes._process_table()
+    return simulation.processes.is_running(pid)
 
 
 def test_kept_federation_serves_runs_until_stopped_and_a_failed_run_retires_it(monkeypatch) -> None:
@@ -34,24 +34,24 @@ def test_kept_federation_serves_runs_until_stopped_and_a_failed_run_retires_it(m
     engine = simulation.SimulationEngine(keep_federation=True)
     try:
         first = engine.run(tiny_experiment())
-        federation = simulation._kept
+        federation = simulation.current_federation()
         assert federation is not None and federation.alive() and federation.runs == 1
         second = engine.run(tiny_experiment("seed=1"))
-        assert simulation._kept is federation and federation.runs == 2  # the same SuperLink and Ray
+        assert simulation.current_federation() is federation and federation.runs == 2  # the same SuperLink and Ray
         assert first.metrics.keys() == second.metrics.keys() and first.theta != second.theta
         with pytest.raises(RunFailed, match="only 0 of 4 clients gave a valid reply"):
             engine.run(faulty_experiment({str(client): "crash" for client in range(4)}))
-        assert simulation._kept is None  # a failed point retires the federation, with its processes
+        assert simulation.current_federation() is None  # a failed point retires the federation, with its processes
         assert not any(alive(process.pid) for process in federation.components)
-        assert not any(alive(pid) for pid in simulation.processes._processes_in_sessions(federation.sessions))
+        assert not any(alive(pid) for pid in simulation.processes.processes_in_sessions(federation.sessions))
         third = engine.run(tiny_experiment())  # the next point starts a fresh one
-        assert simulation._kept is not federation
+        assert simulation.current_federation() is not federation
         assert third.metrics == pytest.approx(first.metrics, rel=1e-9, abs=1e-12)
-        kept = simulation._kept
+        kept = simulation.current_federation()
     finally:
         simulation.stop_kept_federation()
     assert not any(alive(process.pid) for process in kept.components)
-    assert not simulation.processes._processes_in_sessions(kept.sessions)
+    assert not simulation.processes.processes_in_sessions(kept.sessions)
 
 
 def start_sweep(tmp_path: Path, *overrides: str) -> subprocess.Popen:

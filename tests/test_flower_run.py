@@ -49,12 +49,12 @@ def flower_home(tmp_path: Path):
     )
     yield env
     for pid in [pid for pid, args in _command_lines().items() if "flower-superlink" in args and str(home) in args]:
-        sessions = processes._sessions_of_tree(pid)
+        sessions = processes.sessions_of_tree(pid)
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
-        while pid in processes._process_table() and time.monotonic() < deadline:
+        while processes.is_running(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        for leftover in processes._processes_in_sessions(sessions | {pid}):
+        for leftover in processes.processes_in_sessions(sessions | {pid}):
             os.kill(leftover, signal.SIGKILL)
     assert not [args for args in _command_lines().values() if str(home) in args]
 

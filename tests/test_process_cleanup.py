@@ -55,7 +55,7 @@ def survivors(tree: dict[int, str], wait_s: float) -> dict[int, str]:
     """Those of ``tree`` still alive (not zombies) after at most ``wait_s`` seconds."""
     deadline = time.monotonic() + wait_s
     while True:
-        alive = {pid: line for pid, line in tree.items() if pid in processes._process_table()}
+        alive = {pid: line for pid, line in tree.items() if processes.is_running(pid)}
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.2)

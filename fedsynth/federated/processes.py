@@ -113,8 +113,8 @@ class SessionTracker:
         """Look at the trees now: remember their sessions and the watched processes in them."""
         own = os.getsid(0)
         for root in self.roots:
-            self.sessions |= _sessions_of_tree(root.pid) - {own}
-        for pid in _processes_in_sessions(self.sessions):
+            self.sessions |= sessions_of_tree(root.pid) - {own}
+        for pid in processes_in_sessions(self.sessions):
             try:
                 command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
@@ -141,7 +141,7 @@ def stop_process(process: subprocess.Popen, grace_s: float = 15.0, sessions: Ite
     client actors live there: they are found through the process tree before anything is
     stopped, so that they cannot outlive the SuperLink as orphans.
     """
-    sessions = (_sessions_of_tree(process.pid) | set(sessions)) - {os.getsid(0)}
+    sessions = (sessions_of_tree(process.pid) | set(sessions)) - {os.getsid(0)}
     if process.poll() is None:
         _signal_group(process.pid, signal.SIGTERM if grace_s > 0 else signal.SIGKILL)
         try:
@@ -151,7 +151,7 @@ def stop_process(process: subprocess.Popen, grace_s: float = 15.0, sessions: Ite
             process.wait()
     sessions.add(process.pid)
     deadline = time.monotonic() + 15.0
-    while (leftovers := _processes_in_sessions(sessions)) and time.monotonic() < deadline:
+    while (leftovers := processes_in_sessions(sessions)) and time.monotonic() < deadline:
         for pid in leftovers:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -190,6 +190,11 @@ def _process_table() -> dict[int, tuple[int, int]]:
     return table
 
 
+def is_running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not ended, not a zombie)."""
+    return pid in _process_table()
+
+
 def process_tree(root: int) -> dict[int, str]:
     """``{pid: command line}`` of every live descendant of ``root`` (not ``root`` itself); a
     process that is ending shows an empty command line."""
@@ -207,7 +212,7 @@ def process_tree(root: int) -> dict[int, str]:
     return found
 
 
-def _sessions_of_tree(root: int) -> set[int]:
+def sessions_of_tree(root: int) -> set[int]:
     """Session ids of ``root`` and of all its descendants."""
     table = _process_table()
     children: dict[int, list[int]] = {}
@@ -222,7 +227,7 @@ def _sessions_of_tree(root: int) -> set[int]:
     return sessions
 
 
-def _processes_in_sessions(sessions: set[int]) -> list[int]:
+def processes_in_sessions(sessions: set[int]) -> list[int]:
     """Pids of the processes that belong to one of ``sessions``."""
     return [pid for pid, (_, session) in _process_table().items() if session in sessions]
 

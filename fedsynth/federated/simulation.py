@@ -140,6 +140,11 @@ def kept_federation() -> Federation:
     return _kept
 
 
+def current_federation() -> Federation | None:
+    """The federation kept now, if any (starts none)."""
+    return _kept
+
+
 def stop_kept_federation() -> None:
     """Stop the kept federation, if there is one (at process exit, on a stop signal, after a
     failed point)."""
