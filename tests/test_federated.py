@@ -284,7 +284,7 @@ def test_client_processes_started_ahead_answer_the_next_run() -> None:
     config = {"engine": {"_target_": client_process.IN_PROCESS_ENGINE, "workers": 2}, "dataset": {"num_clients": 3}}
     client_process.start_client_workers(config)
     started = list(client_process.client_workers(2)._idle)
-    assert len(started) == 2 and all(worker.process.poll() is None for worker in started)
+    assert len(started) == 2 and all(worker.alive() for worker in started)
     InProcessEngine(workers=2).run(tiny_experiment())
     assert set(client_process.client_workers(2)._idle) == set(started)
 

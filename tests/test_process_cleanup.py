@@ -97,3 +97,44 @@ def test_a_dead_component_ends_the_run_with_one_line_naming_it(tmp_path: Path, c
     assert survivors(tree, wait_s=10.0) == {}
     line = last_line(tmp_path)
     assert line.startswith("fedsynth: error: ") and f"{named} (pid {victim})" in line, line
+
+
+def start_in_process_run(tmp_path: Path) -> tuple[subprocess.Popen, dict[int, str]]:
+    """Start ``fedsynth engine=inprocess``; return it and its process tree once its fork server
+    has forked the client processes and they are computing."""
+    command = [sys.executable, "-m", "fedsynth.cli", "engine=inprocess", f"hydra.run.dir={tmp_path}", *LONG_RUN]
+    with open(tmp_path / "stderr.txt", "wb") as stderr:
+        run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while True:
+        tree = descendants(run.pid)
+        clients = [pid for pid, line in tree.items() if "serve_forks" in line]
+        if len(clients) >= 3:  # the fork server and (at least) two clients it forked
+            time.sleep(2.0)
+            return run, descendants(run.pid)
+        if run.poll() is not None or time.monotonic() > deadline:
+            for pid in [*tree, run.pid]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            pytest.fail(f"the run did not get going: {(tmp_path / 'stderr.txt').read_text()[-2000:]}")
+        time.sleep(0.2)
+
+
+def test_a_stop_signal_ends_the_in_process_clients(tmp_path: Path) -> None:
+    """The in-process engine's fork server and the clients it forked end with the command."""
+    run, tree = start_in_process_run(tmp_path)
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=30) == 128 + signal.SIGTERM
+    assert survivors(tree, wait_s=10.0) == {}
+    assert last_line(tmp_path).endswith("every process of the run was stopped")
+
+
+def test_a_killed_command_takes_its_in_process_clients_with_it(tmp_path: Path) -> None:
+    """Even a SIGKILL, which runs no handler: the fork server sees its control socket close and
+    kills the clients it forked (busy computing, they would not notice their pipes closing)."""
+    run, tree = start_in_process_run(tmp_path)
+    run.kill()
+    run.wait(timeout=30)
+    assert survivors(tree, wait_s=10.0) == {}

@@ -1,11 +1,13 @@
 """A client as a CPU process of its own, and the pool of them, for the in-process engine.
 
-:class:`ClientProcess` starts ``python -c "...serve(FD)"`` with one end of a socket pair and talks
-to it with :mod:`multiprocessing.connection` framing: each :class:`ClientRequest` (one message for
-one node, with the node's state) gets one :class:`ClientAnswer` (the reply and the node's new
-state, or the failure). The process is independent of the caller's :mod:`multiprocessing` set-up
-(it works inside joblib's loky workers too), imports fedsynth and torch once, as soon as it starts,
-and answers messages until the pipe closes; its log records come back over the pipe and go to the caller's loggers.
+A :class:`ClientProcess` is forked, with one end of a socket pair, by this process's
+:class:`ForkServer`, a ``python -c "...serve_forks(FD)"`` process that imported torch and the
+client logic once; the engine talks to the client with :mod:`multiprocessing.connection` framing:
+each :class:`ClientRequest` (one message for one node, with the node's state) gets one
+:class:`ClientAnswer` (the reply and the node's new state, or the failure). The processes are
+independent of the caller's :mod:`multiprocessing` set-up (they work inside joblib's loky workers
+too) and answer messages until the pipe closes; their log records come back over the pipe and go
+to the caller's loggers.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import collections
 import importlib
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Mapping
+from typing import Any, Mapping, NoReturn
 
 
 @dataclass(frozen=True)
@@ -61,18 +64,17 @@ class _LogLine:
 
 
 class ClientProcess:
-    """One client process and the pipe to it; it answers one request at a time."""
+    """One client process and the pipe to it; it answers one request at a time. The process is
+    forked by this process's :class:`ForkServer`, so it starts with torch and the client logic
+    already imported."""
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
-        environment = dict(os.environ)
-        # the client imports what this process can import (plugins, test support modules)
-        environment["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
-        command = f"from fedsynth.federated.client_process import serve; serve({theirs.fileno()})"
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", command], pass_fds=[theirs.fileno()], env=environment, stdin=subprocess.DEVNULL
-        )
-        theirs.close()
+        self.server = fork_server()
+        try:
+            self.pid = self.server.fork(theirs)
+        finally:
+            theirs.close()
         self.connection = Connection(ours.detach())
 
     def ask(self, request: ClientRequest, deadline: float) -> ClientAnswer:
@@ -89,15 +91,82 @@ class ClientProcess:
                 continue
             return message
 
-    def stop(self) -> int | None:
-        """Kill the process if it still runs; return its exit code."""
-        self.connection.close()
-        if self.process.poll() is None:
-            self.process.kill()
+    def alive(self) -> bool:
+        """Whether the process still exists (it is collected only by :meth:`stop`)."""
         try:
-            return self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def stop(self) -> int | None:
+        """Kill the process if it still runs; return its exit code (``None`` when its fork
+        server has died: then the process is killed directly and its code is lost)."""
+        self.connection.close()
+        code = self.server.kill(self.pid)
+        if code is None and self.alive():
+            os.kill(self.pid, signal.SIGKILL)
+        return code
+
+
+class ForkServer:
+    """A process that imports torch, the client logic and the modules of :data:`WARM_IMPORTS`
+    once, then forks one client process (:func:`serve`) per request.
+
+    Each client process starting on its own would pay those imports again (≈ 4 s of CPU each,
+    which the 2 cores of a two-client run spend while the run waits); a forked one starts with
+    them done. The server keeps its children as zombies until :meth:`kill` collects their exit
+    code, so a pid is never reused while this process may still signal it; when this process
+    goes (the control socket closes) the server kills the children it still has and exits.
+    """
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        environment = dict(os.environ)
+        # the clients import what this process can import (plugins, test support modules)
+        environment["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
+        command = f"from fedsynth.federated.client_process import serve_forks; serve_forks({theirs.fileno()})"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", command], pass_fds=[theirs.fileno()], env=environment, stdin=subprocess.DEVNULL
+        )
+        theirs.close()
+        self.control = ours
+        self._lock = threading.Lock()
+
+    def fork(self, channel: socket.socket) -> int:
+        """Start a client process that talks over ``channel``; return its pid. Raises
+        ``OSError`` when the server is gone."""
+        return int(self._request(b"fork", channel))
+
+    def kill(self, pid: int) -> int | None:
+        """Kill client process ``pid`` if it still runs and return its exit code (``None`` if the
+        server is gone or does not know it)."""
+        try:
+            answer = self._request(b"kill %d" % pid)
+        except OSError:
             return None
+        return None if answer == b"unknown" else int(answer)
+
+    def alive(self) -> bool:
+        """Whether the server process still runs."""
+        return self.process.poll() is None
+
+    def _request(self, message: bytes, channel: socket.socket | None = None) -> bytes:
+        with self._lock:
+            socket.send_fds(self.control, [message], [channel.fileno()] if channel else [])
+            answer = self.control.recv(64)
+        if not answer:
+            raise OSError("the client fork server has exited")
+        return answer
+
+    def stop(self) -> None:
+        """End the server (it kills the client processes it still has)."""
+        self.control.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 class ClientWorkers:
@@ -180,6 +249,23 @@ class ClientWorkers:
             worker.stop()
 
 
+_fork_server: ForkServer | None = None
+_FORK_SERVER_LOCK = threading.Lock()
+
+
+def fork_server() -> ForkServer:
+    """This process's :class:`ForkServer`, started on first use and again if it has died."""
+    global _fork_server
+    with _FORK_SERVER_LOCK:
+        if _fork_server is not None and not _fork_server.alive():
+            _fork_server.stop()
+            _fork_server = None
+        if _fork_server is None:
+            _fork_server = ForkServer()
+            atexit.register(_fork_server.stop)
+        return _fork_server
+
+
 _POOLS: dict[int, ClientWorkers] = {}
 _POOLS_LOCK = threading.Lock()
 
@@ -247,14 +333,10 @@ class _PipeHandler(logging.Handler):
             self.handleError(record)
 
 
-WARM_IMPORTS = ("torch._dynamo", "scipy.spatial")
-"""Modules a client's first message would otherwise import on its critical path."""
-
-
-def _import_all(modules: tuple[str, ...]) -> None:
-    """Import ``modules`` in turn (a background thread of :func:`serve`)."""
-    for module in modules:
-        importlib.import_module(module)
+WARM_IMPORTS = ("torch", "fedsynth.federated.client_logic", "fedsynth.federated.messages", "torch._dynamo", "scipy.spatial")
+"""What the :class:`ForkServer` imports before it forks a client: torch, the client logic, the
+module torch's first Adam step imports (``torch._dynamo``, ≈ 1.6 s) and the one a privacy report
+imports (SciPy's k-d tree, ≈ 0.4 s)."""
 
 
 _cpu_at_last_answer = 0.0
@@ -268,25 +350,81 @@ def _cpu_since_last_answer() -> float:
     return elapsed
 
 
+def serve_forks(fd: int) -> None:
+    """The :class:`ForkServer` process: import what every client needs, then answer requests on
+    the control socket ``fd`` until it closes: ``fork`` (with the client's socket as an fd)
+    starts a client process and answers its pid; ``kill <pid>`` kills it if it still runs and
+    answers its exit code."""
+    control = socket.socket(fileno=fd)
+    for module in WARM_IMPORTS:
+        importlib.import_module(module)
+    sys.modules["torch"].set_num_threads(1)  # a simulated client gets one CPU
+    children: set[int] = set()
+    try:
+        while True:
+            message, fds, _, _ = socket.recv_fds(control, 64, 1)
+            if not message:
+                return
+            if message == b"fork":
+                pid = os.fork()
+                if pid == 0:
+                    control.close()
+                    _run_forked_client(fds[0])
+                os.close(fds[0])
+                children.add(pid)
+                control.send(b"%d" % pid)
+            elif message.startswith(b"kill "):
+                pid = int(message.split()[1])
+                if pid not in children:
+                    control.send(b"unknown")
+                    continue
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                _, status = os.waitpid(pid, 0)
+                children.discard(pid)
+                control.send(b"%d" % os.waitstatus_to_exitcode(status))
+    except (KeyboardInterrupt, OSError):
+        return
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+
+
+def _run_forked_client(fd: int) -> NoReturn:
+    """The forked child of :func:`serve_forks`: :func:`serve` on ``fd``, then exit with its code
+    (never back into the server's loop)."""
+    code = 0
+    try:
+        serve(fd)
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    except BaseException:
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
 def serve(fd: int) -> None:
-    """The client process's loop: answer :class:`ClientRequest` objects from the pipe ``fd``
-    until it closes (the engine has gone) or Ctrl-C."""
+    """The client process's loop (in a child of :func:`serve_forks`): answer
+    :class:`ClientRequest` objects from the pipe ``fd`` until it closes (the engine has gone) or
+    Ctrl-C."""
     connection = Connection(fd)
     lock = threading.Lock()
     root = logging.getLogger()
     root.handlers[:] = [_PipeHandler(connection, lock)]
     root.setLevel(logging.INFO)
     try:
-        import torch
-
-        from fedsynth.federated.client_logic import answer_message
+        from fedsynth.federated.client_logic import answer_message  # imported by the fork server
         from fedsynth.federated.messages import decode, encode
 
-        torch.set_num_threads(1)  # a simulated client gets one CPU
-        # torch's first Adam step imports torch._dynamo (≈ 1.6 s) and a privacy report SciPy's
-        # k-d tree (≈ 0.4 s): import them while this process waits for its first
-        # message, without delaying a message that needs neither
-        threading.Thread(target=_import_all, args=(WARM_IMPORTS,), daemon=True).start()
         while True:
             try:
                 request: ClientRequest = connection.recv()
