@@ -271,22 +271,27 @@ def test_in_process_engine_gives_the_same_numbers_with_one_worker() -> None:
 
 
 def test_client_processes_started_ahead_answer_the_next_run() -> None:
-    """What the ``fedsynth`` command does before its checks: the in-process engine's client
-    processes start at once, and the run that follows uses them instead of starting its own;
-    another engine starts none."""
+    """What the ``fedsynth`` command does before its checks: the in-process engine's fork server
+    starts at once (another engine starts none), and the runs that follow fork their clients from
+    it; the clients stay for the next run."""
     from fedsynth.federated import client_process
 
-    pools = dict(client_process._POOLS)
+    already = client_process.running_fork_server()  # an earlier test's, if any
     client_process.start_client_workers(
         {"engine": {"_target_": "fedsynth.federated.simulation.SimulationEngine"}, "dataset": {"num_clients": 3}}
     )
-    assert client_process._POOLS == pools
+    assert client_process.running_fork_server() is already
     config = {"engine": {"_target_": client_process.IN_PROCESS_ENGINE, "workers": 2}, "dataset": {"num_clients": 3}}
     client_process.start_client_workers(config)
-    started = list(client_process.client_workers(2)._idle)
-    assert len(started) == 2 and all(worker.alive() for worker in started)
-    InProcessEngine(workers=2).run(tiny_experiment())
-    assert set(client_process.client_workers(2)._idle) == set(started)
+    server = client_process.running_fork_server()
+    assert server is not None and (already is None or server is already)
+    first = InProcessEngine(workers=2).run(tiny_experiment())
+    assert client_process.running_fork_server() is server
+    clients = set(processes.process_tree(server.process.pid))
+    assert len(clients) >= 2  # the run's two client processes (and other tests' pools)
+    second = InProcessEngine(workers=2).run(tiny_experiment())
+    assert set(processes.process_tree(server.process.pid)) == clients  # no new process
+    assert second.metrics == first.metrics
 
 
 def test_too_few_valid_clients_fail_the_run_with_the_reasons() -> None:

@@ -228,13 +228,6 @@ class ClientWorkers:
             driver.join()
         return answers
 
-    def start(self) -> None:
-        """Start processes until ``size`` are idle, without waiting for them to be ready: each
-        imports torch and the client logic while its caller goes on (call it between runs)."""
-        with self._lock:
-            while len(self._idle) < self.size:
-                self._idle.append(ClientProcess())
-
     def _take(self) -> ClientProcess:
         with self._lock:
             if self._idle:
@@ -251,6 +244,12 @@ class ClientWorkers:
 
 _fork_server: ForkServer | None = None
 _FORK_SERVER_LOCK = threading.Lock()
+
+
+def running_fork_server() -> ForkServer | None:
+    """This process's :class:`ForkServer` if one runs (starts none)."""
+    with _FORK_SERVER_LOCK:
+        return _fork_server if _fork_server is not None and _fork_server.alive() else None
 
 
 def fork_server() -> ForkServer:
@@ -303,17 +302,18 @@ IN_PROCESS_ENGINE = "fedsynth.federated.inprocess.InProcessEngine"
 
 
 def start_client_workers(config: Mapping[str, Any]) -> None:
-    """Start the client processes of the experiment ``config`` (the resolved Hydra config) now
-    when its engine is the in-process one, so that their start-up (≈ 3 s on an idle core: torch,
-    the client logic, ``torch._dynamo``) overlaps the caller's checks and data loading; any other engine,
-    or an engine or dataset setting the checks will reject, starts nothing."""
+    """Start the fork server of the client processes now when the engine of the experiment
+    ``config`` (the resolved Hydra config) is the in-process one, so that its imports (≈ 4 s of
+    CPU: torch, the client logic, ``torch._dynamo``, SciPy) overlap the caller's checks and data
+    loading; any other engine, or an engine or dataset setting the checks will reject, starts
+    nothing. The client processes themselves are forked when the run needs them (milliseconds)."""
     engine, dataset = config.get("engine") or {}, config.get("dataset") or {}
     workers, num_clients = engine.get("workers"), dataset.get("num_clients")
     if engine.get("_target_") != IN_PROCESS_ENGINE or not isinstance(num_clients, int) or num_clients < 1:
         return
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         return
-    client_workers(pool_size(workers, num_clients)).start()
+    fork_server()
 
 
 class _PipeHandler(logging.Handler):
