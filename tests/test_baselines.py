@@ -19,8 +19,8 @@ from fedsynth.reporting.results import method_setting, results_record
 from fedsynth.data import DatasetSpec, partition_clients, load_dataset
 from fedsynth.federated import InProcessEngine, RunOutcome
 from fedsynth.federated.experiment import compose_experiment
-from fedsynth.federated.messages import payload_to_record, record_nbytes
-from fedsynth.methods import Payload, build_method
+from fedsynth.federated.messages import record_nbytes
+from fedsynth.methods import build_method, make_content
 from fedsynth.data.types import TabularData
 from fedsynth.core import InnerSolverConfig, LogisticMixture, LogisticModel
 from fedsynth.methods._baselines import local_sgd
@@ -112,11 +112,11 @@ def test_fedavg_end_to_end(fedavg_run) -> None:
 
 def test_fedavg_bytes_are_those_of_the_messages_sent(fedavg_run) -> None:
     _, outcome = fedavg_run
-    reply = record_nbytes(payload_to_record(Payload(arrays={"theta": np.zeros(WIDTH)}, metrics={"num-examples": 1.0})))
+    reply = record_nbytes(make_content(arrays={"theta": np.zeros(WIDTH)}, metrics={"num-examples": 1.0}))
     assert all(send["bytes_up"] == 3 * reply for send in protocol(outcome))
     first, second = protocol(outcome)[:2]
     assert second["bytes_down"] - first["bytes_down"] == 3 * record_nbytes(
-        payload_to_record(Payload(arrays={"theta": np.zeros(WIDTH)}))
+        make_content(arrays={"theta": np.zeros(WIDTH)})
     )  # round 1 sends no θ
 
 
@@ -153,8 +153,8 @@ def test_fairfed_beta_moves_the_weights() -> None:
     assert last["weight"] != pytest.approx(first["weight"])
 
 
-def _stats(n: float, correct: float, n_s1: float, n_s0: float, pos_s1: float, pos_s0: float) -> Payload:
-    return Payload(
+def _stats(n: float, correct: float, n_s1: float, n_s0: float, pos_s1: float, pos_s0: float) -> RecordDict:
+    return make_content(
         metrics={
             "num-examples": n,
             "correct": correct,
@@ -208,9 +208,11 @@ def test_local_sgd_is_deterministic_and_approaches_the_optimum() -> None:
 def test_fedavg_rejects_a_bad_update() -> None:
     method = build_method(experiment("fedavg")["method"])
     with pytest.raises(ValueError, match="finite"):
-        method.validate_update(Payload(arrays={"theta": np.full(WIDTH, np.nan)}, metrics={"num-examples": 5.0}), WIDTH)
+        method.validate_update(make_content(arrays={"theta": np.full(WIDTH, np.nan)}, metrics={"num-examples": 5.0}), WIDTH)
+    with pytest.raises(ValueError, match="float64"):  # the server averages the replies as received
+        method.validate_update(make_content(arrays={"theta": np.zeros(WIDTH, np.float32)}, metrics={"num-examples": 5.0}), WIDTH)
     with pytest.raises(ValueError, match="expected array"):
-        method.validate_update(Payload(arrays={"theta": np.zeros(WIDTH)}, metrics={"num-examples": 5.0, "x": 1.0}), WIDTH)
+        method.validate_update(make_content(arrays={"theta": np.zeros(WIDTH)}, metrics={"num-examples": 5.0, "x": 1.0}), WIDTH)
 
 
 # ----------------------------------------------------------------------------- centralized
@@ -292,8 +294,8 @@ def test_statistics_ledger_records_everything_but_the_payload() -> None:
     ledger = StatisticsLedger(["theta"])
     ledger.record(
         [
-            payload_to_record(Payload(arrays={"theta": np.zeros(3), "counts": np.zeros(4)}, metrics={"n": 1.0})),
-            payload_to_record(Payload(config={"note": "x"})),  # invalid for the method, but it left the client
+            make_content(arrays={"theta": np.zeros(3), "counts": np.zeros(4)}, metrics={"n": 1.0}),
+            make_content(config={"note": "x"}),  # invalid for the method, but it left the client
             RecordDict({"extra": MetricRecord({"n": 2.0})}),  # a record beyond the schema is recorded too
         ]
     )
