@@ -20,12 +20,12 @@ from fedsynth.data import DatasetSpec, partition_clients, load_dataset
 from fedsynth.federated import InProcessEngine, RunOutcome
 from fedsynth.federated.experiment import compose_experiment
 from fedsynth.federated.messages import record_nbytes
-from fedsynth.methods import build_method, make_content
+from fedsynth.methods import arrays_of, build_method, make_content, metrics_of
 from fedsynth.data.types import TabularData
 from fedsynth.core import InnerSolverConfig, LogisticMixture, LogisticModel
 from fedsynth.methods._baselines import local_sgd
 from fedsynth.federated.ledger import HARNESS_SECTION, StatisticsLedger
-from fedsynth.methods.fairfed import FairFed
+from fedsynth.methods.fairfed import FairFed, weighted_mean
 from fedsynth.metrics import evaluate_model, evaluation_counts, metrics_from_counts, sum_counts
 
 ROWS = 1200  # 3 clients of 400 rows: 320 train / 80 test each
@@ -163,6 +163,25 @@ def _stats(n: float, correct: float, n_s1: float, n_s0: float, pos_s1: float, po
             "positive_s1": pos_s1,
             "positive_s0": pos_s0,
         }
+    )
+
+
+def test_fedavg_averages_the_replies_as_received_and_fairfed_in_the_same_arithmetic() -> None:
+    """FedAvg's average is Σ n_k θ_k / Σ n_k of the reply contents themselves; FairFed's plain
+    weighted mean gives the same θ to the bit for the same weights."""
+    generator = np.random.default_rng(0)
+    thetas = [generator.normal(size=WIDTH) for _ in range(3)]
+    sizes = [120.0, 45.0, 301.0]
+    replies = {
+        node: make_content(arrays={"theta": theta}, metrics={"num-examples": n})
+        for node, theta, n in zip((3, 1, 2), thetas, sizes)
+    }
+    average = build_method(experiment("fedavg")["method"]).average(1, replies)
+    assert average == pytest.approx(np.average(thetas, axis=0, weights=sizes), rel=1e-12)
+    in_node_order = [replies[node] for node in sorted(replies)]
+    assert np.array_equal(
+        weighted_mean([arrays_of(r)["theta"] for r in in_node_order], [metrics_of(r)["num-examples"] for r in in_node_order]),
+        average,
     )
 
 

@@ -12,16 +12,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import RecordDict
+from flwr.app import MetricRecord, RecordDict
 
 from fedsynth.federated import InProcessEngine, RunOutcome
 from fedsynth.federated import processes
-from fedsynth.federated.experiment import RUN_CONFIG_DEFAULTS, experiment_from_run_config, run_config_for
+from fedsynth.federated.experiment import (
+    RUN_CONFIG_DEFAULTS,
+    compose_experiment,
+    experiment_from_run_config,
+    run_config_for,
+)
 from fedsynth.federated.inprocess import InProcessTransport
 from fedsynth.federated.messages import decode, encode, record_nbytes
 from fedsynth.federated.server_logic import run_experiment
 from fedsynth.federated import client_logic
-from fedsynth.methods import ClientFailure, arrays_of, build_method, config_of, make_content, metrics_of
+from fedsynth.methods import ClientFailure, UnansweredMessage, arrays_of, build_method, config_of, make_content, metrics_of
 from fedsynth.methods.single_shot import SynthesisRequest
 from federated_support import SYNTHETIC_ROWS, TINY, faulty_experiment, tiny_experiment
 
@@ -221,6 +226,32 @@ def test_a_client_loads_its_data_once_per_run(monkeypatch) -> None:
     client_logic.answer_message("evaluate", evaluate, run_config, other, RecordDict())
     assert loads == [node, other]
     assert dict(first.metric_records["metrics"]) == dict(again.metric_records["metrics"])
+
+
+def test_a_client_answers_only_the_message_types_its_method_defines(caplog) -> None:
+    """``answer_message`` calls the method's handler of the message type; a type the method has
+    no handler for, or one that is not a Flower message type, or a content with a record beyond
+    arrays / config / metrics, is one line on the client's log and a ``config`` category on the
+    wire."""
+    experiment = compose_experiment(["dataset=synthetic", "dataset.generator.num_rows=600", "method=local"])
+    run_config, node = run_config_for(experiment), {"partition-id": 0, "num-partitions": 3}
+    method = build_method(experiment["method"])
+    data = client_logic.load_client_data(experiment, node)
+    with pytest.raises(UnansweredMessage, match=r"^method 'local' does not answer 'train' messages$"):
+        method.train(make_content(), data, {})
+    evaluated = client_logic.answer_message("evaluate", make_content(arrays={"theta": np.zeros(0)}), run_config, node, RecordDict())
+    assert metrics_of(evaluated) == metrics_of(method.evaluate(make_content(), data, {}))
+    for message_type, content in [
+        ("train", make_content()),
+        ("run_server", make_content()),
+        ("evaluate", RecordDict({"harness": MetricRecord({"n": 1.0})})),
+    ]:
+        with pytest.raises(client_logic.ClientError, match=r"^config: "):
+            client_logic.answer_message(message_type, content, run_config, node, RecordDict())
+    logged = [record.getMessage() for record in caplog.records]
+    assert any("method 'local' does not answer 'train' messages" in line for line in logged)
+    assert any("message type 'run_server' is not one of" in line for line in logged)
+    assert any("unexpected record(s) ['harness']" in line for line in logged)
 
 
 def test_crash_timeout_and_invalid_payload_are_reported_by_node_and_reason() -> None:
