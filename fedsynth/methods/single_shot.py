@@ -21,7 +21,7 @@ import torch
 from flwr.app import RecordDict
 from tqdm import tqdm
 
-from fedsynth.core import CGConfig, InnerSolverConfig, SynthesisConfig, fit_server_model, synthesize
+from fedsynth.core import CGConfig, InnerSolverConfig, LogisticModel, SynthesisConfig, fit_server_model, synthesize
 from fedsynth.data.types import ClientPartition, TabularData
 from fedsynth.methods.base import (
     Communicator,
@@ -139,6 +139,12 @@ class SingleShot(FederatedMethod):
         self.min_clients = int(min_clients)
         self.max_synthetic_rows = int(max_synthetic_rows)
 
+    @property
+    def model(self) -> LogisticModel:
+        """The logistic model of the synthesis config (λ_θ, ``fit_intercept``): the server's fit.
+        The clients evaluate θ with the model of the request they received (:meth:`evaluate`)."""
+        return self.config.model
+
     # ------------------------------------------------------------------ protocol messages
     def synthesis_request(self) -> SynthesisRequest:
         """Step 1 of the protocol: the synthesis configuration (and seed) every client receives."""
@@ -175,7 +181,7 @@ class SingleShot(FederatedMethod):
         ``server_rho`` when it is > 0)."""
         return fit_server_model(
             tables,
-            self.config.model,
+            self.model,
             rho=self.server_rho,
             fairness=self.config.fairness,
             fairness_temperature=self.config.fairness_temperature,
