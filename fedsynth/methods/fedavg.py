@@ -28,18 +28,8 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 from fedsynth.core import LogisticModel
 from fedsynth.data.types import ClientPartition, TabularData
 from fedsynth.methods._baselines import cast_fields, local_sgd, seed_for
-from fedsynth.methods.base import (
-    THETA,
-    ClientFailure,
-    Communicator,
-    FederatedMethod,
-    ServerResult,
-    arrays_of,
-    config_of,
-    make_content,
-    metrics_of,
-    usable_replies,
-)
+from fedsynth.methods.base import THETA, ClientFailure, Communicator, FederatedMethod, ServerResult, usable_replies
+from fedsynth.methods.base import arrays_of, config_of, make_content, metrics_of
 
 log = logging.getLogger(__name__)
 

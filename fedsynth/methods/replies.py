@@ -11,15 +11,8 @@ import torch
 from flwr.app import RecordDict
 
 from fedsynth.data.types import TabularData
-from fedsynth.methods.base import (
-    ClientFailure,
-    NotEnoughClients,
-    ReplySchema,
-    arrays_of,
-    config_of,
-    metrics_of,
-    usable_replies,
-)
+from fedsynth.methods.base import ClientFailure, NotEnoughClients, ReplySchema, usable_replies
+from fedsynth.methods.base import arrays_of, config_of, metrics_of
 
 ROW_ARRAYS = ("x", "s", "y")
 """The arrays of an uploaded row table: features x̂ (rows × d), ŝ ∈ {0, 1} and ŷ ∈ {−1, 1}."""

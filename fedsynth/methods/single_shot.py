@@ -23,14 +23,7 @@ from tqdm import tqdm
 
 from fedsynth.core import CGConfig, InnerSolverConfig, LogisticModel, SynthesisConfig, fit_server_model, synthesize
 from fedsynth.data.types import ClientPartition, TabularData
-from fedsynth.methods.base import (
-    Communicator,
-    FederatedMethod,
-    ServerResult,
-    config_of,
-    make_content,
-    received_theta,
-)
+from fedsynth.methods.base import Communicator, FederatedMethod, ServerResult, config_of, make_content, received_theta
 from fedsynth.methods.replies import ROW_ARRAYS, fit_without_culprits, rows_from_replies
 from fedsynth.metrics import evaluation_counts, privacy_report
 from fedsynth.metrics.privacy import PRIVACY_KEYS
