@@ -134,10 +134,10 @@ class RecordingTransport:
     def nodes(self) -> list[int]:
         return self.inner.nodes()
 
-    def exchange(self, action, contents, timeout):
-        replies = self.inner.exchange(action, contents, timeout)
+    def exchange(self, message_type, contents, timeout):
+        replies = self.inner.exchange(message_type, contents, timeout)
         for node, content in contents.items():
-            self.log.append((action, node, decode(encode(content)), replies[node]))
+            self.log.append((message_type, node, decode(encode(content)), replies[node]))
         return replies
 
 
@@ -170,10 +170,10 @@ def test_protocol_sends_only_synthetic_arrays_and_the_model() -> None:
     assert out.failures == [] and out.metrics == {}
 
     num_features = experiment["dataset"]["generator"]["num_features"]
-    assert [action for action, *_ in transport.log] == ["train"] * 3 + ["evaluate"] * 3
-    for action, node, sent, reply in transport.log:
+    assert [message_type for message_type, *_ in transport.log] == ["train"] * 3 + ["evaluate"] * 3
+    for message_type, node, sent, reply in transport.log:
         assert isinstance(reply, RecordDict), (node, reply)
-        if action == "train":
+        if message_type == "train":
             assert list(sent.keys()) == ["config"]
             train_config = sent.config_records["config"]
             assert list(reply.keys()) == ["arrays"]
