@@ -10,10 +10,11 @@ import os
 import time
 
 import numpy as np
+from flwr.app import Array, RecordDict
 
 from fedsynth.data.types import ClientPartition
 from fedsynth.federated.experiment import compose_experiment
-from fedsynth.methods.base import Communicator, Payload, ServerResult
+from fedsynth.methods.base import ARRAYS, Communicator, ServerResult, make_content
 from fedsynth.methods.single_shot import SingleShot
 
 
@@ -80,24 +81,24 @@ class FaultySingleShot(SingleShot):
     def run_server(self, comm: Communicator) -> ServerResult:
         """The optional warm-up round, then :meth:`SingleShot.run_server`."""
         if self.warmup_timeout_s > 0:
-            comm.send("query", {node: Payload() for node in comm.nodes()}, timeout=self.warmup_timeout_s)
+            comm.send("query", {node: make_content() for node in comm.nodes()}, timeout=self.warmup_timeout_s)
         return super().run_server(comm)
 
-    def handle_client(
-        self, action: str, payload: Payload, data: ClientPartition, state: dict[str, np.ndarray]
-    ) -> Payload:
-        """Misbehave on ``train`` if this client has a fault, else act as :class:`SingleShot`;
-        answer the warm-up ``query`` with an empty payload."""
-        if action == "query":
-            return Payload()
-        fault = self.faults.get(data.client_id) if action == "train" else None
+    def query(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
+        """Answer the warm-up ``query`` with an empty content."""
+        return make_content()
+
+    def train(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
+        """Misbehave if this client has a fault, else act as :class:`SingleShot`."""
+        fault = self.faults.get(data.client_id)
         if fault == "crash":
             raise RuntimeError(f"injected crash on client {data.client_id}")
         if fault == "exit":
             os._exit(3)
         if fault == "sleep":
             time.sleep(self.sleep_s)
-        reply = super().handle_client(action, payload, data, state)
+        reply = super().train(content, data, state)
         if fault == "garbage":
-            reply.arrays["x"] = np.full_like(reply.arrays["x"], np.nan)
+            rows = reply[ARRAYS]
+            rows["x"] = Array(np.full_like(rows["x"].numpy(), np.nan))
         return reply

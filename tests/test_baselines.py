@@ -19,13 +19,13 @@ from fedsynth.reporting.results import method_setting, results_record
 from fedsynth.data import DatasetSpec, partition_clients, load_dataset
 from fedsynth.federated import InProcessEngine, RunOutcome
 from fedsynth.federated.experiment import compose_experiment
-from fedsynth.federated.messages import payload_to_record, record_nbytes
-from fedsynth.methods import Payload, build_method
+from fedsynth.federated.messages import record_nbytes
+from fedsynth.methods import arrays_of, build_method, make_content, metrics_of
 from fedsynth.data.types import TabularData
 from fedsynth.core import InnerSolverConfig, LogisticMixture, LogisticModel
 from fedsynth.methods._baselines import local_sgd
 from fedsynth.federated.ledger import HARNESS_SECTION, StatisticsLedger
-from fedsynth.methods.fairfed import FairFed
+from fedsynth.methods.fairfed import FairFed, weighted_mean
 from fedsynth.metrics import evaluate_model, evaluation_counts, metrics_from_counts, sum_counts
 
 ROWS = 1200  # 3 clients of 400 rows: 320 train / 80 test each
@@ -112,11 +112,11 @@ def test_fedavg_end_to_end(fedavg_run) -> None:
 
 def test_fedavg_bytes_are_those_of_the_messages_sent(fedavg_run) -> None:
     _, outcome = fedavg_run
-    reply = record_nbytes(payload_to_record(Payload(arrays={"theta": np.zeros(WIDTH)}, metrics={"num-examples": 1.0})))
+    reply = record_nbytes(make_content(arrays={"theta": np.zeros(WIDTH)}, metrics={"num-examples": 1.0}))
     assert all(send["bytes_up"] == 3 * reply for send in protocol(outcome))
     first, second = protocol(outcome)[:2]
     assert second["bytes_down"] - first["bytes_down"] == 3 * record_nbytes(
-        payload_to_record(Payload(arrays={"theta": np.zeros(WIDTH)}))
+        make_content(arrays={"theta": np.zeros(WIDTH)})
     )  # round 1 sends no θ
 
 
@@ -153,8 +153,8 @@ def test_fairfed_beta_moves_the_weights() -> None:
     assert last["weight"] != pytest.approx(first["weight"])
 
 
-def _stats(n: float, correct: float, n_s1: float, n_s0: float, pos_s1: float, pos_s0: float) -> Payload:
-    return Payload(
+def _stats(n: float, correct: float, n_s1: float, n_s0: float, pos_s1: float, pos_s0: float) -> RecordDict:
+    return make_content(
         metrics={
             "num-examples": n,
             "correct": correct,
@@ -163,6 +163,25 @@ def _stats(n: float, correct: float, n_s1: float, n_s0: float, pos_s1: float, po
             "positive_s1": pos_s1,
             "positive_s0": pos_s0,
         }
+    )
+
+
+def test_fedavg_averages_the_replies_as_received_and_fairfed_in_the_same_arithmetic() -> None:
+    """FedAvg's average is Σ n_k θ_k / Σ n_k of the reply contents themselves; FairFed's plain
+    weighted mean gives the same θ to the bit for the same weights."""
+    generator = np.random.default_rng(0)
+    thetas = [generator.normal(size=WIDTH) for _ in range(3)]
+    sizes = [120.0, 45.0, 301.0]
+    replies = {
+        node: make_content(arrays={"theta": theta}, metrics={"num-examples": n})
+        for node, theta, n in zip((3, 1, 2), thetas, sizes)
+    }
+    average = build_method(experiment("fedavg")["method"]).average(1, replies)
+    assert average == pytest.approx(np.average(thetas, axis=0, weights=sizes), rel=1e-12)
+    in_node_order = [replies[node] for node in sorted(replies)]
+    assert np.array_equal(
+        weighted_mean([arrays_of(r)["theta"] for r in in_node_order], [metrics_of(r)["num-examples"] for r in in_node_order]),
+        average,
     )
 
 
@@ -208,9 +227,11 @@ def test_local_sgd_is_deterministic_and_approaches_the_optimum() -> None:
 def test_fedavg_rejects_a_bad_update() -> None:
     method = build_method(experiment("fedavg")["method"])
     with pytest.raises(ValueError, match="finite"):
-        method.validate_update(Payload(arrays={"theta": np.full(WIDTH, np.nan)}, metrics={"num-examples": 5.0}), WIDTH)
+        method.validate_update(make_content(arrays={"theta": np.full(WIDTH, np.nan)}, metrics={"num-examples": 5.0}), WIDTH)
+    with pytest.raises(ValueError, match="float64"):  # the server averages the replies as received
+        method.validate_update(make_content(arrays={"theta": np.zeros(WIDTH, np.float32)}, metrics={"num-examples": 5.0}), WIDTH)
     with pytest.raises(ValueError, match="expected array"):
-        method.validate_update(Payload(arrays={"theta": np.zeros(WIDTH)}, metrics={"num-examples": 5.0, "x": 1.0}), WIDTH)
+        method.validate_update(make_content(arrays={"theta": np.zeros(WIDTH)}, metrics={"num-examples": 5.0, "x": 1.0}), WIDTH)
 
 
 # ----------------------------------------------------------------------------- centralized
@@ -292,8 +313,8 @@ def test_statistics_ledger_records_everything_but_the_payload() -> None:
     ledger = StatisticsLedger(["theta"])
     ledger.record(
         [
-            payload_to_record(Payload(arrays={"theta": np.zeros(3), "counts": np.zeros(4)}, metrics={"n": 1.0})),
-            payload_to_record(Payload(config={"note": "x"})),  # invalid for the method, but it left the client
+            make_content(arrays={"theta": np.zeros(3), "counts": np.zeros(4)}, metrics={"n": 1.0}),
+            make_content(config={"note": "x"}),  # invalid for the method, but it left the client
             RecordDict({"extra": MetricRecord({"n": 2.0})}),  # a record beyond the schema is recorded too
         ]
     )

@@ -12,40 +12,45 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import RecordDict
+from flwr.app import MetricRecord, RecordDict
 
 from fedsynth.federated import InProcessEngine, RunOutcome
 from fedsynth.federated import processes
-from fedsynth.federated.experiment import RUN_CONFIG_DEFAULTS, experiment_from_run_config, run_config_for
+from fedsynth.federated.experiment import (
+    RUN_CONFIG_DEFAULTS,
+    compose_experiment,
+    experiment_from_run_config,
+    run_config_for,
+)
 from fedsynth.federated.inprocess import InProcessTransport
-from fedsynth.federated.messages import decode, encode, payload_from_record, payload_to_record, record_nbytes
+from fedsynth.federated.messages import decode, encode, record_nbytes
 from fedsynth.federated.server_logic import run_experiment
 from fedsynth.federated import client_logic
-from fedsynth.methods import ClientFailure, Payload, build_method
+from fedsynth.methods import ClientFailure, UnansweredMessage, arrays_of, build_method, config_of, make_content, metrics_of
 from fedsynth.methods.single_shot import SynthesisRequest
 from federated_support import SYNTHETIC_ROWS, TINY, faulty_experiment, tiny_experiment
 
 # ----------------------------------------------------------------------------- messages
 
 
-def test_payload_round_trip_through_flower_serde() -> None:
-    payload = Payload(
-        arrays={"x": np.arange(6.0).reshape(3, 2), "s": np.array([0.0, 1.0, 1.0]), "n": np.arange(3)},
-        config={"rho_o": 10.0, "k_max": 5, "labels": "copy", "flag": True},
-        metrics={"n": 3.0, "loss": 0.5},
-    )
-    record = payload_to_record(payload)
-    back = payload_from_record(decode(encode(record)))
-    assert back.config == payload.config and back.metrics == payload.metrics
-    assert set(back.arrays) == set(payload.arrays)
-    for name, array in payload.arrays.items():
-        assert back.arrays[name].dtype == array.dtype and np.array_equal(back.arrays[name], array)
+def test_content_round_trip_through_flower_serde() -> None:
+    arrays = {"x": np.arange(6.0).reshape(3, 2), "s": np.array([0.0, 1.0, 1.0]), "n": np.arange(3)}
+    config = {"rho_o": 10.0, "k_max": 5, "labels": "copy", "flag": True}
+    metrics = {"n": 3.0, "loss": 0.5}
+    record = make_content(arrays=arrays, config=config, metrics=metrics)
+    assert sorted(record) == ["arrays", "config", "metrics"]
+    back = decode(encode(record))
+    assert config_of(back) == config and metrics_of(back) == metrics
+    assert set(arrays_of(back)) == set(arrays)
+    for name, array in arrays.items():
+        assert arrays_of(back)[name].dtype == array.dtype and np.array_equal(arrays_of(back)[name], array)
     assert record_nbytes(record) == len(encode(record))
 
 
-def test_empty_payload_is_an_empty_message() -> None:
-    record = payload_to_record(Payload())
+def test_empty_content_is_an_empty_message() -> None:
+    record = make_content(arrays={}, config={}, metrics={})
     assert list(record.keys()) == [] and record_nbytes(record) == 0
+    assert arrays_of(record) == {} and config_of(record) == {} and metrics_of(record) == {}
 
 
 # ----------------------------------------------------------------------------- run config
@@ -129,10 +134,10 @@ class RecordingTransport:
     def nodes(self) -> list[int]:
         return self.inner.nodes()
 
-    def exchange(self, action, contents, timeout):
-        replies = self.inner.exchange(action, contents, timeout)
+    def exchange(self, message_type, contents, timeout):
+        replies = self.inner.exchange(message_type, contents, timeout)
         for node, content in contents.items():
-            self.log.append((action, node, decode(encode(content)), replies[node]))
+            self.log.append((message_type, node, decode(encode(content)), replies[node]))
         return replies
 
 
@@ -165,14 +170,14 @@ def test_protocol_sends_only_synthetic_arrays_and_the_model() -> None:
     assert out.failures == [] and out.metrics == {}
 
     num_features = experiment["dataset"]["generator"]["num_features"]
-    assert [action for action, *_ in transport.log] == ["train"] * 3 + ["evaluate"] * 3
-    for action, node, sent, reply in transport.log:
+    assert [message_type for message_type, *_ in transport.log] == ["train"] * 3 + ["evaluate"] * 3
+    for message_type, node, sent, reply in transport.log:
         assert isinstance(reply, RecordDict), (node, reply)
-        if action == "train":
+        if message_type == "train":
             assert list(sent.keys()) == ["config"]
             train_config = sent.config_records["config"]
             assert list(reply.keys()) == ["arrays"]
-            arrays = payload_from_record(reply).arrays
+            arrays = arrays_of(reply)
             assert sorted(arrays) == ["s", "x", "y"]
             # The row count is the server's N_s, not the client's dataset size.
             assert arrays["x"].shape == (SYNTHETIC_ROWS, num_features)
@@ -191,7 +196,7 @@ def test_synthesis_request_is_one_mapping_it_writes_and_parses_itself() -> None:
     request = method.synthesis_request()
     config = request.to_config()
     assert list(config) == ["request"]
-    back = SynthesisRequest.from_config(dict(payload_from_record(decode(encode(payload_to_record(Payload(config=config))))).config))
+    back = SynthesisRequest.from_config(config_of(decode(encode(make_content(config=config)))))
     assert back == request and back.config.inner.max_iter == 7 and back.config.synthetic_size is None
     broken = json.loads(config["request"])
     broken["config"]["k_max"] = "many"
@@ -210,17 +215,43 @@ def test_a_client_loads_its_data_once_per_run(monkeypatch) -> None:
     experiment = tiny_experiment("seed=4711")  # a seed no other test uses: nothing cached yet
     run_config = run_config_for(experiment)
     method = build_method(experiment["method"])
-    train = payload_to_record(Payload(config=method.synthesis_request().to_config()))
+    train = make_content(config=method.synthesis_request().to_config())
     node, other = {"partition-id": 1, "num-partitions": 3}, {"partition-id": 2, "num-partitions": 3}
     state = RecordDict()
     rows = client_logic.answer_message("train", train, run_config, node, state)
     theta = np.zeros(rows.array_records["arrays"]["x"].numpy().shape[1] + 2)  # a = (x, s), intercept
-    evaluate = payload_to_record(Payload(arrays={"theta": theta}, config=method.evaluation_config()))
+    evaluate = make_content(arrays={"theta": theta}, config=method.evaluation_config())
     first = client_logic.answer_message("evaluate", evaluate, run_config, node, state)
     again = client_logic.answer_message("evaluate", evaluate, run_config, node, state)
     client_logic.answer_message("evaluate", evaluate, run_config, other, RecordDict())
     assert loads == [node, other]
     assert dict(first.metric_records["metrics"]) == dict(again.metric_records["metrics"])
+
+
+def test_a_client_answers_only_the_message_types_its_method_defines(caplog) -> None:
+    """``answer_message`` calls the method's handler of the message type; a type the method has
+    no handler for, or one that is not a Flower message type, or a content with a record beyond
+    arrays / config / metrics, is one line on the client's log and a ``config`` category on the
+    wire."""
+    experiment = compose_experiment(["dataset=synthetic", "dataset.generator.num_rows=600", "method=local"])
+    run_config, node = run_config_for(experiment), {"partition-id": 0, "num-partitions": 3}
+    method = build_method(experiment["method"])
+    data = client_logic.load_client_data(experiment, node)
+    with pytest.raises(UnansweredMessage, match=r"^method 'local' does not answer 'train' messages$"):
+        method.train(make_content(), data, {})
+    evaluated = client_logic.answer_message("evaluate", make_content(arrays={"theta": np.zeros(0)}), run_config, node, RecordDict())
+    assert metrics_of(evaluated) == metrics_of(method.evaluate(make_content(), data, {}))
+    for message_type, content in [
+        ("train", make_content()),
+        ("run_server", make_content()),
+        ("evaluate", RecordDict({"harness": MetricRecord({"n": 1.0})})),
+    ]:
+        with pytest.raises(client_logic.ClientError, match=r"^config: "):
+            client_logic.answer_message(message_type, content, run_config, node, RecordDict())
+    logged = [record.getMessage() for record in caplog.records]
+    assert any("method 'local' does not answer 'train' messages" in line for line in logged)
+    assert any("message type 'run_server' is not one of" in line for line in logged)
+    assert any("unexpected record(s) ['harness']" in line for line in logged)
 
 
 def test_crash_timeout_and_invalid_payload_are_reported_by_node_and_reason() -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from fedsynth.federated import InProcessEngine, RunOutcome, SimulationEngine
 from fedsynth.federated.outcome import RunFailed
-from fedsynth.federated.messages import payload_to_record, record_nbytes
-from fedsynth.methods import Payload
+from fedsynth.federated.messages import record_nbytes
+from fedsynth.methods import make_content
 from federated_support import SYNTHETIC_ROWS, faulty_experiment, tiny_experiment
 
 pytestmark = pytest.mark.slow
@@ -96,14 +96,12 @@ def test_only_synthetic_arrays_leave_a_simulated_client(faulty_run: RunOutcome) 
     reply to the warm-up or to θ (its metrics stay local)."""
     num_features = faulty_experiment({})["dataset"]["generator"]["num_features"]
     expected = record_nbytes(
-        payload_to_record(
-            Payload(
-                arrays={
-                    "x": np.zeros((SYNTHETIC_ROWS, num_features)),
-                    "s": np.zeros(SYNTHETIC_ROWS),
-                    "y": np.zeros(SYNTHETIC_ROWS),
-                }
-            )
+        make_content(
+            arrays={
+                "x": np.zeros((SYNTHETIC_ROWS, num_features)),
+                "s": np.zeros(SYNTHETIC_ROWS),
+                "y": np.zeros(SYNTHETIC_ROWS),
+            }
         )
     )
     valid_node = int(next(iter(faulty_run.info["synthetic_rows"])))

@@ -31,22 +31,22 @@ class TamperingTransport(InProcessTransport):
     """The in-process federation, with the replies of some nodes to one message type rewritten
     as a malicious client would send them."""
 
-    def __init__(self, run_config, action: str, tamper: dict[int, Tamper]) -> None:
+    def __init__(self, run_config, message_type: str, tamper: dict[int, Tamper]) -> None:
         super().__init__(run_config)
-        self.action, self.tamper = action, tamper
+        self.message_type, self.tamper = message_type, tamper
 
-    def exchange(self, action, contents, timeout):
-        replies = super().exchange(action, contents, timeout)
-        if action == self.action:
+    def exchange(self, message_type, contents, timeout):
+        replies = super().exchange(message_type, contents, timeout)
+        if message_type == self.message_type:
             for node, change in self.tamper.items():
                 replies[node] = change(replies[node])
         return replies
 
 
-def run_tampered(action: str, tamper: dict[int, Tamper], *overrides: str) -> RunOutcome:
+def run_tampered(message_type: str, tamper: dict[int, Tamper], *overrides: str) -> RunOutcome:
     run_config = run_config_for(tiny_experiment(*overrides))
     return run_experiment(
-        experiment_from_run_config(run_config), TamperingTransport(run_config, action, tamper), engine="test"
+        experiment_from_run_config(run_config), TamperingTransport(run_config, message_type, tamper), engine="test"
     )
 
 
@@ -297,9 +297,9 @@ def test_by_default_a_clients_reply_does_not_depend_on_its_data() -> None:
         seen = []
         original = transport.exchange
 
-        def recording(action, contents, timeout, original=original, seen=seen):
-            replies = original(action, contents, timeout)
-            seen.extend(r for r in replies.values() if action == "train")
+        def recording(message_type, contents, timeout, original=original, seen=seen):
+            replies = original(message_type, contents, timeout)
+            seen.extend(r for r in replies.values() if message_type == "train")
             return replies
 
         transport.exchange = recording

@@ -1,6 +1,7 @@
 """The federation layer: the method plugins as a real federated system on Flower.
 
-* :mod:`~fedsynth.federated.messages`: payloads as Flower ``RecordDict`` messages, their sizes;
+* :mod:`~fedsynth.federated.messages`: the wire format of the methods' ``RecordDict`` contents
+  (serde, sizes, the server's record checks);
 * :mod:`~fedsynth.federated.experiment`: the experiment config and Flower's run config;
 * :mod:`~fedsynth.federated.client_logic` / :mod:`~fedsynth.federated.server_logic`: what
   clients and server do, shared by every engine;
@@ -9,7 +10,8 @@
   ``InProcessEngine`` and ``SimulationEngine``, each ``engine.run(config) -> RunOutcome``;
 * :mod:`~fedsynth.federated.processes`: starting and stopping Flower's processes.
 
-Flower is imported only inside this package. The names below are imported on first use, so
+Flower's runtime is used only inside this package (the methods use its record types and FedAvg
+its aggregation function, never a ``Message``, ``Context`` or ``Grid``). The names below are imported on first use, so
 that a process that only launches Flower (``engine=simulation``) never imports torch.
 """
 

@@ -1,7 +1,9 @@
-"""The Flower ClientApp: every message goes to :func:`~fedsynth.federated.client_logic.answer_message`.
+"""The Flower ClientApp: one function per message type, ``@app.train``, ``@app.evaluate`` and
+``@app.query``, each handing its message to :func:`~fedsynth.federated.client_logic.answer_message`,
+which calls the method's handler of the same name (``method.train(content, data, state)``, ...).
 
 The method that answers is chosen by the run config (``method._target_`` of the experiment), so
-this file names no method. Registered message types: ``train``, ``evaluate`` and ``query``.
+this file names no method.
 
 The client logic (torch, pandas: ≈ 2.5 s of imports) is imported with the first message, not
 with this module: Flower's simulation process loads the ClientApp only to validate it before it
@@ -23,14 +25,14 @@ CLIENT_ERROR_CODE = 1001
 """The Flower error code of a fedsynth client's error reply (its reason: category and fixed text)."""
 
 
-def _answer(message: Message, context: Context) -> Message:
-    """Reply to one message with the method's answer; a failure becomes an error reply that
-    carries its category only (the details go to this node's log)."""
+def _answer(message_type: str, message: Message, context: Context) -> Message:
+    """Reply to one message of ``message_type`` with the method's answer; a failure becomes an
+    error reply that carries its category only (the details go to this node's log)."""
     from fedsynth.federated.client_logic import ClientError, answer_message  # see the module docstring
 
     try:
         content = answer_message(
-            message.metadata.message_type,
+            message_type,
             message.content,
             context.run_config,
             context.node_config,
@@ -43,17 +45,17 @@ def _answer(message: Message, context: Context) -> Message:
 
 @app.train()
 def train(message: Message, context: Context) -> Message:
-    """Handle a ``train`` message."""
-    return _answer(message, context)
+    """Handle a ``train`` message: the method's ``train``."""
+    return _answer("train", message, context)
 
 
 @app.evaluate()
 def evaluate(message: Message, context: Context) -> Message:
-    """Handle an ``evaluate`` message (θ delivery)."""
-    return _answer(message, context)
+    """Handle an ``evaluate`` message (θ delivery): the method's ``evaluate``."""
+    return _answer("evaluate", message, context)
 
 
 @app.query()
 def query(message: Message, context: Context) -> Message:
-    """Handle a ``query`` message."""
-    return _answer(message, context)
+    """Handle a ``query`` message: the method's ``query``."""
+    return _answer("query", message, context)

@@ -1,8 +1,11 @@
 """The client side of every engine: load the node's own data and let the method answer a message.
 
-The Flower ClientApp and the in-process engine both call :func:`answer_message`; it works
-on Flower ``RecordDict`` objects (message content and the node's persistent state) and knows no
-specific method: the method is built from the experiment's ``method`` config.
+The Flower ClientApp's ``@app.train``, ``@app.evaluate`` and ``@app.query`` functions and the
+in-process engine's client workers all call :func:`answer_message` with the message type, the
+message content (a Flower ``RecordDict``) and the node's persistent state; it calls the method's
+handler of that name, ``method.<message type>(content, data, state)``, which replies with a
+``RecordDict`` of the same form (:mod:`fedsynth.methods.base`). It knows no specific method: the
+method is built from the experiment's ``method`` config.
 
 Where a node's data comes from (its ``node_config``):
 
@@ -31,11 +34,9 @@ from flwr.common.logger import log
 from fedsynth.data import DataError, DatasetSpec, load_csv, load_partition, split_train_test
 from fedsynth.data.types import ClientPartition
 from fedsynth.federated.experiment import experiment_from_run_config
-from fedsynth.federated.messages import HARNESS, payload_from_record, payload_to_record
-from fedsynth.methods import FederatedMethod, build_method
-
-EVALUATE = "evaluate"
-"""The message type that delivers θ (``arrays["theta"]``) to the clients; they evaluate it."""
+from fedsynth.federated.messages import HARNESS, check_records
+from fedsynth.methods import MESSAGE_TYPES, FederatedMethod, build_method, metrics_of
+from fedsynth.methods.base import CONTENT_RECORDS, EVALUATE
 
 NODE_DATA_KEYS = ("partition-id", "num-partitions", "data-file")
 """The ``node_config`` keys that decide a node's data."""
@@ -76,26 +77,31 @@ def error_category(error: BaseException) -> str:
 
 
 def answer_message(
-    action: str,
+    message_type: str,
     content: RecordDict,
     run_config: Mapping[str, Any],
     node_config: Mapping[str, Any],
     state: RecordDict,
 ) -> RecordDict:
-    """Answer one message on a client for the experiment of Flower's ``run_config`` and return
-    the reply content.
+    """Answer one message of ``message_type`` (one of :data:`~fedsynth.methods.base.MESSAGE_TYPES`)
+    on a client for the experiment of Flower's ``run_config`` and return the reply content: the
+    method's handler of that name answers ``content`` (which may hold only the records of
+    :data:`~fedsynth.methods.base.CONTENT_RECORDS`).
 
     The method (built from the experiment's ``method`` config) and the node's data
     (:func:`load_client_data`) are made once per process and reused by every later message of
     the run. ``state`` is the node's ``Context.state`` for the run: the method's state dict lives
     in it between messages, with the seconds the method spent per message type. The reply is the
-    method's payload, except for :data:`EVALUATE`: when ``federation.report_metrics`` is on, the
-    harness adds a ``"harness"`` record (compute seconds per message type) so the server can
-    report per client; when it is off, the client keeps its metrics (it logs them) and replies
-    with an empty message. Any failure is logged in full on this node and raised as a
+    handler's, except for ``evaluate``: when ``federation.report_metrics`` is on, the harness
+    adds a ``"harness"`` record (compute seconds per message type) to it so the server can report
+    per client; when it is off, the client keeps its metrics (it logs them) and replies with an
+    empty message. Any failure is logged in full on this node and raised as a
     :class:`ClientError` that carries only its category.
     """
     try:
+        if message_type not in MESSAGE_TYPES:
+            raise ValueError(f"message type {message_type!r} is not one of {MESSAGE_TYPES}")
+        check_records(content, CONTENT_RECORDS)
         experiment = experiment_from_run_config(run_config)
         method = _method(json.dumps(experiment["method"], sort_keys=True))
         data = _client_data(json.dumps(_data_key(experiment, node_config), sort_keys=True))
@@ -105,24 +111,25 @@ def answer_message(
             else {}
         )
         start = time.perf_counter()
-        reply = method.handle_client(action, payload_from_record(content), data, method_state)
+        reply = getattr(method, message_type)(content, data, method_state)
         elapsed = time.perf_counter() - start
+        if not isinstance(reply, RecordDict):
+            raise TypeError(f"method {method.name!r} answered {message_type!r} with a {type(reply).__name__}, not a RecordDict")
     except Exception as error:  # every failure: the server gets its category only
-        log(ERROR, "client failed on %r: %s", action, "".join(traceback.format_exception(error)).rstrip())
+        log(ERROR, "client failed on %r: %s", message_type, "".join(traceback.format_exception(error)).rstrip())
         raise ClientError(error_category(error)) from None
 
     state[STATE_METHOD] = ArrayRecord({name: Array(value) for name, value in method_state.items()})
     compute = state.metric_records[STATE_COMPUTE] if STATE_COMPUTE in state else MetricRecord()
-    compute[action] = float(compute.get(action, 0.0)) + elapsed
+    compute[message_type] = float(compute.get(message_type, 0.0)) + elapsed
     state[STATE_COMPUTE] = compute
 
-    record = payload_to_record(reply)
-    if action != EVALUATE:
-        return record
+    if message_type != EVALUATE:
+        return reply
     if experiment["federation"]["report_metrics"]:
-        record[HARNESS] = MetricRecord({f"compute_s.{key}": value for key, value in compute.items()})
-        return record
-    log(INFO, "client %d: evaluation of θ on its test data: %s", data.client_id, reply.metrics)
+        reply[HARNESS] = MetricRecord({f"compute_s.{key}": value for key, value in compute.items()})
+        return reply
+    log(INFO, "client %d: evaluation of θ on its test data: %s", data.client_id, metrics_of(reply))
     return RecordDict()
 
 

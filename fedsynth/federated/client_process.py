@@ -36,7 +36,7 @@ class ClientRequest:
 
     run_config: dict[str, str]
     node_config: dict[str, Any]
-    action: str
+    message_type: str
     content: bytes
     state: bytes
     environment: dict[str, str]
@@ -434,7 +434,7 @@ def serve(fd: int) -> None:
             try:
                 state = decode(request.state)
                 reply = answer_message(
-                    request.action, decode(request.content), request.run_config, request.node_config, state
+                    request.message_type, decode(request.content), request.run_config, request.node_config, state
                 )
                 answer = ClientAnswer(reply=encode(reply), state=encode(state), cpu_seconds=_cpu_since_last_answer())
             except Exception as error:  # its category only (answer_message logged the details)

@@ -86,13 +86,13 @@ class InProcessTransport:
         return sorted(self._node_configs)
 
     def exchange(
-        self, action: str, contents: Mapping[int, RecordDict], timeout: float
+        self, message_type: str, contents: Mapping[int, RecordDict], timeout: float
     ) -> dict[int, RecordDict | ClientFailure]:
         """Deliver serialized contents to the nodes and wait at most ``timeout`` s for them all."""
         environment = {key: value for key, value in os.environ.items() if key.startswith(ENV_PREFIX)}
         requests = {
             node: ClientRequest(
-                self._run_config, self._node_configs[node], action, encode(content), self._states[node], environment
+                self._run_config, self._node_configs[node], message_type, encode(content), self._states[node], environment
             )
             for node, content in contents.items()
         }

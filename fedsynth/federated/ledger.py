@@ -13,7 +13,7 @@ from typing import Iterable, Mapping
 
 from flwr.app import ArrayRecord, RecordDict
 
-from fedsynth.federated.messages import ARRAYS
+from fedsynth.methods.base import ARRAYS
 
 PROTOCOL = "protocol"
 """Ledger section of the method's own messages."""

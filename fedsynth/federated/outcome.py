@@ -42,7 +42,7 @@ class RunOutcome:
             spent in the method, as it reported them).
         failures: ``{"node", "reason"}`` for every client that crashed, timed out or sent an
             invalid payload, sorted by node.
-        sends: every exchange in order: ``action``, ``nodes``, ``replies``, ``seconds``,
+        sends: every exchange in order: ``action`` (its Flower message type), ``nodes``, ``replies``, ``seconds``,
             ``bytes_down``, ``bytes_up``. The last one delivers θ (and collects the metrics).
         round_trips: exchanges the method's protocol made before θ was delivered.
         bytes_down: total bytes of message content sent to clients.

@@ -84,7 +84,7 @@ class GridTransport:
         return sorted(self._grid.get_node_ids())
 
     def exchange(
-        self, action: str, contents: Mapping[int, RecordDict], timeout: float
+        self, message_type: str, contents: Mapping[int, RecordDict], timeout: float
     ) -> dict[int, RecordDict | ClientFailure]:
         """Send one message per node and collect the replies that arrive within ``timeout``.
 
@@ -96,7 +96,7 @@ class GridTransport:
 
         self._exchanges += 1
         messages = [
-            Message(content, dst_node_id=node, message_type=action, group_id=str(self._exchanges))
+            Message(content, dst_node_id=node, message_type=message_type, group_id=str(self._exchanges))
             for node, content in contents.items()
         ]
         replies: dict[int, RecordDict | ClientFailure] = {}

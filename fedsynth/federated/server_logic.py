@@ -16,17 +16,14 @@ from typing import Any, Mapping, Protocol
 import numpy as np
 from flwr.app import RecordDict
 
-from fedsynth.federated.client_logic import EVALUATE
 from fedsynth.federated.ledger import HARNESS_SECTION, PROTOCOL, StatisticsLedger, records_of
-from fedsynth.federated.messages import payload_from_record, payload_to_record, record_nbytes
+from fedsynth.federated.messages import check_records, record_nbytes
 from fedsynth.federated.outcome import RunOutcome
 from fedsynth.federated.validation import check_evaluation_reply, reply_schema
 from fedsynth.io import jsonable
-from fedsynth.methods import ClientFailure, NotEnoughClients, Payload, ReplySchema, build_method
+from fedsynth.methods import MESSAGE_TYPES, ClientFailure, NotEnoughClients, ReplySchema, build_method, make_content
+from fedsynth.methods.base import CONTENT_RECORDS, EVALUATE, THETA
 from fedsynth.metrics import metrics_from_counts, sum_counts
-
-MESSAGE_TYPES = ("train", "evaluate", "query")
-"""Message types a method may send: the three categories the Flower ClientApp registers."""
 
 
 class Transport(Protocol):
@@ -36,9 +33,9 @@ class Transport(Protocol):
         """Ids of the connected client nodes, sorted."""
 
     def exchange(
-        self, action: str, contents: Mapping[int, RecordDict], timeout: float
+        self, message_type: str, contents: Mapping[int, RecordDict], timeout: float
     ) -> dict[int, RecordDict | ClientFailure]:
-        """Send ``contents[node]`` to each node as a message of type ``action``; return every
+        """Send ``contents[node]`` to each node as a message of type ``message_type``; return every
         node's reply content or a :class:`ClientFailure` (``"crashed: ..."``,
         ``"no reply within ... s"``), waiting at most ``timeout`` seconds in all."""
 
@@ -46,10 +43,11 @@ class Transport(Protocol):
 class MeasuredCommunicator:
     """The method's :class:`~fedsynth.methods.base.Communicator` over a :class:`Transport`.
 
-    Converts payloads to and from ``RecordDict`` (a reply with any record beyond the payload's is
-    an invalid payload), applies the default timeout (``federation.timeout_s``), prefixes failure
-    reasons with the message type, records the bytes of every message per node and per message
-    type, every exchange, and every reply content in the :class:`StatisticsLedger`.
+    Passes the method's ``RecordDict`` contents on as they are and checks the replies' records (a
+    reply with any record beyond :data:`~fedsynth.methods.base.CONTENT_RECORDS` is an invalid
+    payload), applies the default timeout (``federation.timeout_s``), prefixes failure reasons
+    with the message type, records the bytes of every message per node and per message type,
+    every exchange, and every reply content in the :class:`StatisticsLedger`.
     """
 
     def __init__(
@@ -69,7 +67,7 @@ class MeasuredCommunicator:
 
     def exchange(
         self,
-        action: str,
+        message_type: str,
         contents: Mapping[int, RecordDict],
         timeout: float | None = None,
         section: str = PROTOCOL,
@@ -77,24 +75,24 @@ class MeasuredCommunicator:
         """One measured exchange of raw contents (the harness uses it directly, with ``section``
         :data:`~fedsynth.federated.ledger.HARNESS_SECTION`). Replies from nodes that were not
         addressed are dropped."""
-        if action not in MESSAGE_TYPES:
-            raise ValueError(f"message type {action!r} is not one of {MESSAGE_TYPES}")
+        if message_type not in MESSAGE_TYPES:
+            raise ValueError(f"message type {message_type!r} is not one of {MESSAGE_TYPES}")
         down = {node: record_nbytes(content) for node, content in contents.items()}
         start = time.perf_counter()
         replies = self._transport.exchange(
-            action, contents, self._default_timeout if timeout is None else timeout
+            message_type, contents, self._default_timeout if timeout is None else timeout
         )
         replies = {node: reply for node, reply in replies.items() if node in contents}
         seconds = time.perf_counter() - start
         self.ledger.record(records_of(replies), section)
         up = {node: record_nbytes(reply) for node, reply in replies.items() if isinstance(reply, RecordDict)}
         for node, size in down.items():
-            self.bytes_down[node][action] += size
+            self.bytes_down[node][message_type] += size
         for node, size in up.items():
-            self.bytes_up[node][action] += size
+            self.bytes_up[node][message_type] += size
         self.sends.append(
             {
-                "action": action,
+                "action": message_type,  # the results.json key
                 "nodes": len(contents),
                 "replies": len(up),
                 "seconds": seconds,
@@ -103,30 +101,31 @@ class MeasuredCommunicator:
             }
         )
         return {
-            node: ClientFailure(node, f"{action}: {reply.reason}")
+            node: ClientFailure(node, f"{message_type}: {reply.reason}")
             if isinstance(reply, ClientFailure)
             else reply
             for node, reply in sorted(replies.items())
         }
 
     def send(
-        self, action: str, payloads: Mapping[int, Payload], timeout: float | None = None
-    ) -> dict[int, Payload | ClientFailure]:
-        """Send one payload per node and return every node's reply payload or failure."""
-        replies = self.exchange(
-            action, {node: payload_to_record(payload) for node, payload in payloads.items()}, timeout
-        )
-        return {node: _payload_or_failure(node, reply) for node, reply in replies.items()}
+        self, message_type: str, contents: Mapping[int, RecordDict], timeout: float | None = None
+    ) -> dict[int, RecordDict | ClientFailure]:
+        """The method's exchange: :meth:`exchange` in the protocol's ledger section; a reply that
+        holds records beyond :data:`~fedsynth.methods.base.CONTENT_RECORDS` (or one of the wrong
+        type) becomes an ``invalid payload`` failure."""
+        replies = self.exchange(message_type, contents, timeout)
+        return {node: _content_or_failure(node, reply) for node, reply in replies.items()}
 
 
-def _payload_or_failure(node: int, reply: RecordDict | ClientFailure) -> Payload | ClientFailure:
-    """A reply's payload, or a failure if it is one or holds records beyond a payload's."""
+def _content_or_failure(node: int, reply: RecordDict | ClientFailure) -> RecordDict | ClientFailure:
+    """A reply as it came, or a failure if it is one or holds records beyond a content's."""
     if isinstance(reply, ClientFailure):
         return reply
     try:
-        return payload_from_record(reply)
+        check_records(reply, CONTENT_RECORDS)
     except ValueError as err:
         return ClientFailure(node, f"invalid payload: {err}")
+    return reply
 
 
 def run_experiment(experiment: Mapping[str, Any], transport: Transport, engine: str) -> RunOutcome:
@@ -158,7 +157,7 @@ def run_experiment(experiment: Mapping[str, Any], transport: Transport, engine: 
     nodes = comm.nodes()
     replies = comm.exchange(
         EVALUATE,
-        {node: payload_to_record(Payload(arrays={"theta": theta}, config=method.evaluation_config())) for node in nodes},
+        {node: make_content(arrays={THETA: theta}, config=method.evaluation_config()) for node in nodes},
         section=HARNESS_SECTION,
     )
     server_s = time.perf_counter() - start
@@ -190,8 +189,8 @@ def run_experiment(experiment: Mapping[str, Any], transport: Transport, engine: 
     # Clients work in parallel and report seconds per message type: the slowest client of each
     # type, plus the server's own work between exchanges, is the run's critical path.
     compute_s = server_s - sum(send["seconds"] for send in comm.sends) + sum(
-        max((c["compute_s"].get(action, 0.0) for c in clients), default=0.0)
-        for action in {send["action"] for send in comm.sends}
+        max((c["compute_s"].get(message_type, 0.0) for c in clients), default=0.0)
+        for message_type in {send["action"] for send in comm.sends}
     )
     return RunOutcome(
         engine=engine,

@@ -14,8 +14,8 @@ from typing import Any, Mapping
 from flwr.app import RecordDict
 
 from fedsynth.data import DatasetSpec, encoded_feature_names
-from fedsynth.federated.messages import HARNESS, METRICS, check_records
-from fedsynth.methods.base import ReplySchema
+from fedsynth.federated.messages import HARNESS, check_records
+from fedsynth.methods.base import MESSAGE_TYPES, METRICS, ReplySchema
 from fedsynth.metrics.fairness import COUNT_KEYS
 
 DATA_COUNTS = ("n", "n_s1", "n_s0", "n_y1_s1", "n_y1_s0", "sum_s")
@@ -27,7 +27,6 @@ DECISION_SUMS = ("sum_decision", "sum_s_decision")
 COMPUTE_PREFIX = "compute_s."
 TOLERANCE = 1e-9
 """Relative slack of the count checks: a randomized model's expected counts are weighted sums."""
-HARNESS_MESSAGE_TYPES = ("train", "evaluate", "query")
 
 
 def reply_schema(experiment: Mapping[str, Any]) -> ReplySchema:
@@ -68,7 +67,7 @@ def check_evaluation_reply(
             f"missing {missing}, unexpected {unexpected}"
         )
     harness = dict(reply.metric_records[HARNESS])
-    allowed = {f"{COMPUTE_PREFIX}{action}" for action in HARNESS_MESSAGE_TYPES}
+    allowed = {f"{COMPUTE_PREFIX}{message_type}" for message_type in MESSAGE_TYPES}
     if not set(harness) <= allowed:
         raise ValueError(f"harness record may hold only {sorted(allowed)}, got {sorted(harness)}")
     for name, value in {**metrics, **harness}.items():

@@ -6,27 +6,37 @@ import importlib
 from typing import Any, Mapping
 
 from fedsynth.methods.base import (
+    MESSAGE_TYPES,
     ClientFailure,
     Communicator,
     FederatedMethod,
     NotEnoughClients,
-    Payload,
     ReplySchema,
     ServerResult,
+    UnansweredMessage,
+    arrays_of,
+    config_of,
     failure_summary,
+    make_content,
+    metrics_of,
     usable_replies,
 )
 
 __all__ = [
+    "MESSAGE_TYPES",
     "ClientFailure",
     "Communicator",
     "FederatedMethod",
     "NotEnoughClients",
-    "Payload",
     "ReplySchema",
     "ServerResult",
+    "UnansweredMessage",
+    "arrays_of",
     "build_method",
+    "config_of",
     "failure_summary",
+    "make_content",
+    "metrics_of",
     "usable_replies",
 ]
 

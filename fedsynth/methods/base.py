@@ -1,9 +1,19 @@
 """The contract between a federated method and the engines that run it.
 
 A method is one class with a server side and a client side. The server side drives the protocol
-through a :class:`Communicator` (an engine: in-process, Flower simulation or Flower deployment);
-the client side answers one message at a time. Messages carry a :class:`Payload` (named arrays,
-config values, metrics), which engines serialize as Flower ``RecordDict`` objects.
+through a :class:`Communicator` (an engine: in-process, Flower simulation or Flower deployment).
+The client side is one handler per Flower message type, ``train``, ``evaluate`` and ``query``
+(:data:`MESSAGE_TYPES`), each ``handler(content, data, state) -> RecordDict``: the Flower
+ClientApp's ``@app.<type>`` function hands the message to
+:func:`fedsynth.federated.client_logic.answer_message`, which calls ``method.<type>``. A method
+defines the handlers it answers; the others reply with an error naming the method and the type.
+
+Message contents are Flower ``RecordDict`` objects end to end, from the method that writes one to
+the method that reads it: an ``ArrayRecord`` named ``"arrays"`` (named numpy arrays), a
+``ConfigRecord`` named ``"config"`` and a ``MetricRecord`` named ``"metrics"``, each present only
+when not empty (:func:`make_content`; read them with :func:`arrays_of`, :func:`config_of`,
+:func:`metrics_of`). These are plain data containers; a method never sees Flower's runtime
+objects (``Message``, ``Context``, ``Grid``), so engines and tests drive it without Flower.
 
 Adding a method is a new module with a :class:`FederatedMethod` subclass and a config file in
 ``conf/method/`` whose ``_target_`` names it; the engines and the Flower apps need no edit.
@@ -16,19 +26,64 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Union
 
 import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
+from fedsynth.core import LogisticMixture, LogisticModel
 from fedsynth.data.types import ClientPartition
+from fedsynth.metrics import evaluation_counts
 
 ConfigValue = Union[int, float, str, bool]
 
+MESSAGE_TYPES = ("train", "evaluate", "query")
+"""The Flower message types a method may send and answer: those the ClientApp registers."""
+EVALUATE = "evaluate"
+"""The message type of the harness's θ delivery (array :data:`THETA`); clients evaluate θ."""
+THETA = "theta"
+"""The array name of a model θ in a message (the harness's ``evaluate``, FedAvg's rounds)."""
 
-@dataclass
-class Payload:
-    """The content of one message: named arrays, configuration values and metrics."""
+ARRAYS = "arrays"
+CONFIG = "config"
+METRICS = "metrics"
+CONTENT_RECORDS = (ARRAYS, CONFIG, METRICS)
+"""The records a method's message content may hold, by name."""
 
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    config: dict[str, ConfigValue] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
+
+def make_content(
+    arrays: Mapping[str, np.ndarray] | None = None,
+    config: Mapping[str, ConfigValue] | None = None,
+    metrics: Mapping[str, float] | None = None,
+) -> RecordDict:
+    """A message content: ``arrays`` as the ``"arrays"`` ArrayRecord, ``config`` as the
+    ``"config"`` ConfigRecord, ``metrics`` as the ``"metrics"`` MetricRecord; empty parts are
+    left out, so ``make_content()`` is an empty message."""
+    content = RecordDict()
+    if arrays:
+        content[ARRAYS] = ArrayRecord({name: Array(np.ascontiguousarray(value)) for name, value in arrays.items()})
+    if config:
+        content[CONFIG] = ConfigRecord(dict(config))
+    if metrics:
+        content[METRICS] = MetricRecord(dict(metrics))
+    return content
+
+
+def arrays_of(content: RecordDict) -> dict[str, np.ndarray]:
+    """The named arrays of a content's ``"arrays"`` record (none when it has no such record)."""
+    return {name: array.numpy() for name, array in content.array_records[ARRAYS].items()} if ARRAYS in content else {}
+
+
+def config_of(content: RecordDict) -> dict[str, Any]:
+    """The values of a content's ``"config"`` record (none when it has no such record)."""
+    return dict(content.config_records[CONFIG]) if CONFIG in content else {}
+
+
+def metrics_of(content: RecordDict) -> dict[str, Any]:
+    """The values of a content's ``"metrics"`` record (none when it has no such record)."""
+    return dict(content.metric_records[METRICS]) if METRICS in content else {}
+
+
+def received_theta(content: RecordDict) -> np.ndarray:
+    """The model θ a message delivers (array :data:`THETA`), as float64."""
+    return np.asarray(arrays_of(content)[THETA], dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -37,6 +92,13 @@ class ClientFailure:
 
     node: int
     reason: str
+
+
+class UnansweredMessage(ValueError):
+    """A message of a type the method has no handler for; one line naming both."""
+
+    def __init__(self, method: str, message_type: str) -> None:
+        super().__init__(f"method {method!r} does not answer {message_type!r} messages")
 
 
 class NotEnoughClients(RuntimeError):
@@ -63,10 +125,11 @@ class Communicator(Protocol):
         """Identifiers of the connected client nodes, sorted."""
 
     def send(
-        self, action: str, payloads: Mapping[int, Payload], timeout: float | None = None
-    ) -> dict[int, Payload | ClientFailure]:
-        """Send one message per node (``action`` is the Flower message type, e.g. ``"train"``)
-        and return every node's reply, or the reason it has none."""
+        self, message_type: str, contents: Mapping[int, RecordDict], timeout: float | None = None
+    ) -> dict[int, RecordDict | ClientFailure]:
+        """Send ``contents[node]`` to each node as a message of ``message_type`` (one of
+        :data:`MESSAGE_TYPES`) and return every node's reply content, or the reason it has none
+        (a reply holding records other than :data:`CONTENT_RECORDS` is an invalid payload)."""
 
 
 @dataclass
@@ -79,7 +142,12 @@ class ServerResult:
 
 
 class FederatedMethod(abc.ABC):
-    """A federated learning method: the server's protocol and the client's message handler."""
+    """A federated learning method: the server's protocol and one client handler per message type.
+
+    Every handler takes the message ``content`` (a ``RecordDict``), ``data``, the client's private
+    partition, and ``state``, a dict of arrays that persists across this client's messages within
+    one run, and returns the reply content (a ``RecordDict``, see :func:`make_content`).
+    """
 
     name: str = "method"
     payload_arrays: tuple[str, ...] = ()
@@ -87,17 +155,34 @@ class FederatedMethod(abc.ABC):
     entry of a client's reply is a *client statistic* in the server's ledger."""
     evaluation_metrics: tuple[str, ...] = ()
     """Metric keys the client's ``evaluate`` reply may carry besides the test counts."""
+    model: LogisticModel
+    """The logistic model the clients evaluate θ with (by default; see :meth:`evaluated_model`)."""
 
     @abc.abstractmethod
     def run_server(self, comm: Communicator) -> ServerResult:
         """Carry out the method's protocol from the server and return the global model."""
 
-    @abc.abstractmethod
-    def handle_client(
-        self, action: str, payload: Payload, data: ClientPartition, state: dict[str, np.ndarray]
-    ) -> Payload:
-        """Answer one message on a client. ``data`` is the client's private partition; ``state``
-        persists across this client's messages within one run (arrays only)."""
+    def train(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
+        """Answer a ``train`` message (a method that sends them defines it)."""
+        raise UnansweredMessage(self.name, "train")
+
+    def query(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
+        """Answer a ``query`` message (a method that sends them defines it)."""
+        raise UnansweredMessage(self.name, "query")
+
+    def evaluate(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
+        """Answer the harness's ``evaluate`` message (θ in array :data:`THETA`, with
+        :meth:`evaluation_config`): the test counts (:func:`~fedsynth.metrics.evaluation_counts`)
+        of :meth:`evaluated_model` on the client's test data, in the ``"metrics"`` record."""
+        model, theta = self.evaluated_model(content, data, state)
+        return make_content(metrics=evaluation_counts(model, theta, data.test))
+
+    def evaluated_model(
+        self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]
+    ) -> tuple[LogisticModel, np.ndarray | LogisticMixture]:
+        """The model :meth:`evaluate` measures: :attr:`model` with the received θ (a method whose
+        θ is laid out otherwise, or that evaluates a model of its own, overrides this)."""
+        return self.model, received_theta(content)
 
     def evaluation_config(self) -> dict[str, Any]:
         """The config the harness sends with θ in its ``evaluate`` message (none by default; a
@@ -106,16 +191,16 @@ class FederatedMethod(abc.ABC):
 
 
 def usable_replies(
-    replies: Mapping[int, Payload | ClientFailure],
+    replies: Mapping[int, RecordDict | ClientFailure],
     validate: Any,
     min_clients: int,
-) -> tuple[dict[int, Payload], list[ClientFailure]]:
-    """Split replies into valid payloads and failures; fail when fewer than ``min_clients`` are valid.
+) -> tuple[dict[int, RecordDict], list[ClientFailure]]:
+    """Split replies into valid contents and failures; fail when fewer than ``min_clients`` are valid.
 
-    ``validate(payload)`` raises ``ValueError`` with a reason for an invalid payload. Failures are
+    ``validate(content)`` raises ``ValueError`` with a reason for an invalid payload. Failures are
     returned by node and reason so the caller can report them.
     """
-    valid: dict[int, Payload] = {}
+    valid: dict[int, RecordDict] = {}
     failures: list[ClientFailure] = []
     for node in sorted(replies):
         reply = replies[node]

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from flwr.app import RecordDict
 
 from fedsynth.data.types import ClientPartition, TabularData
 from fedsynth.core import LogisticMixture, LogisticModel
 from fedsynth.methods._baselines import ExactFitMethod
 from fedsynth.methods.replies import ROW_ARRAYS, rows_from_replies
-from fedsynth.methods.base import Communicator, Payload, ServerResult
-from fedsynth.metrics import evaluation_counts
+from fedsynth.methods.base import Communicator, ServerResult, make_content, received_theta
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class Centralized(ExactFitMethod):
 
     def run_server(self, comm: Communicator) -> ServerResult:
         """Collect every client's training rows, fit the variant on their union."""
-        replies = comm.send("train", {node: Payload() for node in comm.nodes()})
+        replies = comm.send("train", {node: make_content() for node in comm.nodes()})
         tables, failures = rows_from_replies(replies, comm.schema, min_clients=self.min_clients, rows=(1, self.max_rows))
         for failure in failures:
             log.warning("client node %s left out: %s", failure.node, failure.reason)
@@ -115,16 +115,16 @@ class Centralized(ExactFitMethod):
             theta = self.fit(pooled)
         return ServerResult(theta=theta, failures=failures, info=info)
 
-    def handle_client(
-        self, action: str, payload: Payload, data: ClientPartition, state: dict[str, np.ndarray]
-    ) -> Payload:
-        """``train``: upload the training rows. ``evaluate``: test counts of the received model
-        (expected counts of the mixture for ``exponentiated_gradient``)."""
-        if action == "train":
-            return Payload(arrays={k: getattr(data.train, k).numpy() for k in ROW_ARRAYS})
-        if action == "evaluate":
-            theta = np.asarray(payload.arrays["theta"], dtype=np.float64)
-            if self.variant == "exponentiated_gradient":
-                theta = LogisticMixture.unpack(theta, self.model.num_weights(data.test.num_features))
-            return Payload(metrics=evaluation_counts(self.model, theta, data.test))
-        raise ValueError(f"centralized clients answer 'train' and 'evaluate', not {action!r}")
+    def train(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
+        """Upload the training rows."""
+        return make_content(arrays={k: getattr(data.train, k).numpy() for k in ROW_ARRAYS})
+
+    def evaluated_model(
+        self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]
+    ) -> tuple[LogisticModel, np.ndarray | LogisticMixture]:
+        """The received model: θ, or for ``exponentiated_gradient`` the mixture it packs (whose
+        counts are expected counts)."""
+        theta = received_theta(content)
+        if self.variant == "exponentiated_gradient":
+            return self.model, LogisticMixture.unpack(theta, self.model.num_weights(data.test.num_features))
+        return self.model, theta

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 import numpy as np
+from flwr.app import RecordDict
 
 from fedsynth.data import DatasetSpec, hold_out, load_partition
 from fedsynth.data.types import ClientPartition, TabularData
-from fedsynth.methods.base import Communicator, Payload, ServerResult
-from fedsynth.methods.fedavg import MODEL, FedAvg, aggregate
+from fedsynth.methods.base import Communicator, ServerResult, received_theta
+from fedsynth.methods.fedavg import FedAvg
 from fedsynth.metrics import evaluation_counts, metrics_from_counts
 
 FAIRNESS_METRICS = ("spd", "eod")
@@ -112,16 +113,14 @@ class FairFate(FedAvg):
         metrics = metrics_from_counts(evaluation_counts(self.model, theta, self._validation))
         return 1.0 - abs(metrics[self.fairness_metric])
 
-    def global_update(
-        self, server_round: int, theta: np.ndarray | None, updates: Mapping[int, Payload], weights: Mapping[int, float]
-    ) -> np.ndarray:
+    def global_update(self, server_round: int, theta: np.ndarray | None, updates: Mapping[int, RecordDict]) -> np.ndarray:
         """θ^{t+1} = (1 − λ_t) θ_avg + λ_t (θ^t + m̂), θ_avg FedAvg's aggregate (module docstring)."""
-        average = aggregate(updates, weights)
+        average = self.average(server_round, updates)
         if self.lambda0 == 0:
             return average
         start = np.zeros_like(average) if theta is None else theta
         nodes = sorted(updates)
-        local = {node: np.asarray(updates[node].arrays[MODEL], dtype=np.float64) for node in nodes}
+        local = {node: received_theta(updates[node]) for node in nodes}
         raw = [self.fairness(start)] + [self.fairness(local[node]) for node in nodes]
         low, high = min(raw), max(raw)
         scaled = [0.0 if high == low else (value - low) / (high - low) for value in raw]
@@ -163,11 +162,9 @@ class FairFate(FedAvg):
         }
 
     # ------------------------------------------------------------------ client
-    def handle_client(
-        self, action: str, payload: Payload, data: ClientPartition, state: dict[str, np.ndarray]
-    ) -> Payload:
+    def train(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
         """FedAvg's client on the training rows the server did not take for validation."""
         if self.lambda0 > 0:
             kept, _ = hold_out(data.train, self.validation_fraction, seed=self.seed, client_id=data.client_id)
             data = ClientPartition(data.client_id, kept, data.test)
-        return super().handle_client(action, payload, data, state)
+        return super().train(content, data, state)

@@ -13,8 +13,9 @@ for a client whose local SPD is undefined because it lacks a group, as FairFed d
 
     ω_k ← ω_k − β (Δ_k − mean_i Δ_i),   ω_k⁰ ∝ n_k,
 
-then aggregates θ^{t+1} = Σ ω_k θ_k / Σ ω_k with Flower's FedAvg aggregation. β = 0 is FedAvg
-exactly. Deviations from the paper, both documented in docs/comparison.md: the server sees each
+then aggregates θ^{t+1} = Σ ω_k θ_k / Σ ω_k (:func:`weighted_mean`, a plain weighted mean in the
+order of operations of Flower's FedAvg aggregation). β = 0 is FedAvg exactly, to the bit.
+Deviations from the paper, both documented in docs/comparison.md: the server sees each
 client's statistics (FairFed obtains F_global and the mean Δ through secure aggregation; without
 it, as here, the individual counts reach the server), and ω_k is clipped at 0 (large β can drive
 a weight negative; the paper leaves that case open). ω is kept in units of examples (ω⁰_k = n_k,
@@ -28,14 +29,26 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
+from flwr.app import RecordDict
 
 from fedsynth.data.types import TabularData
-from fedsynth.methods.base import Communicator, Payload, ServerResult
+from fedsynth.methods.base import Communicator, ServerResult, metrics_of, received_theta
 from fedsynth.methods.fedavg import NUM_EXAMPLES, FedAvg
 from fedsynth.metrics import evaluation_counts
 
 GROUP_KEYS = ("correct", "n_s1", "n_s0", "positive_s1", "positive_s0")
 """The per-round statistics of θ^t a FairFed client sends besides θ_k and n_k."""
+
+
+def weighted_mean(thetas: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """Σ_k w_k θ_k / Σ_k w_k, computed as Flower's ``aggregate_arrayrecords`` computes FedAvg's
+    (each w_k / Σ w first, then the weighted θ_k summed in order), so equal weights give FedAvg's
+    θ to the bit."""
+    total = sum(weights)
+    mean = thetas[0] * (weights[0] / total)
+    for theta, weight in zip(thetas[1:], weights[1:]):
+        mean += theta * (weight / total)
+    return mean
 
 
 def _spd(positive_s1: float, n_s1: float, positive_s0: float, n_s0: float) -> float:
@@ -76,9 +89,15 @@ class FairFed(FedAvg):
         counts = evaluation_counts(self.model, theta, train)
         return {key: counts[key] for key in GROUP_KEYS}
 
-    def aggregation_weights(self, server_round: int, updates: Mapping[int, Payload]) -> dict[int, float]:
+    def average(self, server_round: int, updates: Mapping[int, RecordDict]) -> np.ndarray:
+        """Σ_k ω_k θ_k / Σ_k ω_k with ω from :meth:`aggregation_weights` (clients in node order)."""
+        weights = self.aggregation_weights(server_round, updates)
+        nodes = sorted(updates)
+        return weighted_mean([received_theta(updates[node]) for node in nodes], [weights[node] for node in nodes])
+
+    def aggregation_weights(self, server_round: int, updates: Mapping[int, RecordDict]) -> dict[int, float]:
         """Update ω from the statistics of θ^t and return it for the clients that replied."""
-        stats = {node: update.metrics for node, update in updates.items()}
+        stats = {node: metrics_of(update) for node, update in updates.items()}
         total = {key: sum(m[key] for m in stats.values()) for key in (NUM_EXAMPLES, *GROUP_KEYS)}
         spd_global = _spd(total["positive_s1"], total["n_s1"], total["positive_s0"], total["n_s0"])
         acc_global = total["correct"] / total[NUM_EXAMPLES]

@@ -4,9 +4,10 @@ Each round is one ``train`` exchange. Server → clients: the global θ (absent 
 start from θ = 0) and the round's settings (``server-round``, ``local-epochs``, ``lr``,
 ``batch-size``). Clients → server: their locally trained θ_k and ``num-examples`` = n_k, their
 training-set size, which the weighted average needs (a client statistic that leaves the client
-every round). The server aggregates with Flower's own FedAvg aggregation,
-:func:`flwr.serverapp.strategy.strategy_utils.aggregate_arrayrecords` (what
-``flwr.serverapp.strategy.FedAvg.aggregate_train`` calls): θ = Σ_k w_k θ_k / Σ_k w_k.
+every round). The server aggregates the replies as received with Flower's own FedAvg aggregation,
+:func:`flwr.serverapp.strategy.strategy_utils.aggregate_arrayrecords` weighted by their
+``num-examples`` (what ``flwr.serverapp.strategy.FedAvg.aggregate_train`` calls):
+θ = Σ_k n_k θ_k / Σ_k n_k.
 
 Flower's ``FedAvg.start`` loop itself is not used: it drives a Flower ``Grid`` directly, which
 would bypass the measured :class:`~fedsynth.methods.base.Communicator` (bytes, round trips) and
@@ -21,20 +22,18 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
+from flwr.app import RecordDict
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
 from fedsynth.core import LogisticModel
 from fedsynth.data.types import ClientPartition, TabularData
 from fedsynth.methods._baselines import cast_fields, local_sgd, seed_for
-from fedsynth.methods.base import ClientFailure, Communicator, FederatedMethod, Payload, ServerResult, usable_replies
-from fedsynth.metrics import evaluation_counts
+from fedsynth.methods.base import THETA, ClientFailure, Communicator, FederatedMethod, ServerResult, usable_replies
+from fedsynth.methods.base import arrays_of, config_of, make_content, metrics_of
 
 log = logging.getLogger(__name__)
 
-MODEL = "theta"
 NUM_EXAMPLES = "num-examples"  # Flower's weighting key
-_WEIGHT = "weight"
 
 
 @dataclass(kw_only=True, eq=False)
@@ -53,7 +52,7 @@ class FedAvg(FederatedMethod):
     """
 
     name = "fedavg"
-    payload_arrays: ClassVar[tuple[str, ...]] = (MODEL,)
+    payload_arrays: ClassVar[tuple[str, ...]] = (THETA,)
     statistic_keys: ClassVar[tuple[str, ...]] = ()
     """Metrics a client sends each round besides ``num-examples`` (FairFed adds its own)."""
     rounds: int = 20
@@ -81,10 +80,10 @@ class FedAvg(FederatedMethod):
         cast_fields(self)
 
     # ------------------------------------------------------------------ server
-    def round_request(self, server_round: int, theta: np.ndarray | None) -> Payload:
+    def round_request(self, server_round: int, theta: np.ndarray | None) -> RecordDict:
         """The ``train`` message of one round: θ (from round 2 on) and the local settings."""
-        return Payload(
-            arrays={} if theta is None else {MODEL: theta},
+        return make_content(
+            arrays=None if theta is None else {THETA: theta},
             config={
                 "server-round": server_round,
                 "local-epochs": self.local_epochs,
@@ -93,36 +92,37 @@ class FedAvg(FederatedMethod):
             },
         )
 
-    def validate_update(self, payload: Payload, width: int) -> None:
-        """A round's reply: exactly array θ of ``width`` finite weights, metrics
+    def validate_update(self, content: RecordDict, width: int) -> None:
+        """A round's reply: exactly array θ of ``width`` finite float64 weights, metrics
         ``num-examples`` > 0 and :attr:`statistic_keys` (finite, >= 0), no config."""
+        arrays, config, metrics = arrays_of(content), config_of(content), metrics_of(content)
         expected = {NUM_EXAMPLES, *self.statistic_keys}
-        if set(payload.arrays) != {MODEL} or set(payload.metrics) != expected or payload.config:
+        if set(arrays) != {THETA} or set(metrics) != expected or config:
             raise ValueError(
-                f"expected array {MODEL!r} and metrics {sorted(expected)}, got arrays "
-                f"{sorted(payload.arrays)}, metrics {sorted(payload.metrics)}, config {sorted(payload.config)}"
+                f"expected array {THETA!r} and metrics {sorted(expected)}, got arrays "
+                f"{sorted(arrays)}, metrics {sorted(metrics)}, config {sorted(config)}"
             )
-        theta = np.asarray(payload.arrays[MODEL])
-        if theta.shape != (width,) or not np.issubdtype(theta.dtype, np.number) or not np.isfinite(theta).all():
-            raise ValueError(f"θ must hold {width} finite numbers, got shape {theta.shape}")
-        values = np.array([payload.metrics[key] for key in sorted(expected)], dtype=np.float64)
-        if not (np.isfinite(values).all() and (values >= 0).all()) or payload.metrics[NUM_EXAMPLES] <= 0:
-            raise ValueError(f"metrics must be finite and >= 0 with {NUM_EXAMPLES} > 0: {payload.metrics}")
+        theta = arrays[THETA]
+        if theta.shape != (width,) or theta.dtype != np.float64 or not np.isfinite(theta).all():
+            raise ValueError(f"θ must hold {width} finite float64 numbers, got shape {theta.shape}, dtype {theta.dtype}")
+        values = np.array([metrics[key] for key in sorted(expected)], dtype=np.float64)
+        if not (np.isfinite(values).all() and (values >= 0).all()) or metrics[NUM_EXAMPLES] <= 0:
+            raise ValueError(f"metrics must be finite and >= 0 with {NUM_EXAMPLES} > 0: {metrics}")
 
-    def aggregation_weights(self, server_round: int, updates: Mapping[int, Payload]) -> dict[int, float]:
-        """FedAvg's weights: each client's ``num-examples``."""
-        return {node: float(update.metrics[NUM_EXAMPLES]) for node, update in updates.items()}
+    def average(self, server_round: int, updates: Mapping[int, RecordDict]) -> np.ndarray:
+        """FedAvg's weighted mean Σ_k n_k θ_k / Σ_k n_k of the round's validated replies, as
+        received: Flower's :func:`aggregate_arrayrecords` weighted by their ``num-examples``
+        (clients in node order). FairFed overrides the weights."""
+        return aggregate_arrayrecords([updates[node] for node in sorted(updates)], NUM_EXAMPLES)[THETA].numpy()
 
     def round_info(self) -> dict[str, Any]:
         """Extra ``ServerResult.info`` entries (FairFed's weight history)."""
         return {}
 
-    def global_update(
-        self, server_round: int, theta: np.ndarray | None, updates: Mapping[int, Payload], weights: Mapping[int, float]
-    ) -> np.ndarray:
-        """The next global θ from the round's updates: FedAvg's weighted mean (FAIR-FATE adds its
-        fair momentum). ``theta`` is the global model the clients started from (None in round 1)."""
-        return aggregate(updates, weights)
+    def global_update(self, server_round: int, theta: np.ndarray | None, updates: Mapping[int, RecordDict]) -> np.ndarray:
+        """The next global θ from the round's updates: :meth:`average` (FAIR-FATE adds its fair
+        momentum). ``theta`` is the global model the clients started from (None in round 1)."""
+        return self.average(server_round, updates)
 
     def run_server(self, comm: Communicator) -> ServerResult:
         """R rounds: send θ, receive local models, aggregate them."""
@@ -131,16 +131,14 @@ class FedAvg(FederatedMethod):
         theta: np.ndarray | None = None
         failures: list[ClientFailure] = []
         for server_round in range(1, self.rounds + 1):
-            request = self.round_request(server_round, theta)
-            replies = comm.send("train", {node: request for node in nodes})
+            replies = comm.send("train", {node: self.round_request(server_round, theta) for node in nodes})
             valid, round_failures = usable_replies(
-                replies, lambda p: self.validate_update(p, width), self.min_clients
+                replies, lambda content: self.validate_update(content, width), self.min_clients
             )
             for failure in round_failures:
                 log.warning("round %d: client node %s left out: %s", server_round, failure.node, failure.reason)
                 failures.append(ClientFailure(failure.node, f"round {server_round}: {failure.reason}"))
-            weights = self.aggregation_weights(server_round, valid)
-            theta = self.global_update(server_round, theta, valid, weights)
+            theta = self.global_update(server_round, theta, valid)
         assert theta is not None
         return ServerResult(theta=theta, failures=failures, info={"rounds": self.rounds, **self.round_info()})
 
@@ -150,42 +148,21 @@ class FedAvg(FederatedMethod):
         the update (none for FedAvg)."""
         return {}
 
-    def handle_client(
-        self, action: str, payload: Payload, data: ClientPartition, state: dict[str, np.ndarray]
-    ) -> Payload:
-        """``train``: local SGD from the received θ, reply θ_k and n_k (and
-        :meth:`client_statistics`). ``evaluate``: test counts of the received θ."""
-        if action == "train":
-            config = payload.config
-            start = np.asarray(payload.arrays[MODEL], dtype=np.float64) if MODEL in payload.arrays else None
-            train = data.train
-            global_theta = start if start is not None else np.zeros(self.model.num_weights(train.num_features))
-            statistics = self.client_statistics(global_theta, train)
-            theta = local_sgd(
-                train,
-                start,
-                epochs=int(config["local-epochs"]),
-                lr=float(config["lr"]),
-                batch_size=int(config["batch-size"]),
-                model=self.model,
-                seed=seed_for(self.seed, int(config["server-round"]), data.client_id),
-            )
-            return Payload(arrays={MODEL: theta}, metrics={NUM_EXAMPLES: float(len(train)), **statistics})
-        if action == "evaluate":
-            theta = np.asarray(payload.arrays[MODEL], dtype=np.float64)
-            return Payload(metrics=evaluation_counts(self.model, theta, data.test))
-        raise ValueError(f"{self.name} clients answer 'train' and 'evaluate', not {action!r}")
-
-
-def aggregate(updates: Mapping[int, Payload], weights: Mapping[int, float]) -> np.ndarray:
-    """Σ_k w_k θ_k / Σ_k w_k with Flower's FedAvg aggregation (clients in node order)."""
-    records = [
-        RecordDict(
-            {
-                "arrays": ArrayRecord({MODEL: Array(np.ascontiguousarray(updates[node].arrays[MODEL], dtype=np.float64))}),
-                "metrics": MetricRecord({_WEIGHT: float(weights[node])}),
-            }
+    def train(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
+        """Local SGD from the received θ (θ = 0 in round 1), reply θ_k and n_k (and
+        :meth:`client_statistics` of the received θ)."""
+        config, arrays = config_of(content), arrays_of(content)
+        start = np.asarray(arrays[THETA], dtype=np.float64) if THETA in arrays else None
+        train = data.train
+        global_theta = start if start is not None else np.zeros(self.model.num_weights(train.num_features))
+        statistics = self.client_statistics(global_theta, train)
+        theta = local_sgd(
+            train,
+            start,
+            epochs=int(config["local-epochs"]),
+            lr=float(config["lr"]),
+            batch_size=int(config["batch-size"]),
+            model=self.model,
+            seed=seed_for(self.seed, int(config["server-round"]), data.client_id),
         )
-        for node in sorted(updates)
-    ]
-    return aggregate_arrayrecords(records, _WEIGHT)[MODEL].numpy()
+        return make_content(arrays={THETA: theta}, metrics={NUM_EXAMPLES: float(len(train)), **statistics})

@@ -15,11 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from flwr.app import RecordDict
 
+from fedsynth.core import LogisticModel
 from fedsynth.data.types import ClientPartition
 from fedsynth.methods._baselines import ExactFitMethod
-from fedsynth.methods.base import Communicator, Payload, ServerResult
-from fedsynth.metrics import evaluation_counts
+from fedsynth.methods.base import Communicator, ServerResult
 
 _STATE_THETA = "local_theta"
 
@@ -38,12 +39,10 @@ class Local(ExactFitMethod):
             info={"variant": self.variant, "global_model": False},
         )
 
-    def handle_client(
-        self, action: str, payload: Payload, data: ClientPartition, state: dict[str, np.ndarray]
-    ) -> Payload:
-        """``evaluate``: fit (once) and evaluate the client's own model on its test data."""
-        if action != "evaluate":
-            raise ValueError(f"local clients answer only 'evaluate', not {action!r}")
+    def evaluated_model(
+        self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]
+    ) -> tuple[LogisticModel, np.ndarray]:
+        """The client's own model, fitted once on its training data; the received θ is ignored."""
         if _STATE_THETA not in state:
             state[_STATE_THETA] = self.fit(data.train)
-        return Payload(metrics=evaluation_counts(self.model, state[_STATE_THETA], data.test))
+        return self.model, state[_STATE_THETA]

@@ -8,9 +8,11 @@ from typing import Callable, Mapping
 
 import numpy as np
 import torch
+from flwr.app import RecordDict
 
 from fedsynth.data.types import TabularData
-from fedsynth.methods.base import ClientFailure, NotEnoughClients, Payload, ReplySchema, usable_replies
+from fedsynth.methods.base import ClientFailure, NotEnoughClients, ReplySchema, usable_replies
+from fedsynth.methods.base import arrays_of, config_of, metrics_of
 
 ROW_ARRAYS = ("x", "s", "y")
 """The arrays of an uploaded row table: features x̂ (rows × d), ŝ ∈ {0, 1} and ŷ ∈ {−1, 1}."""
@@ -24,18 +26,19 @@ def _real(array: np.ndarray, floating: bool) -> bool:
     return not floating and np.issubdtype(array.dtype, np.integer)
 
 
-def validate_rows(payload: Payload, schema: ReplySchema, rows: tuple[int, int]) -> None:
+def validate_rows(content: RecordDict, schema: ReplySchema, rows: tuple[int, int]) -> None:
     """Check one uploaded row table (Algorithm 1's protocol, step 3) against the server's own
     schema: exactly the arrays x, s, y and nothing else; x of shape (rows, ``schema.num_features``)
     with a real floating dtype; s and y real; all finite; |x| <= ``schema.max_abs_x``;
     y ∈ {−1, 1}; s ∈ {0, 1}; ``rows[0] <= rows <= rows[1]``. Raises ``ValueError`` naming the
     problem."""
-    if set(payload.arrays) != set(ROW_ARRAYS) or payload.config or payload.metrics:
+    arrays, config, metrics = arrays_of(content), config_of(content), metrics_of(content)
+    if set(arrays) != set(ROW_ARRAYS) or config or metrics:
         raise ValueError(
             f"expected exactly arrays {list(ROW_ARRAYS)} and nothing else, got arrays "
-            f"{sorted(payload.arrays)}, config {sorted(payload.config)}, metrics {sorted(payload.metrics)}"
+            f"{sorted(arrays)}, config {sorted(config)}, metrics {sorted(metrics)}"
         )
-    x, s, y = (np.asarray(payload.arrays[k]) for k in ROW_ARRAYS)
+    x, s, y = (np.asarray(arrays[k]) for k in ROW_ARRAYS)
     if x.ndim != 2 or x.shape[1] != schema.num_features:
         raise ValueError(f"x must have shape (rows, {schema.num_features}), got {x.shape}")
     count = x.shape[0]
@@ -58,7 +61,7 @@ def validate_rows(payload: Payload, schema: ReplySchema, rows: tuple[int, int]) 
 
 
 def rows_from_replies(
-    replies: Mapping[int, Payload | ClientFailure],
+    replies: Mapping[int, RecordDict | ClientFailure],
     schema: ReplySchema,
     *,
     min_clients: int,
@@ -67,14 +70,15 @@ def rows_from_replies(
     """Validated row tables by node (:func:`validate_rows`), and the failures (crashes,
     timeouts, invalid tables); fewer than ``min_clients`` valid tables raise
     :class:`~fedsynth.methods.base.NotEnoughClients` with every reason."""
-    valid, failures = usable_replies(replies, lambda p: validate_rows(p, schema, rows), min_clients)
-    tables = {
-        node: TabularData(
-            *(torch.as_tensor(np.asarray(p.arrays[k], dtype=np.float64)) for k in ROW_ARRAYS),
-            feature_names=tuple(f"x{j}" for j in range(schema.num_features)),
+    valid, failures = usable_replies(replies, lambda content: validate_rows(content, schema, rows), min_clients)
+    feature_names = tuple(f"x{j}" for j in range(schema.num_features))
+    tables = {}
+    for node, content in valid.items():
+        arrays = arrays_of(content)
+        tables[node] = TabularData(
+            *(torch.as_tensor(np.asarray(arrays[k], dtype=np.float64)) for k in ROW_ARRAYS),
+            feature_names=feature_names,
         )
-        for node, p in valid.items()
-    }
     return tables, failures
 
 

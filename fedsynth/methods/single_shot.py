@@ -18,11 +18,12 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
+from flwr.app import RecordDict
 from tqdm import tqdm
 
-from fedsynth.core import CGConfig, InnerSolverConfig, SynthesisConfig, fit_server_model, synthesize
+from fedsynth.core import CGConfig, InnerSolverConfig, LogisticModel, SynthesisConfig, fit_server_model, synthesize
 from fedsynth.data.types import ClientPartition, TabularData
-from fedsynth.methods.base import Communicator, FederatedMethod, Payload, ServerResult
+from fedsynth.methods.base import Communicator, FederatedMethod, ServerResult, config_of, make_content, received_theta
 from fedsynth.methods.replies import ROW_ARRAYS, fit_without_culprits, rows_from_replies
 from fedsynth.metrics import evaluation_counts, privacy_report
 from fedsynth.metrics.privacy import PRIVACY_KEYS
@@ -131,6 +132,12 @@ class SingleShot(FederatedMethod):
         self.min_clients = int(min_clients)
         self.max_synthetic_rows = int(max_synthetic_rows)
 
+    @property
+    def model(self) -> LogisticModel:
+        """The logistic model of the synthesis config (λ_θ, ``fit_intercept``): the server's fit.
+        The clients evaluate θ with the model of the request they received (:meth:`evaluate`)."""
+        return self.config.model
+
     # ------------------------------------------------------------------ protocol messages
     def synthesis_request(self) -> SynthesisRequest:
         """Step 1 of the protocol: the synthesis configuration (and seed) every client receives."""
@@ -146,8 +153,8 @@ class SingleShot(FederatedMethod):
         """Steps 1 and 3: request synthetic data from every client, validate each reply
         (:func:`~fedsynth.methods.replies.validate_rows`), fit eq. (15) on the valid ones (with the
         fairness penalty ``server_rho`` when it is > 0)."""
-        request = Payload(config=self.synthesis_request().to_config())
-        replies = comm.send("train", {node: request for node in comm.nodes()})
+        request = self.synthesis_request().to_config()
+        replies = comm.send("train", {node: make_content(config=request) for node in comm.nodes()})
         size = self.config.synthetic_size
         rows = (size, size) if size is not None else (1, self.max_synthetic_rows)
         tables, failures = rows_from_replies(replies, comm.schema, min_clients=self.min_clients, rows=rows)
@@ -167,38 +174,35 @@ class SingleShot(FederatedMethod):
         ``server_rho`` when it is > 0)."""
         return fit_server_model(
             tables,
-            self.config.model,
+            self.model,
             rho=self.server_rho,
             fairness=self.config.fairness,
             fairness_temperature=self.config.fairness_temperature,
         ).theta.numpy()
 
-    def handle_client(
-        self, action: str, payload: Payload, data: ClientPartition, state: dict[str, np.ndarray]
-    ) -> Payload:
-        """``train``: step 2, synthesize and reply (x̂, ŝ, ŷ) only. ``evaluate``: step 4, evaluate
-        the received θ on the client's test data (test counts and the privacy report of its
-        synthetic data; the engine's harness decides whether they leave the client)."""
-        if action == "train":
-            request = SynthesisRequest.from_config(payload.config)
-            config, seed = request.config, request.seed
-            result = synthesize(data.train, config, seed=seed + data.client_id, progress=_progress_logger(data.client_id, config.k_max))
-            synthetic = {k: getattr(result.data, k).numpy() for k in ROW_ARRAYS}
-            state.update({f"synthetic_{k}": v for k, v in synthetic.items()})
-            return Payload(arrays=synthetic)
-        if action == "evaluate":
-            request = SynthesisRequest.from_config(payload.config)
-            theta = np.asarray(payload.arrays["theta"], dtype=np.float64)
-            state["theta"] = theta
-            metrics = evaluation_counts(request.config.model, theta, data.test)
-            if "synthetic_x" in state:
-                synthetic = TabularData(
-                    *(torch.as_tensor(state[f"synthetic_{k}"]) for k in ROW_ARRAYS),
-                    feature_names=data.train.feature_names,
-                )
-                metrics.update(privacy_report(synthetic, data.train, data.test, seed=request.seed))
-            return Payload(metrics=metrics)
-        raise ValueError(f"single_shot clients answer 'train' and 'evaluate', not {action!r}")
+    def train(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
+        """Step 2: synthesize with the received :class:`SynthesisRequest` and reply (x̂, ŝ, ŷ) only
+        (kept in ``state`` for the privacy report)."""
+        request = SynthesisRequest.from_config(config_of(content))
+        config, seed = request.config, request.seed
+        result = synthesize(data.train, config, seed=seed + data.client_id, progress=_progress_logger(data.client_id, config.k_max))
+        synthetic = {k: getattr(result.data, k).numpy() for k in ROW_ARRAYS}
+        state.update({f"synthetic_{k}": v for k, v in synthetic.items()})
+        return make_content(arrays=synthetic)
+
+    def evaluate(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
+        """Step 4: the test counts of the received θ with the model of the request that comes with
+        it, and the privacy report of the client's synthetic data when it made some (the engine's
+        harness decides whether they leave the client)."""
+        request = SynthesisRequest.from_config(config_of(content))
+        metrics = evaluation_counts(request.config.model, received_theta(content), data.test)
+        if "synthetic_x" in state:
+            synthetic = TabularData(
+                *(torch.as_tensor(state[f"synthetic_{k}"]) for k in ROW_ARRAYS),
+                feature_names=data.train.feature_names,
+            )
+            metrics.update(privacy_report(synthetic, data.train, data.test, seed=request.seed))
+        return make_content(metrics=metrics)
 
 
 def _progress_logger(client_id: int, k_max: int) -> Any:
