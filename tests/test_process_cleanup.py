@@ -29,17 +29,17 @@ def descendants(root: int) -> dict[int, str]:
     return processes.process_tree(root)
 
 
-def start_run(tmp_path: Path) -> tuple[subprocess.Popen, dict[int, str]]:
-    """Start ``fedsynth`` on the simulation engine; return it and its process tree once the
-    clients are computing (a Ray client actor exists)."""
-    command = [sys.executable, "-m", "fedsynth.cli", f"hydra.run.dir={tmp_path}", *LONG_RUN]
+def start_and_wait(tmp_path: Path, overrides: list[str], ready) -> tuple[subprocess.Popen, dict[int, str]]:
+    """Start ``fedsynth`` with ``overrides`` (and :data:`LONG_RUN`); return it and its process
+    tree once ``ready(tree)`` holds and two more seconds have passed (the clients compute)."""
+    command = [sys.executable, "-m", "fedsynth.cli", f"hydra.run.dir={tmp_path}", *overrides, *LONG_RUN]
     with open(tmp_path / "stderr.txt", "wb") as stderr:
         run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)
     deadline = time.monotonic() + 240
     while True:
         tree = descendants(run.pid)
-        if any("ClientAppActor" in line for line in tree.values()):
-            time.sleep(2.0)  # let the actors start computing
+        if ready(tree):
+            time.sleep(2.0)
             return run, descendants(run.pid)
         if run.poll() is not None or time.monotonic() > deadline:
             for pid in [*tree, run.pid]:  # leave nothing behind either way
@@ -49,6 +49,11 @@ def start_run(tmp_path: Path) -> tuple[subprocess.Popen, dict[int, str]]:
                     pass
             pytest.fail(f"the run did not get going: {(tmp_path / 'stderr.txt').read_text()[-2000:]}")
         time.sleep(0.2)
+
+
+def start_run(tmp_path: Path) -> tuple[subprocess.Popen, dict[int, str]]:
+    """``fedsynth`` on the simulation engine, once a Ray client actor exists."""
+    return start_and_wait(tmp_path, [], lambda tree: any("ClientAppActor" in line for line in tree.values()))
 
 
 def survivors(tree: dict[int, str], wait_s: float) -> dict[int, str]:
@@ -100,26 +105,10 @@ def test_a_dead_component_ends_the_run_with_one_line_naming_it(tmp_path: Path, c
 
 
 def start_in_process_run(tmp_path: Path) -> tuple[subprocess.Popen, dict[int, str]]:
-    """Start ``fedsynth engine=inprocess``; return it and its process tree once its fork server
-    has forked the client processes and they are computing."""
-    command = [sys.executable, "-m", "fedsynth.cli", "engine=inprocess", f"hydra.run.dir={tmp_path}", *LONG_RUN]
-    with open(tmp_path / "stderr.txt", "wb") as stderr:
-        run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)
-    deadline = time.monotonic() + 120
-    while True:
-        tree = descendants(run.pid)
-        clients = [pid for pid, line in tree.items() if "serve_forks" in line]
-        if len(clients) >= 3:  # the fork server and (at least) two clients it forked
-            time.sleep(2.0)
-            return run, descendants(run.pid)
-        if run.poll() is not None or time.monotonic() > deadline:
-            for pid in [*tree, run.pid]:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            pytest.fail(f"the run did not get going: {(tmp_path / 'stderr.txt').read_text()[-2000:]}")
-        time.sleep(0.2)
+    """``fedsynth engine=inprocess``, once its fork server has forked (at least) two clients."""
+    return start_and_wait(
+        tmp_path, ["engine=inprocess"], lambda tree: sum("serve_forks" in line for line in tree.values()) >= 3
+    )
 
 
 def test_a_stop_signal_ends_the_in_process_clients(tmp_path: Path) -> None:
