@@ -15,7 +15,9 @@ soon as it appears. Everything started is stopped by PID, Ray's processes includ
 from __future__ import annotations
 
 import atexit
+import contextlib
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +34,8 @@ WATCHED = {"flwr-simulation": "flwr-simulation", "ray::ClientAppActor": "Ray cli
 """Processes of a run whose death ends it: command-line pattern -> name in the message."""
 RAY_READY = "Ray runtime started."
 """The line ``ray start --head`` logs once its cluster takes drivers."""
+LOG_DRAIN_S = 10.0
+"""How long a finished run's log stream may take to deliver its last lines."""
 
 
 class Federation:
@@ -267,6 +271,10 @@ class SimulationEngine:
                     result_file=results_path,
                     tracker=tracker,
                 )
+                # `flwr run --stream` ends once it has written the run's last log lines (the
+                # clients' last progress lines may still be on their way when the run finishes)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    runner.wait(timeout=LOG_DRAIN_S)
             outcome = processes.read_run_outcome(
                 status,
                 results_path,
