@@ -29,6 +29,14 @@ def alive(pid: int) -> bool:
     return simulation.processes.is_running(pid)
 
 
+def parent_of(pid: int) -> int | None:
+    """The parent pid of ``pid`` (``None`` once it has ended)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def test_kept_federation_serves_runs_until_stopped_and_a_failed_run_retires_it(monkeypatch) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])))
     engine = simulation.SimulationEngine(keep_federation=True)
@@ -64,18 +72,24 @@ def start_sweep(tmp_path: Path, *overrides: str) -> subprocess.Popen:
 def test_a_sweep_keeps_one_superlink_for_all_its_points_and_leaves_nothing(tmp_path: Path) -> None:
     sweep = start_sweep(tmp_path, *TINY_SWEEP, "seed=0,1,2")
     seen: dict[int, str] = {}
+    forks: dict[int, str] = {}  # forked, not yet exec'd: a child shows its parent's command line
     while sweep.poll() is None:
-        for pid, line in descendants(sweep.pid).items():
+        tree = descendants(sweep.pid)
+        for pid, line in tree.items():
             if line:  # an ending process shows an empty command line: keep what it was
                 seen[pid] = line
             else:
                 seen.setdefault(pid, line)
+            if line and tree.get(parent_of(pid)) == line:
+                forks.setdefault(pid, line)
         time.sleep(0.1)
+    # a child that never showed another command line than its parent's is not a process of its own
+    counted = {pid: line for pid, line in seen.items() if forks.get(pid) != line}
     assert sweep.returncode == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
     assert sorted(p.parent.name for p in (tmp_path / "sweep").glob("*/results.json")) == ["0", "1", "2"]
-    superlinks = [pid for pid, line in seen.items() if "flower-superlink" in line]
-    ray_heads = [pid for pid, line in seen.items() if " start --head" in line]
-    simulations = [pid for pid, line in seen.items() if "bin/flwr-simulation" in line]
+    superlinks = [pid for pid, line in counted.items() if "flower-superlink" in line]
+    ray_heads = [pid for pid, line in counted.items() if " start --head" in line]
+    simulations = [pid for pid, line in counted.items() if "bin/flwr-simulation" in line]
     assert len(superlinks) == 1 and len(ray_heads) == 1, (superlinks, ray_heads)
     assert len(simulations) == 3  # one flwr-simulation per point, on the same SuperLink
     assert survivors(seen, wait_s=10.0) == {}
