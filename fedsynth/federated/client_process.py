@@ -350,7 +350,7 @@ def _cpu_since_last_answer() -> float:
     return elapsed
 
 
-def serve_forks(fd: int) -> None:
+def serve_forks(fd: int) -> NoReturn:
     """The :class:`ForkServer` process: import what every client needs, then answer requests on
     the control socket ``fd`` until it closes: ``fork`` (with the client's socket as an fd)
     starts a client process and answers its pid; ``kill <pid>`` kills it if it still runs and
@@ -364,7 +364,7 @@ def serve_forks(fd: int) -> None:
         while True:
             message, fds, _, _ = socket.recv_fds(control, 64, 1)
             if not message:
-                return
+                break
             if message == b"fork":
                 pid = os.fork()
                 if pid == 0:
@@ -386,14 +386,14 @@ def serve_forks(fd: int) -> None:
                 children.discard(pid)
                 control.send(b"%d" % os.waitstatus_to_exitcode(status))
     except (KeyboardInterrupt, OSError):
-        return
-    finally:
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
+        pass
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    os._exit(0)  # nothing to finalize: the interpreter's teardown (torch, SciPy) would take a second
 
 
 def _run_forked_client(fd: int) -> NoReturn:
