@@ -164,23 +164,48 @@ def test_a_row_encodes_identically_on_every_node(data_dir, tmp_path):
 
 def test_load_partition_reads_the_file_once(data_dir, monkeypatch, tmp_path):
     spec = shipped_spec("law_school_race")
-    calls = []
+    reads = []
+    read_csv = pd.read_csv
 
-    def counting_load(spec_arg, data_dir_arg=None):
-        calls.append(spec_arg.name)
-        return load_dataset(spec_arg, data_dir_arg)
+    def counting_read(path, *args, **kwargs):
+        reads.append(Path(path).name)
+        return read_csv(path, *args, **kwargs)
 
     # a data folder no earlier test used, so the first call must read the file
     (tmp_path / spec.file).symlink_to(Path(data_dir) / spec.file)
-    monkeypatch.setattr(partition_module, "load_dataset", counting_load)
+    monkeypatch.setattr(pd, "read_csv", counting_read)
     clients = [load_partition(spec, k, seed=3, data_dir=tmp_path) for k in range(2)]
-    assert calls == ["law_school_race"]
+    assert reads == [spec.file]
     expected = partition_clients(load_dataset(spec, data_dir), 2, seed=3)
     for client, reference in zip(clients, expected, strict=True):
         assert torch.equal(client.train.x, reference.train.x)
         assert torch.equal(client.test.y, reference.test.y)
     with pytest.raises(DataError, match="client_id"):
         load_partition(spec, 2, seed=3, data_dir=data_dir)
+
+
+def test_a_client_encodes_only_its_own_rows(tmp_path):
+    """The split's shuffle needs every row's (s, y); the features of the other clients' rows are
+    never encoded, so a bad value there is not this client's error (the command's checks, which
+    load the whole file, report it before a run starts)."""
+    rows = [f"{k},{k + 1},{'a' if k % 2 else 'b'},{k % 3 % 2}" for k in range(40)]
+    good = write_csv(tmp_path / "good.csv", "f1,f2,s,y\n" + "\n".join(rows) + "\n")
+    spec = table_spec(good, num_clients=4)
+    parts = [load_partition(spec, k, seed=1) for k in range(4)]
+    expected = partition_clients(load_dataset(spec), 4, seed=1)
+    for part, reference in zip(parts, expected, strict=True):
+        assert torch.equal(part.train.x, reference.train.x) and torch.equal(part.test.s, reference.test.s)
+    # f1 = k in data row k + 1, encoded as (k - 1) / 2: the rows client 0 holds, and one it does not
+    held = {round(float(v) * 2 + 1) for part in (parts[0].train, parts[0].test) for v in part.x[:, 0]}
+    victim = min(set(range(40)) - held)
+    bad_rows = list(rows)
+    bad_rows[victim] = bad_rows[victim].replace(f"{victim},{victim + 1}", f"{victim},oops", 1)
+    bad = write_csv(tmp_path / "bad.csv", "f1,f2,s,y\n" + "\n".join(bad_rows) + "\n")
+    bad_spec = table_spec(bad, num_clients=4)
+    with pytest.raises(DataError, match=f"non-numeric value 'oops' in 1 row\\(s\\), first at data row {victim + 1}"):
+        load_dataset(bad_spec)
+    mine = load_partition(bad_spec, 0, seed=1)
+    assert torch.equal(mine.train.x, parts[0].train.x) and torch.equal(mine.test.x, parts[0].test.x)
 
 
 # --- sha256 and data directory ---------------------------------------------------------------

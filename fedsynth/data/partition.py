@@ -9,14 +9,16 @@ All randomness comes from the ``seed``; the same seed always gives the same part
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from fedsynth.data.errors import DataError
-from fedsynth.data.spec import DatasetSpec
-from fedsynth.data.tables import data_directory, load_dataset
+from fedsynth.data.spec import TABLE, DatasetSpec
+from fedsynth.data.tables import data_directory, encode_groups, encode_table, load_dataset, read_table
 from fedsynth.data.types import ClientPartition, TabularData
 
 SCHEMES = ("iid", "dirichlet")
@@ -179,9 +181,10 @@ def load_partition(
     dirichlet_alpha: float = 0.5,
     data_dir: str | Path | None = None,
 ) -> ClientPartition:
-    """Load a dataset (once per process for each spec and data directory) and return client
-    ``client_id``'s part of :func:`partition_clients` with ``spec.num_clients`` clients: the one
-    shuffle of the split, then only this client's rows are copied and split."""
+    """Client ``client_id``'s part of :func:`partition_clients` with ``spec.num_clients``
+    clients, from the dataset read once per process (for each spec and data directory): the
+    split's one shuffle over every row's (s, y), then only this client's rows are encoded (a
+    table's file) or copied, and split."""
     if (
         isinstance(client_id, bool)
         or not isinstance(client_id, int)
@@ -192,12 +195,28 @@ def load_partition(
             f"got {client_id!r}"
         )
     resolved_dir = data_directory(data_dir)
-    data = _load_cached(spec, None if resolved_dir is None else str(resolved_dir))
-    rows = _client_rows(data, spec.num_clients, seed, test_fraction, scheme, dirichlet_alpha)[client_id]
-    return _client_part(data, rows, client_id, seed=seed, test_fraction=test_fraction)
+    source = _source(spec, None if resolved_dir is None else str(resolved_dir))
+    rows = _client_rows(source.groups, spec.num_clients, seed, test_fraction, scheme, dirichlet_alpha)[client_id]
+    return split_train_test(source.encode(rows), seed=seed, test_fraction=test_fraction, client_id=client_id)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A dataset as a process holds it for its clients: every row's (s, y), which the split's one
+    shuffle needs (``groups``, x without columns), and ``encode(rows)``, those rows encoded."""
+
+    groups: TabularData
+    encode: Callable[[np.ndarray], TabularData]
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(spec: DatasetSpec, data_dir: str | None) -> TabularData:
-    """:func:`load_dataset`, remembered per (spec, data directory) for this process."""
-    return load_dataset(spec, data_dir)
+def _source(spec: DatasetSpec, data_dir: str | None) -> _Source:
+    """The dataset of ``spec`` read once per process (and data directory): a table's file is read
+    and its label and sensitive columns encoded; a client encodes only its own rows of it."""
+    if spec.kind != TABLE:
+        data = load_dataset(spec, data_dir)
+        return _Source(groups=data, encode=lambda rows: data.subset(torch.from_numpy(rows)))
+    path, frame = read_table(spec, data_dir)
+    s, y = encode_groups(spec, frame, path)
+    groups = TabularData(x=torch.zeros(len(s), 0, dtype=torch.float64), s=s, y=y, feature_names=())
+    return _Source(groups=groups, encode=lambda rows: encode_table(spec, frame, path, rows))

@@ -31,12 +31,18 @@ loses all precision (and the server's default ``federation.max_abs_x`` would rej
 def load_dataset(spec: DatasetSpec, data_dir: str | Path | None = None) -> TabularData:
     """Load and encode the whole dataset a spec describes.
 
-    A ``table`` spec reads ``spec.file`` (see :func:`resolve_data_file` for where). When the spec
-    has a ``sha256`` the file must match it. A ``synthetic`` spec generates its rows and reads
-    nothing.
+    A ``table`` spec reads ``spec.file`` (:func:`read_table`). A ``synthetic`` spec generates its
+    rows and reads nothing.
     """
     if spec.kind == SYNTHETIC:
         return generate_synthetic(spec.generator)
+    path, frame = read_table(spec, data_dir)
+    return encode_table(spec, frame, path)
+
+
+def read_table(spec: DatasetSpec, data_dir: str | Path | None = None) -> tuple[Path, pd.DataFrame]:
+    """The file a ``table`` spec reads (see :func:`resolve_data_file` for where) and its rows, not
+    yet encoded. When the spec has a ``sha256`` the file must match it."""
     path = resolve_data_file(spec, data_dir)
     if spec.sha256 is not None:
         actual = file_sha256(path)
@@ -45,7 +51,7 @@ def load_dataset(spec: DatasetSpec, data_dir: str | Path | None = None) -> Tabul
                 f"{path}: sha256 mismatch for dataset {spec.name!r}: expected {spec.sha256}, "
                 f"actual {actual}. This is not the file the spec's encoding was computed from."
             )
-    return load_csv(spec, path)
+    return path, _read_csv(path)
 
 
 def resolve_data_file(spec: DatasetSpec, data_dir: str | Path | None = None) -> Path:
@@ -129,7 +135,13 @@ def load_csv(spec: DatasetSpec, path: str | Path) -> TabularData:
     if spec.kind != TABLE:
         raise DataError(f"dataset {spec.name!r} is kind {spec.kind!r}, not a CSV table")
     path = Path(path)
-    frame = _read_csv(path)
+    return encode_table(spec, _read_csv(path), path)
+
+
+def encode_groups(spec: DatasetSpec, frame: pd.DataFrame, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sensitive value s ∈ {0, 1} and the label y ∈ {−1, 1} of every row of ``frame`` (read
+    from ``path``), after checking that the file has the spec's columns and rows and that each of
+    the two columns holds exactly two values, one of them the spec's."""
     features = spec.features or _all_other_columns(frame, spec)
     needed = [spec.label.column, spec.sensitive.column] + [feature.name for feature in features]
     missing = [column for column in needed if column not in frame.columns]
@@ -139,23 +151,33 @@ def load_csv(spec: DatasetSpec, path: str | Path) -> TabularData:
         )
     if len(frame) == 0:
         raise DataError(f"{path}: the file has a header but no data rows")
-
     positive = _binary_column(
         path, frame[spec.label.column], spec.label.positive, "label", "positive"
     )
     privileged = _binary_column(
         path, frame[spec.sensitive.column], spec.sensitive.privileged, "sensitive", "privileged"
     )
+    return torch.from_numpy(privileged.astype(np.float64)), torch.from_numpy(np.where(positive, 1.0, -1.0))
+
+
+def encode_table(
+    spec: DatasetSpec, frame: pd.DataFrame, path: Path, rows: np.ndarray | None = None
+) -> TabularData:
+    """Encode the rows of ``frame`` (read from ``path``) with a ``table`` spec's rules: all of
+    them, or only ``rows`` (positions, in that order: a client's part). The label and sensitive
+    columns are checked on every row (:func:`encode_groups`); the features are checked and
+    encoded for the rows asked only."""
+    s, y = encode_groups(spec, frame, path)
+    if rows is not None:
+        frame, s, y = frame.iloc[rows], s[torch.from_numpy(rows)], y[torch.from_numpy(rows)]
+    features = spec.features or _all_other_columns(frame, spec)
     hint = "" if spec.features else _spec_command_hint(path, spec)
     x = np.column_stack(
         [_encode_feature(path, frame[feature.name], feature, hint) for feature in features]
     )
     names = tuple(name for feature in features for name in feature.encoded_names)
     return TabularData(
-        x=torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)),
-        s=torch.from_numpy(privileged.astype(np.float64)),
-        y=torch.from_numpy(np.where(positive, 1.0, -1.0)),
-        feature_names=names,
+        x=torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)), s=s, y=y, feature_names=names
     )
 
 
@@ -178,10 +200,11 @@ def _all_other_columns(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[FeatureS
     return tuple(FeatureSpec(name=str(column)) for column in frame.columns if column not in skip)
 
 
-def _first_rows(mask: np.ndarray) -> str:
-    """'N row(s), first at data row R' for the rows where ``mask`` is true (rows count from 1)."""
+def _first_rows(column: pd.Series, mask: np.ndarray) -> str:
+    """'N row(s), first at data row R' for the rows of ``column`` where ``mask`` is true (R counts
+    the file's data rows from 1, also when ``column`` holds only some of them)."""
     rows = np.flatnonzero(mask)
-    return f"{len(rows)} row(s), first at data row {rows[0] + 1}"
+    return f"{len(rows)} row(s), first at data row {int(column.index[rows[0]]) + 1}"
 
 
 def _check_complete(path: Path, column: pd.Series) -> None:
@@ -189,7 +212,7 @@ def _check_complete(path: Path, column: pd.Series) -> None:
     missing = column.isna().to_numpy()
     if missing.any():
         raise DataError(
-            f"{path}: column {column.name!r} has missing values in {_first_rows(missing)}"
+            f"{path}: column {column.name!r} has missing values in {_first_rows(column, missing)}"
         )
 
 
@@ -251,7 +274,7 @@ def _encode_feature(path: Path, column: pd.Series, feature: FeatureSpec, hint: s
             raise DataError(
                 f"{path}: categorical column {column.name!r} has value(s) "
                 f"{sorted(set(text[unknown]))[:5]} outside its levels {list(levels)} "
-                f"in {_first_rows(unknown)}"
+                f"in {_first_rows(column, unknown)}"
             )
         return (text[:, None] == levels[None, :]).astype(np.float64)
     if feature.type == "binary":
@@ -268,19 +291,19 @@ def _encode_feature(path: Path, column: pd.Series, feature: FeatureSpec, hint: s
             first = column.iloc[np.flatnonzero(not_numeric)[0]]
             raise DataError(
                 f"{path}: numeric column {column.name!r} has non-numeric value {first!r} in "
-                f"{_first_rows(not_numeric)}{hint}"
+                f"{_first_rows(column, not_numeric)}{hint}"
             )
         infinite = ~np.isfinite(raw)
         if infinite.any():
             raise DataError(
                 f"{path}: numeric column {column.name!r} has infinite values in "
-                f"{_first_rows(infinite)}"
+                f"{_first_rows(column, infinite)}"
             )
     encoded = (raw - feature.center) / feature.scale
     beyond = ~(np.abs(encoded) <= MAX_ABS_ENCODED)
     if beyond.any():
         raise DataError(
             f"{path}: column {column.name!r} encodes to values beyond ±{MAX_ABS_ENCODED:g} in "
-            f"{_first_rows(beyond)}; give the feature a center and scale (fedsynth-spec computes them)"
+            f"{_first_rows(column, beyond)}; give the feature a center and scale (fedsynth-spec computes them)"
         )
     return encoded[:, None]
