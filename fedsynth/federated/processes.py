@@ -448,6 +448,20 @@ def read_run_outcome(
     return RunOutcome.read_json(result_file)
 
 
+def wait_until_quiet(path: Path, quiet_s: float, timeout_s: float, done: Callable[[], bool]) -> None:
+    """Wait until the file ``path`` has not grown for ``quiet_s`` seconds or ``done()`` holds, at
+    most ``timeout_s`` seconds: the lines a stream still delivers after its run has ended."""
+    deadline = time.monotonic() + timeout_s
+    size, since = -1, time.monotonic()
+    while not done() and time.monotonic() < deadline:
+        current = path.stat().st_size if path.exists() else 0
+        if current != size:
+            size, since = current, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+        time.sleep(0.05)
+
+
 def tail(path: Path, lines: int = 60) -> str:
     """The last ``lines`` lines of a log file ("" if there is none)."""
     if not path.exists():

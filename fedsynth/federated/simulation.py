@@ -15,9 +15,7 @@ soon as it appears. Everything started is stopped by PID, Ray's processes includ
 from __future__ import annotations
 
 import atexit
-import contextlib
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +33,10 @@ WATCHED = {"flwr-simulation": "flwr-simulation", "ray::ClientAppActor": "Ray cli
 RAY_READY = "Ray runtime started."
 """The line ``ray start --head`` logs once its cluster takes drivers."""
 LOG_DRAIN_S = 10.0
-"""How long a finished run's log stream may take to deliver its last lines."""
+"""How long a finished run's log stream may take to deliver its last lines, at most."""
+LOG_QUIET_S = 1.0
+"""A run's log is complete once it has not grown for this long (Flower uploads a process's log
+every 0.2 s and streams it every 0.5 s)."""
 
 
 class Federation:
@@ -271,10 +272,11 @@ class SimulationEngine:
                     result_file=results_path,
                     tracker=tracker,
                 )
-                # `flwr run --stream` ends once it has written the run's last log lines (the
-                # clients' last progress lines may still be on their way when the run finishes)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    runner.wait(timeout=LOG_DRAIN_S)
+                # the clients' last progress lines may still be on their way when the outcome is
+                # written: `flwr run --stream` delivers Flower's log in batches (every 0.5 s)
+                processes.wait_until_quiet(
+                    run_log, LOG_QUIET_S, LOG_DRAIN_S, done=lambda: runner.poll() is not None
+                )
             outcome = processes.read_run_outcome(
                 status,
                 results_path,
