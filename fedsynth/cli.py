@@ -18,7 +18,6 @@ SIGHUP stop every process the run started, then exit with 128 + the signal numbe
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import signal
@@ -165,19 +164,6 @@ def main() -> None:
         return
     user_config_dir()  # on Hydra's search path (conf/config.yaml): it must exist
     hydra_main()
-    exit_without_teardown(0)
-
-
-def exit_without_teardown(code: int) -> NoReturn:
-    """End the command: flush the output, run the exit handlers (they stop every process the
-    run started: client processes, fork server, federation, joblib's workers) and exit, without
-    the interpreter's teardown of torch, SciPy and Flower (≈ 0.7 s of freeing memory that the
-    operating system frees at once)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    atexit._run_exitfuncs()
-    logging.shutdown()
-    os._exit(code)
 
 
 if __name__ == "__main__":
