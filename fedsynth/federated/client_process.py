@@ -378,22 +378,23 @@ def serve_forks(fd: int) -> NoReturn:
                 if pid not in children:
                     control.send(b"unknown")
                     continue
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                _, status = os.waitpid(pid, 0)
                 children.discard(pid)
-                control.send(b"%d" % os.waitstatus_to_exitcode(status))
+                control.send(b"%d" % _kill_and_collect(pid))
     except (KeyboardInterrupt, OSError):
         pass
     for pid in children:
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
+        _kill_and_collect(pid)
     os._exit(0)  # nothing to finalize: the interpreter's teardown (torch, SciPy) would take a second
+
+
+def _kill_and_collect(pid: int) -> int:
+    """Kill the fork server's child ``pid`` if it still runs and collect it: its exit code."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:  # it ended by itself: a zombie until collected here
+        pass
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 def _run_forked_client(fd: int) -> NoReturn:
