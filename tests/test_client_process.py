@@ -16,8 +16,8 @@ from federated_support import tiny_experiment
 
 
 def _unanswerable_request() -> ClientRequest:
-    """A message the client rejects at once (its run config holds no experiment)."""
-    return ClientRequest({}, {"partition-id": 0}, "train", encode(RecordDict()), encode(RecordDict()), {})
+    """A message the client rejects at once (it carries no experiment)."""
+    return ClientRequest({"partition-id": 0}, "train", encode(RecordDict()), encode(RecordDict()), {})
 
 
 def test_a_forked_client_answers_at_once_and_the_pool_sums_its_cpu_time() -> None:

@@ -20,10 +20,11 @@ from fedsynth.federated.experiment import (
     RUN_CONFIG_DEFAULTS,
     compose_experiment,
     experiment_from_run_config,
+    experiment_json,
     run_config_for,
 )
 from fedsynth.federated.inprocess import InProcessTransport
-from fedsynth.federated.messages import decode, encode, record_nbytes
+from fedsynth.federated.messages import EXPERIMENT, decode, encode, record_nbytes, with_experiment
 from fedsynth.federated.server_logic import run_experiment
 from fedsynth.federated import client_logic
 from fedsynth.methods import ClientFailure, UnansweredMessage, arrays_of, build_method, config_of, make_content, metrics_of
@@ -162,12 +163,15 @@ def test_in_process_run_reports_per_client_metrics_and_traffic(tiny_outcome: Run
 
 def test_protocol_sends_only_synthetic_arrays_and_the_model() -> None:
     """Every message of the protocol: nothing beyond (x̂, ŝ, ŷ) leaves a client, only the
-    synthesis configuration and θ reach it (reporting off, as outside an experiment)."""
+    synthesis configuration and θ reach it, with the experiment (reporting off, as outside an
+    experiment)."""
     experiment = tiny_experiment("federation.report_metrics=false")
     run_config = run_config_for(experiment)
-    transport = RecordingTransport(InProcessTransport(run_config))
+    transport = RecordingTransport(InProcessTransport(3))
     out = run_experiment(experiment_from_run_config(run_config), transport, engine="inprocess")
     assert out.failures == [] and out.metrics == {}
+    for *_, sent, _ in transport.log:
+        assert dict(sent.config_records.pop(EXPERIMENT)) == {"json": run_config["experiment"], "point": 0}
 
     num_features = experiment["dataset"]["generator"]["num_features"]
     assert [message_type for message_type, *_ in transport.log] == ["train"] * 3 + ["evaluate"] * 3
@@ -213,17 +217,17 @@ def test_a_client_loads_its_data_once_per_run(monkeypatch) -> None:
     real = client_logic.load_client_data
     monkeypatch.setattr(client_logic, "load_client_data", lambda experiment, node: loads.append(node) or real(experiment, node))
     experiment = tiny_experiment("seed=4711")  # a seed no other test uses: nothing cached yet
-    run_config = run_config_for(experiment)
+    text = experiment_json(experiment)
     method = build_method(experiment["method"])
-    train = make_content(config=method.synthesis_request().to_config())
+    train = with_experiment(make_content(config=method.synthesis_request().to_config()), text, 0)
     node, other = {"partition-id": 1, "num-partitions": 3}, {"partition-id": 2, "num-partitions": 3}
     state = RecordDict()
-    rows = client_logic.answer_message("train", train, run_config, node, state)
+    rows = client_logic.answer_message("train", train, node, state)
     theta = np.zeros(rows.array_records["arrays"]["x"].numpy().shape[1] + 2)  # a = (x, s), intercept
-    evaluate = make_content(arrays={"theta": theta}, config=method.evaluation_config())
-    first = client_logic.answer_message("evaluate", evaluate, run_config, node, state)
-    again = client_logic.answer_message("evaluate", evaluate, run_config, node, state)
-    client_logic.answer_message("evaluate", evaluate, run_config, other, RecordDict())
+    evaluate = with_experiment(make_content(arrays={"theta": theta}, config=method.evaluation_config()), text, 0)
+    first = client_logic.answer_message("evaluate", evaluate, node, state)
+    again = client_logic.answer_message("evaluate", evaluate, node, state)
+    client_logic.answer_message("evaluate", evaluate, other, RecordDict())
     assert loads == [node, other]
     assert dict(first.metric_records["metrics"]) == dict(again.metric_records["metrics"])
 
@@ -234,24 +238,48 @@ def test_a_client_answers_only_the_message_types_its_method_defines(caplog) -> N
     arrays / config / metrics, is one line on the client's log and a ``config`` category on the
     wire."""
     experiment = compose_experiment(["dataset=synthetic", "dataset.generator.num_rows=600", "method=local"])
-    run_config, node = run_config_for(experiment), {"partition-id": 0, "num-partitions": 3}
+    text, node = experiment_json(experiment), {"partition-id": 0, "num-partitions": 3}
     method = build_method(experiment["method"])
     data = client_logic.load_client_data(experiment, node)
     with pytest.raises(UnansweredMessage, match=r"^method 'local' does not answer 'train' messages$"):
         method.train(make_content(), data, {})
-    evaluated = client_logic.answer_message("evaluate", make_content(arrays={"theta": np.zeros(0)}), run_config, node, RecordDict())
+    theta = with_experiment(make_content(arrays={"theta": np.zeros(0)}), text, 0)
+    evaluated = client_logic.answer_message("evaluate", theta, node, RecordDict())
     assert metrics_of(evaluated) == metrics_of(method.evaluate(make_content(), data, {}))
     for message_type, content in [
-        ("train", make_content()),
-        ("run_server", make_content()),
-        ("evaluate", RecordDict({"harness": MetricRecord({"n": 1.0})})),
+        ("train", with_experiment(make_content(), text, 0)),
+        ("run_server", with_experiment(make_content(), text, 0)),
+        ("evaluate", with_experiment(RecordDict({"harness": MetricRecord({"n": 1.0})}), text, 0)),
+        ("evaluate", make_content(arrays={"theta": np.zeros(0)})),
     ]:
         with pytest.raises(client_logic.ClientError, match=r"^config: "):
-            client_logic.answer_message(message_type, content, run_config, node, RecordDict())
+            client_logic.answer_message(message_type, content, node, RecordDict())
     logged = [record.getMessage() for record in caplog.records]
     assert any("method 'local' does not answer 'train' messages" in line for line in logged)
     assert any("message type 'run_server' is not one of" in line for line in logged)
     assert any("unexpected record(s) ['harness']" in line for line in logged)
+    assert any("the message carries no 'experiment' record" in line for line in logged)
+
+
+def test_a_client_keeps_its_method_state_within_a_point_and_starts_the_next_afresh() -> None:
+    """The node's ``Context.state`` outlives the points a Flower run serves (a sweep's): the
+    synthetic rows the method keeps for its privacy report and the compute seconds it reports
+    belong to one point; a node that gets no ``train`` in the next point reports no stale rows."""
+    experiment = tiny_experiment("seed=4712")
+    text, node = experiment_json(experiment), {"partition-id": 0, "num-partitions": 3}
+    method = build_method(experiment["method"])
+    state = RecordDict()
+    rows = client_logic.answer_message("train", with_experiment(make_content(config=method.synthesis_request().to_config()), text, 0), node, state)
+    theta = np.zeros(rows.array_records["arrays"]["x"].numpy().shape[1] + 2)
+    evaluate = make_content(arrays={"theta": theta}, config=method.evaluation_config())
+    same_point = client_logic.answer_message("evaluate", with_experiment(evaluate, text, 0), node, state)
+    assert "min_distance" in metrics_of(same_point)
+    assert sorted(state.metric_records[client_logic.STATE_COMPUTE]) == ["evaluate", "train"]
+    next_point = client_logic.answer_message("evaluate", with_experiment(evaluate, text, 1), node, state)
+    assert "min_distance" not in metrics_of(next_point)
+    assert metrics_of(next_point)["n"] == metrics_of(same_point)["n"]
+    assert sorted(state.metric_records[client_logic.STATE_COMPUTE]) == ["evaluate"]
+    assert state.config_records[client_logic.STATE_POINT]["point"] == 1
 
 
 def test_crash_timeout_and_invalid_payload_are_reported_by_node_and_reason() -> None:

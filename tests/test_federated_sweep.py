@@ -1,6 +1,7 @@
-"""One federation for a whole sweep (issue 14, item 3): the points of a multirun on the simulation
-engine share one SuperLink and one Ray cluster, started on first use and stopped at the end, after a
-failed point, or when a component dies, leaving no process behind (real Flower runs: 20-60 s each)."""
+"""One federation and one Flower run for a whole sweep (issue 14, item 3): the points of a multirun
+on the simulation engine share one SuperLink and one Flower run (one ``flwr-simulation``, one Ray
+instance, the same client actors), started on first use and stopped at the end, after a failed
+point, or when a component dies, leaving no process behind (real Flower runs: 20-60 s each)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fedsynth.federated import simulation
+from fedsynth.federated import InProcessEngine, simulation
 from fedsynth.federated.outcome import RunFailed
 from federated_support import faulty_experiment, tiny_experiment
 from test_process_cleanup import LONG_RUN, descendants, last_line, survivors
@@ -37,17 +38,23 @@ def parent_of(pid: int) -> int | None:
         return None
 
 
-def test_kept_federation_serves_runs_until_stopped_and_a_failed_run_retires_it(monkeypatch) -> None:
+def test_kept_federation_serves_points_in_one_run_until_stopped_and_a_failed_point_retires_it(monkeypatch) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])))
     engine = simulation.SimulationEngine(keep_federation=True)
     try:
         first = engine.run(tiny_experiment())
         federation = simulation.current_federation()
-        assert federation is not None and federation.alive() and federation.runs == 1
+        assert federation is not None and federation.alive() and (federation.runs, federation.points) == (1, 1)
+        run_id = federation.serving.run_id
         second = engine.run(tiny_experiment("seed=1"))
-        assert simulation.current_federation() is federation and federation.runs == 2  # the same SuperLink and Ray
-        assert first.metrics.keys() == second.metrics.keys() and first.theta != second.theta
-        with pytest.raises(RunFailed, match="only 0 of 4 clients gave a valid reply"):
+        assert simulation.current_federation() is federation and (federation.runs, federation.points) == (1, 2)
+        assert federation.serving.run_id == run_id  # the same Flower run served both points
+        alone = InProcessEngine().run(tiny_experiment("seed=1"))
+        assert second.theta == pytest.approx(alone.theta, rel=1e-9, abs=1e-12) and second.metrics == pytest.approx(alone.metrics)
+        assert [c["compute_s"].keys() for c in second.clients] == [c["compute_s"].keys() for c in alone.clients]
+        four = engine.run(tiny_experiment("dataset.num_clients=4"))  # other SuperNodes: another run
+        assert (federation.runs, federation.points) == (2, 3) and len(four.clients) == 4
+        with pytest.raises(RunFailed, match="only 0 of 4 clients gave a valid reply"):  # a point from the inbox
             engine.run(faulty_experiment({str(client): "crash" for client in range(4)}))
         assert simulation.current_federation() is None  # a failed point retires the federation, with its processes
         assert not any(alive(process.pid) for process in federation.components)
@@ -69,7 +76,7 @@ def start_sweep(tmp_path: Path, *overrides: str) -> subprocess.Popen:
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)
 
 
-def test_a_sweep_keeps_one_superlink_for_all_its_points_and_leaves_nothing(tmp_path: Path) -> None:
+def test_a_sweep_keeps_one_superlink_and_one_flower_run_for_all_its_points_and_leaves_nothing(tmp_path: Path) -> None:
     sweep = start_sweep(tmp_path, *TINY_SWEEP, "seed=0,1,2")
     seen: dict[int, str] = {}
     forks: dict[int, str] = {}  # forked, not yet exec'd: a child shows its parent's command line
@@ -88,10 +95,10 @@ def test_a_sweep_keeps_one_superlink_for_all_its_points_and_leaves_nothing(tmp_p
     assert sweep.returncode == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
     assert sorted(p.parent.name for p in (tmp_path / "sweep").glob("*/results.json")) == ["0", "1", "2"]
     superlinks = [pid for pid, line in counted.items() if "flower-superlink" in line]
-    ray_heads = [pid for pid, line in counted.items() if " start --head" in line]
     simulations = [pid for pid, line in counted.items() if "bin/flwr-simulation" in line]
-    assert len(superlinks) == 1 and len(ray_heads) == 1, (superlinks, ray_heads)
-    assert len(simulations) == 3  # one flwr-simulation per point, on the same SuperLink
+    actors = [pid for pid, line in counted.items() if "ClientAppActor" in line]
+    assert len(superlinks) == 1 and len(simulations) == 1, (superlinks, simulations)  # one Flower run
+    assert 0 < len(actors) <= 2, actors  # one pool of client actors (2 cores) for the three points
     assert survivors(seen, wait_s=10.0) == {}
 
 

@@ -32,7 +32,7 @@ class TamperingTransport(InProcessTransport):
     as a malicious client would send them."""
 
     def __init__(self, run_config, message_type: str, tamper: dict[int, Tamper]) -> None:
-        super().__init__(run_config)
+        super().__init__(int(experiment_from_run_config(run_config)["dataset"]["num_clients"]))
         self.message_type, self.tamper = message_type, tamper
 
     def exchange(self, message_type, contents, timeout):
@@ -318,7 +318,7 @@ def test_a_client_error_reveals_no_size_value_or_path() -> None:
     the server gets the category only."""
     run_config = run_config_for(tiny_experiment("method.synthetic_size=300"))  # 160 training rows each
     with pytest.raises(NotEnoughClients) as error:
-        run_experiment(experiment_from_run_config(run_config), InProcessTransport(run_config), engine="test")
+        run_experiment(experiment_from_run_config(run_config), InProcessTransport(3), engine="test")
     message = str(error.value)
     assert "nodes 1, 2, 3: train: crashed: config: the node cannot use the experiment's configuration" in message
     assert "160" not in message and "300" not in message and "/" not in message

@@ -2,8 +2,8 @@
 ``@app.query``, each handing its message to :func:`~fedsynth.federated.client_logic.answer_message`,
 which calls the method's handler of the same name (``method.train(content, data, state)``, ...).
 
-The method that answers is chosen by the run config (``method._target_`` of the experiment), so
-this file names no method.
+The method that answers is chosen by the experiment each message carries (its
+``method._target_``), so this file names no method.
 
 The client logic (torch, pandas: ≈ 2.5 s of imports) is imported with the first message, not
 with this module: Flower's simulation process loads the ClientApp only to validate it before it
@@ -31,13 +31,7 @@ def _answer(message_type: str, message: Message, context: Context) -> Message:
     from fedsynth.federated.client_logic import ClientError, answer_message  # see the module docstring
 
     try:
-        content = answer_message(
-            message_type,
-            message.content,
-            context.run_config,
-            context.node_config,
-            context.state,
-        )
+        content = answer_message(message_type, message.content, context.node_config, context.state)
     except ClientError as error:
         return Message(Error(code=CLIENT_ERROR_CODE, reason=str(error)), reply_to=message)
     return Message(content, reply_to=message)

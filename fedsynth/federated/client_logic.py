@@ -2,10 +2,11 @@
 
 The Flower ClientApp's ``@app.train``, ``@app.evaluate`` and ``@app.query`` functions and the
 in-process engine's client workers all call :func:`answer_message` with the message type, the
-message content (a Flower ``RecordDict``) and the node's persistent state; it calls the method's
-handler of that name, ``method.<message type>(content, data, state)``, which replies with a
-``RecordDict`` of the same form (:mod:`fedsynth.methods.base`). It knows no specific method: the
-method is built from the experiment's ``method`` config.
+message content (a Flower ``RecordDict``), the node's config and its persistent state; it calls
+the method's handler of that name, ``method.<message type>(content, data, state)``, which replies
+with a ``RecordDict`` of the same form (:mod:`fedsynth.methods.base`). It knows no specific
+method: the method is built from the ``method`` config of the experiment the message carries
+(:func:`fedsynth.federated.messages.with_experiment`).
 
 Where a node's data comes from (its ``node_config``):
 
@@ -28,13 +29,13 @@ import traceback
 from logging import ERROR, INFO
 from typing import Any, Mapping
 
-from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from flwr.common.logger import log
 
 from fedsynth.data import DataError, DatasetSpec, load_csv, load_partition, split_train_test
 from fedsynth.data.types import ClientPartition
-from fedsynth.federated.experiment import experiment_from_run_config
-from fedsynth.federated.messages import HARNESS, check_records
+from fedsynth.federated.experiment import experiment_from_json
+from fedsynth.federated.messages import HARNESS, split_experiment
 from fedsynth.methods import MESSAGE_TYPES, FederatedMethod, build_method, metrics_of
 from fedsynth.methods.base import CONTENT_RECORDS, EVALUATE
 
@@ -43,6 +44,9 @@ NODE_DATA_KEYS = ("partition-id", "num-partitions", "data-file")
 
 STATE_METHOD = "fedsynth.method-state"
 STATE_COMPUTE = "fedsynth.compute-s"
+STATE_POINT = "fedsynth.point"
+"""The node's ``Context.state`` records: the method's state, its compute seconds per message type,
+and the point of the run they belong to (a new point starts with neither)."""
 
 ERROR_CATEGORIES = {
     "data": "the node's data does not fit the experiment's dataset spec or split",
@@ -79,32 +83,36 @@ def error_category(error: BaseException) -> str:
 def answer_message(
     message_type: str,
     content: RecordDict,
-    run_config: Mapping[str, Any],
     node_config: Mapping[str, Any],
     state: RecordDict,
 ) -> RecordDict:
     """Answer one message of ``message_type`` (one of :data:`~fedsynth.methods.base.MESSAGE_TYPES`)
-    on a client for the experiment of Flower's ``run_config`` and return the reply content: the
-    method's handler of that name answers ``content`` (which may hold only the records of
-    :data:`~fedsynth.methods.base.CONTENT_RECORDS`).
+    on a client and return the reply content: the method's handler of that name answers the
+    method's part of ``content`` (the records of :data:`~fedsynth.methods.base.CONTENT_RECORDS`)
+    for the experiment the message carries (:func:`~fedsynth.federated.messages.split_experiment`).
 
     The method (built from the experiment's ``method`` config) and the node's data
-    (:func:`load_client_data`) are made once per process and reused by every later message of
-    the run. ``state`` is the node's ``Context.state`` for the run: the method's state dict lives
-    in it between messages, with the seconds the method spent per message type. The reply is the
-    handler's, except for ``evaluate``: when ``federation.report_metrics`` is on, the harness
-    adds a ``"harness"`` record (compute seconds per message type) to it so the server can report
-    per client; when it is off, the client keeps its metrics (it logs them) and replies with an
-    empty message. Any failure is logged in full on this node and raised as a
-    :class:`ClientError` that carries only its category.
+    (:func:`load_client_data`) are made once per process and reused by every later message (and
+    every later point of a sweep that shares them). ``state`` is the node's ``Context.state``
+    for the run: the method's state dict lives in it between the messages of one point, with the
+    seconds the method spent per message type; a message of another point starts both afresh.
+    The reply is the handler's, except for ``evaluate``: when ``federation.report_metrics`` is
+    on, the harness adds a ``"harness"`` record (compute seconds per message type) to it so the
+    server can report per client; when it is off, the client keeps its metrics (it logs them)
+    and replies with an empty message. Any failure is logged in full on this node and raised as
+    a :class:`ClientError` that carries only its category.
     """
     try:
         if message_type not in MESSAGE_TYPES:
             raise ValueError(f"message type {message_type!r} is not one of {MESSAGE_TYPES}")
-        check_records(content, CONTENT_RECORDS)
-        experiment = experiment_from_run_config(run_config)
+        experiment_json, point, content = split_experiment(content)
+        experiment = experiment_from_json(experiment_json)
         method = _method(json.dumps(experiment["method"], sort_keys=True))
         data = _client_data(json.dumps(_data_key(experiment, node_config), sort_keys=True))
+        if STATE_POINT not in state or state.config_records[STATE_POINT].get("point") != point:
+            for name in (STATE_METHOD, STATE_COMPUTE):
+                state.pop(name, None)
+            state[STATE_POINT] = ConfigRecord({"point": point})
         method_state = (
             {name: array.numpy() for name, array in state.array_records[STATE_METHOD].items()}
             if STATE_METHOD in state

@@ -30,11 +30,10 @@ from typing import Any, Mapping, NoReturn
 
 @dataclass(frozen=True)
 class ClientRequest:
-    """One message for one node: the run config, the node config, the message type, the
-    serialized message content and the node's serialized ``Context.state``; ``environment``
-    holds variables to set in the client process first."""
+    """One message for one node: the node config, the message type, the serialized message
+    content (the experiment included) and the node's serialized ``Context.state``;
+    ``environment`` holds variables to set in the client process first."""
 
-    run_config: dict[str, str]
     node_config: dict[str, Any]
     message_type: str
     content: bytes
@@ -434,9 +433,7 @@ def serve(fd: int) -> None:
             os.environ.update(request.environment)
             try:
                 state = decode(request.state)
-                reply = answer_message(
-                    request.message_type, decode(request.content), request.run_config, request.node_config, state
-                )
+                reply = answer_message(request.message_type, decode(request.content), request.node_config, state)
                 answer = ClientAnswer(reply=encode(reply), state=encode(state), cpu_seconds=_cpu_since_last_answer())
             except Exception as error:  # its category only (answer_message logged the details)
                 answer = ClientAnswer(error=f"crashed: {error}", cpu_seconds=_cpu_since_last_answer())

@@ -17,9 +17,14 @@ the run config has three string keys, see :data:`RUN_CONFIG_DEFAULTS`:
 * ``results-path``: absolute path of the file the ServerApp writes its :class:`~fedsynth.federated.outcome.RunOutcome` to
   (``outcome.json`` by the engines' convention; "" = its default,
   :func:`fedsynth.federated.server_app.default_results_path`).
+* ``inbox``: absolute path of a folder the ServerApp takes further experiments from once the
+  first is done, one after another, in the same run (the points of a sweep, see
+  :func:`submit_point` and :func:`next_point`); "" = the run has one experiment.
 
-Every side (ServerApp, ClientApp, in-process engine) turns the run config into the experiment
-with :func:`experiment_from_run_config`, so all of them see the same values.
+The server side (ServerApp, in-process engine) turns the run config into the experiment with
+:func:`experiment_from_run_config`; the clients get it, as JSON, with every message
+(:func:`fedsynth.federated.messages.with_experiment`) and read it with
+:func:`experiment_from_json`, so all of them see the same values.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import dataclasses
 import functools
 import json
 import shlex
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -83,7 +89,14 @@ class Experiment:
 
 EXPERIMENT_KEYS = tuple(field.name for field in dataclasses.fields(Experiment))
 
-RUN_CONFIG_DEFAULTS = {"experiment": "", "overrides": "", "results-path": ""}
+RUN_CONFIG_DEFAULTS = {"experiment": "", "overrides": "", "results-path": "", "inbox": ""}
+
+POINT_FILE = "point-{number:06d}.json"
+"""A point's file in a run's inbox: ``{"experiment": ..., "results-path": ...}``."""
+STOP_FILE = "stop"
+"""The file that tells a run serving points from its inbox to end."""
+POINT_IDLE_S = 600.0
+"""How long a run waits for its next point before it ends by itself."""
 
 
 def check_experiment(experiment: Mapping[str, Any]) -> None:
@@ -105,15 +118,49 @@ def check_experiment(experiment: Mapping[str, Any]) -> None:
         raise ValueError(f"federation.timeout_s must be > 0, got {federation.timeout_s}")
 
 
-def run_config_for(experiment: Mapping[str, Any], results_path: str | Path | None = None) -> dict[str, str]:
-    """The Flower run config that carries ``experiment`` (and where to write results)."""
-    selected = {key: experiment[key] for key in EXPERIMENT_KEYS if key in experiment}
-    check_experiment(selected)
+def run_config_for(
+    experiment: Mapping[str, Any], results_path: str | Path | None = None, inbox: str | Path | None = None
+) -> dict[str, str]:
+    """The Flower run config that carries ``experiment`` (and where to write results, and where
+    the run's further points will come from)."""
     return {
-        "experiment": json.dumps(selected, sort_keys=True),
+        "experiment": experiment_json(experiment),
         "overrides": "",
         "results-path": str(Path(results_path).resolve()) if results_path else "",
+        "inbox": str(Path(inbox).resolve()) if inbox else "",
     }
+
+
+def submit_point(inbox: Path, number: int, experiment: Mapping[str, Any], results_path: Path) -> Path:
+    """Give the run serving ``inbox`` its point ``number`` (1, 2, ...; point 0 is the run
+    config's): the experiment and the absolute path its outcome goes to. The file appears whole
+    (:func:`fedsynth.io.write_json_atomic`)."""
+    from fedsynth.io import write_json_atomic
+
+    point = {"experiment": json.loads(experiment_json(experiment)), "results-path": str(Path(results_path).resolve())}
+    return write_json_atomic(inbox / POINT_FILE.format(number=number), point)
+
+
+def close_inbox(inbox: Path) -> None:
+    """Tell the run serving ``inbox`` to end once its current point is done."""
+    (inbox / STOP_FILE).touch()
+
+
+def next_point(
+    inbox: Path, number: int, idle_s: float = POINT_IDLE_S, poll_s: float = 0.05
+) -> tuple[dict[str, Any], Path] | None:
+    """Wait for point ``number`` in ``inbox`` and return its checked experiment and results path;
+    ``None`` (the run ends) once the inbox is closed (:func:`close_inbox`) or gone, or after
+    ``idle_s`` seconds without a point."""
+    path = inbox / POINT_FILE.format(number=number)
+    deadline = time.monotonic() + idle_s
+    while not path.is_file():
+        if (inbox / STOP_FILE).exists() or not inbox.is_dir() or time.monotonic() > deadline:
+            return None
+        time.sleep(poll_s)
+    point = json.loads(path.read_text(encoding="utf-8"))
+    check_experiment(point["experiment"])
+    return point["experiment"], Path(point["results-path"])
 
 
 def experiment_from_run_config(run_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,6 +173,19 @@ def experiment_from_run_config(run_config: Mapping[str, Any]) -> dict[str, Any]:
     if text and overrides:
         raise ValueError("set either run config 'experiment' (JSON) or 'overrides', not both")
     return copy.deepcopy(_parse(text, overrides))
+
+
+def experiment_from_json(text: str) -> dict[str, Any]:
+    """The experiment of its JSON text (as :func:`experiment_json` writes it), checked; a fresh
+    copy each call."""
+    return copy.deepcopy(_parse(text, ""))
+
+
+def experiment_json(experiment: Mapping[str, Any]) -> str:
+    """An experiment as the JSON text a run config and a client's message carry."""
+    selected = {key: experiment[key] for key in EXPERIMENT_KEYS if key in experiment}
+    check_experiment(selected)
+    return json.dumps(selected, sort_keys=True)
 
 
 @functools.lru_cache(maxsize=4)

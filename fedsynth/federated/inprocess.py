@@ -57,10 +57,10 @@ class InProcessEngine:
     def run(self, config: Mapping[str, Any]) -> RunOutcome:
         """Run the experiment ``config`` (the resolved Hydra config as a plain dict)."""
         start = time.perf_counter()
-        run_config = run_config_for(config)
-        transport = InProcessTransport(run_config, workers=self.workers)
+        experiment = experiment_from_run_config(run_config_for(config))
+        transport = InProcessTransport(int(experiment["dataset"]["num_clients"]), workers=self.workers)
         with _one_torch_thread():  # the server's fit, too, gets one CPU like each client
-            outcome = run_experiment(experiment_from_run_config(run_config), transport, engine=self.name)
+            outcome = run_experiment(experiment, transport, engine=self.name)
         return outcome.finish(self.name, start)
 
 
@@ -68,13 +68,11 @@ class InProcessTransport:
     """Delivers each node's message to a client worker process and keeps the nodes' state.
 
     Args:
-        run_config: the Flower run config of the experiment (every worker reads it as is).
+        num_clients: the number of nodes, one client each.
         workers: the size of the worker pool (see :class:`InProcessEngine`).
     """
 
-    def __init__(self, run_config: Mapping[str, str], *, workers: int | None = None) -> None:
-        self._run_config = dict(run_config)
-        num_clients = int(experiment_from_run_config(run_config)["dataset"]["num_clients"])
+    def __init__(self, num_clients: int, *, workers: int | None = None) -> None:
         self._node_configs = {
             k + 1: {"partition-id": k, "num-partitions": num_clients} for k in range(num_clients)
         }
@@ -91,9 +89,7 @@ class InProcessTransport:
         """Deliver serialized contents to the nodes and wait at most ``timeout`` s for them all."""
         environment = {key: value for key, value in os.environ.items() if key.startswith(ENV_PREFIX)}
         requests = {
-            node: ClientRequest(
-                self._run_config, self._node_configs[node], message_type, encode(content), self._states[node], environment
-            )
+            node: ClientRequest(self._node_configs[node], message_type, encode(content), self._states[node], environment)
             for node, content in contents.items()
         }
         replies: dict[int, RecordDict | ClientFailure] = {}

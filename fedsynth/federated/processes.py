@@ -486,16 +486,21 @@ def show_app_line(line: str, source: str = "") -> None:
 
 
 class LogFollower:
-    """Follow a growing log file in a thread: every new complete line that ``keep`` accepts goes,
-    without terminal colour codes, to ``on_line``. Use as a context manager; on exit the lines
-    written so far are delivered, then the thread ends."""
+    """Follow a growing log file in a thread, from byte ``offset`` on: every new complete line
+    that ``keep`` accepts goes, without terminal colour codes, to ``on_line``. Use as a context
+    manager; on exit the lines written so far are delivered, then the thread ends."""
 
     def __init__(
-        self, path: Path, keep: Callable[[str], bool], on_line: Callable[[str], None], poll_s: float = 0.2
+        self,
+        path: Path,
+        keep: Callable[[str], bool],
+        on_line: Callable[[str], None],
+        poll_s: float = 0.2,
+        offset: int = 0,
     ) -> None:
         self._path, self._keep, self._on_line, self._poll_s = path, keep, on_line, poll_s
         self._stop = threading.Event()
-        self._offset = 0
+        self._offset = offset
         self._thread = threading.Thread(target=self._run, name=f"follow {path.name}", daemon=True)
 
     def __enter__(self) -> "LogFollower":

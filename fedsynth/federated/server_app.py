@@ -1,6 +1,8 @@
 """The Flower ServerApp: the shared server logic over Flower's ``Grid``.
 
-The experiment comes from the run config (see :mod:`fedsynth.federated.experiment`). The
+The experiment comes from the run config (see :mod:`fedsynth.federated.experiment`); a run
+whose config names an ``inbox`` then serves the further experiments that arrive there, one after
+another, on the same SuperNodes (the points of a sweep: one Flower start-up for all). The
 federation decides the number of clients: on Flower's simulation engine every SuperNode is one
 client (``num-supernodes``), and a federation smaller than ``federation.min_clients`` fails at once;
 in a deployment the server waits up to ``federation.timeout_s`` for ``dataset.num_clients``
@@ -29,7 +31,7 @@ from flwr.superlink.grid.inmemory_grid import InMemoryGrid
 from flwr.supercore.utils import get_flwr_home
 
 from fedsynth.federated.app_logging import forward_logs_to_flower
-from fedsynth.federated.experiment import experiment_from_run_config
+from fedsynth.federated.experiment import experiment_from_run_config, next_point
 from fedsynth.federated.outcome import OUTCOME_FILE
 
 if TYPE_CHECKING:
@@ -45,6 +47,7 @@ class GridTransport:
     def __init__(self, grid: Grid) -> None:
         self._grid = grid
         self._exchanges = 0
+        self._simulated_nodes: int | None = None
 
     def wait_for_federation(self, experiment: Mapping[str, Any]) -> int:
         """Wait for the federation's SuperNodes and return how many there are (see the module
@@ -52,7 +55,9 @@ class GridTransport:
         ``federation.min_clients``."""
         min_clients = int(experiment["federation"]["min_clients"])
         if isinstance(self._grid, InMemoryGrid):  # Flower's simulation registers all nodes at once
-            count = self._settled_node_count()
+            if self._simulated_nodes is None:
+                self._simulated_nodes = self._settled_node_count()
+            count = self._simulated_nodes
             if count < min_clients:
                 raise FederationError(
                     f"the federation has {count} SuperNode(s) but federation.min_clients={min_clients}: "
@@ -148,14 +153,26 @@ def _first_line(text: str) -> str:
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    """Run the experiment of this run's config and report its outcome."""
+    """Run the experiment of this run's config and report its outcome; with an ``inbox`` in the
+    run config, then every further point that arrives there, one after another, until the inbox
+    is closed (:func:`~fedsynth.federated.experiment.next_point`)."""
+    transport = GridTransport(grid)
+    results_path = Path(str(context.run_config.get("results-path", "")) or default_results_path(context.run_id))
+    run_point(transport, experiment_from_run_config(context.run_config), results_path, point=0)
+    inbox = str(context.run_config.get("inbox", ""))
+    number = 1
+    while inbox and (point := next_point(Path(inbox), number)) is not None:
+        run_point(transport, *point, point=number)
+        number += 1
+
+
+def run_point(transport: GridTransport, experiment: Mapping[str, Any], results_path: Path, point: int) -> None:
+    """Run one experiment on the federation and write its outcome to ``results_path``; a failure
+    (too few SuperNodes or usable clients) is written beside it and raised, which ends the run."""
     from fedsynth.federated.outcome import failure_path
     from fedsynth.federated.server_logic import run_experiment  # see the module docstring
     from fedsynth.methods import NotEnoughClients
 
-    experiment = experiment_from_run_config(context.run_config)
-    results_path = Path(str(context.run_config.get("results-path", "")) or default_results_path(context.run_id))
-    transport = GridTransport(grid)
     try:
         num_clients = transport.wait_for_federation(experiment)
         log(
@@ -164,7 +181,7 @@ def main(grid: Grid, context: Context) -> None:
             experiment["dataset"]["name"], experiment["method"].get("name", experiment["method"]["_target_"]),
             num_clients, results_path,
         )
-        outcome = run_experiment(experiment, transport, engine="flower")
+        outcome = run_experiment(experiment, transport, engine="flower", point=point)
     except (FederationError, NotEnoughClients) as error:  # the engine reports this line, Flower marks the run failed
         log(ERROR, "fedsynth run failed: %s", error)
         failure = failure_path(results_path)

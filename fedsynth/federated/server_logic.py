@@ -17,7 +17,8 @@ import numpy as np
 from flwr.app import RecordDict
 
 from fedsynth.federated.ledger import HARNESS_SECTION, PROTOCOL, StatisticsLedger, records_of
-from fedsynth.federated.messages import check_records, record_nbytes
+from fedsynth.federated.experiment import experiment_json
+from fedsynth.federated.messages import check_records, record_nbytes, with_experiment
 from fedsynth.federated.outcome import RunOutcome
 from fedsynth.federated.validation import check_evaluation_reply, reply_schema
 from fedsynth.io import jsonable
@@ -43,17 +44,27 @@ class Transport(Protocol):
 class MeasuredCommunicator:
     """The method's :class:`~fedsynth.methods.base.Communicator` over a :class:`Transport`.
 
-    Passes the method's ``RecordDict`` contents on as they are and checks the replies' records (a
-    reply with any record beyond :data:`~fedsynth.methods.base.CONTENT_RECORDS` is an invalid
-    payload), applies the default timeout (``federation.timeout_s``), prefixes failure reasons
-    with the message type, records the bytes of every message per node and per message type,
-    every exchange, and every reply content in the :class:`StatisticsLedger`.
+    Passes the method's ``RecordDict`` contents on with the experiment added (the
+    ``experiment_json`` of point ``point``, :func:`~fedsynth.federated.messages.with_experiment`)
+    and checks the replies' records (a reply with any record beyond
+    :data:`~fedsynth.methods.base.CONTENT_RECORDS` is an invalid payload), applies the default
+    timeout (``federation.timeout_s``), prefixes failure reasons with the message type, records
+    the bytes of every message's content per node and per message type, every exchange, and every
+    reply content in the :class:`StatisticsLedger`.
     """
 
     def __init__(
-        self, transport: Transport, default_timeout: float, schema: ReplySchema, ledger: StatisticsLedger
+        self,
+        transport: Transport,
+        default_timeout: float,
+        schema: ReplySchema,
+        ledger: StatisticsLedger,
+        experiment_json: str,
+        point: int = 0,
     ) -> None:
         self._transport = transport
+        self._experiment_json = experiment_json
+        self._point = point
         self._default_timeout = default_timeout
         self.schema = schema
         self.ledger = ledger
@@ -80,7 +91,9 @@ class MeasuredCommunicator:
         down = {node: record_nbytes(content) for node, content in contents.items()}
         start = time.perf_counter()
         replies = self._transport.exchange(
-            message_type, contents, self._default_timeout if timeout is None else timeout
+            message_type,
+            {node: with_experiment(content, self._experiment_json, self._point) for node, content in contents.items()},
+            self._default_timeout if timeout is None else timeout,
         )
         replies = {node: reply for node, reply in replies.items() if node in contents}
         seconds = time.perf_counter() - start
@@ -128,8 +141,10 @@ def _content_or_failure(node: int, reply: RecordDict | ClientFailure) -> RecordD
     return reply
 
 
-def run_experiment(experiment: Mapping[str, Any], transport: Transport, engine: str) -> RunOutcome:
-    """Run one experiment's server side: the method's protocol, then θ to every client.
+def run_experiment(experiment: Mapping[str, Any], transport: Transport, engine: str, point: int = 0) -> RunOutcome:
+    """Run one experiment's server side: the method's protocol, then θ to every client. ``point``
+    numbers the experiments one transport serves (the points of a sweep in one Flower run): the
+    clients keep no state from one to the next.
 
     A client's id is its rank in the server's node table (the sorted node ids when the run
     starts), never a value a client reports. Raises
@@ -143,6 +158,8 @@ def run_experiment(experiment: Mapping[str, Any], transport: Transport, engine: 
         default_timeout=float(federation["timeout_s"]),
         schema=reply_schema(experiment),
         ledger=StatisticsLedger(method.payload_arrays),
+        experiment_json=experiment_json(experiment),
+        point=point,
     )
     node_table = {node: rank for rank, node in enumerate(comm.nodes())}
 

@@ -2,14 +2,20 @@
 client), launched as ``flwr run`` launches them.
 
 Runs go to a :class:`Federation`: a ``flower-superlink --simulation`` on a free 127.0.0.1 port with
-a private ``FLWR_HOME``. A single run starts one and stops it afterwards; its ``flwr-simulation``
-starts Ray itself. The points of a Hydra multirun on the basic launcher (one after another in this
-process) share one, with a Ray cluster (``ray start --head``) that each point's ``flwr-simulation``
-attaches to through ``RAY_ADDRESS``; it is started on first use and stopped when the process exits,
-on a stop signal, or after a failed point (the next point starts a fresh one). Per run, ``flwr run --stream``
-submits the app and writes the run's log, the engine polls the run's status through the
-SuperLink's Control API, and the ServerApp writes the outcome to a file the engine reads back as
-soon as it appears. Everything started is stopped by PID, Ray's processes included.
+a private ``FLWR_HOME``. A single run starts one and stops it afterwards. Per run, ``flwr run
+--stream`` submits the app and writes the run's log, the engine polls the run's status through
+the SuperLink's Control API, and the ServerApp writes the outcome to a file the engine reads back
+as soon as it appears.
+
+The points of a Hydra multirun on the basic launcher (one after another in this process) share
+one federation and one Flower run (a :class:`FlowerRun`): the first point starts the run, whose
+run config names an inbox folder; every later point is a file in that inbox
+(:func:`~fedsynth.federated.experiment.submit_point`), which the ServerApp runs on the same
+SuperNodes, so ``flwr-simulation``, Ray and the client actors (torch imported, data loaded) start
+once per sweep. A point with another number of clients (or of CPUs per client) ends the run and
+starts another. The federation is started on first use and stopped when the process exits, on a
+stop signal, or after a failed point (the next point starts a fresh one). Everything started is
+stopped by PID, Ray's processes included.
 """
 
 from __future__ import annotations
@@ -18,54 +24,72 @@ import atexit
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import tomli_w
 
 from fedsynth.federated import processes
-from fedsynth.federated.experiment import APP_ROOT, run_config_for
+from fedsynth.federated.experiment import APP_ROOT, close_inbox, run_config_for, submit_point
 from fedsynth.federated.outcome import OUTCOME_FILE, RunOutcome, failure_path
 
 CONNECTION = "fedsynth-sim"
 WATCHED = {"flwr-simulation": "flwr-simulation", "ray::ClientAppActor": "Ray client actor"}
 """Processes of a run whose death ends it: command-line pattern -> name in the message."""
-RAY_READY = "Ray runtime started."
-"""The line ``ray start --head`` logs once its cluster takes drivers."""
 LOG_DRAIN_S = 10.0
 """How long a finished run's log stream may take to deliver its last lines, at most."""
 LOG_QUIET_S = 1.0
 """A run's log is complete once it has not grown for this long (Flower uploads a process's log
 every 0.2 s and streams it every 0.5 s)."""
+RUN_END_S = 60.0
+"""How long a serving run may take to end once its inbox is closed."""
+
+
+@dataclass
+class FlowerRun:
+    """A submitted Flower run: of one experiment, or of a kept federation's sweep, whose points
+    it serves from its inbox.
+
+    Attributes:
+        run_id: Flower's id of the run.
+        runner: the ``flwr run --stream`` process that follows its log.
+        run_log: the log it writes.
+        inbox: the folder later points go to (``None``: the run has one experiment).
+        shape: what its SuperNodes fix: (number of clients, CPUs per client, app folder).
+        tracker: the run's processes (``flwr-simulation``, the client actors), watched across points.
+        points: the points submitted so far (the next point's number).
+    """
+
+    run_id: int
+    runner: Any
+    run_log: Path
+    inbox: Path | None
+    shape: tuple[int, int, str]
+    tracker: processes.SessionTracker
+    points: int = 1
 
 
 class Federation:
     """A Flower simulation federation on 127.0.0.1 that serves runs one after another: a
-    ``flower-superlink --simulation`` and the Ray cluster its runs attach to. Both start at
-    construction (in parallel); :meth:`wait_until_ready` waits for them, :meth:`stop` ends every
-    process either started, by PID, and removes their files.
+    ``flower-superlink --simulation``, started at construction; :meth:`wait_until_ready` waits
+    for it, :meth:`stop` ends it and every process its runs started, by PID, and removes its
+    files.
 
     Args:
-        folder: where to keep the Flower state and the SuperLink's and Ray head's logs; default:
-            a temporary folder, removed by :meth:`stop`. Ray's own files always go to a short
-            temporary folder (its socket paths are length-limited).
-        ray_head: start a Ray cluster for the runs to attach to (worth it when several runs
-            share the federation: ``ray start --head`` costs more than the ``ray.init()`` a
-            lone run's ``flwr-simulation`` does itself).
+        folder: where to keep the Flower state, the SuperLink's log and a serving run's files;
+            default: a temporary folder, removed by :meth:`stop`. Ray's own files always go to a
+            short temporary folder (its socket paths are length-limited).
     """
 
-    def __init__(self, folder: Path | None = None, *, ray_head: bool = True) -> None:
+    def __init__(self, folder: Path | None = None) -> None:
         self.keeps_folder = folder is not None
         self.folder = folder if folder is not None else Path(tempfile.mkdtemp(prefix="fedsynth-federation-"))
         self.ray_tmpdir = Path(tempfile.mkdtemp(prefix="ray-"))
         self.address = f"{processes.LOCALHOST}:{processes.free_port()}"
         self.env = processes.flower_env(self.folder, self.ray_tmpdir)
         processes.write_connection(self.env, CONNECTION, self.address)
-        self.superlink_log, self.ray_log = self.folder / "superlink.log", self.folder / "ray.log"
-        self.ray = None
-        if ray_head:
-            self.env["RAY_ADDRESS"] = f"{processes.LOCALHOST}:{processes.free_port()}"
-            self.ray = self._start_ray_head()
+        self.superlink_log = self.folder / "superlink.log"
         self.superlink = processes.start_process(
             [
                 processes.flower_command("flower-superlink"),
@@ -80,22 +104,8 @@ class Federation:
         )
         self.sessions: set[int] = set()
         self.runs = 0
-
-    def _start_ray_head(self):
-        """Start the Ray cluster (``ray start --head --block``) on 127.0.0.1 at ``RAY_ADDRESS``."""
-        return processes.start_process(
-            [
-                processes.flower_command("ray"),
-                "start", "--head", "--block", "--disable-usage-stats", "--include-dashboard=false",
-                "--node-ip-address", processes.LOCALHOST,
-                "--port", self.env["RAY_ADDRESS"].rsplit(":", 1)[1],
-                "--ray-client-server-port", str(processes.free_port()),
-                "--dashboard-agent-listen-port", str(processes.free_port()),
-                "--temp-dir", str(self.ray_tmpdir),
-            ],
-            self.env,
-            self.ray_log,
-        )
+        self.points = 0
+        self.serving: FlowerRun | None = None
 
     @property
     def health_url(self) -> str:
@@ -103,27 +113,42 @@ class Federation:
         return f"http://{self.address}/health"
 
     def wait_until_ready(self, timeout: float = 120.0) -> None:
-        """Wait until the SuperLink answers and the Ray cluster takes drivers; raise naming the
-        one that exited first, with the end of its log."""
+        """Wait until the SuperLink answers; raise with the end of its log if it exits first."""
         processes.wait_until_ready(self.health_url, self.superlink, self.superlink_log, timeout=timeout)
-        deadline = time.monotonic() + timeout
-        while self.ray is not None and RAY_READY not in self.ray_log.read_text(encoding="utf-8", errors="replace"):
-            if self.ray.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ray start --head did not start (exit code {self.ray.returncode}):\n{processes.tail(self.ray_log)}")
-            time.sleep(0.1)
 
     @property
     def components(self) -> list:
-        """The long-lived processes: the SuperLink and the Ray head (``ray start --block``), if any."""
-        return [process for process in (self.superlink, self.ray) if process is not None]
+        """The long-lived processes: the SuperLink."""
+        return [self.superlink]
 
     def alive(self) -> bool:
         """Whether every long-lived process still runs."""
         return all(process.poll() is None for process in self.components)
 
+    def end_serving(self) -> None:
+        """End the serving run, if any: close its inbox and wait until Flower has finished it
+        (its Ray instance shut down); raise ``RuntimeError`` if it does not end in time."""
+        serving, self.serving = self.serving, None
+        if serving is None or serving.inbox is None:
+            return
+        close_inbox(serving.inbox)
+        try:
+            processes.wait_for_exit(serving.runner, timeout=RUN_END_S)  # `--stream` ends with the run
+        finally:
+            serving.tracker.update()
+            self.sessions |= serving.tracker.sessions
+            processes.stop_process(serving.runner, grace_s=0)
+        with processes.control_client(self.address) as control:
+            processes.wait_for_run(control, serving.run_id, RUN_END_S, watch=self.components)
+
     def stop(self) -> None:
         """Stop every process of the federation (nothing in it is worth a graceful stop: the
         SuperLink's state is in memory) and remove its temporary files."""
+        if self.serving is not None:
+            self.serving.tracker.update()
+            self.sessions |= self.serving.tracker.sessions
+            processes.stop_process(self.serving.runner, grace_s=0)
+            self.serving = None
         for process in self.components:
             processes.stop_process(process, grace_s=0, sessions=self.sessions)
         shutil.rmtree(self.ray_tmpdir, ignore_errors=True)
@@ -221,31 +246,65 @@ class SimulationEngine:
         keep = in_sequential_sweep() if self.keep_federation is None else self.keep_federation
         workdir = self.workdir or Path(tempfile.mkdtemp(prefix="fedsynth-sim-"))
         workdir.mkdir(parents=True, exist_ok=True)
-        federation = kept_federation() if keep else Federation(self.workdir, ray_head=False)
+        results_path = workdir / OUTCOME_FILE
+        results_path.unlink(missing_ok=True)  # a kept workdir's earlier outcome is not this run's
+        failure_path(results_path).unlink(missing_ok=True)
         try:
-            outcome = self._run_on(federation, workdir, config)
+            if keep:
+                outcome = self._serve_point(kept_federation(), config, results_path)
+            else:
+                outcome = self._run_alone(Federation(self.workdir), workdir, config, results_path)
         except BaseException:  # a failed point, or a stop signal: nothing of the federation is kept
             if keep:
                 stop_kept_federation()
             raise
         finally:
-            if not keep:
-                federation.stop()
             if self.workdir is None:
                 shutil.rmtree(workdir, ignore_errors=True)
         return outcome.finish(self.name, start)
 
-    def _run_on(self, federation: Federation, workdir: Path, config: Mapping[str, Any]) -> RunOutcome:
-        """Submit the run with ``flwr run`` (its start-up overlaps the federation's), wait for
-        it, read the outcome."""
-        results_path = workdir / OUTCOME_FILE
-        results_path.unlink(missing_ok=True)  # a kept workdir's earlier outcome is not this run's
-        failure_path(results_path).unlink(missing_ok=True)
-        run_config_file = workdir / "run_config.toml"
-        run_config_file.write_text(tomli_w.dumps(run_config_for(config, results_path)), encoding="utf-8")
+    def _run_alone(self, federation: Federation, workdir: Path, config: Mapping[str, Any], results_path: Path) -> RunOutcome:
+        """One Flower run on a federation of its own, stopped afterwards."""
+        try:
+            serving = self._start_run(federation, workdir, config, results_path, inbox=None)
+            try:
+                return self._wait_for_point(federation, serving, results_path)
+            finally:
+                serving.tracker.update()
+                federation.sessions |= serving.tracker.sessions
+                processes.stop_process(serving.runner, grace_s=0)
+        finally:
+            federation.stop()
+
+    def _serve_point(self, federation: Federation, config: Mapping[str, Any], results_path: Path) -> RunOutcome:
+        """One point of a sweep on the kept federation: a file in the inbox of its serving run,
+        or the first point of a new serving run (when there is none, or its SuperNodes do not
+        fit this point)."""
+        shape = (int(config["dataset"]["num_clients"]), self.client_cpus, str(self.app_dir))
+        serving = federation.serving
+        if serving is not None and (serving.shape != shape or serving.runner.poll() is not None):
+            federation.end_serving()
+            serving = None
+        if serving is None:
+            rundir = Path(tempfile.mkdtemp(prefix="run-", dir=federation.folder))
+            serving = federation.serving = self._start_run(federation, rundir, config, results_path, inbox=rundir / "inbox")
+        else:
+            submit_point(serving.inbox, serving.points, config, results_path)
+            serving.points += 1
+        return self._wait_for_point(federation, serving, results_path)
+
+    def _start_run(
+        self, federation: Federation, rundir: Path, config: Mapping[str, Any], results_path: Path, inbox: Path | None
+    ) -> FlowerRun:
+        """Submit a run of ``config`` with ``flwr run`` (its start-up overlaps the federation's)
+        and wait until it has an id; with an ``inbox``, the run serves later points from it."""
+        if inbox is not None:
+            inbox.mkdir(mode=0o700)
+        run_config_file = rundir / "run_config.toml"
+        run_config_file.write_text(tomli_w.dumps(run_config_for(config, results_path, inbox)), encoding="utf-8")
         num_clients = int(config["dataset"]["num_clients"])
-        app = processes.stage_app(self.app_dir, workdir / "app")
-        run_log = workdir / "run.log"
+        app = processes.stage_app(self.app_dir, rundir / "app")
+        run_log = rundir / "run.log"
         run_log.unlink(missing_ok=True)
         # the processes of an earlier run that are still ending are not this run's
         tracker = processes.SessionTracker(federation.components, watch_names=WATCHED)
@@ -262,31 +321,39 @@ class SimulationEngine:
         try:
             federation.wait_until_ready()
             run_id = processes.started_run_id(runner, run_log)
-            follower = processes.LogFollower(run_log, keep=processes.APP_LINE.search, on_line=processes.show_app_line)
-            with follower, processes.control_client(federation.address) as control:
-                status = processes.wait_for_run(
-                    control,
-                    run_id,
-                    self.run_timeout_s,
-                    watch=federation.components,
-                    result_file=results_path,
-                    tracker=tracker,
-                )
-                # the clients' last progress lines may still be on their way when the outcome is
-                # written: `flwr run --stream` delivers Flower's log in batches (every 0.5 s)
-                processes.wait_until_quiet(
-                    run_log, LOG_QUIET_S, LOG_DRAIN_S, done=lambda: runner.poll() is not None
-                )
-            outcome = processes.read_run_outcome(
-                status,
-                results_path,
-                runner,
-                run_log,
-                context=f"\n--- superlink log ---\n{processes.tail(federation.superlink_log, 30)}",
-            )
-            federation.runs += 1
-            return outcome
-        finally:
-            tracker.update()
-            federation.sessions |= tracker.sessions
+        except BaseException:
             processes.stop_process(runner, grace_s=0)
+            raise
+        federation.runs += 1
+        shape = (num_clients, self.client_cpus, str(self.app_dir))
+        return FlowerRun(run_id, runner, run_log, inbox, shape, tracker)
+
+    def _wait_for_point(self, federation: Federation, serving: FlowerRun, results_path: Path) -> RunOutcome:
+        """Wait for the outcome of the run's current point, showing its log lines; read it."""
+        start_offset = serving.run_log.stat().st_size if serving.run_log.exists() else 0
+        follower = processes.LogFollower(
+            serving.run_log, keep=processes.APP_LINE.search, on_line=processes.show_app_line, offset=start_offset
+        )
+        with follower, processes.control_client(federation.address) as control:
+            status = processes.wait_for_run(
+                control,
+                serving.run_id,
+                self.run_timeout_s,
+                watch=federation.components,
+                result_file=results_path,
+                tracker=serving.tracker,
+            )
+            # the clients' last progress lines may still be on their way when the outcome is
+            # written: `flwr run --stream` delivers Flower's log in batches (every 0.5 s)
+            processes.wait_until_quiet(
+                serving.run_log, LOG_QUIET_S, LOG_DRAIN_S, done=lambda: serving.runner.poll() is not None
+            )
+        outcome = processes.read_run_outcome(
+            status,
+            results_path,
+            serving.runner,
+            serving.run_log,
+            context=f"\n--- superlink log ---\n{processes.tail(federation.superlink_log, 30)}",
+        )
+        federation.points += 1
+        return outcome
