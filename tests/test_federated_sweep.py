@@ -94,6 +94,9 @@ def test_a_sweep_keeps_one_superlink_and_one_flower_run_for_all_its_points_and_l
     counted = {pid: line for pid, line in seen.items() if forks.get(pid) != line}
     assert sweep.returncode == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
     assert sorted(p.parent.name for p in (tmp_path / "sweep").glob("*/results.json")) == ["0", "1", "2"]
+    for point in ("0", "1", "2"):  # each point's log has its clients' progress: the run's log, cut per point
+        log = (tmp_path / "sweep" / point / "cli.log").read_text()
+        assert all(log.count(f"client {client}: outer iteration 3/3, P = ") == 1 for client in range(3)), log
     superlinks = [pid for pid, line in counted.items() if "flower-superlink" in line]
     simulations = [pid for pid, line in counted.items() if "bin/flwr-simulation" in line]
     actors = [pid for pid, line in counted.items() if "ClientAppActor" in line]

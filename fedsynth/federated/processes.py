@@ -448,17 +448,20 @@ def read_run_outcome(
     return RunOutcome.read_json(result_file)
 
 
-def wait_until_quiet(path: Path, quiet_s: float, timeout_s: float, done: Callable[[], bool]) -> None:
-    """Wait until the file ``path`` has not grown for ``quiet_s`` seconds or ``done()`` holds, at
-    most ``timeout_s`` seconds: the lines a stream still delivers after its run has ended."""
+def wait_for_text(path: Path, text: str, offset: int, timeout_s: float, done: Callable[[], bool]) -> bool:
+    """Wait until ``text`` is in the file ``path`` after byte ``offset``, or ``done()`` holds, at
+    most ``timeout_s`` seconds (the lines a log stream still delivers after the work it logs has
+    ended); return whether the text came."""
     deadline = time.monotonic() + timeout_s
-    size, since = -1, time.monotonic()
-    while not done() and time.monotonic() < deadline:
-        current = path.stat().st_size if path.exists() else 0
-        if current != size:
-            size, since = current, time.monotonic()
-        elif time.monotonic() - since >= quiet_s:
-            return
+    needle = text.encode()
+    while True:
+        if path.exists():
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                if needle in handle.read():
+                    return True
+        if done() or time.monotonic() > deadline:
+            return False
         time.sleep(0.05)
 
 

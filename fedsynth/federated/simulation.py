@@ -38,10 +38,8 @@ CONNECTION = "fedsynth-sim"
 WATCHED = {"flwr-simulation": "flwr-simulation", "ray::ClientAppActor": "Ray client actor"}
 """Processes of a run whose death ends it: command-line pattern -> name in the message."""
 LOG_DRAIN_S = 10.0
-"""How long a finished run's log stream may take to deliver its last lines, at most."""
-LOG_QUIET_S = 1.0
-"""A run's log is complete once it has not grown for this long (Flower uploads a process's log
-every 0.2 s and streams it every 0.5 s)."""
+"""How long a point's log may take to arrive once its outcome is written, at most (Flower uploads
+a process's log every 0.2 s and streams it every 0.5 s)."""
 RUN_END_S = 60.0
 """How long a serving run may take to end once its inbox is closed."""
 
@@ -343,11 +341,17 @@ class SimulationEngine:
                 result_file=results_path,
                 tracker=serving.tracker,
             )
-            # the clients' last progress lines may still be on their way when the outcome is
-            # written: `flwr run --stream` delivers Flower's log in batches (every 0.5 s)
-            processes.wait_until_quiet(
-                serving.run_log, LOG_QUIET_S, LOG_DRAIN_S, done=lambda: serving.runner.poll() is not None
-            )
+            # the point's log lines may still be on their way when the outcome is written: they
+            # are all there once the ServerApp's summary, its last line, is (the clients' lines
+            # come through the same stream, logged before their last reply)
+            if results_path.is_file():
+                processes.wait_for_text(
+                    serving.run_log,
+                    f"results: {results_path.resolve()}",
+                    start_offset,
+                    LOG_DRAIN_S,
+                    done=lambda: serving.runner.poll() is not None,
+                )
         outcome = processes.read_run_outcome(
             status,
             results_path,
