@@ -5,6 +5,7 @@ point, or when a component dies, leaving no process behind (real Flower runs: 20
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -80,9 +81,13 @@ def test_a_sweep_keeps_one_superlink_and_one_flower_run_for_all_its_points_and_l
     sweep = start_sweep(tmp_path, *TINY_SWEEP, "seed=0,1,2")
     seen: dict[int, str] = {}
     forks: dict[int, str] = {}  # forked, not yet exec'd: a child shows its parent's command line
+    niceness: dict[int, int] = {}
     while sweep.poll() is None:
         tree = descendants(sweep.pid)
         for pid, line in tree.items():
+            if "ClientAppActor" in line:
+                with contextlib.suppress(OSError):
+                    niceness.setdefault(pid, os.getpriority(os.PRIO_PROCESS, pid))
             if line:  # an ending process shows an empty command line: keep what it was
                 seen[pid] = line
             else:
@@ -102,6 +107,8 @@ def test_a_sweep_keeps_one_superlink_and_one_flower_run_for_all_its_points_and_l
     actors = [pid for pid, line in counted.items() if "ClientAppActor" in line]
     assert len(superlinks) == 1 and len(simulations) == 1, (superlinks, simulations)  # one Flower run
     assert 0 < len(actors) <= 2, actors  # one pool of client actors (2 cores) for the three points
+    # Ray's workers at the command's own priority, not 15 steps below it (Ray's default)
+    assert set(niceness.values()) == {os.getpriority(os.PRIO_PROCESS, 0)}, niceness
     assert survivors(seen, wait_s=10.0) == {}
 
 

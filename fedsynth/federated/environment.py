@@ -2,8 +2,10 @@
 
 :data:`FLOWER_DEFAULTS`: telemetry and update checks off; runtime dependency installation off
 (the SuperLink would otherwise ``uv sync`` the app's dependencies, a multi-GB CUDA torch, for every
-run); Ray's services on 127.0.0.1 only, no usage statistics, no accelerator override warnings and
-no merging of similar client log lines (each client's progress line is shown).
+run); Ray's services on 127.0.0.1 only, no usage statistics, no accelerator override warnings, no
+merging of similar client log lines (each client's progress line is shown), and Ray's workers (the
+client actors) at the normal scheduling priority: Ray's default ``nice`` of 15 lets every other
+process on the machine take their CPU first (the in-process engine's clients run at 0).
 
 ``flwr run .`` starts its SuperLink, the simulation and Ray from the ``flwr`` process, before any
 app code runs, so these values must be in that process's environment. :func:`install_site_hook`
@@ -29,6 +31,7 @@ FLOWER_DEFAULTS = {
     "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_DEDUP_LOGS": "0",
+    "RAY_worker_niceness": "0",
 }
 BIN_DIR = Path(sys.executable).parent
 SITE_HOOK = "fedsynth-flower-env.pth"
