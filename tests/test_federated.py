@@ -232,6 +232,27 @@ def test_a_client_loads_its_data_once_per_run(monkeypatch) -> None:
     assert dict(first.metric_records["metrics"]) == dict(again.metric_records["metrics"])
 
 
+def test_a_client_process_keeps_the_parts_of_a_few_data_configurations_only(monkeypatch) -> None:
+    """A process that serves many sweep points (a Flower run serves a whole sweep) keeps the
+    parts of the last :data:`~fedsynth.federated.client_logic.DATA_CONFIGS_KEPT` data
+    configurations: memory stays bounded, and a configuration dropped is loaded again."""
+    loads = []
+    real = client_logic.load_client_data
+    monkeypatch.setattr(client_logic, "load_client_data", lambda experiment, node: loads.append(experiment["seed"]) or real(experiment, node))
+    node = {"partition-id": 0, "num-partitions": 3}
+    seeds = [5000 + k for k in range(client_logic.DATA_CONFIGS_KEPT + 1)]  # seeds no other test uses
+
+    def evaluate(seed: int) -> None:
+        experiment = tiny_experiment(f"seed={seed}")
+        theta = np.zeros(experiment["dataset"]["generator"]["num_features"] + 2)
+        content = make_content(arrays={"theta": theta}, config=build_method(experiment["method"]).evaluation_config())
+        client_logic.answer_message("evaluate", with_experiment(content, experiment_json(experiment), 0), node, RecordDict())
+
+    for seed in [*seeds, seeds[-1], seeds[1], seeds[0]]:
+        evaluate(seed)
+    assert loads == [*seeds, seeds[0]]  # the last ones kept; the first, dropped, loaded again
+
+
 def test_a_client_answers_only_the_message_types_its_method_defines(caplog) -> None:
     """``answer_message`` calls the method's handler of the message type; a type the method has
     no handler for, or one that is not a Flower message type, or a content with a record beyond

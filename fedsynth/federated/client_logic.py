@@ -108,7 +108,7 @@ def answer_message(
         experiment_json, point, content = split_experiment(content)
         experiment = experiment_from_json(experiment_json)
         method = _method(json.dumps(experiment["method"], sort_keys=True))
-        data = _client_data(json.dumps(_data_key(experiment, node_config), sort_keys=True))
+        data = _client_data(experiment, node_config)
         if STATE_POINT not in state or state.config_records[STATE_POINT].get("point") != point:
             for name in (STATE_METHOD, STATE_COMPUTE):
                 state.pop(name, None)
@@ -147,20 +147,30 @@ def _method(method_json: str) -> FederatedMethod:
     return build_method(json.loads(method_json))
 
 
-def _data_key(experiment: Mapping[str, Any], node_config: Mapping[str, Any]) -> dict[str, Any]:
-    """What a node's data depends on: the experiment's data sections and the node's identity."""
-    return {
-        "experiment": {key: experiment.get(key) for key in ("dataset", "partition", "seed", "data_dir")},
-        "node": {key: node_config[key] for key in NODE_DATA_KEYS if key in node_config},
-    }
+DATA_CONFIGS_KEPT = 4
+"""How many data configurations (dataset, partition, seed, data directory) a client process keeps
+the nodes' parts of: the points of a sweep on the same data reuse them, and the memory stays
+bounded however many points one process serves (a Flower run serves a whole sweep)."""
 
 
-@functools.lru_cache(maxsize=4096)
-def _client_data(key_json: str) -> ClientPartition:
-    """:func:`load_client_data` once per process for one :func:`_data_key`: a node's messages of
-    a run (and the sweep points that share its data) reuse its part."""
-    key = json.loads(key_json)
-    return load_client_data(key["experiment"], key["node"])
+def _client_data(experiment: Mapping[str, Any], node_config: Mapping[str, Any]) -> ClientPartition:
+    """:func:`load_client_data` once per process for one node of one data configuration: a
+    node's messages of a run (and the sweep points that share its data) reuse its part."""
+    data = {key: experiment.get(key) for key in ("dataset", "partition", "seed", "data_dir")}
+    node = {key: node_config[key] for key in NODE_DATA_KEYS if key in node_config}
+    parts = _parts_of(json.dumps(data, sort_keys=True))
+    node_key = json.dumps(node, sort_keys=True)
+    if node_key not in parts:
+        parts[node_key] = load_client_data(data, node)
+    return parts[node_key]
+
+
+@functools.lru_cache(maxsize=DATA_CONFIGS_KEPT)
+def _parts_of(data_json: str) -> dict[str, ClientPartition]:
+    """The parts this process has loaded for one data configuration (JSON text), by node (filled
+    by :func:`_client_data`); the least recently used configuration beyond
+    :data:`DATA_CONFIGS_KEPT` is dropped."""
+    return {}
 
 
 def load_client_data(experiment: Mapping[str, Any], node_config: Mapping[str, Any]) -> ClientPartition:
