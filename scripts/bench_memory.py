@@ -8,9 +8,10 @@ ServerApp's ``flwr-simulation``, the SuperLink, Ray's services, the ``fedsynth``
 number of processes and their largest and median peak RSS, then the tree's peak total.
 
 With ``--sweep P`` the command is a P-point multirun (``seed=0,...,P-1``): on the simulation
-engine its points share one federation, and the RSS of its long-lived processes (the command,
-the SuperLink, Ray's services) is printed at the start of each point (when the point's
-``flwr-simulation`` appears) and at the end of the last one: they must not grow from point to point.
+engine its points share one federation and one Flower run, and the RSS of its long-lived
+processes (the command, the SuperLink, the ServerApp, the client processes, Ray's services) is
+printed at the start of each point (when the point's output folder appears) and at the end of the
+last one: they must not grow from point to point.
 
     .venv/bin/python scripts/bench_memory.py                           # Dutch, K = 100, N_s = 100 balanced, k_max = 200
     .venv/bin/python scripts/bench_memory.py --sweep 3                 # the same run as a 3-point sweep
@@ -48,7 +49,6 @@ ROLES = (
     ("SuperExec", "flower-superexec"),
     ("SuperLink", "flower-superlink"),
     ("flwr run", "flwr_when_ready"),
-    ("Ray head (ray start)", " start --head"),
     ("Ray GCS", "gcs_server"),
     ("Ray raylet", "raylet"),
     ("Ray idle worker", "ray::IDLE"),
@@ -57,7 +57,10 @@ ROLES = (
 )
 """Role of a process: the first command-line pattern it contains (``ray::`` names first: a Ray
 worker's command line is rewritten when it becomes an actor)."""
-LONG_LIVED = ("fedsynth command", "SuperLink", "Ray head (ray start)", "Ray GCS", "Ray raylet")
+LONG_LIVED = (
+    "fedsynth command", "SuperLink", "ServerApp (flwr-simulation)", "client (Ray actor)",
+    "client (in-process worker)", "Ray GCS", "Ray raylet",
+)
 
 
 def role_of(command: str) -> str:
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         run = subprocess.Popen(command, env={**os.environ, PROGRESS_ENV: "off"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         peaks: dict[int, tuple[str, int]] = {}  # pid -> (role, peak RSS KiB)
-        peak_total, points, last = 0, [], {}  # points: (pid of a point's flwr-simulation, {role: RSS KiB} then)
+        peak_total, points, last = 0, [], {}  # points: (a point's output folder, {role: RSS KiB} then)
         while run.poll() is None:
             total, long_lived = 0, {}
             for pid, line in tree(run.pid).items():
@@ -116,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
                 peaks[pid] = (role, max(hwm, peaks.get(pid, (role, 0))[1]))
                 if role in LONG_LIVED:
                     long_lived[role] = long_lived.get(role, 0) + rss
-                if role == "ServerApp (flwr-simulation)" and "bin/flwr-simulation" in line and pid not in {p for p, _ in points}:
-                    points.append((pid, long_lived))
+            started = Path(tmp, "out", str(len(points)))
+            if args.sweep and started.is_dir():
+                points.append((started.name, long_lived))
             last = long_lived if len(long_lived) >= len(last) else last  # the end: the last sample with all of them
             peak_total = max(peak_total, total)
             time.sleep(args.interval)
