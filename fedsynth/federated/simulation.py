@@ -67,6 +67,13 @@ class FlowerRun:
     tracker: processes.SessionTracker
     points: int = 1
 
+    def stop_following(self) -> set[int]:
+        """Stop the ``flwr run --stream`` process and return the sessions the run's processes
+        have had (the federation stops them with its own)."""
+        self.tracker.update()
+        processes.stop_process(self.runner, grace_s=0)
+        return self.tracker.sessions
+
 
 class Federation:
     """A Flower simulation federation on 127.0.0.1 that serves runs one after another: a
@@ -101,9 +108,9 @@ class Federation:
             self.superlink_log,
         )
         self.sessions: set[int] = set()
-        self.runs = 0
-        self.points = 0
-        self.serving: FlowerRun | None = None
+        self.runs = 0  # Flower runs submitted
+        self.points = 0  # experiments served
+        self.serving: FlowerRun | None = None  # the run that serves a sweep's points
 
     @property
     def health_url(self) -> str:
@@ -133,9 +140,7 @@ class Federation:
         try:
             processes.wait_for_exit(serving.runner, timeout=RUN_END_S)  # `--stream` ends with the run
         finally:
-            serving.tracker.update()
-            self.sessions |= serving.tracker.sessions
-            processes.stop_process(serving.runner, grace_s=0)
+            self.sessions |= serving.stop_following()
         with processes.control_client(self.address) as control:
             processes.wait_for_run(control, serving.run_id, RUN_END_S, watch=self.components)
 
@@ -143,9 +148,7 @@ class Federation:
         """Stop every process of the federation (nothing in it is worth a graceful stop: the
         SuperLink's state is in memory) and remove its temporary files."""
         if self.serving is not None:
-            self.serving.tracker.update()
-            self.sessions |= self.serving.tracker.sessions
-            processes.stop_process(self.serving.runner, grace_s=0)
+            self.sessions |= self.serving.stop_following()
             self.serving = None
         for process in self.components:
             processes.stop_process(process, grace_s=0, sessions=self.sessions)
@@ -264,13 +267,11 @@ class SimulationEngine:
     def _run_alone(self, federation: Federation, workdir: Path, config: Mapping[str, Any], results_path: Path) -> RunOutcome:
         """One Flower run on a federation of its own, stopped afterwards."""
         try:
-            serving = self._start_run(federation, workdir, config, results_path, inbox=None)
+            run = self._start_run(federation, workdir, config, results_path, inbox=None)
             try:
-                return self._wait_for_point(federation, serving, results_path)
+                return self._wait_for_point(federation, run, results_path)
             finally:
-                serving.tracker.update()
-                federation.sessions |= serving.tracker.sessions
-                processes.stop_process(serving.runner, grace_s=0)
+                federation.sessions |= run.stop_following()
         finally:
             federation.stop()
 
@@ -278,9 +279,8 @@ class SimulationEngine:
         """One point of a sweep on the kept federation: a file in the inbox of its serving run,
         or the first point of a new serving run (when there is none, or its SuperNodes do not
         fit this point)."""
-        shape = (int(config["dataset"]["num_clients"]), self.client_cpus, str(self.app_dir))
         serving = federation.serving
-        if serving is not None and (serving.shape != shape or serving.runner.poll() is not None):
+        if serving is not None and (serving.shape != self._shape(config) or serving.runner.poll() is not None):
             federation.end_serving()
             serving = None
         if serving is None:
@@ -323,40 +323,43 @@ class SimulationEngine:
             processes.stop_process(runner, grace_s=0)
             raise
         federation.runs += 1
-        shape = (num_clients, self.client_cpus, str(self.app_dir))
-        return FlowerRun(run_id, runner, run_log, inbox, shape, tracker)
+        return FlowerRun(run_id, runner, run_log, inbox, self._shape(config), tracker)
 
-    def _wait_for_point(self, federation: Federation, serving: FlowerRun, results_path: Path) -> RunOutcome:
+    def _shape(self, config: Mapping[str, Any]) -> tuple[int, int, str]:
+        """What the SuperNodes of a run for ``config`` fix: see :attr:`FlowerRun.shape`."""
+        return int(config["dataset"]["num_clients"]), self.client_cpus, str(self.app_dir)
+
+    def _wait_for_point(self, federation: Federation, run: FlowerRun, results_path: Path) -> RunOutcome:
         """Wait for the outcome of the run's current point, showing its log lines; read it."""
-        start_offset = serving.run_log.stat().st_size if serving.run_log.exists() else 0
+        start_offset = run.run_log.stat().st_size if run.run_log.exists() else 0
         follower = processes.LogFollower(
-            serving.run_log, keep=processes.APP_LINE.search, on_line=processes.show_app_line, offset=start_offset
+            run.run_log, keep=processes.APP_LINE.search, on_line=processes.show_app_line, offset=start_offset
         )
         with follower, processes.control_client(federation.address) as control:
             status = processes.wait_for_run(
                 control,
-                serving.run_id,
+                run.run_id,
                 self.run_timeout_s,
                 watch=federation.components,
                 result_file=results_path,
-                tracker=serving.tracker,
+                tracker=run.tracker,
             )
             # the point's log lines may still be on their way when the outcome is written: they
             # are all there once the ServerApp's summary, its last line, is (the clients' lines
             # come through the same stream, logged before their last reply)
             if results_path.is_file():
                 processes.wait_for_text(
-                    serving.run_log,
+                    run.run_log,
                     f"results: {results_path.resolve()}",
                     start_offset,
                     LOG_DRAIN_S,
-                    done=lambda: serving.runner.poll() is not None,
+                    done=lambda: run.runner.poll() is not None,
                 )
         outcome = processes.read_run_outcome(
             status,
             results_path,
-            serving.runner,
-            serving.run_log,
+            run.runner,
+            run.run_log,
             context=f"\n--- superlink log ---\n{processes.tail(federation.superlink_log, 30)}",
         )
         federation.points += 1
