@@ -219,12 +219,12 @@ OPTIMIZER_SETUP_METHODS = ("add_param_group", "zero_grad", "state_dict", "load_s
 """The ``torch.optim.Optimizer`` methods torch wraps in ``torch._disable_dynamo``."""
 
 
-def _skip_dynamo_import_of_optimizer_setup() -> None:
+def skip_dynamo_import_of_optimizer_setup() -> None:
     """Let ``torch.optim.Optimizer``'s set-up methods run without importing ``torch._dynamo``.
 
     torch wraps :data:`OPTIMIZER_SETUP_METHODS` in ``torch._disable_dynamo``, whose first call
     imports ``torch._dynamo`` (≈ 1.6 s on one core, paid by every process that builds an
-    L-BFGS: the server's fit waited for it) only to mark the method as not to be compiled. The
+    optimizer: the server's fit waited for it) only to mark the method as not to be compiled. The
     wrapper caches that marked function on the wrapped one (attribute ``__dynamo_disable``);
     caching the plain function there instead makes the first call as cheap as the later ones.
     fedsynth compiles no optimizer; once ``torch._dynamo`` is imported (``torch.compile``), the
@@ -264,7 +264,7 @@ class LogisticSolver:
         self.n = n
         self.solver = solver
         self.theta = torch.zeros(num_weights, dtype=dtype).requires_grad_(True)
-        _skip_dynamo_import_of_optimizer_setup()
+        skip_dynamo_import_of_optimizer_setup()
         self.optimizer = torch.optim.LBFGS(
             [self.theta],
             lr=1.0,

@@ -4,6 +4,7 @@ differentiation (eqs. (13)–(14))."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -19,6 +20,7 @@ from fedsynth.core.model import (
     LogisticDerivatives,
     LogisticModel,
     LogisticSolver,
+    skip_dynamo_import_of_optimizer_setup,
     warm_start,
 )
 from fedsynth.data.types import TabularData
@@ -355,6 +357,23 @@ class InnerModel:
         return theta
 
 
+_PLAIN_ADAM_STEP = inspect.unwrap(torch.optim.Adam.step)
+"""``torch.optim.Adam.step`` without torch's wrappers (see :func:`adam_step`)."""
+
+
+def adam_step(optimizer: torch.optim.Adam) -> None:
+    """``optimizer.step()``, the same update to the bit, without importing ``torch._dynamo``.
+
+    torch wraps ``Adam.step`` in a grad-mode wrapper that imports ``torch._dynamo`` on every call
+    (≈ 1.6 s for the first, in every client process) only to mark a graph break for
+    ``torch.compile``, and in a hook wrapper that runs step hooks under the profiler's label.
+    fedsynth compiles no optimizer and registers no step hook, so this runs the wrapped step
+    itself, with gradients off as the wrapper would (``differentiable=False``).
+    """
+    with torch.no_grad():
+        _PLAIN_ADAM_STEP(optimizer)
+
+
 def synthesize(
     train: TabularData,
     config: SynthesisConfig,
@@ -384,12 +403,13 @@ def synthesize(
     # parameter (such as a column view of â), so â is a buffer x̂ is copied into
     design = config.model.design(x_hat.detach(), s_hat)
     inner = InnerModel(s_hat, y_hat, config, history, design=design)
+    skip_dynamo_import_of_optimizer_setup()
     optimizer = torch.optim.Adam([x_hat], lr=config.lr, fused=True)  # one kernel; same update rule
     for k in range(config.k_max):
         optimizer.zero_grad(set_to_none=True)
         value = objective(x_hat, inner(x_hat))
         value.backward()
-        optimizer.step()
+        adam_step(optimizer)
         history.objective.append(float(value.detach()))
         if not math.isfinite(history.objective[-1]):
             raise FloatingPointError(

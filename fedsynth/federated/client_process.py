@@ -302,8 +302,8 @@ IN_PROCESS_ENGINE = "fedsynth.federated.inprocess.InProcessEngine"
 
 def start_client_workers(config: Mapping[str, Any]) -> None:
     """Start the fork server of the client processes now when the engine of the experiment
-    ``config`` (the resolved Hydra config) is the in-process one, so that its imports (≈ 4 s of
-    CPU: torch, the client logic, ``torch._dynamo``, SciPy) overlap the caller's checks and data
+    ``config`` (the resolved Hydra config) is the in-process one, so that its imports (≈ 3 s of
+    CPU: torch, the client logic, SciPy) overlap the caller's checks and data
     loading; any other engine, or an engine or dataset setting the checks will reject, starts
     nothing. The client processes themselves are forked when the run needs them (milliseconds)."""
     engine, dataset = config.get("engine") or {}, config.get("dataset") or {}
@@ -332,10 +332,10 @@ class _PipeHandler(logging.Handler):
             self.handleError(record)
 
 
-WARM_IMPORTS = ("torch", "fedsynth.federated.client_logic", "fedsynth.federated.messages", "torch._dynamo", "scipy.spatial")
-"""What the :class:`ForkServer` imports before it forks a client: torch, the client logic, the
-module torch's first Adam step imports (``torch._dynamo``, ≈ 1.6 s) and the one a privacy report
-imports (SciPy's k-d tree, ≈ 0.4 s)."""
+WARM_IMPORTS = ("torch", "fedsynth.federated.client_logic", "fedsynth.federated.messages", "scipy.spatial")
+"""What the :class:`ForkServer` imports before it forks a client: torch, the client logic and the
+module a privacy report imports (SciPy's k-d tree, ≈ 0.4 s). A client's synthesis does not import
+``torch._dynamo`` (:func:`fedsynth.core.synthesis.adam_step`)."""
 
 
 _cpu_at_last_answer = 0.0
