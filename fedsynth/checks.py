@@ -14,10 +14,15 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import math
+import time
 import types
 import typing
 from typing import Any, Mapping
+
+
+log = logging.getLogger("fedsynth")
 
 
 class ConfigError(ValueError):
@@ -177,3 +182,26 @@ def check_data(spec: Any, config: Mapping[str, Any]) -> None:
                 "method.synthetic_labels=copy: needs method.synthetic_size=full (N_s = N); "
                 "use balanced or proportional with an integer N_s"
             )
+
+
+def check_and_run(config: Mapping[str, Any]) -> tuple[Any, float]:
+    """Check the ``fedsynth`` command's resolved config (the experiment with
+    :func:`check_experiment_config`, the ``engine`` section with :func:`check_target_config`),
+    then run the experiment on its engine: the engine's
+    :class:`~fedsynth.federated.outcome.RunOutcome` and the run's wall seconds (checks
+    excluded). The command calls it in a client process for the in-process engine
+    (:func:`fedsynth.federated.client_process.call_in_client_process`), where torch is imported
+    already."""
+    experiment = {key: value for key, value in config.items() if key != "engine"}
+    check_experiment_config(experiment)
+    engine = check_target_config("engine", config["engine"])
+    log.info(
+        "dataset=%s method=%s engine=%s seed=%s",
+        config["dataset"].get("name"),
+        config["method"].get("name"),
+        config["engine"]["_target_"].rsplit(".", 1)[-1],
+        config["seed"],
+    )
+    start = time.perf_counter()
+    outcome = engine.run(experiment)
+    return outcome, time.perf_counter() - start

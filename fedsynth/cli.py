@@ -23,7 +23,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -31,8 +30,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from fedsynth.checks import ConfigError, check_experiment_config, check_target_config
-from fedsynth.federated.client_process import start_client_workers
+from fedsynth.checks import ConfigError, check_and_run
+from fedsynth.federated.client_process import call_in_client_process, start_client_workers
 from fedsynth.federated.outcome import RunFailed
 from fedsynth.io import write_json_atomic
 from fedsynth.paths import data_directory, resolve_table_file, user_config_dir
@@ -84,24 +83,16 @@ def absolute_data_paths(config: dict[str, Any]) -> None:
 
 
 def run(cfg: DictConfig) -> Path:
-    """Check the experiment ``cfg``, run it on its engine and write ``results.json``; return its
-    path. The metrics are logged before the file is written."""
+    """Check the experiment ``cfg``, run it on its engine (:func:`fedsynth.checks.check_and_run`)
+    and write ``results.json``; return its path. The metrics are logged before the file is
+    written."""
     config = OmegaConf.to_container(cfg, resolve=True)
-    start_client_workers(config)  # the in-process engine's clients start up while this process checks
+    in_process = start_client_workers(config)  # the in-process engine's fork server imports meanwhile
     absolute_data_paths(config)
-    experiment = {key: value for key, value in config.items() if key != "engine"}
-    check_experiment_config(experiment)
-    engine = check_target_config("engine", config["engine"])
-    log.info(
-        "dataset=%s method=%s engine=%s seed=%s",
-        cfg.dataset.name,
-        cfg.method.name,
-        cfg.engine._target_.rsplit(".", 1)[-1],
-        cfg.seed,
-    )
-    start = time.perf_counter()
-    outcome = engine.run(experiment)
-    record = results_record(config, outcome, time.perf_counter() - start)
+    # the in-process engine's checks and server run in a client process, where torch is
+    # imported already: this process imports no torch
+    outcome, seconds = call_in_client_process(check_and_run, config) if in_process else check_and_run(config)
+    record = results_record(config, outcome, seconds)
     target = Path(HydraConfig.get().runtime.output_dir) / RESULTS_FILE
     log.info(
         "accuracy=%.4f spd=%.4f covariance=%.5f eod=%.4f (%.1f s); results: %s",

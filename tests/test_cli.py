@@ -123,6 +123,36 @@ def test_user_errors_are_one_line_exit_2_before_anything_starts(tmp_path, case, 
     assert not (tmp_path / "results.json").exists()
 
 
+def test_the_in_process_command_imports_no_torch_and_its_errors_stay_one_line(tmp_path):
+    """With ``engine=inprocess`` the checks and the server run in a client process, where torch
+    is imported already: the command's own process never imports torch, gives the same numbers,
+    and a user error found there is still one line with exit code 2."""
+    script = (
+        "import sys\nfrom fedsynth.cli import main\n"
+        "try:\n    main()\nfinally:\n    print('torch imported:', 'torch' in sys.modules, flush=True)\n"
+    )
+
+    def command(folder: Path, *overrides: str) -> subprocess.CompletedProcess:
+        folder.mkdir()
+        argv = ["fedsynth", f"hydra.run.dir={folder}", "engine=inprocess", "method.k_max=10", *overrides]
+        code = f"import sys; sys.argv = {argv!r}\n{script}"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=folder)
+
+    done = command(tmp_path / "run")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "torch imported: False" in done.stdout
+    from fedsynth.federated import InProcessEngine
+    from fedsynth.federated.experiment import compose_experiment
+
+    here = InProcessEngine().run(compose_experiment(["method.k_max=10"]))  # the engine in this process
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["theta"] == here.theta and results["accuracy"] == here.metrics["accuracy"]
+    bad = command(tmp_path / "bad", "partition.test_fraction=2")
+    assert bad.returncode == 2, bad.stderr[-2000:]
+    assert bad.stderr.strip().splitlines()[-1].startswith("fedsynth: error: partition.test_fraction=2")
+    assert "Traceback" not in bad.stderr and "torch imported: False" in bad.stdout
+
+
 def test_the_traceback_switch_shows_the_traceback(tmp_path):
     env = {**os.environ, "FEDSYNTH_TRACEBACK": "1"}
     command = [sys.executable, "-m", "fedsynth.cli", f"hydra.run.dir={tmp_path}", "method.rho_o=abc"]

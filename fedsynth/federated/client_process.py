@@ -8,24 +8,32 @@ each :class:`ClientRequest` (one message for one node, with the node's state) ge
 independent of the caller's :mod:`multiprocessing` set-up (they work inside joblib's loky workers
 too) and answer messages until the pipe closes; their log records come back over the pipe and go
 to the caller's loggers.
+
+A client process also answers a :class:`CallRequest`, any importable function of one picklable
+argument (:func:`call_in_client_process`): the ``fedsynth`` command runs its checks and the
+in-process engine's server that way, so that its own process never imports torch. Such a process
+forks a fork server of its own for the client processes the engine asks for.
 """
 
 from __future__ import annotations
 
 import atexit
 import collections
+import dataclasses
 import importlib
 import logging
 import os
+import pickle
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Mapping, NoReturn
+from typing import Any, Callable, Mapping, NoReturn
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,28 @@ class ClientAnswer:
 
 
 @dataclass(frozen=True)
+class CallRequest:
+    """A call ``function(argument)`` for a client process (:func:`call_in_client_process`):
+    ``function`` travels by its importable name; ``environment`` holds variables to set in the
+    process first."""
+
+    function: Callable[[Any], Any]
+    argument: Any
+    environment: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CallAnswer:
+    """What a call returned, or the exception it raised (with its traceback as a note);
+    ``cpu_seconds``: the CPU time of the process and of the client processes it asked, since
+    its previous answer."""
+
+    result: Any = None
+    error: BaseException | None = None
+    cpu_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class _LogLine:
     """A log record of the client process, formatted there."""
 
@@ -76,13 +106,14 @@ class ClientProcess:
             theirs.close()
         self.connection = Connection(ours.detach())
 
-    def ask(self, request: ClientRequest, deadline: float) -> ClientAnswer:
+    def ask(self, request: ClientRequest | CallRequest, deadline: float | None) -> ClientAnswer | CallAnswer:
         """Send ``request`` and return the answer; the client's log lines are logged here as they
-        arrive. Raises ``TimeoutError`` past ``deadline`` (``time.monotonic``) and ``EOFError``
-        when the process has died."""
+        arrive. Raises ``TimeoutError`` past ``deadline`` (``time.monotonic``; ``None``: no
+        deadline) and ``EOFError`` when the process has died."""
         self.connection.send(request)
         while True:
-            if not self.connection.poll(max(0.0, deadline - time.monotonic())):
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self.connection.poll(timeout):
                 raise TimeoutError
             message = self.connection.recv()
             if isinstance(message, _LogLine):
@@ -112,6 +143,9 @@ class ForkServer:
     """A process that imports torch, the client logic and the modules of :data:`WARM_IMPORTS`
     once, then forks one client process (:func:`serve`) per request.
 
+    A process that already has those imports (a fork server's child answering a
+    :class:`CallRequest`) gets its own fork server by forking itself, in milliseconds.
+
     Each client process starting on its own would pay those imports again (≈ 4 s of CPU each,
     which the 2 cores of a two-client run spend while the run waits); a forked one starts with
     them done. The server keeps its children as zombies until :meth:`kill` collects their exit
@@ -121,13 +155,22 @@ class ForkServer:
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        environment = dict(os.environ)
-        # the clients import what this process can import (plugins, test support modules)
-        environment["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
-        command = f"from fedsynth.federated.client_process import serve_forks; serve_forks({theirs.fileno()})"
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", command], pass_fds=[theirs.fileno()], env=environment, stdin=subprocess.DEVNULL
-        )
+        self._process: subprocess.Popen[bytes] | None = None
+        self._exit_code: int | None = None
+        if _imports_done:
+            self.pid = os.fork()
+            if self.pid == 0:
+                ours.close()
+                _serve_fork_requests(theirs)
+        else:
+            environment = dict(os.environ)
+            # the clients import what this process can import (plugins, test support modules)
+            environment["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
+            command = f"from fedsynth.federated.client_process import serve_forks; serve_forks({theirs.fileno()})"
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", command], pass_fds=[theirs.fileno()], env=environment, stdin=subprocess.DEVNULL
+            )
+            self.pid = self._process.pid
         theirs.close()
         self.control = ours
         self._lock = threading.Lock()
@@ -148,7 +191,17 @@ class ForkServer:
 
     def alive(self) -> bool:
         """Whether the server process still runs."""
-        return self.process.poll() is None
+        return self._poll() is None
+
+    def _poll(self) -> int | None:
+        """The server's exit code once it has ended (collecting it), else ``None``."""
+        if self._process is not None:
+            return self._process.poll()
+        if self._exit_code is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self._exit_code = os.waitstatus_to_exitcode(status)
+        return self._exit_code
 
     def _request(self, message: bytes, channel: socket.socket | None = None) -> bytes:
         with self._lock:
@@ -161,11 +214,15 @@ class ForkServer:
     def stop(self) -> None:
         """End the server (it kills the client processes it still has)."""
         self.control.close()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        deadline = time.monotonic() + 10
+        while self._poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self._poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+            if self._process is not None:
+                self._process.wait()
+            else:
+                os.waitpid(self.pid, 0)
 
 
 class ClientWorkers:
@@ -279,10 +336,63 @@ def client_workers(size: int) -> ClientWorkers:
 
 
 def client_cpu_seconds() -> float:
-    """The CPU time this process's client workers reported, over all its runs (a process that
-    was stopped before it answered is not counted)."""
+    """The CPU time this process's client workers and calls (:func:`call_in_client_process`)
+    reported, over all its runs (a process that was stopped before it answered is not
+    counted)."""
     with _POOLS_LOCK:
-        return sum(pool.cpu_seconds for pool in _POOLS.values())
+        return sum(pool.cpu_seconds for pool in _POOLS.values()) + _calls.cpu_seconds
+
+
+class _CallProcesses:
+    """The client processes that answer :func:`call_in_client_process`, kept between calls."""
+
+    def __init__(self) -> None:
+        self.cpu_seconds = 0.0
+        self.idle: list[ClientProcess] = []
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        """Stop the idle processes (a busy one is stopped by the call that waits for it)."""
+        with self.lock:
+            idle, self.idle = self.idle, []
+        for worker in idle:
+            worker.stop()
+
+
+_calls = _CallProcesses()
+atexit.register(_calls.close)
+
+
+def call_in_client_process(function: Callable[[Any], Any], argument: Any) -> Any:
+    """``function(argument)`` in a client process (forked by this process's
+    :class:`ForkServer`, so torch and the client logic are imported already) instead of here:
+    its result, or the exception it raised (its traceback is a note on it). ``function`` must be
+    importable by name and ``argument`` picklable. Its log records go to this process's loggers;
+    the ``FEDSYNTH_*`` environment variables go with the call. A call may start client processes
+    of its own (:func:`client_workers`): they live in that process and are kept with it for the
+    next call. Raises :class:`~fedsynth.federated.outcome.RunFailed` if the process dies; a stop
+    (Ctrl-C, :class:`BaseException`) here stops it and the processes it started."""
+    from fedsynth.federated.outcome import RunFailed
+
+    with _calls.lock:
+        worker = _calls.idle.pop() if _calls.idle else None
+    environment = {key: value for key, value in os.environ.items() if key.startswith("FEDSYNTH_")}
+    try:
+        worker = worker or ClientProcess()
+        answer = worker.ask(CallRequest(function, argument, environment), deadline=None)
+    except (EOFError, OSError) as error:
+        code = worker.stop() if worker is not None else None
+        raise RunFailed(f"the client process running {function.__qualname__} exited (code {code}): {error}") from None
+    except BaseException:
+        if worker is not None:
+            worker.stop()
+        raise
+    with _calls.lock:
+        _calls.cpu_seconds += answer.cpu_seconds
+        _calls.idle.append(worker)
+    if answer.error is not None:
+        raise answer.error
+    return answer.result
 
 
 def available_cores() -> int:
@@ -300,19 +410,21 @@ IN_PROCESS_ENGINE = "fedsynth.federated.inprocess.InProcessEngine"
 """The ``_target_`` of the engine whose clients are these processes (``conf/engine/inprocess.yaml``)."""
 
 
-def start_client_workers(config: Mapping[str, Any]) -> None:
+def start_client_workers(config: Mapping[str, Any]) -> bool:
     """Start the fork server of the client processes now when the engine of the experiment
     ``config`` (the resolved Hydra config) is the in-process one, so that its imports (≈ 3 s of
-    CPU: torch, the client logic, SciPy) overlap the caller's checks and data
-    loading; any other engine, or an engine or dataset setting the checks will reject, starts
-    nothing. The client processes themselves are forked when the run needs them (milliseconds)."""
+    CPU: torch, the client logic, SciPy) overlap the caller's work; any other engine, or an
+    engine or dataset setting the checks will reject, starts nothing. Returns whether it
+    started (or found) the server. The client processes themselves are forked when the run
+    needs them (milliseconds)."""
     engine, dataset = config.get("engine") or {}, config.get("dataset") or {}
     workers, num_clients = engine.get("workers"), dataset.get("num_clients")
     if engine.get("_target_") != IN_PROCESS_ENGINE or not isinstance(num_clients, int) or num_clients < 1:
-        return
+        return False
     if workers is not None and (not isinstance(workers, int) or workers < 1):
-        return
+        return False
     fork_server()
+    return True
 
 
 class _PipeHandler(logging.Handler):
@@ -338,6 +450,8 @@ module a privacy report imports (SciPy's k-d tree, ≈ 0.4 s). A client's synthe
 ``torch._dynamo`` (:func:`fedsynth.core.synthesis.adam_step`)."""
 
 
+_imports_done = False
+"""Whether this process has :data:`WARM_IMPORTS` done: a fork server, or a process it forked."""
 _cpu_at_last_answer = 0.0
 
 
@@ -354,10 +468,17 @@ def serve_forks(fd: int) -> NoReturn:
     the control socket ``fd`` until it closes: ``fork`` (with the client's socket as an fd)
     starts a client process and answers its pid; ``kill <pid>`` kills it if it still runs and
     answers its exit code."""
-    control = socket.socket(fileno=fd)
+    global _imports_done
     for module in WARM_IMPORTS:
         importlib.import_module(module)
     sys.modules["torch"].set_num_threads(1)  # a simulated client gets one CPU
+    _imports_done = True
+    _serve_fork_requests(socket.socket(fileno=fd))
+
+
+def _serve_fork_requests(control: socket.socket) -> NoReturn:
+    """The fork server's loop on its ``control`` socket (see :func:`serve_forks`); the process
+    ends when the socket closes, killing the client processes it still has."""
     children: set[int] = set()
     try:
         while True:
@@ -431,6 +552,11 @@ def serve(fd: int) -> None:
             except (EOFError, OSError):
                 return
             os.environ.update(request.environment)
+            if isinstance(request, CallRequest):
+                answer = _answer_call(request)
+                with lock:
+                    connection.send(answer)
+                continue
             try:
                 state = decode(request.state)
                 reply = answer_message(request.message_type, decode(request.content), request.node_config, state)
@@ -441,3 +567,21 @@ def serve(fd: int) -> None:
                 connection.send(answer)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _answer_call(request: CallRequest) -> CallAnswer:
+    """Run a :class:`CallRequest` in this client process; its own fork server is started
+    first, while the process has one thread (a fork must not happen while other threads run)."""
+    fork_server()
+    clients_before = client_cpu_seconds()
+    try:
+        answer = CallAnswer(result=request.function(request.argument))
+    except Exception as error:
+        error.add_note(f"in client process {os.getpid()}:\n{traceback.format_exc()}")
+        try:
+            pickle.dumps(error)
+        except Exception:
+            error = RuntimeError(f"{type(error).__name__}: {error}")
+        answer = CallAnswer(error=error)
+    cpu_seconds = _cpu_since_last_answer() + client_cpu_seconds() - clients_before
+    return dataclasses.replace(answer, cpu_seconds=cpu_seconds)

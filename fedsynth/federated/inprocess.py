@@ -10,9 +10,12 @@ gives the same numbers as :class:`~fedsynth.federated.simulation.SimulationEngin
 seed.
 
 The worker processes are started once per process and kept for later runs (the points of a
-sweep reuse them); they end with this process. The ``fedsynth`` command starts them before its
-own checks and data work (:func:`~fedsynth.federated.client_process.start_client_workers`), so
-their start-up overlaps the parent's.
+sweep reuse them); they end with this process. The ``fedsynth`` command starts their fork server
+as soon as its config is composed
+(:func:`~fedsynth.federated.client_process.start_client_workers`) and runs its checks and this
+engine in a client process of that server
+(:func:`~fedsynth.federated.client_process.call_in_client_process`), where torch and the client
+logic are imported already; that process's own fork server forks the clients.
 """
 
 from __future__ import annotations
