@@ -31,7 +31,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from fedsynth.checks import ConfigError, check_and_run
-from fedsynth.federated.client_process import call_in_client_process, start_client_workers, start_client_workers_early
+from fedsynth.federated.client_process import call_in_client_process, start_client_workers
 from fedsynth.federated.outcome import RunFailed
 from fedsynth.io import write_json_atomic
 from fedsynth.paths import data_directory, resolve_table_file, user_config_dir
@@ -154,7 +154,6 @@ def main() -> None:
         print(versions_text())
         return
     user_config_dir()  # on Hydra's search path (conf/config.yaml): it must exist
-    start_client_workers_early(sys.argv[1:])
     hydra_main()
 
 

@@ -13,13 +13,7 @@ from flwr.app import RecordDict
 
 from fedsynth.checks import ConfigError
 from fedsynth.federated import InProcessEngine
-from fedsynth.federated.client_process import (
-    ClientRequest,
-    ClientWorkers,
-    ForkServer,
-    call_in_client_process,
-    client_cpu_seconds,
-)
+from fedsynth.federated.client_process import ClientRequest, ClientWorkers, call_in_client_process, client_cpu_seconds
 from fedsynth.federated.messages import encode
 from federated_support import tiny_experiment
 
@@ -92,13 +86,3 @@ def test_a_call_runs_in_a_client_process_with_its_logs_errors_and_cpu_time(caplo
     assert client_cpu_seconds() - before > 0
     here = InProcessEngine(workers=2).run(tiny_experiment())
     assert there.theta == here.theta and there.metrics == here.metrics and there.failures == []
-
-
-def test_a_fork_server_that_never_forked_stops_at_once() -> None:
-    """A fork server started early for a command that then needs none (``fedsynth
-    engine=inprocess --help``, a rejected config) is killed at exit, without waiting for the
-    imports it is still doing (≈ 2 s)."""
-    server = ForkServer()
-    start = time.perf_counter()
-    server.stop()
-    assert time.perf_counter() - start < 1.0 and not server.alive()

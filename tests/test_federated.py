@@ -361,9 +361,6 @@ def test_client_processes_started_ahead_answer_the_next_run() -> None:
         {"engine": {"_target_": "fedsynth.federated.simulation.SimulationEngine"}, "dataset": {"num_clients": 3}}
     )
     assert client_process.running_fork_server() is already
-    for arguments in (["engine=simulation"], ["-m", "engine=inprocess", "seed=0,1"]):  # the command line, early
-        client_process.start_client_workers_early(arguments)
-        assert client_process.running_fork_server() is already
     config = {"engine": {"_target_": client_process.IN_PROCESS_ENGINE, "workers": 2}, "dataset": {"num_clients": 3}}
     client_process.start_client_workers(config)
     server = client_process.running_fork_server()

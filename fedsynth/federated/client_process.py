@@ -33,7 +33,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Callable, Mapping, NoReturn, Sequence
+from typing import Any, Callable, Mapping, NoReturn
 
 
 @dataclass(frozen=True)
@@ -174,12 +174,10 @@ class ForkServer:
         theirs.close()
         self.control = ours
         self._lock = threading.Lock()
-        self._forked = False
 
     def fork(self, channel: socket.socket) -> int:
         """Start a client process that talks over ``channel``; return its pid. Raises
         ``OSError`` when the server is gone."""
-        self._forked = True
         return int(self._request(b"fork", channel))
 
     def kill(self, pid: int) -> int | None:
@@ -214,11 +212,8 @@ class ForkServer:
         return answer
 
     def stop(self) -> None:
-        """End the server (it kills the client processes it still has); one that never forked
-        is killed at once (it may still be importing, and has nothing to clean up)."""
+        """End the server (it kills the client processes it still has)."""
         self.control.close()
-        if not self._forked and self._poll() is None:
-            os.kill(self.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while self._poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -413,21 +408,6 @@ def pool_size(workers: int | None, num_clients: int) -> int:
 
 IN_PROCESS_ENGINE = "fedsynth.federated.inprocess.InProcessEngine"
 """The ``_target_`` of the engine whose clients are these processes (``conf/engine/inprocess.yaml``)."""
-
-
-IN_PROCESS_OVERRIDE = "engine=inprocess"
-"""The command-line override that picks the in-process engine."""
-
-
-def start_client_workers_early(arguments: Sequence[str]) -> None:
-    """Start the fork server before Hydra composes the config when the ``fedsynth`` command
-    line picks the in-process engine (the override :data:`IN_PROCESS_OVERRIDE`, not a
-    ``-m`` sweep, whose launcher may run its jobs in other processes): its imports then overlap
-    Hydra's start-up as well. :func:`start_client_workers` decides on the composed config as
-    before; a server the run does not use (``--help``, a rejected config) never forks and is
-    killed at exit."""
-    if IN_PROCESS_OVERRIDE in arguments and not {"-m", "--multirun"} & set(arguments):
-        fork_server()
 
 
 def start_client_workers(config: Mapping[str, Any]) -> bool:
