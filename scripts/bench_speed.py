@@ -161,14 +161,38 @@ def read_status(pid: int) -> dict[str, float]:
     return values
 
 
+def adopt_orphans() -> None:
+    """Make this process the child subreaper of what it starts (Linux): a descendant whose
+    parent was killed without waiting for it (the in-process engine's server process, killed at
+    exit, leaves its fork server and clients) is then collected here, so its CPU time counts."""
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def collect_orphans(wait_s: float = 10.0) -> None:
+    """Wait (at most ``wait_s``) for the adopted descendants that are still ending."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.02)
+
+
 def run_part(title: str, command: list[str], cwd: Path, environment: dict[str, str]) -> tuple[str | None, float, float]:
     """Run ``command``; return its output (``None`` if it failed), wall seconds and the CPU
     seconds of it and all its descendants."""
     print(f"\n=== {title} (load average {load()})\n$ {' '.join(command)}", flush=True)
+    adopt_orphans()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    collect_orphans()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     output = done.stdout + done.stderr
