@@ -1,5 +1,6 @@
 """Checking a whole experiment before anything starts: every config value (its key named), the
-dataset spec, the data file and the client split, in the ``fedsynth`` command's own process.
+dataset spec, the data file and the client split, in the ``fedsynth`` command's own process (for
+the in-process engine, in the client process that then runs the engine: :func:`check_and_run`).
 
 :func:`check_experiment_config` raises :class:`ConfigError` with one line that says what is wrong,
 where (the config key, the file, the column) and how to fix it; the ``fedsynth`` command and the
