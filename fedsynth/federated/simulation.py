@@ -210,9 +210,10 @@ class SimulationEngine:
         client_cpus: CPUs Ray reserves for each simulated client.
         run_timeout_s: the longest the run may take, from its submission to its end.
         app_dir: the Flower app (the folder with ``pyproject.toml``); default: this checkout.
-        workdir: a folder to keep the run's files in (Flower state, SuperLink, Ray head and run
-            logs, ``outcome.json``); default: a temporary folder, removed afterwards. A kept
-            federation's own files (Flower state, SuperLink and Ray head logs) stay in its
+        workdir: a folder to keep the run's files in (Flower state, SuperLink and run logs,
+            ``outcome.json``); default: a temporary folder, removed afterwards. On a kept
+            federation only the point's ``outcome.json`` goes there: the federation's files
+            (Flower state, SuperLink log, the serving run's log and inbox) stay in its
             temporary folder.
         keep_federation: serve this run from the federation kept for a sweep (started on first
             use, stopped at process exit); ``None`` (default): when the run is a point of a
