@@ -137,7 +137,7 @@ def submit_point(inbox: Path, number: int, experiment: Mapping[str, Any], result
     (:func:`fedsynth.io.write_json_atomic`)."""
     from fedsynth.io import write_json_atomic
 
-    point = {"experiment": json.loads(experiment_json(experiment)), "results-path": str(Path(results_path).resolve())}
+    point = {"experiment": _checked_selection(experiment), "results-path": str(Path(results_path).resolve())}
     return write_json_atomic(inbox / POINT_FILE.format(number=number), point)
 
 
@@ -183,9 +183,14 @@ def experiment_from_json(text: str) -> dict[str, Any]:
 
 def experiment_json(experiment: Mapping[str, Any]) -> str:
     """An experiment as the JSON text a run config and a client's message carry."""
+    return json.dumps(_checked_selection(experiment), sort_keys=True)
+
+
+def _checked_selection(experiment: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`EXPERIMENT_KEYS` of a mapping (e.g. the whole Hydra config), checked."""
     selected = {key: experiment[key] for key in EXPERIMENT_KEYS if key in experiment}
     check_experiment(selected)
-    return json.dumps(selected, sort_keys=True)
+    return selected
 
 
 @functools.lru_cache(maxsize=4)
