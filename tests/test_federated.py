@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,10 +19,14 @@ from fedsynth.federated import InProcessEngine, RunOutcome
 from fedsynth.federated import processes
 from fedsynth.federated.experiment import (
     RUN_CONFIG_DEFAULTS,
+    close_inbox,
     compose_experiment,
+    experiment_from_json,
     experiment_from_run_config,
     experiment_json,
+    next_point,
     run_config_for,
+    submit_point,
 )
 from fedsynth.federated.inprocess import InProcessTransport
 from fedsynth.federated.messages import EXPERIMENT, decode, encode, record_nbytes, with_experiment
@@ -208,6 +213,30 @@ def test_synthesis_request_is_one_mapping_it_writes_and_parses_itself() -> None:
         SynthesisRequest.from_config({"request": json.dumps(broken)})
     with pytest.raises(ValueError, match="needs config key 'request'"):
         SynthesisRequest.from_config({"rho_o": 10.0})
+
+
+def test_a_run_takes_its_points_from_the_inbox_in_order_until_it_is_closed_gone_or_idle(tmp_path) -> None:
+    """The ServerApp's inbox (``experiment.next_point``): point n is returned checked and with its
+    results path once its file is there; a closed inbox, a removed one, or no point within the
+    idle limit ends the run (``None``)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    first, second = tiny_experiment("seed=1"), tiny_experiment("seed=2")
+    submit_point(inbox, 2, second, tmp_path / "2" / "outcome.json")
+    submit_point(inbox, 1, first, tmp_path / "1" / "outcome.json")
+    assert next_point(inbox, 1) == (experiment_from_json(experiment_json(first)), tmp_path / "1" / "outcome.json")
+    assert next_point(inbox, 2)[0]["seed"] == 2
+    start = time.monotonic()
+    assert next_point(inbox, 3, idle_s=0.3) is None and time.monotonic() - start >= 0.3
+    close_inbox(inbox)
+    assert next_point(inbox, 3) is None
+    shutil.rmtree(inbox)
+    assert next_point(inbox, 3) is None
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "point-000001.json").write_text(json.dumps({"experiment": {"seed": 1}, "results-path": "x"}))
+    with pytest.raises(ValueError, match="experiment"):
+        next_point(broken, 1)
 
 
 def test_a_client_loads_its_data_once_per_run(monkeypatch) -> None:
