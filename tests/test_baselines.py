@@ -256,10 +256,11 @@ def test_centralized_fair_lowers_the_covariance(centralized_run, centralized_fai
     # θ is a stationary point of ℓ_r + ρ/2 cov² (and ρ = 0 gives the plain fit)
     pooled = TabularData.concat([p.train for p in clients(config)])
     theta = torch.tensor(fair.theta, dtype=torch.float64, requires_grad=True)
-    from fedsynth.core import PenaltyObjective, SynthesisConfig, regularized_loss
+    from fedsynth.core import LogisticModel, PenaltyObjective, SynthesisConfig
 
     penalty = PenaltyObjective(pooled, pooled.s, pooled.y, SynthesisConfig(rho_o=100.0))
-    value = regularized_loss(penalty.real_a, penalty.real_y, theta, 1e-3, penalty.n) + 50.0 * penalty.real_fairness(theta) ** 2
+    loss = LogisticModel(lambda_theta=1e-3).objective(penalty.real_loss.a, pooled.y)
+    value = loss.at(theta).value() + 50.0 * penalty.real_fairness(theta) ** 2
     value.backward()
     assert float(theta.grad.abs().max()) < 1e-6
     np.testing.assert_array_equal(

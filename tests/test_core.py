@@ -24,25 +24,32 @@ from fedsynth.core import (
     cg,
     choose_synthetic_labels,
     conjugate_gradient,
+    LogisticObjective,
     design_matrix,
-    fairness_measure,
+    fairness_from_config,
     fit_server_model,
     implicit_argmin,
     initial_features,
-    regularized_loss,
-    regularized_loss_grad,
-    regularized_loss_hvp,
     synthesize,
     warm_start,
 )
-from fedsynth.core.model import LogisticDerivatives, regularized_loss_and_grad
 from fedsynth.core.synthesis import InnerModel
 from fedsynth.data.types import TabularData
 
 
+def loss_r(a, y, lambda_theta, n) -> LogisticObjective:
+    """ℓ_r (eq. 11) on the rows (a, y)."""
+    return LogisticObjective.regularized(a, y, lambda_theta, n)
+
+
+def regularized_loss_grad(a, y, theta, lambda_theta, n):
+    """∇_θ ℓ_r at θ (closed form, differentiable by autograd in θ and a)."""
+    return loss_r(a, y, lambda_theta, n).at(theta).gradient()
+
+
 def solve_once(a, y, lambda_theta, n, *, theta0=None, solver=InnerSolverConfig()):
     """One solve of ℓ_r on the design matrix ``a`` by the one L-BFGS path (:class:`LogisticSolver`)."""
-    return LogisticSolver(a.shape[1], lambda_theta, n, solver, dtype=a.dtype).solve(a, y, theta0)
+    return LogisticSolver(a.shape[1], solver, dtype=a.dtype).solve(loss_r(a, y, lambda_theta, n), theta0)
 
 
 def random_table(rows: int, features: int, seed: int) -> TabularData:
@@ -237,20 +244,23 @@ def test_closed_form_gradient_matches_autograd():
     data = random_table(40, 3, seed=6)
     a = design_matrix(data.x, data.s, True)
     theta = torch.randn(a.shape[1], dtype=torch.float64, requires_grad=True)
-    (auto,) = torch.autograd.grad(regularized_loss(a, data.y, theta, 0.1, 4), theta)
+    (auto,) = torch.autograd.grad(loss_r(a, data.y, 0.1, 4).at(theta).value(), theta)
     assert torch.allclose(auto, regularized_loss_grad(a, data.y, theta, 0.1, 4), atol=1e-14)
 
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
-def test_fused_loss_and_grad_matches_the_separate_functions(fit_intercept):
+def test_scaled_value_and_gradient_are_the_scaled_value_and_gradient(fit_intercept):
+    """What L-BFGS evaluates, s·ℓ_r and s·∇ℓ_r with s folded into one multiply, equals s times the
+    value and gradient (to rounding), and the gradient is autograd's."""
     data = random_table(60, 4, seed=13)
     a = design_matrix(data.x, data.s, fit_intercept)
     theta = torch.randn(a.shape[1], dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
-    loss, grad = regularized_loss_and_grad(a, data.y, theta, 0.1, 5)
-    assert torch.allclose(loss, regularized_loss(a, data.y, theta, 0.1, 5), rtol=1e-14, atol=0)
-    assert torch.allclose(grad, regularized_loss_grad(a, data.y, theta, 0.1, 5), rtol=1e-12, atol=1e-15)
-    (auto,) = torch.autograd.grad(loss, theta)
-    assert torch.allclose(auto, grad, rtol=1e-12, atol=1e-15)
+    point = loss_r(a, data.y, 0.1, 5).at(theta)
+    for scale in (1.0, 1e6):
+        assert torch.allclose(point.scaled_value(scale), scale * point.value(), rtol=1e-14, atol=0)
+        assert torch.allclose(point.gradient(scale), scale * point.gradient(), rtol=1e-12, atol=1e-15)
+    (auto,) = torch.autograd.grad(point.scaled_value(1.0), theta)
+    assert torch.allclose(auto, point.gradient(), rtol=1e-12, atol=1e-15)
 
 
 def test_logistic_derivatives_match_autograd():
@@ -261,19 +271,18 @@ def test_logistic_derivatives_match_autograd():
     a = design_matrix(data.x, data.s, True).requires_grad_(True)
     theta = torch.randn(a.shape[1], dtype=torch.float64, generator=g).requires_grad_(True)
     v = torch.randn(a.shape[1], dtype=torch.float64, generator=g)
-    derivatives = LogisticDerivatives(a, data.y, theta, 0.2, 4)
+    derivatives = loss_r(a, data.y, 0.2, 4).at(theta)
     grad = regularized_loss_grad(a, data.y, theta, 0.2, 4)
     hvp_auto, vjp_auto = torch.autograd.grad(grad, [theta, a], v)
     assert torch.allclose(derivatives.hvp(v), hvp_auto, rtol=1e-12, atol=1e-15)
-    assert torch.allclose(regularized_loss_hvp(a, data.y, theta, 0.2, 4)(v), hvp_auto, rtol=1e-12, atol=1e-15)
     assert torch.allclose(derivatives.hvp(v), explicit_hessian(a.detach(), data.y, theta.detach(), 0.2, 4) @ v)
     assert torch.allclose(derivatives.design_vjp(v), vjp_auto, rtol=1e-12, atol=1e-15)
     assert torch.equal(derivatives.design_vjp(v, 3), derivatives.design_vjp(v)[:, :3])
-    solution = LogisticSolver(a.shape[1], 0.2, 4).solve(a.detach(), data.y)
+    solution = LogisticSolver(a.shape[1]).solve(loss_r(a.detach(), data.y, 0.2, 4))
     assert solution.sigmoid_z is not None  # its last evaluation was at θ* (as usual)
     assert torch.equal(solution.sigmoid_z, torch.sigmoid(-data.y * (a.detach() @ solution.theta)))
-    reused = LogisticDerivatives(a, data.y, solution.theta, 0.2, 4, sigmoid_z=torch.sigmoid(-data.y * (a.detach() @ solution.theta)))
-    fresh = LogisticDerivatives(a, data.y, solution.theta, 0.2, 4)
+    reused = loss_r(a, data.y, 0.2, 4).at(solution.theta, sigmoid_z=torch.sigmoid(-data.y * (a.detach() @ solution.theta)))
+    fresh = loss_r(a, data.y, 0.2, 4).at(solution.theta)
     assert torch.equal(reused.hvp(v), fresh.hvp(v)) and torch.equal(reused.design_vjp(v), fresh.design_vjp(v))
 
 
@@ -297,7 +306,7 @@ def test_implicit_argmin_with_a_closed_form_linearization_matches_autograd():
     def linearize(theta, params, solution):
         (a_,) = params
         linearized.append(solution)
-        derivatives = LogisticDerivatives(a_, data.y, theta, 0.05, 4, sigmoid_z=solution.sigmoid_z)
+        derivatives = loss_r(a_, data.y, 0.05, 4).at(theta, sigmoid_z=solution.sigmoid_z)
         return derivatives.hvp, lambda u: (derivatives.design_vjp(u),)
 
     weights = torch.randn(a0.shape[1], dtype=torch.float64, generator=torch.Generator().manual_seed(3))
@@ -341,11 +350,11 @@ def test_extrapolated_warm_start_saves_iterations_and_keeps_the_solutions():
     problems = [a + k * drift for k in range(12)]
     iterations = {}
     for extrapolate in (False, True):
-        solver = LogisticSolver(a.shape[1], 1e-3, 7)
+        solver = LogisticSolver(a.shape[1])
         iterations[extrapolate] = 0
         latest = previous = None
         for k, problem in enumerate(problems):
-            solution = solver.solve(problem, data.y, warm_start(latest, previous, extrapolate))
+            solution = solver.solve(loss_r(problem, data.y, 1e-3, 7), warm_start(latest, previous, extrapolate))
             previous, latest = latest, solution.theta
             assert solution.converged
             if k >= 2:
@@ -407,7 +416,7 @@ def test_a_fit_does_not_import_torch_dynamo_and_matches_a_plain_lbfgs():
     script = """
 import sys, torch
 from fedsynth.core import LogisticModel
-from fedsynth.core.model import design_matrix, regularized_loss_and_grad
+from fedsynth.core.model import LogisticObjective, design_matrix
 from fedsynth.data.types import TabularData
 g = torch.Generator().manual_seed(3)
 x = torch.randn(300, 3, generator=g, dtype=torch.float64)
@@ -424,9 +433,9 @@ optimizer = torch.optim.LBFGS([theta], lr=1.0, max_iter=c.max_iter, tolerance_gr
     tolerance_change=c.tolerance_change, history_size=c.history_size, line_search_fn="strong_wolfe")
 n = model.paper_n(3)
 def closure():
-    loss, grad = regularized_loss_and_grad(a, y, theta.detach(), model.lambda_theta, n)
-    theta.grad = c.objective_scale * grad
-    return c.objective_scale * loss
+    point = LogisticObjective.regularized(a, y, model.lambda_theta, n).at(theta.detach())
+    theta.grad = c.objective_scale * point.gradient()
+    return c.objective_scale * point.value()
 optimizer.step(closure)
 print(float((ours - theta.detach()).abs().max()))
 """
@@ -437,13 +446,13 @@ print(float((ours - theta.detach()).abs().max()))
 
 def test_a_synthesis_does_not_import_torch_dynamo_and_its_adam_step_is_torchs():
     """A client's synthesis imports no ``torch._dynamo`` (≈ 1.6 s per client process); its Adam
-    step (:func:`fedsynth.core.synthesis.adam_step`) updates x̂ bit for bit as torch's
+    step (:func:`fedsynth.core.torch_compat.adam_step`) updates x̂ bit for bit as torch's
     ``Adam.step``: a fresh process synthesizes, then runs both steps side by side from the same
     start and gradients."""
     script = """
 import sys, torch
 from fedsynth.core import SynthesisConfig, synthesize
-from fedsynth.core.synthesis import adam_step
+from fedsynth.core.torch_compat import adam_step
 from fedsynth.data.types import TabularData
 g = torch.Generator().manual_seed(5)
 x = torch.randn(120, 3, generator=g, dtype=torch.float64)
@@ -608,7 +617,7 @@ def test_fairness_measure_value_and_gradient(fairness, fit_intercept):
     data = random_table(80, 3, seed=11)
     a = design_matrix(data.x, data.s, fit_intercept)
     theta = torch.randn(a.shape[1], dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    measure = fairness_measure(fairness, a, data.s, data.y, 0.3)
+    measure = fairness_from_config(fairness, 0.3).bind(a, data.s, data.y)
     value, grad = measure(theta)
     assert torch.allclose(value, reference_measure(fairness, a, data.s, data.y, theta, 0.3), rtol=1e-12)
     eps = 1e-6
@@ -629,7 +638,7 @@ def test_fairness_measure_is_zero_without_both_groups(fairness):
     for s, y in ((torch.ones_like(data.s), data.y), (data.s, -torch.ones_like(data.y))):
         if fairness in ("covariance", "dp_gap") and bool((y < 0).all()):
             continue  # the statistical-parity measures do not look at y
-        value, grad = fairness_measure(fairness, a, s, y, 1.0)(theta)
+        value, grad = fairness_from_config(fairness, 1.0).bind(a, s, y)(theta)
         assert float(value) == 0.0 and float(grad.abs().max()) == 0.0
 
 
@@ -656,7 +665,7 @@ def test_server_rho_zero_is_the_papers_server_bit_for_bit():
     a = design_matrix(union.x, union.s, True)
     plain = solve_once(a, union.y, 1e-3, 4)
     for fairness in MEASURES:
-        served = fit_server_model(tables, LogisticModel(), rho=0.0, fairness=fairness)
+        served = fit_server_model(tables, LogisticModel(), rho=0.0, fairness=fairness_from_config(fairness))
         assert torch.equal(served.theta, plain.theta)
 
 
@@ -670,12 +679,11 @@ def test_fair_server_model_is_a_stationary_point_of_its_objective(fairness):
     a = design_matrix(union.x, union.s, True)
     rho, tau = 20.0, 0.5
     solver = InnerSolverConfig(max_iter=500, tolerance_grad=1e-10)
-    fair = fit_server_model(tables, LogisticModel(solver=solver), rho=rho, fairness=fairness,
-                            fairness_temperature=tau).theta
+    fair = fit_server_model(tables, LogisticModel(solver=solver), rho=rho, fairness=fairness_from_config(fairness, tau)).theta
     plain = fit_server_model(tables, LogisticModel(solver=solver)).theta
 
     def objective(theta):
-        return regularized_loss(a, union.y, theta, 1e-3, 4) + rho / 2 * reference_measure(fairness, a, union.s, union.y, theta, tau) ** 2
+        return loss_r(a, union.y, 1e-3, 4).at(theta).value() + rho / 2 * reference_measure(fairness, a, union.s, union.y, theta, tau) ** 2
 
     eps = 1e-6
     fd = torch.stack([(objective(fair + eps * e) - objective(fair - eps * e)) / (2 * eps) for e in torch.eye(len(fair), dtype=torch.float64)])

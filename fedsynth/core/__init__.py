@@ -14,15 +14,22 @@ from fedsynth.core.model import (
     InnerSolverConfig,
     LogisticMixture,
     LogisticModel,
+    LogisticObjective,
+    LogisticPoint,
     LogisticSolver,
     design_matrix,
-    logistic_loss,
-    regularized_loss,
-    regularized_loss_grad,
-    regularized_loss_hvp,
     warm_start,
 )
-from fedsynth.core.fairness import FAIRNESS_MEASURES, fairness_measure
+from fedsynth.core.fairness import (
+    FAIRNESS_MEASURES,
+    BoundMeasure,
+    Covariance,
+    DemographicParityGap,
+    EqualOpportunityCovariance,
+    EqualOpportunityGap,
+    FairnessMeasure,
+    fairness_from_config,
+)
 from fedsynth.core.server import fit_server_model
 from fedsynth.core.synthesis import (
     PenaltyObjective,
@@ -35,14 +42,22 @@ from fedsynth.core.synthesis import (
 )
 
 __all__ = [
+    "BoundMeasure",
     "CGConfig",
     "FAIRNESS_MEASURES",
     "CGResult",
+    "Covariance",
+    "DemographicParityGap",
+    "EqualOpportunityCovariance",
+    "EqualOpportunityGap",
+    "FairnessMeasure",
     "ImplicitDiagnostics",
     "InnerSolution",
     "InnerSolverConfig",
     "LogisticMixture",
     "LogisticModel",
+    "LogisticObjective",
+    "LogisticPoint",
     "LogisticSolver",
     "PenaltyObjective",
     "SynthesisConfig",
@@ -53,14 +68,10 @@ __all__ = [
     "choose_synthetic_labels",
     "conjugate_gradient",
     "design_matrix",
-    "fairness_measure",
+    "fairness_from_config",
     "fit_server_model",
     "implicit_argmin",
     "initial_features",
-    "logistic_loss",
-    "regularized_loss",
-    "regularized_loss_grad",
-    "regularized_loss_hvp",
     "synthesize",
     "warm_start",
 ]

@@ -1,99 +1,216 @@
 """Fairness measures F(θ; rows) that the penalty terms ρ/2·F² square (eq. 11, with eq. (2) as the default).
 
-A measure is one function ``measure(a, s, y, temperature)`` of a set of rows (design matrix a, sensitive
-attribute s ∈ {0, 1}, labels y ∈ {−1, +1}) that returns the measure bound to those rows: a function
-θ ↦ (F(θ), ∇_θ F(θ)). The value is built from torch operations on ``a`` and ``θ``, so autograd
-differentiates it in both (the synthetic-data term depends on x̂ through â); the θ-gradient is the
-closed form the real-data term of P uses. Every measure here is a weighted sum over rows of a function
-of the decision value m_i = a_iᵀθ:
+A measure is a small object (as a constraint is in fairlearn's reductions): its constructor takes
+its parameters as plain keyword arguments (the smooth gaps' temperature τ), and :meth:`~FairnessMeasure.bind`
+binds it to a set of rows (design matrix a, group s, labels y ∈ {−1, +1}), giving a
+:class:`BoundMeasure`: θ ↦ (F(θ), ∇_θ F(θ)). The value is built from torch operations on ``a``
+and ``θ``, so autograd differentiates it in both (the synthetic-data term depends on x̂ through â);
+the θ-gradient is the closed form that the real-data term of P and the penalized fits use.
 
-* ``covariance``    F = (1/N) Σ_i (s_i − s̄) m_i                     (eq. 2, statistical parity, linear)
-* ``eo_covariance`` the same over the rows with y_i = +1              (equal opportunity, linear)
-* ``dp_gap``        F = mean_{s=1} σ(m_i/τ) − mean_{s=0} σ(m_i/τ)     (smooth SPD; τ → 0 gives eq. 4)
-* ``eo_gap``        the same over the rows with y_i = +1              (smooth EOD)
+* :class:`Covariance`                  F = (1/N) Σ_i (s_i − s̄) m_i                  (eq. 2, statistical parity, linear)
+* :class:`EqualOpportunityCovariance`  the same over the rows with y_i = +1           (equal opportunity, linear)
+* :class:`DemographicParityGap`        F = mean_{s=1} σ(m_i/τ) − mean_{s=0} σ(m_i/τ)  (smooth SPD; τ → 0 gives eq. 4)
+* :class:`EqualOpportunityGap`         the same over the rows with y_i = +1           (smooth EOD)
 
-Adding a measure is one function here plus its name in :data:`FAIRNESS_MEASURES`.
+with m_i = a_iᵀθ the decision value. The config chooses one by name (``method.fairness``, with
+``method.fairness_temperature``); :func:`fairness_from_config` is the one place those keys become an
+object.
+
+The interface is built for more than two groups: ``s`` is a group index per row (0 and 1 today, the
+binary sensitive attribute; 0..k−1 for k groups), and a measure always gives ONE scalar F with its
+gradient, so the penalty ρ/2·F² and every caller stay as they are. A k-group measure reduces its groups
+to that scalar, e.g. the largest pairwise gap of the smooth rates, or the Euclidean norm of the
+per-group-indicator covariances (then F² is their sum of squares and ρ·F·∇F = ρ Σ_g c_g ∇c_g).
+
+Adding a measure is one class here plus its name in :data:`FAIRNESS_MEASURES`.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-BoundMeasure = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-"""A measure bound to a set of rows: θ ↦ (F(θ), ∇_θ F(θ))."""
+
+class BoundMeasure(ABC):
+    """A fairness measure bound to a set of N rows: θ ↦ (F(θ), ∇_θ F(θ)) (:meth:`__call__`), and
+    the per-row terms of that gradient (:meth:`row_gradients`)."""
+
+    @abstractmethod
+    def __call__(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """F(θ) (a 0-dim tensor, differentiable in θ and in the bound design matrix) and ∇_θ F(θ)
+        (a d-vector, closed form)."""
+
+    @abstractmethod
+    def row_gradients(self, theta: torch.Tensor) -> torch.Tensor:
+        """An N × d matrix whose row i is row i's term of ∇_θ F(θ) (their sum is ∇_θ F; rows the
+        measure does not look at have zero rows). For the covariances the terms hold the group
+        shares s̄ of all the bound rows, so a row's term is not a function of that row alone."""
 
 
-def covariance(a: torch.Tensor, s: torch.Tensor, y: torch.Tensor, temperature: float) -> BoundMeasure:
+class _RowsMeasure(BoundMeasure):
+    """A measure over the rows ``rows`` (a mask, all when None) of a bound design matrix of
+    ``num_rows`` rows: its per-row gradient terms are scattered back to all of them."""
+
+    def __init__(self, a: torch.Tensor, rows: torch.Tensor | None) -> None:
+        self.a = a if rows is None else a[rows]
+        self.rows = rows
+        self.num_rows = a.shape[0]
+
+    def _per_row(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """The N × d terms coefficient_i · a_i, zero outside ``rows``."""
+        terms = self.a.detach() * coefficients.unsqueeze(1)
+        if self.rows is None:
+            return terms
+        full = torch.zeros(self.num_rows, terms.shape[1], dtype=terms.dtype)
+        full[self.rows] = terms
+        return full
+
+
+class _Linear(_RowsMeasure):
+    """F(θ) = cᵀθ with c = ((s − s̄) @ A) / N over the measured rows (eq. 2's arithmetic)."""
+
+    def __init__(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> None:
+        super().__init__(a, rows)
+        self.coefficients = (s - s.mean()) / len(s)
+        self.direction = ((s - s.mean()) @ self.a) / len(s)
+
+    def __call__(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.direction.dot(theta), self.direction
+
+    def row_gradients(self, theta: torch.Tensor) -> torch.Tensor:
+        return self._per_row(self.coefficients)
+
+
+class _SmoothGap(_RowsMeasure):
+    """F(θ) = Σ_i w_i σ(a_iᵀθ/τ) over the measured rows, ∇_θ F = (1/τ) Σ_i w_i p_i (1 − p_i) a_i."""
+
+    def __init__(self, a: torch.Tensor, weights: torch.Tensor, rows: torch.Tensor | None, temperature: float) -> None:
+        super().__init__(a, rows)
+        self.weights = weights
+        self.temperature = temperature
+
+    def __call__(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = torch.sigmoid((self.a @ theta) / self.temperature)
+        return self.weights.dot(p), self.a.T @ (self.weights * p * (1.0 - p)) / self.temperature
+
+    def row_gradients(self, theta: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid((self.a.detach() @ theta.detach()) / self.temperature)
+        return self._per_row(self.weights * p * (1.0 - p) / self.temperature)
+
+
+class _Zero(BoundMeasure):
+    """F ≡ 0: the measure of rows that cannot show the disparity (one group, or no positive row)."""
+
+    def __init__(self, a: torch.Tensor) -> None:
+        self.zero = torch.zeros(a.shape[1], dtype=a.dtype)
+        self.num_rows = a.shape[0]
+
+    def __call__(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.zero.dot(theta), self.zero
+
+    def row_gradients(self, theta: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(self.num_rows, self.zero.shape[0], dtype=self.zero.dtype)
+
+
+@dataclass(frozen=True)
+class FairnessMeasure(ABC):
+    """A fairness measure F: its parameters, and :meth:`bind` to a set of rows. ``name`` is its
+    ``method.fairness`` value."""
+
+    name: ClassVar[str]
+    positives_only: ClassVar[bool] = False
+    """Measure over the rows with y = +1 only (the equal-opportunity measures)."""
+
+    def bind(self, a: torch.Tensor, s: torch.Tensor, y: torch.Tensor) -> BoundMeasure:
+        """The measure on the rows (design matrix ``a``, group ``s``, labels ``y`` ∈ {−1, +1}):
+        θ ↦ (F(θ), ∇_θ F(θ)); F ≡ 0 on rows that cannot show the disparity (one group only, or
+        for the equal-opportunity measures no row with y = +1)."""
+        rows = None
+        if self.positives_only:
+            rows = y > 0
+            if not bool(rows.any()):
+                return _Zero(a)
+            s = s[rows]
+        return self._bind(a, s, rows)
+
+    @abstractmethod
+    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> BoundMeasure:
+        """The measure on the rows ``rows`` of ``a`` (all when None), whose groups are ``s``."""
+
+
+@dataclass(frozen=True)
+class Covariance(FairnessMeasure):
     """Decision-boundary covariance, eq. (2): F(θ) = (1/N) Σ_i (s_i − s̄) a_iᵀθ = cᵀθ with
-    c = (1/N) Σ_i (s_i − s̄) a_i, so ∇_θ F = c (constant). ``y`` and ``temperature`` are unused."""
-    direction = ((s - s.mean()) @ a) / len(s)
-    return lambda theta: (direction.dot(theta), direction)
+    c = (1/N) Σ_i (s_i − s̄) a_i, so ∇_θ F = c (constant)."""
+
+    name: ClassVar[str] = "covariance"
+
+    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> BoundMeasure:
+        return _Linear(a, s, rows)
 
 
-def eo_covariance(a: torch.Tensor, s: torch.Tensor, y: torch.Tensor, temperature: float) -> BoundMeasure:
+@dataclass(frozen=True)
+class EqualOpportunityCovariance(Covariance):
     """Eq. (2) over the rows with y_i = +1 only (an equal-opportunity relaxation):
-    F(θ) = (1/N₊) Σ_{y_i=1} (s_i − s̄₊) a_iᵀθ, ∇_θ F = (1/N₊) Σ_{y_i=1} (s_i − s̄₊) a_i;
-    zero when no row has y = +1."""
-    positive = y > 0
-    if not bool(positive.any()):
-        return _zero_measure(a)
-    return covariance(a[positive], s[positive], y[positive], temperature)
+    F(θ) = (1/N₊) Σ_{y_i=1} (s_i − s̄₊) a_iᵀθ, ∇_θ F = (1/N₊) Σ_{y_i=1} (s_i − s̄₊) a_i."""
+
+    name: ClassVar[str] = "eo_covariance"
+    positives_only: ClassVar[bool] = True
 
 
-def dp_gap(a: torch.Tensor, s: torch.Tensor, y: torch.Tensor, temperature: float) -> BoundMeasure:
+@dataclass(frozen=True)
+class DemographicParityGap(FairnessMeasure):
     """Smooth statistical-parity gap: F(θ) = mean_{s=1} σ(a_iᵀθ/τ) − mean_{s=0} σ(a_iᵀθ/τ) = Σ_i w_i p_i
     with p_i = σ(a_iᵀθ/τ), w_i = s_i/N₁ − (1 − s_i)/N₀; ∇_θ F = (1/τ) Σ_i w_i p_i (1 − p_i) a_i.
-    As τ → 0, p_i tends to the hard prediction 1[a_iᵀθ > 0] and F to the SPD of eq. (4). Zero when a
-    group is empty."""
-    n_privileged = float(s.sum())
-    if n_privileged == 0 or n_privileged == len(s):
-        return _zero_measure(a)
-    weights = s / n_privileged - (1.0 - s) / (len(s) - n_privileged)
+    As τ → 0, p_i tends to the hard prediction 1[a_iᵀθ > 0] and F to the SPD of eq. (4).
 
-    def bound(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        p = torch.sigmoid((a @ theta) / temperature)
-        return weights.dot(p), a.T @ (weights * p * (1.0 - p)) / temperature
+    Args:
+        temperature: τ > 0 (smaller is sharper, closer to the SPD).
+    """
 
-    return bound
+    name: ClassVar[str] = "dp_gap"
+    temperature: float = 1.0
 
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature}")
 
-def eo_gap(a: torch.Tensor, s: torch.Tensor, y: torch.Tensor, temperature: float) -> BoundMeasure:
-    """:func:`dp_gap` over the rows with y_i = +1 only: a smooth equal-opportunity gap (true-positive
-    rate of s = 1 minus that of s = 0 as τ → 0); zero when no row has y = +1."""
-    positive = y > 0
-    if not bool(positive.any()):
-        return _zero_measure(a)
-    return dp_gap(a[positive], s[positive], y[positive], temperature)
+    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> BoundMeasure:
+        n_privileged = float(s.sum())
+        if n_privileged == 0 or n_privileged == len(s):
+            return _Zero(a)
+        weights = s / n_privileged - (1.0 - s) / (len(s) - n_privileged)
+        return _SmoothGap(a, weights, rows, self.temperature)
 
 
-def _zero_measure(a: torch.Tensor) -> BoundMeasure:
-    """F ≡ 0: the measure of rows that cannot show the disparity (one group, or no positive row)."""
-    zero = torch.zeros(a.shape[1], dtype=a.dtype)
-    return lambda theta: (zero.dot(theta), zero)
+@dataclass(frozen=True)
+class EqualOpportunityGap(DemographicParityGap):
+    """:class:`DemographicParityGap` over the rows with y_i = +1 only: a smooth equal-opportunity
+    gap (true-positive rate of s = 1 minus that of s = 0 as τ → 0)."""
+
+    name: ClassVar[str] = "eo_gap"
+    positives_only: ClassVar[bool] = True
 
 
-FAIRNESS_MEASURES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], BoundMeasure]] = {
-    "covariance": covariance,
-    "eo_covariance": eo_covariance,
-    "dp_gap": dp_gap,
-    "eo_gap": eo_gap,
+FAIRNESS_MEASURES: dict[str, type[FairnessMeasure]] = {
+    measure.name: measure for measure in (Covariance, EqualOpportunityCovariance, DemographicParityGap, EqualOpportunityGap)
 }
 """The measures ``method.fairness`` can name."""
 
 
-def fairness_measure(
-    name: str, a: torch.Tensor, s: torch.Tensor, y: torch.Tensor, temperature: float = 1.0
-) -> BoundMeasure:
-    """The measure called ``name`` (:data:`FAIRNESS_MEASURES`) bound to the rows (a, s, y)."""
-    check_fairness(name, temperature)
-    return FAIRNESS_MEASURES[name](a, s, y, temperature)
-
-
-def check_fairness(name: str, temperature: float) -> None:
-    """Raise ``ValueError`` naming the key when the measure or its temperature τ is invalid."""
-    if name not in FAIRNESS_MEASURES:
-        raise ValueError(f"fairness must be one of {sorted(FAIRNESS_MEASURES)}, got {name!r}")
-    if not (temperature > 0 and temperature < float("inf")):
-        raise ValueError(f"fairness_temperature must be a finite number > 0, got {temperature}")
+def fairness_from_config(fairness: str = "covariance", fairness_temperature: float = 1.0) -> FairnessMeasure:
+    """The measure that the config keys ``fairness`` (a name in :data:`FAIRNESS_MEASURES`) and
+    ``fairness_temperature`` (τ of the smooth gaps; checked for every measure) describe. Raises
+    ``ValueError`` naming the key."""
+    if fairness not in FAIRNESS_MEASURES:
+        raise ValueError(f"fairness must be one of {sorted(FAIRNESS_MEASURES)}, got {fairness!r}")
+    if not (math.isfinite(fairness_temperature) and fairness_temperature > 0):
+        raise ValueError(f"fairness_temperature must be a finite number > 0, got {fairness_temperature}")
+    measure = FAIRNESS_MEASURES[fairness]
+    if issubclass(measure, DemographicParityGap):
+        return measure(temperature=fairness_temperature)
+    return measure()

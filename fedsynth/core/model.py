@@ -1,18 +1,17 @@
-"""The linear logistic model of the paper: loss (9), regularized loss (11), the one L-BFGS solver, and
-:class:`LogisticModel`, which owns them."""
+"""The linear logistic model of the paper: the one form of its loss (9) and regularized loss (11),
+:class:`LogisticObjective`; the one L-BFGS solver, :class:`LogisticSolver`; and
+:class:`LogisticModel`, which owns the layout of θ and builds both."""
 
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fedsynth.core.fairness import BoundMeasure, fairness_measure
+from fedsynth.core.fairness import BoundMeasure, Covariance, FairnessMeasure
+from fedsynth.core.torch_compat import allow_optimizer_setup_without_dynamo
 from fedsynth.data.types import TabularData
 
 
@@ -25,62 +24,153 @@ def design_matrix(x: torch.Tensor, s: torch.Tensor, fit_intercept: bool) -> torc
     return torch.cat(columns, dim=1)
 
 
-def logistic_loss(a: torch.Tensor, y: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Mean logistic loss, eq. (9): (1/N) Σ log(1 + exp(−y_i a_iᵀθ))."""
-    return F.softplus(-y * (a @ theta)).mean()
-
-
 def regularization_weight(lambda_theta: float, n: int) -> float:
     """The coefficient c of c‖θ‖² in ℓ_r, eq. (11): λ_θ / (2 n²)."""
     return lambda_theta / (2.0 * n * n)
 
 
-def regularized_loss(
-    a: torch.Tensor, y: torch.Tensor, theta: torch.Tensor, lambda_theta: float, n: int
-) -> torch.Tensor:
-    """The inner objective ℓ_r of eq. (11): logistic loss (9) + λ_θ/(2n²)‖θ‖².
+class LogisticObjective:
+    """The logistic objective on fixed rows (A, y), y_i ∈ {−1, +1}: the loss of eq. (9),
+    ℓ(θ) = (1/N) Σ_i log(1 + exp(−y_i a_iᵀθ)), plus ``ridge`` · ‖θ‖²; with ridge
+    c = λ_θ/(2n²) (:meth:`regularized`) it is ℓ_r of eq. (11).
 
-    ``n`` is the paper's feature count (the columns of a_i = (x_i, s_i), intercept not counted); with an intercept the
-    whole of θ, intercept included, is regularized so that ℓ_r stays strongly convex.
+    It is THE form of the logistic loss in fedsynth: the L-BFGS inner solver and the server's fit
+    (:class:`LogisticSolver`), the implicit backward (its :meth:`LogisticPoint.hvp` and
+    :meth:`LogisticPoint.design_vjp`), the outer objective's real-data terms and local SGD all
+    evaluate it through :meth:`at`, which computes z = −y ⊙ Aθ and σ(z) once; the value, the
+    θ-gradient, the Hessian-vector product, the design VJP and the per-row gradients all follow
+    from them.
     """
-    return logistic_loss(a, y, theta) + regularization_weight(lambda_theta, n) * theta.dot(theta)
+
+    def __init__(self, a: torch.Tensor, y: torch.Tensor, ridge: float = 0.0) -> None:
+        self.a = a
+        self.neg_y = -y
+        self.ridge = ridge
+
+    @classmethod
+    def regularized(cls, a: torch.Tensor, y: torch.Tensor, lambda_theta: float, n: int) -> "LogisticObjective":
+        """ℓ_r of eq. (11) on (A, y): ridge λ_θ/(2n²), ``n`` the paper's feature count (the
+        columns of a_i = (x_i, s_i), intercept not counted; with an intercept the whole of θ is
+        regularized, so that ℓ_r stays strongly convex)."""
+        return cls(a, y, regularization_weight(lambda_theta, n))
+
+    @property
+    def num_rows(self) -> int:
+        """N, the rows of A."""
+        return self.a.shape[0]
+
+    def at(self, theta: torch.Tensor, *, sigmoid_z: torch.Tensor | None = None) -> "LogisticPoint":
+        """The objective at θ. ``sigmoid_z``, if given, must be σ(z) at exactly this θ and A
+        (:attr:`InnerSolution.sigmoid_z` of a solve); it saves the pass Aθ."""
+        return LogisticPoint(self, theta, sigmoid_z)
 
 
-def regularized_loss_grad(
-    a: torch.Tensor, y: torch.Tensor, theta: torch.Tensor, lambda_theta: float, n: int
-) -> torch.Tensor:
-    """∇_θ ℓ_r of eq. (11) in closed form: −(1/N) Aᵀ(y ⊙ σ(−y ⊙ Aθ)) + (λ_θ/n²) θ.
+class LogisticPoint:
+    """:class:`LogisticObjective` at one θ: z = −y ⊙ Aθ and σ(z), computed once, and what follows
+    from them. With r = −y ⊙ σ(z) and w = σ(z) σ(−z):
 
-    It is the optimality condition whose root is the inner solution θ(x̂); it is differentiable
-    in both ``theta`` and ``a``, which implicit differentiation (eq. 14) relies on.
+    * value        (1/N) Σ softplus(z) + c‖θ‖²                                  (:meth:`value`)
+    * θ-gradient   (1/N) Aᵀ r + 2cθ                                             (:meth:`gradient`)
+    * per row      (1/N) r_i a_i, whose sum is the θ-gradient without 2cθ       (:meth:`row_gradients`)
+    * Hessian      H v = (1/N) Aᵀ(w ⊙ A v) + 2c v                                 (:meth:`hvp`)
+    * design VJP   ∂⟨u, ∇_θ⟩/∂A = (1/N) [r uᵀ + (w ⊙ A u) θᵀ]                    (:meth:`design_vjp`)
+
+    The value is differentiable by autograd in θ and A as given; the other four are closed
+    forms on detached tensors. The labels must be ±1 (y² = 1), as everywhere in the model.
+
+    For a narrow A (d ≤ :data:`DENSE_HESSIAN_MAX_COLUMNS`, e.g. the paper's datasets) the first
+    :meth:`hvp` forms the d × d Hessian (one pass, 2Nd² flops) and every product is a d × d one: a
+    backward's CG takes ~10 products, each of which would otherwise cost two passes over A (4Nd
+    flops) and dispatch two N-long operations. Wider designs use the matrix-free product.
     """
-    weights = y * torch.sigmoid(-y * (a @ theta))
-    return -(a.T @ weights) / a.shape[0] + 2.0 * regularization_weight(lambda_theta, n) * theta
+
+    def __init__(self, objective: LogisticObjective, theta: torch.Tensor, sigmoid_z: torch.Tensor | None) -> None:
+        self.objective = objective
+        self.theta = theta
+        self._z: torch.Tensor | None = None
+        if sigmoid_z is None:
+            self._z = objective.neg_y * (objective.a @ theta)
+            sigmoid_z = torch.sigmoid(self._z)
+        self.sigmoid_z = sigmoid_z
+        self._curvature: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._hessian: torch.Tensor | None = None
+
+    @property
+    def z(self) -> torch.Tensor:
+        """z = −y ⊙ Aθ."""
+        if self._z is None:
+            self._z = self.objective.neg_y * (self.objective.a @ self.theta)
+        return self._z
+
+    def value(self) -> torch.Tensor:
+        """ℓ(θ) = (1/N) Σ softplus(z) (eq. 9), plus c‖θ‖² (ℓ_r, eq. 11) when the ridge c > 0."""
+        loss = F.softplus(self.z).mean()
+        ridge = self.objective.ridge
+        return loss + ridge * self.theta.dot(self.theta) if ridge else loss
+
+    def scaled_value(self, scale: float) -> torch.Tensor:
+        """``scale`` times :meth:`value`, the scale folded into one multiply of the sum (what
+        L-BFGS minimizes: :attr:`InnerSolverConfig.objective_scale`)."""
+        o = self.objective
+        return F.softplus(self.z).sum().mul_(scale / o.num_rows).add_(self.theta.dot(self.theta), alpha=scale * o.ridge)
+
+    def gradient(self, scale: float = 1.0, *, plus: tuple[torch.Tensor, float] | None = None) -> torch.Tensor:
+        """``scale`` · ∇_θ of :meth:`value`, in one matrix-vector product: (s/N) Aᵀ r + 2scθ.
+        With ``plus = (v, β)`` the result is that plus β v (a penalty's gradient), added in the same
+        product when the ridge is 0 (as the outer objective's real-data terms use it)."""
+        o = self.objective
+        residual = o.neg_y * self.sigmoid_z
+        alpha = scale / o.num_rows
+        if plus is not None and not o.ridge:
+            return torch.addmv(plus[0], o.a.T, residual, beta=plus[1], alpha=alpha)
+        grad = torch.addmv(self.theta, o.a.T, residual, beta=2.0 * (scale * o.ridge), alpha=alpha)
+        return grad if plus is None else grad.add_(plus[0], alpha=plus[1])
+
+    def row_gradients(self) -> torch.Tensor:
+        """The N × d per-row terms (1/N) r_i a_i of the loss's θ-gradient (the ridge 2cθ, which
+        belongs to no row, left out): their sum plus 2cθ is :meth:`gradient`."""
+        o = self.objective
+        residual = o.neg_y * self.sigmoid_z / o.num_rows
+        return o.a.detach() * residual.unsqueeze(1)
+
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(r/N, w/N), detached."""
+        if self._curvature is None:
+            prob = self.sigmoid_z.detach()
+            inv_n = 1.0 / self.objective.num_rows
+            self._curvature = (
+                self.objective.neg_y.mul(prob).mul_(inv_n),  # r / N
+                prob.mul(1.0 - prob).mul_(inv_n),  # σ(z) σ(−z) / N
+            )
+        return self._curvature
+
+    def hvp(self, v: torch.Tensor) -> torch.Tensor:
+        """H v, the Hessian of :meth:`value` in θ times ``v``."""
+        _, weights = self._weights()
+        a = self.objective.a.detach()
+        ridge = 2.0 * self.objective.ridge
+        if self._hessian is None and a.shape[1] <= DENSE_HESSIAN_MAX_COLUMNS:
+            self._hessian = (a * weights.unsqueeze(1)).T @ a
+            self._hessian.diagonal().add_(ridge)
+        if self._hessian is not None:
+            return self._hessian @ v
+        return torch.addmv(v, a.T, weights * (a @ v), beta=ridge)
+
+    def design_vjp(self, u: torch.Tensor, columns: int | None = None) -> torch.Tensor:
+        """(∂⟨u, ∇_θ value⟩/∂A), an N × d matrix, or only its first ``columns`` columns (the
+        implicit backward of eq. (14) needs the x̂ columns only)."""
+        residual, weights = self._weights()
+        a = self.objective.a.detach()
+        theta = self.theta.detach()
+        k = a.shape[1] if columns is None else columns
+        through_margin = weights * (a @ u)
+        # r uᵀ + (w ⊙ A u) θᵀ; addcmul_ with a broadcast column is faster on CPU than addr_
+        return torch.outer(residual, u[:k]).addcmul_(through_margin.unsqueeze(1), theta[:k])
 
 
-def regularized_loss_and_grad(
-    a: torch.Tensor, y: torch.Tensor, theta: torch.Tensor, lambda_theta: float, n: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """ℓ_r (eq. 11) and its gradient ∇_θ ℓ_r together, sharing the one product Aθ.
-
-    The same values as :func:`regularized_loss` and :func:`regularized_loss_grad` (to rounding);
-    this is what the L-BFGS closure evaluates. With z = −y ⊙ Aθ:
-    ℓ_r = mean(softplus(z)) + c‖θ‖² and ∇_θ ℓ_r = (1/N) Aᵀ(−y ⊙ σ(z)) + 2cθ, c = λ_θ/(2n²).
-    """
-    loss, grad, _ = _scaled_loss_and_grad(a, -y, theta, regularization_weight(lambda_theta, n), 1.0 / a.shape[0])
-    return loss, grad
-
-
-def _scaled_loss_and_grad(
-    a: torch.Tensor, neg_y: torch.Tensor, theta: torch.Tensor, ridge: float, alpha: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """α Σ softplus(z) + c‖θ‖², its gradient α Aᵀ(−y ⊙ σ(z)) + 2cθ, and σ(z), for z = −y ⊙ Aθ:
-    ``s · ℓ_r`` and ``s · ∇_θ ℓ_r`` with α = s/N and c = s λ_θ/(2n²). Seven tensor operations."""
-    z = neg_y * (a @ theta)
-    prob = torch.sigmoid(z)
-    loss = F.softplus(z).sum().mul_(alpha).add_(theta.dot(theta), alpha=ridge)
-    grad = torch.addmv(theta, a.T, neg_y * prob, beta=2.0 * ridge, alpha=alpha)
-    return loss, grad, prob
+DENSE_HESSIAN_MAX_COLUMNS = 64
+"""Widest design matrix for which :meth:`LogisticPoint.hvp` forms the Hessian (cost 2Nd² once,
+against 4Nd per product for the matrix-free form; a backward takes ~10 products)."""
 
 
 @dataclass(frozen=True)
@@ -121,80 +211,11 @@ class InnerSolverConfig:
             raise ValueError(f"objective_scale must be a finite number > 0, got {self.objective_scale}")
 
 
-DENSE_HESSIAN_MAX_COLUMNS = 64
-"""Widest design matrix for which :class:`LogisticDerivatives` forms the Hessian (cost 2Nd² once,
-against 4Nd per product for the matrix-free form; a backward takes ~10 products)."""
-
-
-class LogisticDerivatives:
-    """The derivatives of ∇_θ ℓ_r (eq. 11) at (θ, A) that implicit differentiation (eq. 14)
-    needs, in closed form and sharing one product Aθ: with z = −y ⊙ Aθ, r = −y ⊙ σ(z) and
-    w = σ(z) σ(−z),
-
-    * the Hessian-vector product  H v = (1/N) Aᵀ(w ⊙ A v) + (λ_θ/n²) v  (:meth:`hvp`);
-    * the vector-Jacobian product of the optimality condition F = ∇_θ ℓ_r = (1/N) Aᵀ r + (λ_θ/n²) θ
-      in A:  (∂⟨u, F⟩/∂A) = (1/N) [r uᵀ + (w ⊙ A u) θᵀ]  (:meth:`design_vjp`).
-
-    For a narrow A (d ≤ :data:`DENSE_HESSIAN_MAX_COLUMNS`, e.g. the paper's datasets) the d × d
-    Hessian H = (1/N) Aᵀ diag(w) A + (λ_θ/n²) I is formed once (one pass, 2Nd² flops) and each
-    product is a d × d one: a backward's CG takes ~10 products, each of which would otherwise cost two
-    passes over A (4Nd flops) and dispatch two N-long operations. Wider designs use the matrix-free
-    product. The labels must be ±1 (y² = 1), as everywhere in the model. ``sigmoid_z``, if given, must be σ(z) at exactly
-    this (θ, A) (:attr:`InnerSolution.sigmoid_z` of a solve); it saves the pass Aθ.
-    """
-
-    def __init__(
-        self,
-        a: torch.Tensor,
-        y: torch.Tensor,
-        theta: torch.Tensor,
-        lambda_theta: float,
-        n: int,
-        *,
-        sigmoid_z: torch.Tensor | None = None,
-    ) -> None:
-        self.a = a.detach()
-        self.theta = theta.detach()
-        neg_y = -y.detach()
-        # σ(z) at this θ, unless the caller already has it (the inner solver's last evaluation)
-        prob = torch.sigmoid(neg_y * (self.a @ self.theta)) if sigmoid_z is None else sigmoid_z.detach()
-        inv_n = 1.0 / self.a.shape[0]
-        self.residual = neg_y.mul(prob).mul_(inv_n)  # r / N
-        self.weights = prob.mul(1.0 - prob).mul_(inv_n)  # σ(z) σ(−z) / N
-        self.ridge = 2.0 * regularization_weight(lambda_theta, n)
-        self.hessian: torch.Tensor | None = None
-        if self.a.shape[1] <= DENSE_HESSIAN_MAX_COLUMNS:
-            self.hessian = (self.a * self.weights.unsqueeze(1)).T @ self.a
-            self.hessian.diagonal().add_(self.ridge)
-
-    def hvp(self, v: torch.Tensor) -> torch.Tensor:
-        """H v, the Hessian of ℓ_r in θ times ``v``."""
-        if self.hessian is not None:
-            return self.hessian @ v
-        return torch.addmv(v, self.a.T, self.weights * (self.a @ v), beta=self.ridge)
-
-    def design_vjp(self, u: torch.Tensor, columns: int | None = None) -> torch.Tensor:
-        """(∂⟨u, ∇_θ ℓ_r⟩/∂A), an N × d matrix, or only its first ``columns`` columns."""
-        k = self.a.shape[1] if columns is None else columns
-        through_margin = self.weights * (self.a @ u)
-        # r uᵀ + (w ⊙ A u) θᵀ; addcmul_ with a broadcast column is faster on CPU than addr_
-        return torch.outer(self.residual, u[:k]).addcmul_(through_margin.unsqueeze(1), self.theta[:k])
-
-
-def regularized_loss_hvp(
-    a: torch.Tensor, y: torch.Tensor, theta: torch.Tensor, lambda_theta: float, n: int
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The Hessian of ℓ_r (eq. 11) at θ as a product v ↦ H v, in closed form:
-    H v = (1/N) Aᵀ(σ(m) σ(−m) ⊙ A v) + (λ_θ/n²) v with m = Aθ (:class:`LogisticDerivatives`: the
-    d × d H is formed once for a narrow A, else the product is matrix-free)."""
-    return LogisticDerivatives(a, y, theta, lambda_theta, n).hvp
-
-
 @dataclass(frozen=True)
 class InnerSolution:
     """The result of one inner solve: θ*, the iterations used, the final gradient max-norm,
     whether it met ``tolerance_grad``, and σ(z), z = −y ⊙ Aθ*, when the solver's last evaluation
-    was at θ* (else ``None``), for :class:`LogisticDerivatives`."""
+    was at θ* (else ``None``), for :meth:`LogisticObjective.at`."""
 
     theta: torch.Tensor
     iterations: int
@@ -215,56 +236,30 @@ def warm_start(latest: torch.Tensor | None, previous: torch.Tensor | None, extra
     return latest
 
 
-OPTIMIZER_SETUP_METHODS = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
-"""The ``torch.optim.Optimizer`` methods torch wraps in ``torch._disable_dynamo``."""
-
-
-def skip_dynamo_import_of_optimizer_setup() -> None:
-    """Let ``torch.optim.Optimizer``'s set-up methods run without importing ``torch._dynamo``.
-
-    torch wraps :data:`OPTIMIZER_SETUP_METHODS` in ``torch._disable_dynamo``, whose first call
-    imports ``torch._dynamo`` (≈ 1.6 s on one core, paid by every process that builds an
-    optimizer: the server's fit waited for it) only to mark the method as not to be compiled. The
-    wrapper caches that marked function on the wrapped one (attribute ``__dynamo_disable``);
-    caching the plain function there instead makes the first call as cheap as the later ones.
-    fedsynth compiles no optimizer; once ``torch._dynamo`` is imported (``torch.compile``), the
-    wrappers are left as torch made them.
-    """
-    if "torch._dynamo" in sys.modules:
-        return
-    for name in OPTIMIZER_SETUP_METHODS:
-        function = getattr(getattr(torch.optim.Optimizer, name), "__wrapped__", None)
-        if function is not None and getattr(function, "__dynamo_disable", None) is None:
-            setattr(function, "__dynamo_disable", function)
-
-
 class LogisticSolver:
-    """Solves a sequence of inner problems argmin_θ ℓ_r(A_k, y, θ) (eq. 11) with one
-    ``torch.optim.LBFGS(line_search_fn="strong_wolfe")``, the one L-BFGS set-up of fedsynth.
+    """Solves a sequence of problems argmin_θ of a :class:`LogisticObjective` (ℓ_r of eq. 11 on
+    changing rows A_k) with one ``torch.optim.LBFGS(line_search_fn="strong_wolfe")``, the one
+    L-BFGS set-up of fedsynth.
 
     Each solve starts from the given θ_0 (e.g. :func:`warm_start`), else from where the previous
     one ended (zero at first), and keeps the L-BFGS curvature pairs gathered so far: Algorithm 1
     solves (11) for slowly changing x̂, so the previous curvature is a good first guess.
     The one pair that would straddle two different problems is dropped. L-BFGS minimizes
-    ``solver.objective_scale · ℓ_r`` (see :class:`InnerSolverConfig`); the objective and gradient
-    are evaluated together in closed form (as :func:`regularized_loss_and_grad`), so no autograd
-    graph is built.
+    ``solver.objective_scale`` times the objective (see :class:`InnerSolverConfig`); each
+    evaluation is one :meth:`LogisticObjective.at` (value and gradient in closed form from one
+    σ(z)), so no autograd graph is built.
     """
 
     def __init__(
         self,
         num_weights: int,
-        lambda_theta: float,
-        n: int,
         solver: InnerSolverConfig = InnerSolverConfig(),
         *,
         dtype: torch.dtype = torch.float64,
     ) -> None:
-        self.lambda_theta = lambda_theta
-        self.n = n
         self.solver = solver
         self.theta = torch.zeros(num_weights, dtype=dtype).requires_grad_(True)
-        skip_dynamo_import_of_optimizer_setup()
+        allow_optimizer_setup_without_dynamo()
         self.optimizer = torch.optim.LBFGS(
             [self.theta],
             lr=1.0,
@@ -277,17 +272,14 @@ class LogisticSolver:
 
     def solve(
         self,
-        a: torch.Tensor,
-        y: torch.Tensor,
+        objective: LogisticObjective,
         theta0: torch.Tensor | None = None,
         *,
         penalty: tuple[float, BoundMeasure] | None = None,
     ) -> InnerSolution:
-        """Minimize ℓ_r(a, y, ·) (eq. 11), or with ``penalty = (ρ, F)`` ℓ_r + ρ/2·F(θ)² (F a
+        """Minimize ``objective`` (ℓ_r, eq. 11), or with ``penalty = (ρ, F)`` ℓ_r + ρ/2·F(θ)² (F a
         :mod:`fedsynth.core.fairness` measure bound to the rows), from ``theta0`` (default: where
         the previous solve ended, zero at first) and return the solution (a detached copy)."""
-        a = a.detach()
-        neg_y = -y.detach()
         state = self.optimizer.state[self.theta]
         if "d" in state:
             # torch's LBFGS would pair the last step of the previous problem with a gradient of
@@ -299,22 +291,26 @@ class LogisticSolver:
             with torch.no_grad():
                 theta.copy_(theta0)
         scale = self.solver.objective_scale
-        ridge = scale * regularization_weight(self.lambda_theta, self.n)
-        alpha = scale / a.shape[0]
+
+        def evaluate(current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            """scale · (ℓ_r + ρ/2·F²) at ``current``, its gradient, and σ(z)."""
+            point = objective.at(current)
+            loss = point.scaled_value(scale)
+            if penalty is None:
+                return loss, point.gradient(scale), point.sigmoid_z
+            rho, measure = penalty
+            value, measure_grad = measure(current)
+            loss = loss + (0.5 * scale * rho) * value * value
+            return loss, point.gradient(scale, plus=(measure_grad, scale * rho * float(value))), point.sigmoid_z
+
         last: dict[str, torch.Tensor] = {}
 
         def closure() -> torch.Tensor:
-            # scale · ℓ_r and its gradient (regularized_loss_and_grad, scaled, −y precomputed)
             with torch.no_grad():
-                point = theta.detach()
-                loss, grad, prob = _scaled_loss_and_grad(a, neg_y, point, ridge, alpha)
-                if penalty is not None:
-                    rho, measure = penalty
-                    value, measure_grad = measure(point)
-                    loss = loss + (0.5 * scale * rho) * value * value
-                    grad = grad.add_(measure_grad, alpha=scale * rho * float(value))
+                current = theta.detach()
+                loss, grad, prob = evaluate(current)
                 theta.grad = grad
-                last["theta"], last["grad"], last["prob"] = point.clone(), grad, prob
+                last["theta"], last["grad"], last["prob"] = current.clone(), grad, prob
             return loss
 
         self.optimizer.step(closure)
@@ -323,10 +319,7 @@ class LogisticSolver:
             if torch.equal(last["theta"], solution):
                 grad, sigmoid_z = last["grad"], last["prob"]  # the last evaluation was at the accepted point
             else:
-                grad, sigmoid_z = regularized_loss_grad(a, -neg_y, solution, self.lambda_theta, self.n) * scale, None
-                if penalty is not None:
-                    value, measure_grad = penalty[1](solution)
-                    grad.add_(measure_grad, alpha=scale * penalty[0] * float(value))
+                _, grad, sigmoid_z = evaluate(solution)
             scaled_norm = float(grad.abs().max())
         return InnerSolution(
             theta=solution,
@@ -370,6 +363,11 @@ class LogisticModel:
         """The design matrix A with rows a_i = (x_i, s_i[, 1]) (:func:`design_matrix`)."""
         return design_matrix(x, s, self.fit_intercept)
 
+    def objective(self, a: torch.Tensor, y: torch.Tensor) -> LogisticObjective:
+        """ℓ_r (eq. 11) on the design matrix ``a`` (:meth:`design`) and labels ``y``: the
+        :class:`LogisticObjective` with ridge λ_θ/(2n²), n = :meth:`paper_n` of ``a``'s width."""
+        return LogisticObjective.regularized(a, y, self.lambda_theta, a.shape[1] - int(self.fit_intercept))
+
     def inner_solver(self, num_features: int, *, dtype: torch.dtype = torch.float64) -> LogisticSolver:
         """A :class:`LogisticSolver` for a sequence of problems ℓ_r on data with ``num_features``
         columns of x (the clients' inner problem, Algorithm 1 line 9). Validates ``lambda_theta``."""
@@ -377,9 +375,7 @@ class LogisticModel:
             raise ValueError(
                 f"lambda_theta must be > 0 (it makes the inner problem strongly convex), got {self.lambda_theta}"
             )
-        return LogisticSolver(
-            self.num_weights(num_features), self.lambda_theta, self.paper_n(num_features), self.solver, dtype=dtype
-        )
+        return LogisticSolver(self.num_weights(num_features), self.solver, dtype=dtype)
 
     def fit(
         self,
@@ -387,23 +383,22 @@ class LogisticModel:
         *,
         theta0: torch.Tensor | None = None,
         rho: float = 0.0,
-        fairness: str = "covariance",
-        fairness_temperature: float = 1.0,
+        fairness: FairnessMeasure = Covariance(),
     ) -> InnerSolution:
         """argmin_θ ℓ_r(θ) on ``data`` (eq. 11; the server's eq. 15 on the union of synthetic rows)
         from ``theta0`` (default zero). With ``rho > 0``, then argmin_θ ℓ_r + ρ/2·F(θ)² (F the
-        :mod:`fedsynth.core.fairness` measure ``fairness`` on ``data``'s rows) from that solution:
-        strongly convex for the linear measures; for the gap measures (non-convex in θ) the local
-        minimum reached from the plain solution."""
+        :mod:`fedsynth.core.fairness` measure ``fairness`` bound to ``data``'s rows) from that
+        solution: strongly convex for the linear measures; for the gap measures (non-convex in θ)
+        the local minimum reached from the plain solution."""
         if not (rho >= 0 and rho < float("inf")):
             raise ValueError(f"rho must be a finite number >= 0, got {rho}")
         a = self.design(data.x, data.s)
-        plain = self.inner_solver(data.num_features, dtype=a.dtype).solve(a, data.y, theta0)
+        objective = self.objective(a, data.y)
+        plain = self.inner_solver(data.num_features, dtype=a.dtype).solve(objective, theta0)
         if rho == 0:
             return plain
-        measure = fairness_measure(fairness, a, data.s, data.y, fairness_temperature)
         solver = self.inner_solver(data.num_features, dtype=a.dtype)
-        return solver.solve(a, data.y, plain.theta, penalty=(rho, measure))
+        return solver.solve(objective, plain.theta, penalty=(rho, fairness.bind(a, data.s, data.y)))
 
     def decision(self, theta: np.ndarray | torch.Tensor, data: TabularData) -> torch.Tensor:
         """The decision values d_θ(a_i) = a_iᵀθ on ``data``'s rows."""

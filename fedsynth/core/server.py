@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from fedsynth.core.fairness import Covariance, FairnessMeasure
 from fedsynth.core.model import InnerSolution, LogisticModel
 from fedsynth.data.types import TabularData
 
@@ -14,16 +15,15 @@ def fit_server_model(
     model: LogisticModel,
     *,
     rho: float = 0.0,
-    fairness: str = "covariance",
-    fairness_temperature: float = 1.0,
+    fairness: FairnessMeasure = Covariance(),
 ) -> InnerSolution:
     """Train the global model on the concatenated client datasets.
 
     ``rho = 0``: θ = argmin_θ ℓ_r on the union, the paper's eq. (15) (the same regularized logistic
     model as the clients' inner problem, no fairness term). ``rho > 0``: argmin_θ ℓ_r + ρ/2·F(θ)²,
-    F the measure ``fairness`` on the union's rows with the (ŝ, ŷ) they carry (:meth:`LogisticModel.fit`).
+    F the measure ``fairness`` bound to the union's rows with the (ŝ, ŷ) they carry (:meth:`LogisticModel.fit`).
     """
     if not datasets:
         raise ValueError("the server needs at least one client dataset")
     union = TabularData.concat(datasets)
-    return model.fit(union, rho=rho, fairness=fairness, fairness_temperature=fairness_temperature)
+    return model.fit(union, rho=rho, fairness=fairness)

@@ -4,25 +4,23 @@ differentiation (eqs. (13)–(14))."""
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
-from fedsynth.core.fairness import BoundMeasure, check_fairness, fairness_measure
+from fedsynth.core.fairness import BoundMeasure, FairnessMeasure, fairness_from_config
 from fedsynth.core.implicit import CGConfig, ImplicitDiagnostics, cg, implicit_argmin
 from fedsynth.core.model import (
     InnerSolution,
     InnerSolverConfig,
-    LogisticDerivatives,
     LogisticModel,
+    LogisticObjective,
     LogisticSolver,
-    skip_dynamo_import_of_optimizer_setup,
     warm_start,
 )
+from fedsynth.core.torch_compat import adam_step, allow_optimizer_setup_without_dynamo
 from fedsynth.data.types import TabularData
 
 LABEL_STRATEGIES = ("copy", "proportional", "noisy_proportional", "balanced")
@@ -37,9 +35,10 @@ class SynthesisConfig:
     Attributes:
         rho_o: penalty ρ_o on the fairness measure over the real data, eq. (11).
         rho_s: penalty ρ_s on the fairness measure over the synthetic data, eq. (11).
-        fairness: the measure F that both penalties square (``fedsynth.core.fairness``):
-            ``covariance`` (eq. 2, the paper's), ``eo_covariance``, ``dp_gap`` or ``eo_gap``.
-        fairness_temperature: τ of the ``dp_gap`` / ``eo_gap`` measures (smaller is sharper).
+        fairness: the name of the measure F that both penalties square (``covariance``, eq. 2,
+            the paper's; ``eo_covariance``, ``dp_gap`` or ``eo_gap``); with
+            ``fairness_temperature`` (τ of ``dp_gap`` / ``eo_gap``, smaller is sharper) it is the
+            config form of :attr:`measure`, the object the math uses.
         lambda_x: regularization λ_x̂ of the synthetic features (paper: 1e-4).
         lambda_theta: regularization λ_θ of the inner problem (paper: 1e-4 or 1e-3).
         synthetic_size: N_s, or ``None`` for N_s = N.
@@ -85,7 +84,7 @@ class SynthesisConfig:
             raise ValueError(
                 f"lambda_theta must be > 0 (it makes the inner problem strongly convex), got {self.lambda_theta}"
             )
-        check_fairness(self.fairness, self.fairness_temperature)
+        fairness_from_config(self.fairness, self.fairness_temperature)  # names the key when invalid
         if not (self.label_epsilon > 0 and math.isfinite(self.label_epsilon)):
             raise ValueError(f"label_epsilon must be a finite number > 0, got {self.label_epsilon}")
         if self.synthetic_size is not None and self.synthetic_size < 4:
@@ -103,6 +102,12 @@ class SynthesisConfig:
     def model(self) -> LogisticModel:
         """The inner (and server) model: ℓ_r with ``lambda_theta``, ``fit_intercept``, ``inner``."""
         return LogisticModel(lambda_theta=self.lambda_theta, fit_intercept=self.fit_intercept, solver=self.inner)
+
+    @property
+    def measure(self) -> FairnessMeasure:
+        """The fairness measure F of both penalties (and of the server's ``server_rho``), built from
+        ``fairness`` and ``fairness_temperature`` (:func:`~fedsynth.core.fairness.fairness_from_config`)."""
+        return fairness_from_config(self.fairness, self.fairness_temperature)
 
 
 @dataclass
@@ -194,21 +199,21 @@ def initial_features(
 class _RealDataTerms(torch.autograd.Function):
     """ℓ({d_i}, θ) + ρ_o/2 · F(θ)², the real-data part of P (eq. 11), with its gradient in θ
     computed in the forward pass in closed form: (1/N) Aᵀ(−y ⊙ σ(z)) + ρ_o F(θ) ∇_θF(θ),
-    z = −y ⊙ Aθ, where F is the fairness measure bound to the real rows (eq. (2) by default)."""
+    z = −y ⊙ Aθ, where ℓ is the :class:`LogisticObjective` of the real rows and F the fairness
+    measure bound to them (eq. (2) by default)."""
 
     @staticmethod
-    def forward(ctx, theta, a, neg_y, fairness, rho_o):  # type: ignore[override]
-        z = neg_y * (a @ theta)
+    def forward(ctx, theta, loss, fairness, rho_o):  # type: ignore[override]
+        point = loss.at(theta)
         measure, measure_grad = fairness(theta)
-        value = F.softplus(z).mean() + 0.5 * rho_o * measure * measure
-        grad = torch.addmv(measure_grad, a.T, neg_y * torch.sigmoid(z), beta=rho_o * float(measure), alpha=1.0 / a.shape[0])
-        ctx.save_for_backward(grad)
+        value = point.value() + 0.5 * rho_o * measure * measure
+        ctx.save_for_backward(point.gradient(plus=(measure_grad, rho_o * float(measure))))
         return value
 
     @staticmethod
     def backward(ctx, grad_value):  # type: ignore[override]
         (grad,) = ctx.saved_tensors
-        return grad * grad_value, None, None, None, None
+        return grad * grad_value, None, None, None
 
 
 class _SquaredNorm(torch.autograd.Function):
@@ -231,20 +236,21 @@ class PenaltyObjective:
 
     P = ℓ({d_i}, θ) + ρ_o/2 · F(θ; d)² + ρ_s/2 · F(θ; d̂(x̂))² + λ_x/(2(N_s n)²) Σ_i ‖x̂_i‖²,
 
-    F = ``config.fairness`` (:mod:`fedsynth.core.fairness`); with the default ``covariance``,
+    F = ``config.measure`` (:mod:`fedsynth.core.fairness`); with the default ``covariance``,
     F(θ; d) = (1/N) Σ_i (s_i − s̄) a_iᵀθ and this is the paper's eq. (11) exactly.
+    ``real_loss`` (ℓ on the real rows) and ``real_measure`` (F bound to them) are the real-data
+    terms; their :meth:`~fedsynth.core.model.LogisticPoint.row_gradients` and
+    :meth:`~fedsynth.core.fairness.BoundMeasure.row_gradients` give their per-row θ-gradients.
     """
 
     def __init__(self, train: TabularData, s_hat: torch.Tensor, y_hat: torch.Tensor, config: SynthesisConfig) -> None:
         self.config = config
         self.model = config.model
-        self.real_a = self.model.design(train.x, train.s)
-        self.real_y = train.y
-        self._neg_real_y = -train.y
+        self.measure = config.measure
+        real_a = self.model.design(train.x, train.s)
+        self.real_loss = LogisticObjective(real_a, train.y)
         self.n = self.model.paper_n(train.num_features)
-        self.real_measure: BoundMeasure = fairness_measure(
-            config.fairness, self.real_a, train.s, train.y, config.fairness_temperature
-        )
+        self.real_measure: BoundMeasure = self.measure.bind(real_a, train.s, train.y)
         self.s_hat = s_hat
         self.y_hat = y_hat
 
@@ -255,13 +261,13 @@ class PenaltyObjective:
     def synthetic_fairness(self, x_hat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """The fairness measure F(θ) on the synthetic data (depends on x̂ directly, through â)."""
         a = self.model.design(x_hat, self.s_hat)
-        return fairness_measure(self.config.fairness, a, self.s_hat, self.y_hat, self.config.fairness_temperature)(theta)[0]
+        return self.measure.bind(a, self.s_hat, self.y_hat)(theta)[0]
 
     def __call__(self, x_hat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """P(x̂; θ), differentiable in both (the real-data terms and ‖x̂‖² have closed-form
         backward passes; the ρ_s term, which depends on x̂ directly, goes through autograd)."""
         cfg = self.config
-        value = _RealDataTerms.apply(theta, self.real_a, self._neg_real_y, self.real_measure, cfg.rho_o)
+        value = _RealDataTerms.apply(theta, self.real_loss, self.real_measure, cfg.rho_o)
         if cfg.rho_s > 0:
             value = value + 0.5 * cfg.rho_s * self.synthetic_fairness(x_hat, theta) ** 2
         scale = 2.0 * (len(x_hat) * self.n) ** 2
@@ -271,7 +277,7 @@ class PenaltyObjective:
 class InnerModel:
     """θ(x̂) = argmin_θ ℓ_r(x̂, θ) (eq. 11) as a differentiable function of x̂ (Algorithm 1,
     line 9; its backward is line 10, eq. (14), by CG on the closed-form Hessian-vector product and
-    vector-Jacobian product of :class:`LogisticDerivatives`).
+    design vector-Jacobian product of :meth:`LogisticObjective.at`, from the solve's σ(z)).
 
     The model solves a sequence of inner problems, one per outer step: with
     ``config.warm_start`` it keeps one :class:`LogisticSolver` (its L-BFGS curvature memory) and
@@ -299,20 +305,22 @@ class InnerModel:
         self.config = config
         self.model = config.model
         self.history = history
-        self.design = design
+        # ℓ_r on the preallocated â: one objective for every call (â changes in place)
+        self.design_objective = None if design is None else self.model.objective(design, y_hat)
         self.linear_solve = cg(config.cg, history.implicit)
         self.solver: LogisticSolver | None = None
         self.latest: torch.Tensor | None = None  # θ_k, the last solution (warm start)
         self.previous: torch.Tensor | None = None  # θ_{k−1}
 
-    def _design(self, x_hat: torch.Tensor) -> torch.Tensor:
-        shared = self.design
+    def _objective(self, x_hat: torch.Tensor) -> LogisticObjective:
+        """ℓ_r on â = (x̂, ŝ[, 1]): the preallocated â with x̂ copied in when there is one."""
+        shared = self.design_objective
         if shared is not None and not (x_hat.requires_grad and torch.is_grad_enabled()):
-            columns = shared[:, : x_hat.shape[1]]
-            if columns.shape == x_hat.shape and shared.dtype == x_hat.dtype:
+            columns = shared.a[:, : x_hat.shape[1]]
+            if columns.shape == x_hat.shape and shared.a.dtype == x_hat.dtype:
                 columns.copy_(x_hat)
                 return shared
-        return self.model.design(x_hat, self.s_hat)
+        return self.model.objective(self.model.design(x_hat, self.s_hat), self.y_hat)
 
     def start(self) -> torch.Tensor | None:
         """θ_0 of the next solve: :func:`warm_start` of the last two solutions, or ``None`` (zero)
@@ -321,13 +329,13 @@ class InnerModel:
             return None
         return warm_start(self.latest, self.previous, self.config.inner.extrapolate)
 
-    def solve_design(self, a: torch.Tensor, theta0: torch.Tensor | None) -> InnerSolution:
-        """Solve the inner problem on the design matrix ``a`` from ``theta0`` (no gradient) and
+    def solve_objective(self, objective: LogisticObjective, theta0: torch.Tensor | None) -> InnerSolution:
+        """Solve the inner problem ``objective`` (ℓ_r on â) from ``theta0`` (no gradient) and
         record it (history, last solutions)."""
         if self.solver is None or not self.config.warm_start:
-            num_features = a.shape[1] - self.model.num_weights(0)  # â = (x̂, ŝ[, 1])
-            self.solver = self.model.inner_solver(num_features, dtype=a.dtype)
-        solution = self.solver.solve(a, self.y_hat, theta0)
+            num_features = objective.a.shape[1] - self.model.num_weights(0)  # â = (x̂, ŝ[, 1])
+            self.solver = self.model.inner_solver(num_features, dtype=objective.a.dtype)
+        solution = self.solver.solve(objective, theta0)
         self.history.inner_iterations.append(solution.iterations)
         self.history.inner_unconverged += not solution.converged
         self.previous, self.latest = self.latest, solution.theta
@@ -335,43 +343,23 @@ class InnerModel:
 
     def solve(self, x_hat: torch.Tensor) -> torch.Tensor:
         """Solve the inner problem at ``x_hat`` (no gradient) from :meth:`start`; return θ."""
-        return self.solve_design(self._design(x_hat.detach()), self.start()).theta
+        return self.solve_objective(self._objective(x_hat.detach()), self.start()).theta
 
     def __call__(self, x_hat: torch.Tensor) -> torch.Tensor:
         """θ(x̂), differentiable in ``x_hat`` by :func:`implicit_argmin`."""
-        a = self._design(x_hat.detach())
+        objective = self._objective(x_hat.detach())
         columns = x_hat.shape[1]
-        n = self.model.paper_n(columns)
 
         def solver(theta0: torch.Tensor | None, x: torch.Tensor) -> tuple[torch.Tensor, InnerSolution]:
-            solution = self.solve_design(a, theta0)
+            solution = self.solve_objective(objective, theta0)
             return solution.theta, solution
 
         def linearize(theta: torch.Tensor, params: Sequence[torch.Tensor], solution: InnerSolution):
-            derivatives = LogisticDerivatives(
-                a, self.y_hat, theta, self.model.lambda_theta, n, sigmoid_z=solution.sigmoid_z
-            )
-            return derivatives.hvp, lambda u: (derivatives.design_vjp(u, columns),)
+            point = objective.at(theta, sigmoid_z=solution.sigmoid_z)
+            return point.hvp, lambda u: (point.design_vjp(u, columns),)
 
         theta, _ = implicit_argmin(solver, self.start(), [x_hat], linearize=linearize, solve=self.linear_solve)
         return theta
-
-
-_PLAIN_ADAM_STEP = inspect.unwrap(torch.optim.Adam.step)
-"""``torch.optim.Adam.step`` without torch's wrappers (see :func:`adam_step`)."""
-
-
-def adam_step(optimizer: torch.optim.Adam) -> None:
-    """``optimizer.step()``, the same update to the bit, without importing ``torch._dynamo``.
-
-    torch wraps ``Adam.step`` in a grad-mode wrapper that imports ``torch._dynamo`` on every call
-    (≈ 1.6 s for the first, in every client process) only to mark a graph break for
-    ``torch.compile``, and in a hook wrapper that runs step hooks under the profiler's label.
-    fedsynth compiles no optimizer and registers no step hook, so this runs the wrapped step
-    itself, with gradients off as the wrapper would (``differentiable=False``).
-    """
-    with torch.no_grad():
-        _PLAIN_ADAM_STEP(optimizer)
 
 
 def synthesize(
@@ -403,7 +391,7 @@ def synthesize(
     # parameter (such as a column view of â), so â is a buffer x̂ is copied into
     design = config.model.design(x_hat.detach(), s_hat)
     inner = InnerModel(s_hat, y_hat, config, history, design=design)
-    skip_dynamo_import_of_optimizer_setup()
+    allow_optimizer_setup_without_dynamo()
     optimizer = torch.optim.Adam([x_hat], lr=config.lr, fused=True)  # one kernel; same update rule
     for k in range(config.k_max):
         optimizer.zero_grad(set_to_none=True)

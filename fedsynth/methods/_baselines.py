@@ -20,8 +20,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from fedsynth.core import InnerSolverConfig, LogisticModel, regularized_loss_grad
-from fedsynth.core.fairness import check_fairness
+from fedsynth.core import FairnessMeasure, InnerSolverConfig, LogisticModel, fairness_from_config
 from fedsynth.data.types import TabularData
 from fedsynth.methods.base import FederatedMethod
 
@@ -61,7 +60,6 @@ def local_sgd(
         raise ValueError(f"need epochs >= 0, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
     a = model.design(train.x, train.s)
     y = train.y
-    n = model.paper_n(train.num_features)
     current = (
         torch.zeros(a.shape[1], dtype=torch.float64)
         if theta is None
@@ -72,7 +70,7 @@ def local_sgd(
     generator = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         for batch in torch.randperm(len(train), generator=generator).split(batch_size):
-            current -= lr * regularized_loss_grad(a[batch], y[batch], current, model.lambda_theta, n)
+            current -= lr * model.objective(a[batch], y[batch]).at(current).gradient()
     return current.numpy()
 
 
@@ -106,7 +104,7 @@ class ExactFitMethod(FederatedMethod):
         if self.variant not in self.variants:
             raise ValueError(f"variant must be one of {self.variants}, got {self.variant!r}")
         cast_fields(self)
-        check_fairness(self.fairness, self.fairness_temperature)
+        fairness_from_config(self.fairness, self.fairness_temperature)  # names the key when invalid
 
     @property
     def model(self) -> LogisticModel:
@@ -114,11 +112,12 @@ class ExactFitMethod(FederatedMethod):
         solver = InnerSolverConfig(max_iter=self.max_iter, tolerance_grad=1e-9)
         return LogisticModel(lambda_theta=self.lambda_theta, fit_intercept=self.fit_intercept, solver=solver)
 
+    @property
+    def measure(self) -> FairnessMeasure:
+        """The ``fair`` variant's measure F, built from ``fairness`` and ``fairness_temperature``."""
+        return fairness_from_config(self.fairness, self.fairness_temperature)
+
     def fit(self, data: TabularData) -> np.ndarray:
         """θ of the ``plain`` or ``fair`` variant on ``data``."""
-        return self.model.fit(
-            data,
-            rho=self.rho if self.variant == "fair" else 0.0,
-            fairness=self.fairness,
-            fairness_temperature=self.fairness_temperature,
-        ).theta.numpy()
+        rho = self.rho if self.variant == "fair" else 0.0
+        return self.model.fit(data, rho=rho, fairness=self.measure).theta.numpy()

@@ -172,13 +172,7 @@ class SingleShot(FederatedMethod):
     def _fit(self, tables: list[TabularData]) -> np.ndarray:
         """The server's model on the union of ``tables``, eq. (15) (with the fairness penalty
         ``server_rho`` when it is > 0)."""
-        return fit_server_model(
-            tables,
-            self.model,
-            rho=self.server_rho,
-            fairness=self.config.fairness,
-            fairness_temperature=self.config.fairness_temperature,
-        ).theta.numpy()
+        return fit_server_model(tables, self.model, rho=self.server_rho, fairness=self.config.measure).theta.numpy()
 
     def train(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
         """Step 2: synthesize with the received :class:`SynthesisRequest` and reply (x̂, ŝ, ŷ) only
