@@ -42,7 +42,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import tomli_w
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -51,7 +50,7 @@ from cryptography.x509.oid import NameOID
 
 from fedsynth.checks import ConfigError, check_experiment_config
 from fedsynth.cli import STOP_SIGNALS, TRACEBACK_ENV, Stopped, fail
-from fedsynth.data import DataError, DatasetSpec, resolve_data_file
+from fedsynth.data import DataError, DatasetSpec, read_csv_file, resolve_data_file
 from fedsynth.federated import RunOutcome, processes
 from fedsynth.federated.experiment import APP_ROOT, compose_experiment, run_config_for
 from fedsynth.federated.outcome import OUTCOME_FILE, RunFailed, failure_path
@@ -64,7 +63,7 @@ def split_data_file(experiment: dict, dest: Path) -> list[Path]:
     spec = DatasetSpec.from_config(experiment["dataset"])
     if spec.kind != "table":
         raise ConfigError(f"dataset={spec.name}: has no file to give the SuperNodes; use a table dataset (e.g. dataset=law_school_race)")
-    frame = pd.read_csv(resolve_data_file(spec, experiment.get("data_dir")))
+    frame = read_csv_file(resolve_data_file(spec, experiment.get("data_dir")))
     order = np.random.default_rng(experiment["seed"]).permutation(len(frame))
     dest.mkdir(parents=True, exist_ok=True)
     paths = []

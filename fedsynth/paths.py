@@ -55,7 +55,7 @@ def resolve_table_file(file: str | Path, data_dir: str | Path | None = None, dat
     path = Path(file).expanduser()
     if path.is_absolute() or path.exists():
         if not path.exists():
-            raise FileNotFoundError(f"data file not found: {path} (dataset {dataset!r})")
+            raise FileNotFoundError(f"data file not found: {path} (dataset {dataset!r}); check dataset.file and {DATA_DIR_ENV}")
         return path.resolve()
     base = data_directory(data_dir)
     if base is None or not (base / path).exists():

@@ -49,18 +49,13 @@ def spec_name(path: Path) -> str:
 def write_spec(args: argparse.Namespace) -> tuple[Path, str]:
     """Compute, check and write the spec; return its path and name. Raise ``ValueError`` (a
     :class:`~fedsynth.data.DataError` for the data) with a one-line message when it cannot."""
-    import pandas as pd  # the command's --help stays fast
-
-    from fedsynth.data import DatasetSpec, file_sha256, load_csv
+    from fedsynth.data import DatasetSpec, file_sha256, load_csv, read_csv_file
     from fedsynth.data.encoding import spec_text
 
     csv = args.csv.expanduser().resolve()
     if not csv.is_file():
         raise ValueError(f"{args.csv}: no such file (relative paths start from {Path.cwd()})")
-    try:
-        frame = pd.read_csv(csv)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise ValueError(f"{csv}: cannot read as CSV: {error}") from None
+    frame = read_csv_file(csv)
     binary = dict(item.split("=", 1) for item in args.binary if "=" in item)
     if len(binary) != len(args.binary):
         raise ValueError("--binary takes COLUMN=VALUE pairs")

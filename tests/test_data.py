@@ -12,16 +12,19 @@ import torch
 from omegaconf import OmegaConf
 
 import fedsynth.data.partition as partition_module
+import fedsynth.data.tables as tables_module
 from fedsynth.data import (
     DataError,
     DatasetSpec,
     TabularData,
+    encoded_feature_names,
     file_sha256,
     generate_synthetic,
     load_csv,
     load_dataset,
     load_partition,
     partition_clients,
+    read_csv_file,
     resolve_data_file,
     split_train_test,
 )
@@ -324,8 +327,8 @@ def test_bad_files_raise_data_error(tmp_path, text, message):
 
 def test_missing_file(tmp_path):
     path = tmp_path / "nowhere.csv"
-    with pytest.raises(DataError, match="not found.*nowhere.csv"):
-        load_dataset(table_spec(path))
+    with pytest.raises(DataError, match="not found.*nowhere.csv.*check dataset.file and FEDSYNTH_DATA_DIR"):
+        load_dataset(table_spec(path))  # an absolute path (issue 24: the hint was missing)
     with pytest.raises(DataError, match="not found.*nowhere.csv"):
         load_csv(table_spec(path), path)
 
@@ -444,3 +447,63 @@ def test_synthetic_is_biased_deterministic_and_fileless(monkeypatch):
     assert torch.equal(again.x, data.x) and torch.equal(again.s, data.s)
     other = generate_synthetic(dataclasses.replace(spec.generator, seed=spec.generator.seed + 1))
     assert not torch.equal(other.x, data.x)
+
+
+# --- issue 24's data-reader findings ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        # every row one field wider than the header: pandas took the first column as the index and
+        # shifted every column by one, silently (accuracy 0.5625 instead of 0.5000 in the issue)
+        ("f1,f2,s,y\n1,2,a,1,\n3,4,b,0,\n5,6,a,0,\n7,8,b,1,\n", 2, "5 fields but the header names 4 columns.*trailing comma"),
+        ("f1,f2,s,y\n0,1,2,a,1\n1,3,4,b,0\n2,5,6,a,0\n3,7,8,b,1\n", 2, "5 fields.*unnamed column such as a row id"),
+        ("f1,f2,s,y\n1,2,a,1\n3,4,b,0\n5,6,a\n7,8,b,1\n", 4, "3 fields but the header names 4 columns.*fill in the missing"),
+        ("f1,f2,s,y\n1,2,a,1\n\n3,4,b,0\n5,6,a,0,9\n", 5, "5 fields"),  # a blank line is skipped, and counted
+    ],
+)
+def test_a_row_of_another_width_than_the_header_is_rejected_naming_the_line(tmp_path, text, line, message):
+    path = write_csv(tmp_path / "ragged.csv", text)
+    for read in (lambda: load_csv(table_spec(path), path), lambda: load_dataset(table_spec(path))):
+        with pytest.raises(DataError, match=f"ragged.csv: line {line} has {message}") as error:
+            read()
+        assert "\n" not in str(error.value)
+
+
+def test_a_byte_order_mark_is_stripped_on_every_read(tmp_path):
+    """A UTF-8 BOM before the label column, ``features: null``: the server's header read (the
+    width it expects) and the clients' read agree on the feature columns (the server kept
+    ``\ufeffy`` as a feature and rejected every honest reply)."""
+    path = tmp_path / "bom.csv"
+    path.write_text("y,s,f1,f2\n1,a,1,2\n0,b,3,4\n0,a,5,6\n1,b,7,8\n", encoding="utf-8-sig")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    spec = table_spec(path, features=None)
+    assert encoded_feature_names(spec) == ("f1", "f2")
+    assert load_csv(spec, path).feature_names == ("f1", "f2") == load_dataset(spec).feature_names
+    assert list(read_csv_file(path).columns) == ["y", "s", "f1", "f2"]
+
+
+def test_a_label_with_three_values_is_refused_with_the_fix(tmp_path):
+    """conf/dataset/csv.yaml said the label's other values mean y = −1; the label and sensitive
+    columns must have exactly two values (a third is more often a wrong column or a stray spelling
+    than a one-against-rest split), and the message says how to make that split."""
+    path = write_csv(tmp_path / "three.csv", "f1,f2,s,y\n1,2,a,1\n2,3,b,0\n3,4,a,2\n")
+    with pytest.raises(DataError, match=(
+        "label column 'y' must have exactly two distinct values, found 3: \\[1, 0, 2\\]; check dataset.label.column, "
+        "or add a column with two values \\(e.g. 1 where y is 1, else 0\\) and name it in dataset.label.column"
+    )):
+        load_csv(table_spec(path), path)
+    assert "all others" not in (CONF_DIR / "csv.yaml").read_text()
+
+
+def test_a_file_with_too_many_columns_fails_on_its_header(tmp_path, monkeypatch):
+    """100,000 columns failed after 112 s (or showed nothing for 600 s): the header's width is
+    checked before any row is parsed, on the clients' read and on the server's header read."""
+    names = ["y", "s"] + [f"f{j}" for j in range(tables_module.MAX_COLUMNS)]
+    path = write_csv(tmp_path / "wide.csv", ",".join(names) + "\n" + ",".join(["1", "a"] + ["0"] * (len(names) - 2)) + "\n")
+    monkeypatch.setattr(tables_module.pd, "read_csv", lambda *args, **kwargs: pytest.fail("the rows were parsed"))
+    spec = table_spec(path, features=None)
+    for read in (lambda: load_csv(spec, path), lambda: encoded_feature_names(spec)):
+        with pytest.raises(DataError, match=f"wide.csv: the header has {len(names)} columns, more than fedsynth reads"):
+            read()

@@ -125,3 +125,20 @@ def test_spec_of_a_shipped_dataset_has_its_features(data_dir: Path, tmp_path: Pa
     written = yaml.safe_load((tmp_path / "config" / "dataset" / "law.yaml").read_text())
     shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "dataset" / "law_school_race.yaml").read_text())
     assert written["features"] == shipped["features"] and written["sha256"] == shipped["sha256"]
+
+
+def test_spec_reads_a_bom_and_rejects_a_ragged_file_in_one_line(people: tuple[Path, Path]) -> None:
+    """issue 24: fedsynth-spec strips a UTF-8 byte-order mark (the label column first) and refuses
+    rows wider than the header with one line naming the file and the line."""
+    work, config = people
+    frame = pd.read_csv(work / "people.csv")
+    frame[["income", "age", "region", "sex"]].to_csv(work / "bom.csv", index=False, encoding="utf-8-sig")
+    done = command("fedsynth-spec", "bom.csv", *SPEC, cwd=work, config_dir=config)
+    assert done.returncode == 0, done.stderr
+    spec = yaml.safe_load((config / "dataset" / "bom.yaml").read_text())
+    assert spec["label"]["column"] == "income" and "\ufeff" not in json.dumps(spec)
+    header, *rows = (work / "people.csv").read_text().splitlines()
+    (work / "ragged.csv").write_text(header + "\n" + "".join(row + ",\n" for row in rows))  # a trailing comma
+    done = command("fedsynth-spec", "ragged.csv", *SPEC, cwd=work, config_dir=config)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "ragged.csv: line 2 has 5 fields but the header names 4 columns" in done.stderr

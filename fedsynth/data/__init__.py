@@ -16,6 +16,7 @@ from fedsynth.data.tables import (
     file_sha256,
     load_csv,
     load_dataset,
+    read_csv_file,
     resolve_data_file,
 )
 from fedsynth.data.types import ClientPartition, TabularData
@@ -41,6 +42,7 @@ __all__ = [
     "load_dataset",
     "load_partition",
     "partition_clients",
+    "read_csv_file",
     "resolve_data_file",
     "split_train_test",
 ]

@@ -62,7 +62,7 @@ def _require_name(where: str, value: Any) -> str:
 
 @dataclass(frozen=True)
 class LabelSpec:
-    """The label column; rows equal to ``positive`` get y = +1, all others y = -1."""
+    """The label column, two-valued; rows equal to ``positive`` get y = +1, the others y = -1."""
 
     column: str
     positive: Scalar
@@ -70,7 +70,7 @@ class LabelSpec:
 
 @dataclass(frozen=True)
 class SensitiveSpec:
-    """The sensitive column; rows equal to ``privileged`` get s = 1, all others s = 0."""
+    """The sensitive column, two-valued; rows equal to ``privileged`` get s = 1, the others s = 0."""
 
     column: str
     privileged: Scalar

@@ -51,7 +51,7 @@ def read_table(spec: DatasetSpec, data_dir: str | Path | None = None) -> tuple[P
                 f"{path}: sha256 mismatch for dataset {spec.name!r}: expected {spec.sha256}, "
                 f"actual {actual}. This is not the file the spec's encoding was computed from."
             )
-    return path, _read_csv(path)
+    return path, read_csv_file(path)
 
 
 def resolve_data_file(spec: DatasetSpec, data_dir: str | Path | None = None) -> Path:
@@ -86,11 +86,19 @@ def check_readable_file(path: Path, owner: str) -> None:
         raise DataError(f"data file {path} ({owner}) is not readable by this user; fix its permissions")
 
 
+MAX_COLUMNS = 10_000
+"""The most columns a data file may have: far beyond what the linear model and the synthesis are
+built for (the paper's tables have 12 to 13, a census table one-hot encoded ≈ 100), and checked on
+the header alone, so that a file with 100,000 columns fails at once instead of after minutes of
+parsing and encoding."""
+
+
 def read_header(path: Path) -> list[str]:
-    """The column names of a CSV file's first line; raise :class:`DataError` if the file is not
-    UTF-8 text, has no header, or names a column twice (pandas would silently rename it)."""
+    """The column names of a CSV file's first line, a UTF-8 byte-order mark stripped; raise
+    :class:`DataError` if the file is not UTF-8 text, has no header, has more than
+    :data:`MAX_COLUMNS` columns, or names a column twice (pandas would silently rename it)."""
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             header = next(csv.reader(handle), None)
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a UTF-8 text CSV file (is it binary or another encoding?)") from None
@@ -98,10 +106,59 @@ def read_header(path: Path) -> list[str]:
         raise DataError(f"{path}: cannot parse the header as CSV: {error}") from None
     if not header:
         raise DataError(f"{path}: the file is empty (no header row)")
+    if len(header) > MAX_COLUMNS:
+        raise DataError(
+            f"{path}: the header has {len(header)} columns, more than fedsynth reads ({MAX_COLUMNS}); "
+            "write a file with only the columns the model uses"
+        )
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
         raise DataError(f"{path}: column name(s) {duplicates} appear more than once in the header; rename them")
     return header
+
+
+def read_csv_file(path: Path) -> pd.DataFrame:
+    """Read a data file (every CSV fedsynth reads goes through here): a readable regular file, a
+    header (:func:`read_header`, byte-order mark stripped), every data row as wide as the header,
+    then pandas, with no column taken as the index. Every failure is a one-line
+    :class:`DataError` naming the file (and the line, for a row of the wrong width)."""
+    check_readable_file(path, "this node's data file")
+    header = read_header(path)
+    _check_row_widths(path, len(header))
+    try:
+        return pd.read_csv(path, encoding="utf-8-sig", index_col=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty (no header row)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot parse as CSV: {error}") from None
+
+
+def _check_row_widths(path: Path, width: int) -> None:
+    """Raise :class:`DataError` at the first data row whose field count is not the header's
+    ``width`` (blank lines are skipped, as pandas skips them). pandas itself would take a first
+    column as the index when every row has one field more than the header (a trailing comma, an
+    unnamed id column), shifting every column by one, and fill a short row with missing values."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            next(reader, None)
+            for row in reader:
+                if row and len(row) != width:
+                    if len(row) > width:
+                        fix = (
+                            "a trailing comma, or an unnamed column such as a row id? give every column "
+                            "a name in the header, or remove the extra field from every row"
+                        )
+                    else:
+                        fix = "fill in the missing fields (a missing value is rejected as well), or remove the row"
+                    raise DataError(
+                        f"{path}: line {reader.line_num} has {len(row)} fields but the header names "
+                        f"{width} columns ({fix})"
+                    )
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a UTF-8 text CSV file (is it binary or another encoding?)") from None
+    except csv.Error as error:
+        raise DataError(f"{path}: cannot parse as CSV: {error}") from None
 
 
 def encoded_feature_names(spec: DatasetSpec, data_dir: str | Path | None = None) -> tuple[str, ...]:
@@ -135,7 +192,7 @@ def load_csv(spec: DatasetSpec, path: str | Path) -> TabularData:
     if spec.kind != TABLE:
         raise DataError(f"dataset {spec.name!r} is kind {spec.kind!r}, not a CSV table")
     path = Path(path)
-    return encode_table(spec, _read_csv(path), path)
+    return encode_table(spec, read_csv_file(path), path)
 
 
 def encode_groups(spec: DatasetSpec, frame: pd.DataFrame, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,18 +238,6 @@ def encode_table(
     )
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    """Read a CSV file, turning every read or parse failure into a DataError."""
-    check_readable_file(path, "this node's data file")
-    read_header(path)
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty (no header row)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: cannot parse as CSV: {error}") from None
-
-
 def _all_other_columns(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[FeatureSpec, ...]:
     """The feature list used when a spec has ``features: null``: every column except label and
     sensitive, in file order, numeric, with centre 0 and scale 1."""
@@ -231,14 +276,20 @@ def _binary_column(
     path: Path, column: pd.Series, value: Scalar, role: str, value_key: str
 ) -> np.ndarray:
     """Boolean mask ``column == value`` for the label or sensitive column, which must hold exactly
-    two distinct values, one of them ``value``."""
+    two distinct values, one of them ``value``.
+
+    A column with three or more values is refused rather than read as "``value`` against all the
+    others": such a column is more often the wrong column, or one with stray spellings (``>50K``
+    and ``>50K.``), than a deliberate one-against-rest split, and reading it that way would change
+    the problem without a word. The message says how to make the split explicit."""
     _check_complete(path, column)
     distinct = column.unique().tolist()
     if len(distinct) != 2:
         shown = distinct[:5] + (["..."] if len(distinct) > 5 else [])
         raise DataError(
             f"{path}: {role} column {column.name!r} must have exactly two distinct values, "
-            f"found {len(distinct)}: {shown}"
+            f"found {len(distinct)}: {shown}; check dataset.{role}.column, or add a column with two values "
+            f"(e.g. 1 where {column.name} is {value!r}, else 0) and name it in dataset.{role}.column"
         )
     mask = _equals(column, value)
     if not mask.any():
