@@ -260,7 +260,7 @@ def test_centralized_fair_lowers_the_covariance(centralized_run, centralized_fai
 
     penalty = PenaltyObjective(pooled, pooled.s, pooled.y, SynthesisConfig(rho_o=100.0))
     loss = LogisticModel(lambda_theta=1e-3).objective(penalty.real_loss.a, pooled.y)
-    value = loss.at(theta).value() + 50.0 * penalty.real_fairness(theta) ** 2
+    value = loss.at(theta).value() + 50.0 * penalty.real_measure(theta)[0] ** 2
     value.backward()
     assert float(theta.grad.abs().max()) < 1e-6
     np.testing.assert_array_equal(

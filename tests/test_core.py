@@ -654,7 +654,7 @@ def test_covariance_objective_is_todays_eq_11_bit_for_bit():
     z = -train.y * (a @ theta)
     expected = torch.nn.functional.softplus(z).mean() + 0.5 * config.rho_o * covariance * covariance
     objective = PenaltyObjective(train, s_hat, y_hat, config)
-    assert torch.equal(objective.real_fairness(theta), direction @ theta)
+    assert torch.equal(objective.real_measure(theta)[0], direction @ theta)
     lambda_term = config.lambda_x / (2.0 * (len(x_hat) * objective.n) ** 2) * (x_hat.reshape(-1).dot(x_hat.reshape(-1)))
     assert torch.equal(objective(x_hat, theta), expected + lambda_term)
 

@@ -254,10 +254,6 @@ class PenaltyObjective:
         self.s_hat = s_hat
         self.y_hat = y_hat
 
-    def real_fairness(self, theta: torch.Tensor) -> torch.Tensor:
-        """The fairness measure F(θ) on the client's real training data (eq. (2) by default)."""
-        return self.real_measure(theta)[0]
-
     def synthetic_fairness(self, x_hat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """The fairness measure F(θ) on the synthetic data (depends on x̂ directly, through â)."""
         a = self.model.design(x_hat, self.s_hat)
