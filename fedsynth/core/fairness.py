@@ -75,14 +75,14 @@ class _Linear(_RowsMeasure):
 
     def __init__(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> None:
         super().__init__(a, rows)
-        self.coefficients = (s - s.mean()) / len(s)
+        self.s = s
         self.direction = ((s - s.mean()) @ self.a) / len(s)
 
     def __call__(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.direction.dot(theta), self.direction
 
     def row_gradients(self, theta: torch.Tensor) -> torch.Tensor:
-        return self._per_row(self.coefficients)
+        return self._per_row((self.s - self.s.mean()) / len(self.s))
 
 
 class _SmoothGap(_RowsMeasure):
