@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create or refresh the project's virtual environment (default .venv, or $FEDSYNTH_VENV):
-# torch 2.13.0 (CPU wheel) first, then fedsynth with its dev and cluster extras (the cluster extra is
-# the SLURM launcher plugin, so its config test runs). Safe to run again: it does
+# torch 2.13.0 (CPU wheel) first, then fedsynth with its dev, cluster and dp-synth extras (the cluster extra is
+# the SLURM launcher plugin, so its config test runs; dp-synth is the dp_mst baseline's JAX marginal
+# inference). Safe to run again: it does
 # nothing when pyproject.toml has not changed since the last successful install.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,7 +19,7 @@ echo "fedsynth: setting up $venv (one time, a few minutes)" >&2
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 # The pinned CPU build first: an unpinned torch would pull a multi-GB CUDA build.
 "$venv/bin/python" -m pip install --quiet "torch==2.13.0"
-"$venv/bin/python" -m pip install --quiet -e "$root[dev,cluster]"
+"$venv/bin/python" -m pip install --quiet -e "$root[dev,cluster,dp-synth]"
 # Flower's and Ray's settings for every process of the environment, so `flwr run .` needs no exports.
 "$venv/bin/python" -m fedsynth.federated.environment >&2
 echo "$wanted" > "$stamp"

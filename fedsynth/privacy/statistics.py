@@ -1,0 +1,164 @@
+"""The client's one differentially private release: noisy sufficient statistics of its training rows.
+
+The synthesis reaches the real rows only through the real-data terms of P (eq. 11): the logistic
+loss ℓ(θ) on the real rows and the fairness measure F(θ) on them. For the linear model both are
+functions of a few sums over the rows, once the loss is replaced by its second-order expansion at
+θ = 0, softplus(−y m) ≈ log 2 − y m / 2 + m² / 8 (y² = 1):
+
+    ℓ(θ) ≈ log 2 − ½ b̄ᵀθ + ⅛ θᵀ M̄ θ,   M̄ = (1/N) Σ_i ā_i ā_iᵀ,   b̄ = (1/N) Σ_i y_i ā_i,
+    F(θ) = c̄ᵀθ with c̄ = (1/N) Σ_i (s_i − s̄) ā_i  (eq. 2: a row and a column of M̄),
+
+with ā_i = (x̃_i, s_i, 1) and x̃_i the client's encoded features clipped to L2 norm ``clip``. The
+equal-opportunity covariance needs one more sum, Σ_i y_i s_i ā_i. :func:`release_statistics` adds
+Gaussian noise to these sums once (one Gaussian mechanism, :mod:`fedsynth.privacy.accounting`);
+everything the synthesis then needs — N, the four (s, y) counts, the feature means and standard
+deviations, the loss surrogate and the fairness vector — is computed from the noisy sums
+(:class:`NoisyStatistics`), i.e. is post-processing and spends nothing more.
+
+Sensitivity (add or remove one row): the sums are released in blocks scaled to per-row L2 norm at
+most 1 — Σ āāᵀ / B² (its upper triangle: ‖āāᵀ‖_F = ‖ā‖² ≤ B²), Σ yā / B and Σ ysā / B, with
+B² = clip² + 2 — so k blocks have joint sensitivity √k and noise N(0, (z√k)²) on every entry
+gives the Gaussian mechanism with noise multiplier z.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from fedsynth.data.types import TabularData
+
+STATISTICS_MEASURES = ("covariance", "eo_covariance")
+"""The fairness measures that are functions of the released sums (linear in θ); the smooth gaps
+``dp_gap`` / ``eo_gap`` are not, and cannot run with privacy on."""
+
+GROUP_ORDER = ((0.0, -1.0), (0.0, 1.0), (1.0, -1.0), (1.0, 1.0))
+"""The order of the four (s, y) counts (:data:`fedsynth.core.synthesis.GROUPS`)."""
+
+
+def clip_rows(x: torch.Tensor, clip: float) -> torch.Tensor:
+    """Each row of ``x`` scaled down to L2 norm at most ``clip`` (rows within it unchanged)."""
+    norms = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    return x * torch.clamp(clip / norms.clamp_min(torch.finfo(x.dtype).tiny), max=1.0)
+
+
+def augmented_rows(data: TabularData, clip: float) -> torch.Tensor:
+    """ā_i = (x̃_i, s_i, 1), x̃_i the row clipped to norm ``clip``: ‖ā_i‖² ≤ clip² + 2."""
+    ones = torch.ones(len(data), 1, dtype=data.x.dtype)
+    return torch.cat([clip_rows(data.x, clip), data.s.unsqueeze(1).to(data.x.dtype), ones], dim=1)
+
+
+def _symmetric_noise(size: int, std: float, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    """A symmetric matrix whose upper triangle (diagonal included) is i.i.d. N(0, std²)."""
+    upper = torch.triu(torch.randn(size, size, generator=generator, dtype=dtype)) * std
+    return upper + torch.triu(upper, diagonal=1).T
+
+
+def release_blocks(equal_opportunity: bool) -> int:
+    """How many unit-sensitivity blocks the release holds: Σ āāᵀ and Σ yā, plus Σ ysā for the
+    equal-opportunity covariance."""
+    return 3 if equal_opportunity else 2
+
+
+def release_statistics(
+    data: TabularData,
+    *,
+    clip: float,
+    noise_multiplier: float,
+    generator: torch.Generator,
+    equal_opportunity: bool = False,
+) -> NoisyStatistics:
+    """The Gaussian mechanism on the sufficient statistics of ``data`` (see the module docstring):
+    Σ āāᵀ, Σ yā (and with ``equal_opportunity`` Σ ysā), each entry with N(0, (z√k B^j)²) noise,
+    z = ``noise_multiplier``, k blocks, B^j the block's per-row bound. ``noise_multiplier = 0`` is
+    the mechanism with its noise off (the audit's broken mechanism; never a private release)."""
+    if not (clip > 0 and math.isfinite(clip)):
+        raise ValueError(f"privacy.clip must be a finite number > 0, got {clip}")
+    if noise_multiplier < 0:
+        raise ValueError(f"noise_multiplier must be >= 0, got {noise_multiplier}")
+    a = augmented_rows(data, clip)
+    bound_sq = clip * clip + 2.0
+    bound = math.sqrt(bound_sq)
+    std = noise_multiplier * math.sqrt(release_blocks(equal_opportunity))
+    width, dtype = a.shape[1], a.dtype
+
+    def noise(size: int, scale: float) -> torch.Tensor:
+        return torch.randn(size, generator=generator, dtype=dtype) * (std * scale)
+
+    second = a.T @ a + _symmetric_noise(width, std * bound_sq, generator, dtype)
+    label = a.T @ data.y + noise(width, bound)
+    label_group = a.T @ (data.y * data.s) + noise(width, bound) if equal_opportunity else None
+    return NoisyStatistics(second, label, label_group)
+
+
+@dataclass(frozen=True)
+class NoisyStatistics:
+    """The released sums in the augmented layout ā = (x̃, s, 1) and what follows from them.
+
+    Attributes:
+        second: Σ āāᵀ + noise (symmetric), (d + 2) × (d + 2).
+        label: Σ y ā + noise.
+        label_group: Σ y s ā + noise, or ``None`` when not released.
+    """
+
+    second: torch.Tensor
+    label: torch.Tensor
+    label_group: torch.Tensor | None = None
+
+    @property
+    def num_features(self) -> int:
+        """d, the columns of x."""
+        return self.second.shape[0] - 2
+
+    @property
+    def count(self) -> float:
+        """N, the noisy row count (Σ 1·1), at least 1."""
+        return max(float(self.second[-1, -1]), 1.0)
+
+    def group_counts(self) -> torch.Tensor:
+        """The four (s, y) counts in :data:`GROUP_ORDER`, clamped at 0: from N, Σ s, Σ y, Σ ys
+        (entries of Σ āāᵀ and Σ yā)."""
+        d = self.num_features
+        n, n_s1 = self.second[-1, -1], self.second[d, -1]
+        sum_y, sum_ys = self.label[-1], self.label[d]
+        n_s0, sum_y_s0 = n - n_s1, sum_y - sum_ys
+        counts = torch.stack(
+            [(n_s0 - sum_y_s0) / 2, (n_s0 + sum_y_s0) / 2, (n_s1 - sum_ys) / 2, (n_s1 + sum_ys) / 2]
+        )
+        return counts.clamp_min(0.0)
+
+    def feature_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean and standard deviation of each (clipped) feature: Σ x̃ / N and
+        √(Σ x̃² / N − mean²), the variance floored at 1e-4."""
+        d, n = self.num_features, self.count
+        mean = self.second[-1, :d] / n
+        variance = (self.second.diagonal()[:d] / n - mean * mean).clamp_min(1e-4)
+        return mean, variance.sqrt()
+
+    def loss_surrogate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(H, g) of the quadratic ℓ̃(θ) = log 2 − gᵀθ + ½ θᵀHθ that replaces the logistic loss on
+        the real rows: H = M̄ / 4 projected onto the positive semidefinite cone (eigenvalues below
+        0 set to 0), g = b̄ / 2; augmented layout."""
+        n = self.count
+        values, vectors = torch.linalg.eigh(self.second / (4.0 * n))
+        hessian = (vectors * values.clamp_min(0.0)) @ vectors.T
+        return hessian, self.label / (2.0 * n)
+
+    def fairness_direction(self, measure: str) -> torch.Tensor:
+        """c̄ with F(θ) = c̄ᵀθ for ``measure`` (one of :data:`STATISTICS_MEASURES`), augmented
+        layout: ``covariance`` (eq. 2) (1/N) Σ (s − s̄) ā; ``eo_covariance`` the same over the rows
+        with y = +1 (from Σ_{y=1} f = (Σ f + Σ y f) / 2)."""
+        d = self.num_features
+        if measure == "covariance":
+            total, with_s = self.second[-1], self.second[d]
+        elif measure == "eo_covariance":
+            if self.label_group is None:
+                raise ValueError("the equal-opportunity covariance needs the released Σ y s ā")
+            total, with_s = (self.second[-1] + self.label) / 2, (self.second[d] + self.label_group) / 2
+        else:
+            raise ValueError(f"privacy supports the fairness measures {STATISTICS_MEASURES}, got {measure!r}")
+        rows = max(float(total[-1]), 1.0)
+        share = float(with_s[-1]) / rows
+        return (with_s - share * total) / rows
