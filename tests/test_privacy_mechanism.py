@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.stats import binomtest
 
 from fedsynth.core.fairness import fairness_measure
 from fedsynth.core.model import design_matrix, logistic_loss
@@ -104,13 +105,16 @@ def test_only_linear_measures_follow_from_the_release():
 
 
 # ----------------------------------------------------------------------------- the audit
-def test_clopper_pearson_matches_known_intervals():
+def test_clopper_pearson_matches_known_intervals_and_scipy():
     # 0 of 10: the exact 95 % interval is [0, 1 − 0.025^(1/10)] = [0, 0.3085]
     low, high = clopper_pearson(0, 10, 0.95)
     assert low == 0.0 and high == pytest.approx(1 - 0.025 ** 0.1, rel=1e-6)
     # 5 of 10: [0.1871, 0.8129] (Clopper & Pearson's tables; symmetric)
     low, high = clopper_pearson(5, 10, 0.95)
     assert low == pytest.approx(0.1871, abs=1e-4) and high == pytest.approx(0.8129, abs=1e-4)
+    for k, n in ((0, 7), (3, 40), (40, 40), (17, 1000)):
+        interval = binomtest(k, n).proportion_ci(confidence_level=0.9, method="exact")
+        assert clopper_pearson(k, n, 0.9) == pytest.approx((interval.low, interval.high), abs=1e-9)
 
 
 def test_epsilon_from_rates():

@@ -21,14 +21,20 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import beta
 
 
-def clopper_pearson(successes: int, trials: int, confidence: float) -> tuple[float, float]:
-    """The two-sided Clopper–Pearson ("exact") confidence interval of a binomial proportion
-    (SciPy's ``binomtest(...).proportion_ci(method="exact")``)."""
-    interval = binomtest(int(successes), int(trials)).proportion_ci(confidence_level=confidence, method="exact")
-    return float(interval.low), float(interval.high)
+def clopper_pearson(successes: np.ndarray | int, trials: np.ndarray | int, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """The two-sided Clopper–Pearson ("exact") confidence interval of binomial proportions
+    (elementwise): the α/2 and 1 − α/2 quantiles of Beta(k, n − k + 1) and Beta(k + 1, n − k),
+    α = 1 − ``confidence``, with 0 and 1 at the ends (the same interval as SciPy's
+    ``binomtest(k, n).proportion_ci(method="exact")``, vectorized)."""
+    k, n = np.asarray(successes, dtype=float), np.asarray(trials, dtype=float)
+    alpha = 1.0 - confidence
+    with np.errstate(invalid="ignore"):
+        low = np.where(k > 0, beta.ppf(alpha / 2, k, n - k + 1), 0.0)
+        high = np.where(k < n, beta.ppf(1 - alpha / 2, k + 1, n - k), 1.0)
+    return low, high
 
 
 def epsilon_from_rates(false_positive: float, false_negative: float, delta: float) -> float:
@@ -71,26 +77,23 @@ def _lower_bound(fp: int, fn: int, negatives: int, positives: int, delta: float,
     ``positives`` at ``confidence``: the rates' Clopper–Pearson upper bounds in
     :func:`epsilon_from_rates` (the upper end of a two-sided interval at ``confidence`` is a
     one-sided bound at 1 − (1 − confidence)/2, so both hold together at ``confidence``)."""
-    fpr_high = clopper_pearson(fp, negatives, confidence)[1]
-    fnr_high = clopper_pearson(fn, positives, confidence)[1]
+    fpr_high = float(clopper_pearson(fp, negatives, confidence)[1])
+    fnr_high = float(clopper_pearson(fn, positives, confidence)[1])
     return epsilon_from_rates(fpr_high, fnr_high, delta)
 
 
-THRESHOLD_CANDIDATES = 201
-"""How many thresholds (quantiles of the calibration half's scores) the attack tries."""
-
-
 def _best_threshold(without: np.ndarray, with_canary: np.ndarray, delta: float, confidence: float) -> float:
-    """The threshold among :data:`THRESHOLD_CANDIDATES` quantiles of the scores whose lower bound
-    on ε is largest."""
-    scores = np.concatenate([without, with_canary])
-    best, best_epsilon = float("inf"), -1.0
-    for threshold in np.unique(np.quantile(scores, np.linspace(0.0, 1.0, THRESHOLD_CANDIDATES))):
-        fp, fn = _error_rates(without, with_canary, threshold)
-        epsilon = _lower_bound(fp, fn, len(without), len(with_canary), delta, confidence)
-        if epsilon > best_epsilon:
-            best, best_epsilon = float(threshold), epsilon
-    return best
+    """The threshold, among the midpoints between consecutive observed scores, with the largest
+    lower bound on ε."""
+    scores = np.unique(np.concatenate([without, with_canary]))
+    thresholds = (scores[1:] + scores[:-1]) / 2 if len(scores) > 1 else scores
+    # "canary in" ⇔ score ≥ t: counts of each arm at or above every threshold, by sorting
+    false_positives = len(without) - np.searchsorted(np.sort(without), thresholds, side="left")
+    false_negatives = np.searchsorted(np.sort(with_canary), thresholds, side="left")
+    fpr_high = clopper_pearson(false_positives, len(without), confidence)[1]
+    fnr_high = clopper_pearson(false_negatives, len(with_canary), confidence)[1]
+    bounds = [epsilon_from_rates(fp, fn, delta) for fp, fn in zip(fpr_high, fnr_high)]
+    return float(thresholds[int(np.argmax(bounds))])
 
 
 def audit_scores(without: np.ndarray, with_canary: np.ndarray, *, delta: float, confidence: float = 0.95) -> AuditResult:
