@@ -24,12 +24,13 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 from scipy.optimize import brentq
 from scipy.stats import norm
 
+from fedsynth.privacy.budget import ClippedBudget, PrivacyBudget
 from fedsynth.privacy.accounting import (
     NEIGHBOURING,
-    PrivacyBudget,
     PrivacyStatement,
     Release,
     epsilon_spent,
@@ -96,7 +97,17 @@ def test_budget_validation_names_the_key():
         PrivacyBudget(epsilon=1.0, delta=1.0)
     with pytest.raises(ValueError, match="privacy.accountant"):
         PrivacyBudget(epsilon=1.0, accountant="moments")
+    with pytest.raises(ValueError, match="privacy.clip"):
+        ClippedBudget(epsilon=1.0, clip=0.0)
     assert not PrivacyBudget().enabled and PrivacyBudget(epsilon=1.0).enabled
+
+
+def test_noise_is_unpredictable_unless_seeded():
+    fresh = [torch.randn(4, generator=PrivacyBudget(epsilon=1.0).noise_generator(0)) for _ in range(2)]
+    assert not torch.equal(*fresh)
+    seeded = PrivacyBudget(epsilon=1.0, noise_seed=3)
+    assert torch.equal(torch.randn(4, generator=seeded.noise_generator(1)), torch.randn(4, generator=seeded.noise_generator(1)))
+    assert not torch.equal(torch.randn(4, generator=seeded.noise_generator(1)), torch.randn(4, generator=seeded.noise_generator(2)))
 
 
 def test_statement_reports_what_was_spent():

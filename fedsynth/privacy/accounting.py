@@ -19,11 +19,12 @@ import functools
 import math
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-ACCOUNTANTS = ("prv", "rdp")
-"""The Opacus accountants a budget may name."""
+if TYPE_CHECKING:
+    from fedsynth.privacy.budget import PrivacyBudget
 
 NEIGHBOURING = "add or remove one row of the client's training data"
 """The neighbouring relation of every guarantee fedsynth states (Opacus's accountants')."""
@@ -42,32 +43,6 @@ class Release:
     noise_multiplier: float
     sample_rate: float = 1.0
     steps: int = 1
-
-
-@dataclass(frozen=True)
-class PrivacyBudget:
-    """A client's budget: (ε, δ)-differential privacy per client, with respect to
-    :data:`NEIGHBOURING`, accounted by Opacus's ``accountant`` (one of :data:`ACCOUNTANTS`).
-
-    ``epsilon = None`` means privacy is off (no mechanism runs; the method behaves as without
-    this budget)."""
-
-    epsilon: float | None = None
-    delta: float = 1e-5
-    accountant: str = "prv"
-
-    def __post_init__(self) -> None:
-        if self.epsilon is not None and not (self.epsilon > 0 and math.isfinite(self.epsilon)):
-            raise ValueError(f"privacy.epsilon must be a finite number > 0 (or null: privacy off), got {self.epsilon}")
-        if not (0 < self.delta < 1):
-            raise ValueError(f"privacy.delta must be in (0, 1), got {self.delta}")
-        if self.accountant not in ACCOUNTANTS:
-            raise ValueError(f"privacy.accountant must be one of {ACCOUNTANTS}, got {self.accountant!r}")
-
-    @property
-    def enabled(self) -> bool:
-        """Whether a mechanism runs (ε is set)."""
-        return self.epsilon is not None
 
 
 def _accountant(name: str):
@@ -124,7 +99,7 @@ class PrivacyStatement:
     """What a client spent: its releases, the (ε, δ) their composition spends by ``accountant``, and
     the neighbouring relation. :meth:`to_record` is what a run reports per client."""
 
-    budget: PrivacyBudget
+    budget: "PrivacyBudget"
     releases: tuple[Release, ...]
 
     @property

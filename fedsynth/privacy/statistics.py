@@ -188,3 +188,28 @@ class NoisyStatistics:
         rows = max(float(total[-1]), 1.0)
         share = float(with_s[-1]) / rows
         return (with_s - share * total) / rows
+
+
+def model_terms(
+    stats: NoisyStatistics, measure: str, fit_intercept: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(H, g, c) of the real-data terms ℓ̃(θ) + ρ/2 (cᵀθ)² in the layout of the model's θ,
+    (x, s[, 1]): the augmented layout without its constant column when the model has no
+    intercept (:meth:`NoisyStatistics.loss_surrogate`, :meth:`NoisyStatistics.fairness_direction`)."""
+    hessian, linear = stats.loss_surrogate()
+    direction = stats.fairness_direction(measure)
+    width = len(linear) - (0 if fit_intercept else 1)
+    return hessian[:width, :width], linear[:width], direction[:width]
+
+
+def surrogate_fit(
+    stats: NoisyStatistics, *, rho: float, measure: str, lambda_theta: float, fit_intercept: bool
+) -> torch.Tensor:
+    """argmin_θ ℓ̃(θ) + λ_θ/(2n²)‖θ‖² + ρ/2 (cᵀθ)², the quadratically approximated fair problem
+    (eq. 11's ℓ_r with the loss surrogate, plus the penalty of eq. (15) with ``server_rho``), in
+    closed form: (H + ρ c cᵀ + λ_θ/n² I) θ = g."""
+    hessian, linear, direction = model_terms(stats, measure, fit_intercept)
+    n = stats.num_features + 1  # the paper's n: the entries of (x, s)
+    system = hessian + rho * torch.outer(direction, direction)
+    system.diagonal().add_(lambda_theta / (n * n))
+    return torch.linalg.solve(system, linear)
