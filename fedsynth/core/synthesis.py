@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
@@ -148,8 +148,8 @@ def choose_synthetic_labels(
             raise ValueError(f"synthetic_labels='copy' needs synthetic_size = N = {len(train)}, got {size}")
         return train.s.clone(), train.y.clone()
     if strategy == "balanced":
-        shares = torch.full((4,), 0.25, dtype=torch.float64)
-    elif strategy in ("proportional", "noisy_proportional"):
+        return labels_from_counts(None, size, generator)
+    if strategy in ("proportional", "noisy_proportional"):
         counts = torch.tensor([float(((train.s == s) & (train.y == y)).sum()) for s, y in GROUPS])
         if strategy == "noisy_proportional":
             uniform = torch.rand(4, generator=generator, dtype=torch.float64) - 0.5
@@ -157,9 +157,16 @@ def choose_synthetic_labels(
             counts = (counts.double() + laplace).clamp(min=0.0)
             if float(counts.sum()) == 0:
                 counts = torch.ones(4, dtype=torch.float64)
-        shares = counts / counts.sum()
-    else:
-        raise ValueError(f"synthetic_labels must be one of {LABEL_STRATEGIES}, got {strategy!r}")
+        return labels_from_counts(counts, size, generator)
+    raise ValueError(f"synthetic_labels must be one of {LABEL_STRATEGIES}, got {strategy!r}")
+
+
+def labels_from_counts(
+    counts: torch.Tensor | None, size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``size`` labels (ŝ_i, ŷ_i) in a random order, the four (s, y) pairs of :data:`GROUPS` in the
+    proportions of ``counts`` (largest-remainder rounding), or 25% each when ``counts`` is None."""
+    shares = torch.full((4,), 0.25, dtype=torch.float64) if counts is None else counts / counts.sum()
     quotas = torch.floor(shares * size).long()
     remainders = shares * size - quotas
     for index in torch.argsort(remainders, descending=True)[: size - int(quotas.sum())]:
@@ -180,10 +187,7 @@ def initial_features(
     the client has none of that group), drawn with replacement.
     """
     if init == "gaussian":
-        mean = train.x.mean(dim=0)
-        std = train.x.std(dim=0)
-        noise = torch.randn(len(s_hat), train.num_features, generator=generator, dtype=torch.float64)
-        return mean + noise * std
+        return gaussian_features(train.x.mean(dim=0), train.x.std(dim=0), len(s_hat), generator)
     if init == "subsample":
         rows = torch.empty(len(s_hat), dtype=torch.long)
         for s, y in GROUPS:
@@ -194,6 +198,29 @@ def initial_features(
             rows[wanted] = pool[torch.randint(len(pool), (len(wanted),), generator=generator)]
         return train.x[rows].clone()
     raise ValueError(f"init must be one of {INIT_STRATEGIES}, got {init!r}")
+
+
+def gaussian_features(mean: torch.Tensor, std: torch.Tensor, rows: int, generator: torch.Generator) -> torch.Tensor:
+    """``rows`` feature vectors drawn from N(mean, diag(std²)) (the ``gaussian`` x̂_0)."""
+    noise = torch.randn(rows, len(mean), generator=generator, dtype=torch.float64)
+    return mean + noise * std
+
+
+class RealDataSummary(Protocol):
+    """What the synthesis learns about a client's real rows when it must not read them (the
+    differentially private synthesis, :mod:`fedsynth.privacy.synthesis`): everything
+    :func:`synthesize` takes from the rows, as functions of a summary of them."""
+
+    def group_counts(self) -> torch.Tensor:
+        """The four (s, y) counts in the order of :data:`GROUPS` (``proportional`` labels)."""
+
+    def feature_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each feature's mean and standard deviation (the ``gaussian`` x̂_0)."""
+
+    def real_terms(self, config: SynthesisConfig) -> tuple[Any, BoundMeasure]:
+        """The real-data terms of P for ``config``'s model and measure: a loss with the
+        :meth:`LogisticObjective.at` interface (``at(θ).value()``, ``.gradient(plus=)``) and the
+        measure F bound to the summary."""
 
 
 class _RealDataTerms(torch.autograd.Function):
@@ -240,19 +267,32 @@ class PenaltyObjective:
     F(θ; d) = (1/N) Σ_i (s_i − s̄) a_iᵀθ and this is the paper's eq. (11) exactly.
     ``real_loss`` (ℓ on the real rows) and ``real_measure`` (F bound to them) are the real-data
     terms; their :meth:`~fedsynth.core.model.LogisticPoint.row_gradients` and
-    :meth:`~fedsynth.core.fairness.BoundMeasure.row_gradients` give their per-row θ-gradients.
+    :meth:`~fedsynth.core.fairness.BoundMeasure.row_gradients` give their per-row θ-gradients. With
+    a ``summary`` (:class:`RealDataSummary`) they are the summary's, and ``train``'s rows are not
+    read (only its column count).
     """
 
-    def __init__(self, train: TabularData, s_hat: torch.Tensor, y_hat: torch.Tensor, config: SynthesisConfig) -> None:
+    def __init__(
+        self,
+        train: TabularData,
+        s_hat: torch.Tensor,
+        y_hat: torch.Tensor,
+        config: SynthesisConfig,
+        *,
+        summary: RealDataSummary | None = None,
+    ) -> None:
         self.config = config
         self.model = config.model
         self.measure = config.measure
-        real_a = self.model.design(train.x, train.s)
-        self.real_loss = LogisticObjective(real_a, train.y)
         self.n = self.model.paper_n(train.num_features)
-        self.real_measure: BoundMeasure = self.measure.bind(real_a, train.s, train.y)
         self.s_hat = s_hat
         self.y_hat = y_hat
+        if summary is not None:  # the rows stay unread: the terms come from the summary
+            self.real_loss, self.real_measure = summary.real_terms(config)
+            return
+        real_a = self.model.design(train.x, train.s)
+        self.real_loss = LogisticObjective(real_a, train.y)
+        self.real_measure: BoundMeasure = self.measure.bind(real_a, train.s, train.y)
 
     def synthetic_fairness(self, x_hat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """The fairness measure F(θ) on the synthetic data (depends on x̂ directly, through â)."""
@@ -358,12 +398,32 @@ class InnerModel:
         return theta
 
 
+SUMMARY_LABELS = ("balanced", "proportional")
+"""The label strategies a :class:`RealDataSummary` supports."""
+
+
+def summary_synthetic_size(config: SynthesisConfig) -> int:
+    """N_s of a synthesis from a summary; ``ValueError`` naming the key for the settings that need
+    the rows themselves (N_s = N, ``copy`` / ``noisy_proportional`` labels, ``subsample``)."""
+    if config.synthetic_size is None:
+        raise ValueError("synthetic_size must be an integer with privacy on (full, N_s = N, reveals N)")
+    if config.synthetic_labels not in SUMMARY_LABELS:
+        raise ValueError(
+            f"synthetic_labels must be one of {SUMMARY_LABELS} with privacy on, got {config.synthetic_labels!r} "
+            "(proportional takes the (s, y) counts from the private release: no separate label_epsilon)"
+        )
+    if config.init != "gaussian":
+        raise ValueError(f"init must be gaussian with privacy on (subsample copies real rows), got {config.init!r}")
+    return config.synthetic_size
+
+
 def synthesize(
     train: TabularData,
     config: SynthesisConfig,
     *,
     seed: int,
     progress: Callable[[int, float], None] | None = None,
+    summary: RealDataSummary | None = None,
 ) -> SynthesisResult:
     """Learn a client's synthetic dataset, Algorithm 1 lines 2–16.
 
@@ -371,18 +431,31 @@ def synthesize(
     gradient is the exact gradient of P: the path through θ(x̂) by implicit differentiation plus
     the direct dependence of the λ_x and ρ_s terms on x̂ (the paper's eq. (13) writes only the
     λ_x one). ``progress(k, P_k)`` is called after every outer step.
+
+    With a ``summary`` (:class:`RealDataSummary`, the private path) the (s, y) counts of
+    ``proportional`` labels, the moments of the ``gaussian`` x̂_0 and the real-data terms of P all
+    come from it, and ``train``'s rows are not read (pass a table without rows); N_s must be
+    given and the label and start strategies that need the rows (``copy``,
+    ``noisy_proportional``, ``subsample``) are refused.
     """
-    if len(train) == 0:
-        raise ValueError("cannot synthesize from an empty training set")
-    size = len(train) if config.synthetic_size is None else config.synthetic_size
-    if size > len(train):
-        raise ValueError(f"synthetic_size N_s = {size} exceeds the client's N = {len(train)} (the paper needs N_s <= N)")
     generator = torch.Generator().manual_seed(seed)
-    s_hat, y_hat = choose_synthetic_labels(train, size, config.synthetic_labels, generator, epsilon=config.label_epsilon)
-    x_hat = initial_features(train, s_hat, y_hat, config.init, generator).requires_grad_(True)
+    if summary is None:
+        if len(train) == 0:
+            raise ValueError("cannot synthesize from an empty training set")
+        size = len(train) if config.synthetic_size is None else config.synthetic_size
+        if size > len(train):
+            raise ValueError(f"synthetic_size N_s = {size} exceeds the client's N = {len(train)} (the paper needs N_s <= N)")
+        s_hat, y_hat = choose_synthetic_labels(train, size, config.synthetic_labels, generator, epsilon=config.label_epsilon)
+        x_hat = initial_features(train, s_hat, y_hat, config.init, generator)
+    else:
+        size = summary_synthetic_size(config)
+        counts = summary.group_counts() if config.synthetic_labels == "proportional" else None
+        s_hat, y_hat = labels_from_counts(counts, size, generator)
+        x_hat = gaussian_features(*summary.feature_moments(), size, generator)
+    x_hat.requires_grad_(True)
 
     history = SynthesisHistory()
-    objective = PenaltyObjective(train, s_hat, y_hat, config)
+    objective = PenaltyObjective(train, s_hat, y_hat, config, summary=summary)
     # x̂ stays its own contiguous tensor: torch 2.13's fused CPU Adam mis-updates a strided
     # parameter (such as a column view of â), so â is a buffer x̂ is copied into
     design = config.model.design(x_hat.detach(), s_hat)

@@ -27,6 +27,8 @@ from fedsynth.methods.base import Communicator, FederatedMethod, ServerResult, c
 from fedsynth.methods.replies import ROW_ARRAYS, fit_without_culprits, rows_from_replies
 from fedsynth.metrics import evaluation_counts, privacy_report
 from fedsynth.metrics.privacy import PRIVACY_KEYS
+from fedsynth.privacy.budget import ClippedBudget
+from fedsynth.privacy.synthesis import check_private_config, private_statement, private_synthesize
 from fedsynth.progress import PROGRESS_ENV
 from fedsynth.schema import from_mapping, to_mapping
 
@@ -34,7 +36,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SynthesisRequest:
-    """Step 1's message: the synthesis configuration and the seed (client ``c`` uses ``seed + c``).
+    """Step 1's message: the synthesis configuration, the seed (client ``c`` uses ``seed + c``) and
+    the privacy settings (off by default; on: :func:`fedsynth.privacy.synthesis.private_synthesize`).
 
     It travels as one serialized mapping, ``{"request": <JSON of its fields>}`` in the message's
     config record, written by :meth:`to_config` and checked field by field by :meth:`from_config`
@@ -45,6 +48,7 @@ class SynthesisRequest:
 
     config: SynthesisConfig
     seed: int
+    privacy: ClippedBudget = ClippedBudget()
 
     def to_config(self) -> dict[str, str]:
         """The message's config record."""
@@ -74,7 +78,10 @@ class SingleShot(FederatedMethod):
     ``"full"`` (N_s = N). ``server_rho`` is the server's fairness penalty on the pooled synthetic
     rows (0: the paper's eq. (15) server). ``seed`` seeds every client's synthesis (client ``c`` uses ``seed + c``),
     ``min_clients`` is the number of valid replies the server needs and ``max_synthetic_rows``
-    caps the rows one client may send.
+    caps the rows one client may send. ``privacy`` is ``method.privacy``
+    (:class:`~fedsynth.privacy.budget.ClippedBudget`; ``epsilon`` null: off, today's synthesis bit
+    for bit; set: every client synthesizes from one (ε, δ)-DP release of its statistics, and sends
+    no privacy report of its rows with its test counts).
     """
 
     name = "single_shot"
@@ -105,6 +112,7 @@ class SingleShot(FederatedMethod):
         seed: int = 0,
         min_clients: int = 1,
         max_synthetic_rows: int = 1_000_000,
+        privacy: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = SynthesisConfig(
             rho_o=float(rho_o),
@@ -131,6 +139,9 @@ class SingleShot(FederatedMethod):
             raise ValueError(f"min_clients must be >= 1, got {min_clients}")
         self.min_clients = int(min_clients)
         self.max_synthetic_rows = int(max_synthetic_rows)
+        self.privacy = from_mapping(ClippedBudget, dict(privacy or {}), "method.privacy")
+        if self.privacy.enabled:
+            check_private_config(self.config)
 
     @property
     def model(self) -> LogisticModel:
@@ -141,7 +152,7 @@ class SingleShot(FederatedMethod):
     # ------------------------------------------------------------------ protocol messages
     def synthesis_request(self) -> SynthesisRequest:
         """Step 1 of the protocol: the synthesis configuration (and seed) every client receives."""
-        return SynthesisRequest(config=self.config, seed=self.seed)
+        return SynthesisRequest(config=self.config, seed=self.seed, privacy=self.privacy)
 
     def evaluation_config(self) -> dict[str, str]:
         """Step 4's config beside θ: the same synthesis request (the client evaluates with its
@@ -163,11 +174,11 @@ class SingleShot(FederatedMethod):
         for failure in failures:
             log.warning("client node %s left out: %s", failure.node, failure.reason)
         kept = {node: table for node, table in tables.items() if node not in {f.node for f in dropped}}
-        return ServerResult(
-            theta=theta,
-            failures=failures,
-            info={"synthetic_rows": {node: len(table) for node, table in kept.items()}},
-        )
+        info: dict[str, Any] = {"synthetic_rows": {node: len(table) for node, table in kept.items()}}
+        if self.privacy.enabled:
+            statement = private_statement(self.privacy).to_record()
+            info["privacy"] = {str(node): statement for node in kept}
+        return ServerResult(theta=theta, failures=failures, info=info)
 
     def _fit(self, tables: list[TabularData]) -> np.ndarray:
         """The server's model on the union of ``tables``, eq. (15) (with the fairness penalty
@@ -178,19 +189,26 @@ class SingleShot(FederatedMethod):
         """Step 2: synthesize with the received :class:`SynthesisRequest` and reply (x̂, ŝ, ŷ) only
         (kept in ``state`` for the privacy report)."""
         request = SynthesisRequest.from_config(config_of(content))
-        config, seed = request.config, request.seed
-        result = synthesize(data.train, config, seed=seed + data.client_id, progress=_progress_logger(data.client_id, config.k_max))
+        config, seed = request.config, request.seed + data.client_id
+        progress = _progress_logger(data.client_id, config.k_max)
+        if request.privacy.enabled:
+            result, _ = private_synthesize(
+                data.train, config, request.privacy, seed=seed, client_id=data.client_id, progress=progress
+            )
+        else:
+            result = synthesize(data.train, config, seed=seed, progress=progress)
         synthetic = {k: getattr(result.data, k).numpy() for k in ROW_ARRAYS}
         state.update({f"synthetic_{k}": v for k, v in synthetic.items()})
         return make_content(arrays=synthetic)
 
     def evaluate(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
         """Step 4: the test counts of the received θ with the model of the request that comes with
-        it, and the privacy report of the client's synthetic data when it made some (the engine's
-        harness decides whether they leave the client)."""
+        it, and the privacy report of the client's synthetic data when it made some and privacy is
+        off (the report measures the training rows, which a private run does not disclose; the
+        engine's harness decides whether any of it leaves the client)."""
         request = SynthesisRequest.from_config(config_of(content))
         metrics = evaluation_counts(request.config.model, received_theta(content), data.test)
-        if "synthetic_x" in state:
+        if "synthetic_x" in state and not request.privacy.enabled:
             synthetic = TabularData(
                 *(torch.as_tensor(state[f"synthetic_{k}"]) for k in ROW_ARRAYS),
                 feature_names=data.train.feature_names,
