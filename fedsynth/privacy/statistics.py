@@ -34,6 +34,13 @@ STATISTICS_MEASURES = ("covariance", "eo_covariance")
 """The fairness measures that are functions of the released sums (linear in θ); the smooth gaps
 ``dp_gap`` / ``eo_gap`` are not, and cannot run with privacy on."""
 
+FLOOR_MULTIPLE = 4.0
+"""The loss surrogate's eigenvalue floor in units of the noise's expected spectral norm. Chosen once
+from measurements (docs/privacy.md, Law School race, ε = 1, ρ_o = 3, k_max = 200, four noise draws):
+|SPD| of the server's model 0.06–0.27 at 1×, 0.04–0.08 at 2×, 0.03–0.05 at 4×, 0.05–0.07 at 8×,
+accuracy 89.1–89.2 % at 4×. Below it the clients' models differ in the directions the noise
+dominates, and the server's fit on the union of their rows mixes those differences."""
+
 GROUP_ORDER = ((0.0, -1.0), (0.0, 1.0), (1.0, -1.0), (1.0, 1.0))
 """The order of the four (s, y) counts (:data:`fedsynth.core.synthesis.GROUPS`)."""
 
@@ -156,17 +163,17 @@ class NoisyStatistics:
         return mean, variance.sqrt()
 
     def noise_floor(self) -> float:
-        """The expected spectral norm of the noise on M̄ = Σ āāᵀ / N, 2 σ √(d + 2) / N for a
-        symmetric Gaussian matrix with entry noise σ (Wigner's semicircle edge): eigenvalues of M̄
-        below it are noise."""
-        return 2.0 * self.second_noise_std * math.sqrt(self.second.shape[0]) / self.count
+        """The smallest eigenvalue :meth:`loss_surrogate` keeps: :data:`FLOOR_MULTIPLE` times the
+        expected spectral norm of the noise on M̄ = Σ āāᵀ / N, 2 σ √(d + 2) / N for a symmetric
+        Gaussian matrix with entry noise σ (Wigner's semicircle edge)."""
+        return FLOOR_MULTIPLE * 2.0 * self.second_noise_std * math.sqrt(self.second.shape[0]) / self.count
 
     def loss_surrogate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(H, g) of the quadratic ℓ̃(θ) = log 2 − gᵀθ + ½ θᵀHθ that replaces the logistic loss on
         the real rows, augmented layout: g = b̄ / 2 and H = M̄ / 4 with the eigenvalues of M̄ raised
         to at least :meth:`noise_floor` (as AdaSSP, Wang 2018, regularizes a noisy Gram matrix by
         the noise's size: directions the noise dominates get curvature, not an inverted noise;
-        without it the measured fronts lost 13 points at ε = 1)."""
+        with the eigenvalues only kept ≥ 0 the surrogate's fair fit lost 13 points at ε = 1)."""
         n = self.count
         values, vectors = torch.linalg.eigh(self.second / n)
         hessian = (vectors * values.clamp_min(self.noise_floor())) @ vectors.T / 4.0
