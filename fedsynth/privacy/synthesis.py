@@ -93,6 +93,18 @@ def private_synthesize(
         generator=budget.noise_generator(client_id),
         equal_opportunity=config.fairness == "eo_covariance",
     )
-    no_rows = train.subset(torch.zeros(0, dtype=torch.long))
-    result = synthesize(no_rows, config, seed=seed, progress=progress, summary=StatisticsSummary(stats))
-    return result, statement
+    return synthesize_from_release(stats, config, train.feature_names, seed=seed, progress=progress), statement
+
+
+def synthesize_from_release(
+    stats: NoisyStatistics, config: SynthesisConfig, feature_names: tuple[str, ...], *, seed: int, progress=None
+) -> SynthesisResult:
+    """Algorithm 1 from a release alone (post-processing): :func:`~fedsynth.core.synthesis.synthesize`
+    on a table with the client's columns and no rows, with :class:`StatisticsSummary` of ``stats``."""
+    no_rows = TabularData(
+        torch.zeros(0, len(feature_names), dtype=torch.float64),
+        torch.zeros(0, dtype=torch.float64),
+        torch.zeros(0, dtype=torch.float64),
+        tuple(feature_names),
+    )
+    return synthesize(no_rows, config, seed=seed, progress=progress, summary=StatisticsSummary(stats))
