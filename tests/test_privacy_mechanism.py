@@ -160,3 +160,31 @@ def test_release_audit_stays_below_the_claim_and_flags_the_noise_off_release():
     assert honest.epsilon_lower <= claimed
     broken = _canary_audit(0.0, runs=100)  # the deliberately broken mechanism: noise off
     assert broken.flags(claimed)
+
+
+def _theta_audit(noise: float, runs: int):
+    """The small black-box audit: a 100-row client synthesizes 20 rows (k_max = 10, fixed seed) from
+    its release; the attacker fits θ on them and scores the canary's margin."""
+    from fedsynth.core import SynthesisConfig, fit_server_model
+    from fedsynth.privacy.synthesis import synthesize_from_release
+
+    data, clip = _table(rows=100), 2.0
+    canary = TabularData(torch.full((1, 4), 5.0, dtype=torch.float64), torch.zeros(1, dtype=torch.float64),
+                         -torch.ones(1, dtype=torch.float64), data.feature_names)
+    with_canary = TabularData.concat([data, canary])
+    config = SynthesisConfig(rho_o=1.0, synthetic_size=20, synthetic_labels="balanced", k_max=10)
+
+    def run(canary_in: bool, trial: int) -> float:
+        released = release_statistics(with_canary if canary_in else data, clip=clip, noise_multiplier=noise,
+                                      generator=torch.Generator().manual_seed(2 * trial + canary_in))
+        rows = synthesize_from_release(released, config, data.feature_names, seed=0).data
+        theta = fit_server_model([rows], config.model).theta
+        return float(-config.model.decision(theta, canary)[0])
+
+    return audit(run, runs=runs, delta=1e-5)
+
+
+def test_black_box_audit_of_the_released_rows_stays_below_the_claim_and_flags_noise_off():
+    claimed = 1.0
+    assert _theta_audit(noise_multiplier(claimed, 1e-5), runs=40).epsilon_lower <= claimed
+    assert _theta_audit(0.0, runs=30).flags(claimed)
