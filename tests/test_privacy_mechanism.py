@@ -9,8 +9,8 @@ import pytest
 import torch
 from scipy.stats import binomtest
 
-from fedsynth.core.fairness import fairness_measure
-from fedsynth.core.model import design_matrix, logistic_loss
+from fedsynth.core.fairness import fairness_from_config
+from fedsynth.core.model import LogisticObjective, design_matrix
 from fedsynth.data.types import TabularData
 from fedsynth.privacy.accounting import noise_multiplier
 from fedsynth.privacy.audit import audit, audit_scores, clopper_pearson, epsilon_from_rates
@@ -50,7 +50,7 @@ def test_noise_free_statistics_give_the_exact_quantities():
     assert torch.allclose(mean, clipped.x.mean(0)) and torch.allclose(std, clipped.x.std(0, unbiased=False))
     a = design_matrix(clipped.x, clipped.s, fit_intercept=True)
     for name in ("covariance", "eo_covariance"):
-        direction = fairness_measure(name, a, clipped.s, clipped.y)(torch.zeros(a.shape[1], dtype=torch.float64))[1]
+        direction = fairness_from_config(name).bind(a, clipped.s, clipped.y)(torch.zeros(a.shape[1], dtype=torch.float64))[1]
         assert torch.allclose(stats.fairness_direction(name), direction, atol=1e-12)
 
 
@@ -60,7 +60,7 @@ def test_loss_surrogate_is_the_second_order_expansion_of_the_logistic_loss_at_ze
     hessian, linear = stats.loss_surrogate()
     a = augmented_rows(data, 3.0)
     theta = torch.zeros(a.shape[1], dtype=torch.float64, requires_grad=True)
-    loss = logistic_loss(a, data.y, theta)
+    loss = LogisticObjective(a, data.y).at(theta).value()
     (gradient,) = torch.autograd.grad(loss, theta, create_graph=True)
     exact_hessian = torch.stack([torch.autograd.grad(gradient[i], theta, retain_graph=True)[0] for i in range(len(gradient))])
     assert float(loss.detach()) == pytest.approx(math.log(2.0))

@@ -18,7 +18,7 @@ import numpy as np
 from flwr.app import RecordDict
 
 from fedsynth.core import LogisticModel, fit_server_model
-from fedsynth.core.fairness import check_fairness
+from fedsynth.core.fairness import fairness_from_config
 from fedsynth.data.types import ClientPartition, TabularData
 from fedsynth.methods._baselines import cast_fields
 from fedsynth.methods.base import Communicator, FederatedMethod, ServerResult, make_content
@@ -75,7 +75,7 @@ class DPMST(FederatedMethod):
             )
         if not (math.isfinite(self.server_rho) and self.server_rho >= 0):
             raise ValueError(f"server_rho must be a finite number >= 0, got {self.server_rho}")
-        check_fairness(self.fairness, self.fairness_temperature)
+        self.measure = fairness_from_config(self.fairness, self.fairness_temperature)
         if self.min_clients < 1:
             raise ValueError(f"min_clients must be >= 1, got {self.min_clients}")
 
@@ -106,9 +106,7 @@ class DPMST(FederatedMethod):
 
     def _fit(self, tables: list[TabularData]) -> np.ndarray:
         """The server's model on the union of the rows (fair with ``server_rho`` > 0)."""
-        return fit_server_model(
-            tables, self.model, rho=self.server_rho, fairness=self.fairness, fairness_temperature=self.fairness_temperature
-        ).theta.numpy()
+        return fit_server_model(tables, self.model, rho=self.server_rho, fairness=self.measure).theta.numpy()
 
     def train(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
         """N_s MST rows of the client's training data."""

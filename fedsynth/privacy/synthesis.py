@@ -12,13 +12,64 @@ function of the release, so it is (ε, δ)-DP with the release's guarantee.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from fedsynth.core.synthesis import RealTerms, SynthesisConfig, SynthesisResult, summary_synthetic_size, synthesize
+from fedsynth.core.fairness import BoundMeasure
+from fedsynth.core.synthesis import SynthesisConfig, SynthesisResult, summary_synthetic_size, synthesize
 from fedsynth.data.types import TabularData
 from fedsynth.privacy.accounting import PrivacyStatement, Release, noise_multiplier
 from fedsynth.privacy.budget import ClippedBudget
 from fedsynth.privacy.statistics import STATISTICS_MEASURES, NoisyStatistics, model_terms, release_statistics
+
+
+class QuadraticLoss:
+    """The loss surrogate ℓ̃(θ) = log 2 − gᵀθ + ½ θᵀHθ of a release, with the interface of
+    :class:`~fedsynth.core.model.LogisticObjective` that the outer objective's real-data terms use
+    (``at(θ).value()``, ``at(θ).gradient(plus=)``)."""
+
+    def __init__(self, hessian: torch.Tensor, linear: torch.Tensor) -> None:
+        self.hessian = hessian
+        self.linear = linear
+
+    def at(self, theta: torch.Tensor) -> _QuadraticPoint:
+        """The surrogate at θ."""
+        return _QuadraticPoint(self, theta)
+
+
+class _QuadraticPoint:
+    """:class:`QuadraticLoss` at one θ: Hθ computed once."""
+
+    def __init__(self, loss: QuadraticLoss, theta: torch.Tensor) -> None:
+        self.loss = loss
+        self.theta = theta
+        self.curvature = loss.hessian @ theta
+
+    def value(self) -> torch.Tensor:
+        """ℓ̃(θ) = log 2 − gᵀθ + ½ θᵀHθ."""
+        return math.log(2.0) - self.loss.linear.dot(self.theta) + 0.5 * self.theta.dot(self.curvature)
+
+    def gradient(self, scale: float = 1.0, *, plus: tuple[torch.Tensor, float] | None = None) -> torch.Tensor:
+        """``scale`` · (Hθ − g), plus β v with ``plus = (v, β)``."""
+        grad = (self.curvature - self.loss.linear).mul_(scale)
+        return grad if plus is None else grad.add_(plus[0], alpha=plus[1])
+
+
+class LinearMeasure(BoundMeasure):
+    """A linear fairness measure F(θ) = cᵀθ known from a release, not from rows (so it has no
+    per-row terms)."""
+
+    def __init__(self, direction: torch.Tensor) -> None:
+        self.direction = direction
+
+    def __call__(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cᵀθ, c)."""
+        return self.direction.dot(theta), self.direction
+
+    def row_gradients(self, theta: torch.Tensor) -> torch.Tensor:
+        """Refused: a release holds sums, not rows."""
+        raise ValueError("a measure from a release has no per-row terms")
 
 
 class StatisticsSummary:
@@ -36,20 +87,11 @@ class StatisticsSummary:
         """The noisy means and standard deviations of the (clipped) features."""
         return self.stats.feature_moments()
 
-    def real_terms(self, config: SynthesisConfig) -> RealTerms:
-        """θ ↦ ℓ̃(θ) + ρ_o/2·(c̄ᵀθ)² and its gradient (H θ − g + ρ_o (c̄ᵀθ) c̄), in the layout of
-        ``config``'s model (:func:`~fedsynth.privacy.statistics.model_terms`)."""
+    def real_terms(self, config: SynthesisConfig) -> tuple[QuadraticLoss, LinearMeasure]:
+        """The real-data terms of P from the release, in the layout of ``config``'s model
+        (:func:`~fedsynth.privacy.statistics.model_terms`): the loss surrogate ℓ̃ and F(θ) = c̄ᵀθ."""
         hessian, linear, direction = model_terms(self.stats, config.fairness, config.fit_intercept)
-        rho_o = config.rho_o
-        constant = torch.log(torch.tensor(2.0, dtype=linear.dtype))
-
-        def terms(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            curvature = hessian @ theta
-            measure = direction.dot(theta)
-            value = constant - linear.dot(theta) + 0.5 * theta.dot(curvature) + 0.5 * rho_o * measure * measure
-            return value, curvature.sub_(linear).add_(direction, alpha=rho_o * float(measure))
-
-        return terms
+        return QuadraticLoss(hessian, linear), LinearMeasure(direction)
 
 
 def check_private_config(config: SynthesisConfig) -> None:
