@@ -8,9 +8,9 @@ Nasr et al. 2021). Two attacks:
 * ``release``: white box on the release itself (the noisy Σ āāᵀ, Σ yā), the strongest attack any
   output admits: the projection on the canary's clipped contribution (the Neyman–Pearson test of the
   Gaussian mechanism). Everything the client sends is computed from this release.
-* ``theta``: black box on what the server receives: the client synthesizes its rows from the
-  release (fixed synthesis seed: the server knows it), the server fits θ on them, and the score is
-  the canary's margin y·aᵀθ.
+* ``theta``: black box on what the server receives: the client synthesizes N_s = 50 rows from the
+  release (k_max = 30, ρ_o = 3; a fixed synthesis seed: the server knows it), the server fits θ on
+  them, and the score is the canary's margin y·aᵀθ.
 
 Each audited setting runs the honest mechanism at the claimed ε, and a deliberately broken one
 (``noise-off``: no noise; ``no-clip``: the noise calibrated to the clip but rows not clipped),
@@ -91,7 +91,7 @@ def run_audit(data: TabularData, epsilon: float, attack: str, broken: str, runs:
     base = flat(release(data, 0.0, torch.Generator(), "none"))
     direction = flat(release_statistics(canary(data), clip=CLIP, noise_multiplier=0.0, generator=torch.Generator()))
     direction = direction / direction.norm()
-    config = SynthesisConfig(rho_o=3.0, synthetic_size=100, synthetic_labels="balanced", k_max=60)
+    config = SynthesisConfig(rho_o=3.0, synthetic_size=50, synthetic_labels="balanced", k_max=30)
     target = canary(data)
     model = config.model
 
@@ -114,7 +114,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     data = client_rows(args.rows)
-    release_runs, theta_runs = (1000, 150) if args.quick else (5000, 500)
+    release_runs, theta_runs = (1000, 100) if args.quick else (5000, 300)
     settings = [
         ("release", 1.0, "none", release_runs),
         ("release", 4.0, "none", release_runs),
