@@ -147,3 +147,16 @@ def test_dp_mst_end_to_end():
 def test_private_alternatives_need_an_epsilon(method):
     with pytest.raises(ValueError, match="method.privacy.epsilon must be set"):
         build_method(compose_experiment([*SMALL, f"method={method}", "method.privacy.epsilon=null"])["method"])
+
+
+def test_a_private_setting_error_is_one_line_exit_2(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "fedsynth.cli", f"hydra.run.dir={tmp_path}", "method.privacy.epsilon=1",
+               "method.synthetic_size=full"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("fedsynth: error: method (single_shot): synthetic_size must be an integer with privacy on")
