@@ -27,8 +27,7 @@ from fedsynth.data.types import ClientPartition
 from fedsynth.methods.base import THETA, arrays_of, config_of, make_content
 from fedsynth.methods.fedavg import NUM_EXAMPLES, FedAvg
 from fedsynth.privacy.accounting import PrivacyStatement, Release, noise_multiplier
-from fedsynth.privacy.budget import ClippedBudget
-from fedsynth.schema import from_mapping
+from fedsynth.privacy.budget import ClippedBudget, required_budget
 
 
 @dataclass(kw_only=True, eq=False)
@@ -52,9 +51,7 @@ class DPFedAvg(FedAvg):
         self.sample_rate = float(self.sample_rate)
         if not (0 < self.sample_rate <= 1):
             raise ValueError(f"sample_rate must be in (0, 1], got {self.sample_rate}")
-        self.budget = from_mapping(ClippedBudget, dict(self.privacy), "method.privacy")
-        if not self.budget.enabled:
-            raise ValueError("method.privacy.epsilon must be set: dp_fedavg is FedAvg with DP-SGD (use method=fedavg without)")
+        self.budget = required_budget(ClippedBudget, self.privacy, "dp_fedavg")
 
     @property
     def steps_per_epoch(self) -> int:

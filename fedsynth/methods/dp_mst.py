@@ -24,8 +24,8 @@ from fedsynth.methods._baselines import cast_fields
 from fedsynth.methods.base import Communicator, FederatedMethod, ServerResult, make_content
 from fedsynth.methods.replies import ROW_ARRAYS, fit_without_culprits, rows_from_replies
 from fedsynth.privacy.accounting import PrivacyStatement, Release, noise_multiplier
-from fedsynth.privacy.budget import PrivacyBudget
-from fedsynth.privacy.mst import RELEASES, mst_synthesize
+from fedsynth.privacy.budget import PrivacyBudget, required_budget
+from fedsynth.privacy.mst import RELEASES, MSTSettings, mst_synthesize
 from fedsynth.schema import from_mapping
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,10 @@ class DPMST(FederatedMethod):
         privacy: ``method.privacy`` (:class:`~fedsynth.privacy.budget.PrivacyBudget`; ``epsilon``
             required).
         synthetic_size: N_s, the rows each client sends.
-        bins: intervals per feature over [−``limit``, ``limit``] (encoded units).
-        limit: the range the bins cover; values beyond fall into the outer bins.
-        iterations: Private-PGM's mirror-descent iterations.
-        server_rho: the server's fairness penalty on the union (0: the plain model).
+        mst: ``method.mst`` (:class:`~fedsynth.privacy.mst.MSTSettings`: ``bins``, ``limit``,
+            ``iterations``).
         fairness, fairness_temperature: the server's measure F (as single_shot's).
+        server_rho: the server's fairness penalty on the union (0: the plain model).
         lambda_theta: λ_θ of the server's ℓ_r.
         fit_intercept: model with an intercept column.
         min_clients: valid replies the server needs.
@@ -51,28 +50,22 @@ class DPMST(FederatedMethod):
 
     name = "dp_mst"
     payload_arrays: ClassVar[tuple[str, ...]] = ROW_ARRAYS
-    privacy: Mapping[str, Any] = field(default_factory=dict)
     synthetic_size: int = 800
-    bins: int = 8
-    limit: float = 2.5
-    iterations: int = 500
-    server_rho: float = 0.0
+    privacy: Mapping[str, Any] = field(default_factory=dict)
     fairness: str = "covariance"
     fairness_temperature: float = 1.0
+    server_rho: float = 0.0
     lambda_theta: float = 1e-3
+    mst: Mapping[str, Any] = field(default_factory=dict)
     fit_intercept: bool = True
     min_clients: int = 1
 
     def __post_init__(self) -> None:
         cast_fields(self)
-        self.budget = from_mapping(PrivacyBudget, dict(self.privacy), "method.privacy")
-        if not self.budget.enabled:
-            raise ValueError("method.privacy.epsilon must be set: dp_mst is a private synthesizer")
-        if self.synthetic_size < 4 or self.bins < 2 or not self.limit > 0 or self.iterations < 1:
-            raise ValueError(
-                f"need synthetic_size >= 4, bins >= 2, limit > 0, iterations >= 1; got "
-                f"{self.synthetic_size}, {self.bins}, {self.limit}, {self.iterations}"
-            )
+        self.budget = required_budget(PrivacyBudget, self.privacy, "dp_mst")
+        self.settings = from_mapping(MSTSettings, dict(self.mst), "method.mst")
+        if self.synthetic_size < 4:
+            raise ValueError(f"synthetic_size must be at least 4, got {self.synthetic_size}")
         if not (math.isfinite(self.server_rho) and self.server_rho >= 0):
             raise ValueError(f"server_rho must be a finite number >= 0, got {self.server_rho}")
         self.measure = fairness_from_config(self.fairness, self.fairness_temperature)
@@ -115,8 +108,6 @@ class DPMST(FederatedMethod):
             rows=self.synthetic_size,
             noise_multiplier=self.statement().releases[0].noise_multiplier,
             generator=self.budget.noise_generator(data.client_id),
-            bins=self.bins,
-            limit=self.limit,
-            iterations=self.iterations,
+            settings=self.settings,
         )
         return make_content(arrays={k: getattr(rows, k).numpy() for k in ROW_ARRAYS})

@@ -27,10 +27,9 @@ from fedsynth.methods._baselines import cast_fields
 from fedsynth.methods.base import Communicator, FederatedMethod, ServerResult, arrays_of, config_of, make_content
 from fedsynth.methods.base import metrics_of, usable_replies
 from fedsynth.privacy.accounting import PrivacyStatement, Release, noise_multiplier
-from fedsynth.privacy.budget import ClippedBudget
+from fedsynth.privacy.budget import ClippedBudget, required_budget
 from fedsynth.privacy.statistics import STATISTICS_MEASURES, NoisyStatistics, release_blocks, release_statistics
 from fedsynth.privacy.statistics import surrogate_fit
-from fedsynth.schema import from_mapping
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +63,7 @@ class DPSufficientStatistics(FederatedMethod):
 
     def __post_init__(self) -> None:
         cast_fields(self)
-        self.budget = from_mapping(ClippedBudget, dict(self.privacy), "method.privacy")
-        if not self.budget.enabled:
-            raise ValueError("method.privacy.epsilon must be set: dp_suffstats releases noisy statistics only")
+        self.budget = required_budget(ClippedBudget, self.privacy, "dp_suffstats")
         if self.fairness not in STATISTICS_MEASURES:
             raise ValueError(f"fairness must be one of {STATISTICS_MEASURES} (linear in θ), got {self.fairness!r}")
         if not (math.isfinite(self.rho) and self.rho >= 0):

@@ -6,9 +6,12 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 import torch
+
+from fedsynth.schema import from_mapping
 
 ACCOUNTANTS = ("prv", "rdp")
 """The Opacus accountants a budget may name (:mod:`fedsynth.privacy.accounting`)."""
@@ -55,6 +58,15 @@ class PrivacyBudget:
             return torch.Generator().manual_seed(secrets.randbits(63))
         state = np.random.SeedSequence([int(self.noise_seed), int(client_id)]).generate_state(1, np.uint64)[0]
         return torch.Generator().manual_seed(int(state >> np.uint64(1)))
+
+
+def required_budget(kind: type[PrivacyBudget], privacy: Mapping[str, Any], method: str) -> PrivacyBudget:
+    """``method.privacy`` (a mapping) as a budget of ``kind``; ``ValueError`` naming the key when a
+    value is wrong or ε is not set (``method``, a method with no non-private mode, needs it)."""
+    budget = from_mapping(kind, dict(privacy), "method.privacy")
+    if not budget.enabled:
+        raise ValueError(f"method.privacy.epsilon must be set: {method} is private only")
+    return budget
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -34,11 +35,26 @@ RELEASES = 3
 """The Gaussian releases of MST (one-way marginals, pair distances, tree marginals)."""
 
 
+@dataclass(frozen=True)
+class MSTSettings:
+    """How MST discretizes and fits: ``bins`` equal intervals per feature over [−``limit``,
+    ``limit``] (encoded units; values beyond fall into the outer bins) and Private-PGM's
+    ``iterations`` of mirror descent."""
+
+    bins: int = 8
+    limit: float = 2.5
+    iterations: int = 500
+
+    def __post_init__(self) -> None:
+        if self.bins < 2 or not self.limit > 0 or self.iterations < 1:
+            raise ValueError(
+                f"mst needs bins >= 2, limit > 0, iterations >= 1; got {self.bins}, {self.limit}, {self.iterations}"
+            )
+
+
 def bin_edges(bins: int, limit: float) -> np.ndarray:
     """The ``bins − 1`` interior edges of equal intervals over [−limit, limit]; the outer bins are
     open (values beyond ±limit fall into them)."""
-    if bins < 2 or not limit > 0:
-        raise ValueError(f"need bins >= 2 and limit > 0, got {bins}, {limit}")
     return np.linspace(-limit, limit, bins + 1)[1:-1]
 
 
@@ -63,12 +79,11 @@ def mst_synthesize(
     rows: int,
     noise_multiplier: float,
     generator: torch.Generator,
-    bins: int = 8,
-    limit: float = 2.5,
-    iterations: int = 500,
+    settings: MSTSettings = MSTSettings(),
 ) -> TabularData:
     """``rows`` synthetic rows from MST's three Gaussian releases on ``data`` (module docstring),
     each with noise multiplier ``noise_multiplier`` (σ = z · sensitivity)."""
+    bins, limit = settings.bins, settings.limit
     import jax
 
     jax.config.update("jax_platforms", "cpu")  # no probing for accelerators (and no log line about it)
@@ -104,7 +119,7 @@ def mst_synthesize(
     tree_std = noise_multiplier * math.sqrt(len(tree))
     measurements = [LinearMeasurement(one_way[name], (name,), stddev=one_way_std) for name in names]
     measurements += [LinearMeasurement(noisy(dataset.project(list(edge)).datavector(), tree_std), edge, stddev=tree_std) for edge in tree]
-    model = MirrorDescent().estimate(domain, measurements, iters=iterations)
+    model = MirrorDescent().estimate(domain, measurements, iters=settings.iterations)
     sample = model.synthetic_data(rows).data
     midpoints = bin_midpoints(bins, limit)
     x = np.stack([midpoints[np.asarray(sample[f"f{j}"])] for j in range(data.num_features)], axis=1)
