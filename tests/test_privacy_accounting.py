@@ -118,3 +118,4 @@ def test_statement_reports_what_was_spent():
     assert record["delta"] == 1e-5 and record["epsilon_budget"] == 1.0
     assert record["accountant"] == "opacus.prv" and record["neighbouring"] == NEIGHBOURING
     assert record["releases"] == [{"name": "statistics", "noise_multiplier": z, "sample_rate": 1.0, "steps": 1}]
+    assert record["noise"] == "operating-system entropy"

@@ -35,6 +35,7 @@ def _check_statements(outcome, epsilon: float) -> None:
     for record in statements.values():
         assert epsilon - 0.01 <= record["epsilon"] <= epsilon and record["delta"] == 1e-5
         assert record["neighbouring"] == NEIGHBOURING and record["accountant"] == "opacus.prv"
+        assert record["noise"] == "noise_seed 7: reproducible, NOT private"
 
 
 def test_private_single_shot_end_to_end():
@@ -119,7 +120,8 @@ def test_dp_suffstats_end_to_end_and_its_noise_free_limit():
 def test_dp_fedavg_end_to_end():
     _, outcome = run("dp_fedavg", "method.rounds=2", "method.sample_rate=0.1", *PRIVATE)
     assert outcome.failures == [] and outcome.round_trips == 2 and outcome.metrics["accuracy"] > 0.6
-    record = outcome.info["privacy"]
+    _check_statements(outcome, 1.0)
+    record = outcome.info["privacy"]["1"]
     assert record["releases"][0]["steps"] == 2 * 10 and record["releases"][0]["sample_rate"] == 0.1
     assert 0.99 <= record["epsilon"] <= 1.0
     # equal weights: no client's N leaves it

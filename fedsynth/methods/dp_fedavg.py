@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from flwr.app import RecordDict
 
 from fedsynth.data.types import ClientPartition
-from fedsynth.methods.base import THETA, arrays_of, config_of, make_content
+from fedsynth.methods.base import THETA, Communicator, ServerResult, arrays_of, config_of, make_content
 from fedsynth.methods.fedavg import NUM_EXAMPLES, FedAvg
 from fedsynth.privacy.accounting import PrivacyStatement, Release, noise_multiplier
 from fedsynth.privacy.budget import ClippedBudget, required_budget
@@ -65,9 +65,13 @@ class DPFedAvg(FedAvg):
         z = noise_multiplier(budget.epsilon, budget.delta, sample_rate=self.sample_rate, steps=steps, accountant=budget.accountant)
         return PrivacyStatement(budget, (Release("dp-sgd", z, self.sample_rate, steps),))
 
-    def round_info(self) -> dict[str, Any]:
-        """The per-client privacy statement (the same for every client)."""
-        return {"privacy": self.statement().to_record()}
+    def run_server(self, comm: Communicator) -> ServerResult:
+        """FedAvg's rounds; the result's ``info.privacy`` holds each client's statement (the same
+        for every client: the steps and noise do not depend on its data)."""
+        result = super().run_server(comm)
+        statement = self.statement().to_record()
+        result.info["privacy"] = {str(node): statement for node in comm.nodes()}
+        return result
 
     def train(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
         """``local_epochs`` epochs of DP-SGD from the received θ (0 in round 1); reply θ_k and

@@ -109,13 +109,16 @@ class PrivacyStatement:
 
     def to_record(self) -> dict[str, object]:
         """A JSON-ready summary: ``epsilon`` (spent), ``delta``, ``epsilon_budget``, ``accountant``,
-        ``neighbouring`` and each release's noise multiplier, sampling rate and steps."""
+        ``neighbouring``, ``noise`` (where the noise came from: a run with a ``noise_seed`` is not
+        private) and each release's noise multiplier, sampling rate and steps."""
+        seed = self.budget.noise_seed
         return {
             "epsilon": self.epsilon,
             "delta": self.budget.delta,
             "epsilon_budget": self.budget.epsilon,
             "accountant": f"opacus.{self.budget.accountant}",
             "neighbouring": NEIGHBOURING,
+            "noise": "operating-system entropy" if seed is None else f"noise_seed {seed}: reproducible, NOT private",
             "releases": [
                 {"name": r.name, "noise_multiplier": r.noise_multiplier, "sample_rate": r.sample_rate, "steps": r.steps}
                 for r in self.releases
