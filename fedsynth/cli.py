@@ -35,7 +35,7 @@ from fedsynth.federated.client_process import call_in_client_process, start_clie
 from fedsynth.federated.outcome import RunFailed
 from fedsynth.io import write_json_atomic
 from fedsynth.paths import data_directory, resolve_table_file, user_config_dir
-from fedsynth.reporting.results import RESULTS_FILE, results_record
+from fedsynth.reporting.results import RESULTS_FILE, headline, results_record
 
 log = logging.getLogger("fedsynth")
 
@@ -94,15 +94,7 @@ def run(cfg: DictConfig) -> Path:
     outcome, seconds = call_in_client_process(check_and_run, config) if in_process else check_and_run(config)
     record = results_record(config, outcome, seconds)
     target = Path(HydraConfig.get().runtime.output_dir) / RESULTS_FILE
-    log.info(
-        "accuracy=%.4f spd=%.4f covariance=%.5f eod=%.4f (%.1f s); results: %s",
-        record["accuracy"],
-        record["spd"],
-        record["covariance"],
-        record["eod"],
-        record["wall_seconds"],
-        target,
-    )
+    log.info("%s (%.1f s); results: %s", headline(record), record["wall_seconds"], target)
     for failure in outcome.failures:
         log.warning("client node %s failed: %s", failure["node"], failure["reason"])
     try:

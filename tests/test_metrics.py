@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from fairlearn.metrics import demographic_parity_difference, equal_opportunity_difference as fl_eod
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from fedsynth.core import LogisticModel
 from fedsynth.data.types import TabularData
@@ -142,3 +142,148 @@ def test_group_disclosure_measures_what_synthetic_labels_reveal():
     rates = [float((data.y[data.s == v] > 0).double().mean()) for v in (0.0, 1.0)]
     assert balanced["label_share_error"] == pytest.approx(abs(0.5 - float(data.s.mean())))
     assert balanced["label_base_rate_error"] == pytest.approx(sum(abs(0.5 - r) for r in rates) / 2)
+
+
+# ----------------------------------------------------------------------------- issue 21: new metrics
+
+
+def clients(seed: int, sizes=(150, 90, 210)) -> list[TabularData]:
+    return [table(rows, seed + index) for index, rows in enumerate(sizes)]
+
+
+def union_of(parts: list[TabularData]) -> TabularData:
+    return TabularData.concat(parts)
+
+
+def labels01(values: torch.Tensor) -> np.ndarray:
+    return (values.numpy() > 0).astype(int)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pooled_balanced_accuracy_and_auc_equal_scikit_learn_on_the_union(seed):
+    """Balanced accuracy pooled from the clients' counts is scikit-learn's on the union exactly; the
+    AUC pooled from their decision-value histograms is within its stated bound of scikit-learn's
+    ``roc_auc_score`` of the decision values, and the bound is small for continuous scores."""
+    parts = clients(10 * seed)
+    theta = torch.randn(6, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    model = LogisticModel()
+    pooled = metrics_from_counts(sum_counts([evaluation_counts(model, theta, p) for p in parts]))
+    union = union_of(parts)
+    decisions, y_pred = model.decision(theta, union).numpy(), model.predict(theta, union)
+    expected_auc = roc_auc_score(labels01(union.y), decisions)
+    assert pooled["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(labels01(union.y), labels01(y_pred)), abs=1e-12)
+    assert abs(pooled["auc"] - expected_auc) <= pooled["auc_error_bound"] + 1e-12
+    assert pooled["auc_error_bound"] < 0.01
+    assert evaluate_model(model, theta, union) == pytest.approx(pooled, abs=1e-12)
+
+
+def test_histogram_auc_is_exact_for_tied_scores_and_its_bound_is_attained():
+    """Scores that tie exactly (every row of a bin has the same value) give scikit-learn's AUC to
+    the last digit; scores that all share one bin give 0.5 with bound 0.5, the most they can be off
+    (here: the positives all score above the negatives, AUC 1)."""
+    from fedsynth.metrics import histogram_auc
+    from fedsynth.metrics.fairness import decision_histogram
+
+    g = np.random.default_rng(3)
+    y = g.random(400) > 0.3
+    scores = torch.tensor(np.round(g.normal(size=400) + y, 0))  # integers: one value per bin
+    auc, bound = histogram_auc(decision_histogram(scores[torch.tensor(y)]), decision_histogram(scores[torch.tensor(~y)]))
+    assert auc == pytest.approx(roc_auc_score(y, scores.numpy()), abs=1e-12) and bound > 0
+    close = torch.tensor(np.where(y, 1e-4, 0.0))  # one bin, perfectly ranked
+    auc, bound = histogram_auc(decision_histogram(close[torch.tensor(y)]), decision_histogram(close[torch.tensor(~y)]))
+    assert (auc, bound) == (0.5, 0.5) and roc_auc_score(y, close.numpy()) == 1.0
+    assert np.isnan(histogram_auc([0, 3], [0, 0])).all()
+
+
+def test_balanced_accuracy_with_one_label_is_the_recall_of_that_label_as_in_scikit_learn():
+    data = table(200, 4)
+    only_positive = data.subset(data.y == 1)
+    theta = torch.randn(6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    got = evaluate_model(LogisticModel(), theta, only_positive)
+    y_pred = labels01(LogisticModel().predict(theta, only_positive))
+    with pytest.warns(UserWarning):  # scikit-learn: y_pred contains classes not in y_true
+        expected = balanced_accuracy_score(labels01(only_positive.y), y_pred)
+    assert got["balanced_accuracy"] == pytest.approx(expected, abs=1e-12)
+    assert np.isnan(got["auc"]) and np.isnan(got["auc_error_bound"])  # no negative row to rank against
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_per_client_metrics_and_their_range_equal_fairlearn_metricframe(seed):
+    """Per client: accuracy, SPD (selection-rate gap s = 1 minus s = 0) and EOD (true-positive-rate
+    gap) from the client's own counts equal fairlearn's MetricFrame over (client, s); the run's
+    client_min / client_max are MetricFrame's group_min / group_max over clients."""
+    from fairlearn.metrics import MetricFrame, selection_rate, true_positive_rate
+    from sklearn.metrics import accuracy_score
+
+    from fedsynth.federated.outcome import RunOutcome
+    from fedsynth.reporting.results import results_record
+
+    parts = clients(100 + seed, sizes=(120, 80, 160, 60))
+    theta = torch.randn(6, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    model = LogisticModel()
+    per_client = [metrics_from_counts(evaluation_counts(model, theta, p)) for p in parts]
+    union = union_of(parts)
+    client = np.concatenate([np.full(len(p), k) for k, p in enumerate(parts)])
+    y_true, y_pred = labels01(union.y), labels01(model.predict(theta, union))
+    s = union.s.numpy().astype(int)
+    by_client = MetricFrame(metrics=accuracy_score, y_true=y_true, y_pred=y_pred, sensitive_features=client)
+    rates = MetricFrame(
+        metrics={"selection": selection_rate, "tpr": true_positive_rate},
+        y_true=y_true, y_pred=y_pred, sensitive_features=s, control_features=client,
+    ).by_group
+    for k, metrics in enumerate(per_client):
+        assert metrics["accuracy"] == pytest.approx(by_client.by_group[k], abs=1e-12)
+        assert metrics["spd"] == pytest.approx(rates.loc[(k, 1), "selection"] - rates.loc[(k, 0), "selection"], abs=1e-12)
+        assert metrics["eod"] == pytest.approx(rates.loc[(k, 1), "tpr"] - rates.loc[(k, 0), "tpr"], abs=1e-12)
+    outcome = RunOutcome(
+        engine="test", theta=theta.tolist(),
+        metrics=metrics_from_counts(sum_counts([evaluation_counts(model, theta, p) for p in parts])),
+        clients=[{"client_id": k, "node": k + 1, "metrics": m, "counts": {}, "bytes_up": {}, "bytes_down": {}}
+                 for k, m in enumerate(per_client)],
+    )
+    record = results_record({"dataset": {"name": "t"}, "method": {"name": "m"}, "seed": seed}, outcome, 1.0)
+    assert record["client_min"]["accuracy"] == pytest.approx(by_client.group_min(), abs=1e-12)
+    assert record["client_max"]["accuracy"] == pytest.approx(by_client.group_max(), abs=1e-12)
+    spd = [m["spd"] for m in per_client]
+    assert (record["client_min"]["spd"], record["client_max"]["spd"]) == (min(spd), max(spd))
+    assert record["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y_true, y_pred), abs=1e-12)
+
+
+def test_the_constant_classifier_is_scikit_learns_most_frequent_dummy():
+    """The reference: the majority label of the pooled training rows, measured on the pooled test
+    rows — scikit-learn's DummyClassifier(strategy="most_frequent") fitted on the training union;
+    its SPD and EOD are 0 (fairlearn), balanced accuracy 0.5, AUC 0.5."""
+    from fairlearn.metrics import demographic_parity_difference
+    from sklearn.dummy import DummyClassifier
+
+    from fedsynth.data.types import ClientPartition
+    from fedsynth.metrics import constant_classifier, report_counts
+
+    theta = torch.randn(6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    for flip in (False, True):  # a majority of +1, then of −1
+        parts = []
+        for k, (train, test) in enumerate(zip(clients(20, (300, 200)), clients(40, (100, 80)))):
+            if flip:
+                train, test = (TabularData(t.x, t.s, -t.y, t.feature_names) for t in (train, test))
+            parts.append(ClientPartition(k, train, test))
+        counts = sum_counts([report_counts(LogisticModel(), theta, p) for p in parts])
+        constant = constant_classifier(counts)
+        train, test = union_of([p.train for p in parts]), union_of([p.test for p in parts])
+        dummy = DummyClassifier(strategy="most_frequent").fit(train.x.numpy(), labels01(train.y))
+        predicted = dummy.predict(test.x.numpy())
+        assert constant["label"] == (1.0 if dummy.classes_[np.argmax(dummy.class_prior_)] == 1 else -1.0)
+        assert constant["accuracy"] == pytest.approx(dummy.score(test.x.numpy(), labels01(test.y)), abs=1e-12)
+        assert constant["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(labels01(test.y), predicted)) == 0.5
+        assert demographic_parity_difference(labels01(test.y), predicted, sensitive_features=test.s.numpy()) == 0
+        assert (constant["spd"], constant["eod"], constant["covariance"], constant["auc"]) == (0.0, 0.0, 0.0, 0.5)
+
+
+def test_a_mixture_scores_its_expected_decision_value():
+    from fedsynth.core import LogisticMixture
+
+    data = table(300, 6)
+    thetas = torch.randn(3, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64).numpy()
+    weights = np.array([0.2, 0.5, 0.3])
+    got = evaluate_model(LogisticModel(), LogisticMixture(thetas, weights), data)
+    expected_score = sum(w * LogisticModel().decision(t, data).numpy() for w, t in zip(weights, thetas))
+    assert abs(got["auc"] - roc_auc_score(labels01(data.y), expected_score)) <= got["auc_error_bound"]

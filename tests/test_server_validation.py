@@ -21,7 +21,7 @@ from fedsynth.federated.server_logic import run_experiment
 from fedsynth.federated.validation import check_evaluation_reply, reply_schema
 from fedsynth.methods import NotEnoughClients
 from fedsynth.methods.replies import fit_without_culprits
-from fedsynth.metrics.fairness import COUNT_KEYS
+from fedsynth.metrics.counts import COUNT_KEYS, DECISION_BINS, HISTOGRAM_KEYS
 from federated_support import SYNTHETIC_ROWS, tiny_experiment
 
 Tamper = Callable[[RecordDict], RecordDict]
@@ -151,6 +151,13 @@ def set_metric(key: str, value) -> Tamper:
         (set_metric("correct", 1e6), "correct must be <= n"),
         (set_metric("n_s1", 0.0), "n must equal n_s1 + n_s0"),
         (set_metric("client_id", 0.0), "unexpected ['client_id']"),
+        (set_metric("decision_histogram_y1", 3.0), "must be a list of 1024 counts"),
+        (set_metric("decision_histogram_y0", [0] * 10), "must be a list of 1024 counts"),
+        (set_metric("decision_histogram_y0", [-1] + [0] * (DECISION_BINS - 1)), "whole numbers >= 0"),
+        (set_metric("decision_histogram_y1", [0.5] + [0.0] * (DECISION_BINS - 1)), "whole numbers >= 0"),
+        (set_metric("decision_histogram_y1", [1] * DECISION_BINS), "the label counts say"),
+        (set_metric("train_n", 0.0), "train_n must be a whole number >= 1"),
+        (set_metric("train_n_y1", 1e9), "train_n_y1 one in 0..train_n"),
         (add_record(HARNESS, MetricRecord({"client_id": 0.0})), "harness record may hold only"),
         (add_record("extra", MetricRecord({"n": 1.0})), "unexpected record(s) ['extra']"),
     ],
@@ -215,6 +222,9 @@ def test_the_schema_comes_from_the_dataset_spec() -> None:
 
 def test_check_evaluation_reply_accepts_an_honest_report() -> None:
     counts = {key: 0.0 for key in COUNT_KEYS} | {"n": 10.0, "n_s1": 4.0, "n_s0": 6.0, "sum_s": 4.0, "correct": 7.0}
+    counts |= {"n_y1_s1": 2.0, "true_positive_s1": 1.0, "positive_s1": 1.0, "train_n": 40.0, "train_n_y1": 9.0}
+    counts |= {key: [0] * DECISION_BINS for key in HISTOGRAM_KEYS}
+    counts["decision_histogram_y1"][500], counts["decision_histogram_y0"][600] = 2, 8
     reply = RecordDict({METRICS: MetricRecord(counts), HARNESS: MetricRecord({"compute_s.train": 1.5})})
     got, extras, compute = check_evaluation_reply(reply, report_metrics=True, extra_metrics=(), max_test_rows=100)
     assert got == counts and extras == {} and compute == {"train": 1.5}

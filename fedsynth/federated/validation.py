@@ -16,7 +16,7 @@ from flwr.app import RecordDict
 from fedsynth.data import DatasetSpec, encoded_feature_names
 from fedsynth.federated.messages import HARNESS, check_records
 from fedsynth.methods.base import MESSAGE_TYPES, METRICS, ReplySchema
-from fedsynth.metrics.fairness import COUNT_KEYS
+from fedsynth.metrics.counts import HISTOGRAM_KEYS, REPORT_KEYS, check_histograms, check_training_counts
 
 DATA_COUNTS = ("n", "n_s1", "n_s0", "n_y1_s1", "n_y1_s0", "sum_s")
 """Counts of test rows: whole numbers whatever the model."""
@@ -45,11 +45,12 @@ def check_evaluation_reply(
     """Validate one client's reply to θ and return its (counts, extra metrics, compute seconds).
 
     With ``report_metrics`` off the reply must be empty. With it on: exactly a ``"metrics"``
-    record of the test counts (:data:`~fedsynth.metrics.fairness.COUNT_KEYS`) plus the method's
+    record of the report counts (:data:`~fedsynth.metrics.counts.REPORT_KEYS`) plus the method's
     ``extra_metrics`` (optional), and a ``"harness"`` record of ``compute_s.<message type>`` seconds; every
     value finite; row counts whole numbers with ``1 <= n <= max_test_rows``, ``n = n_s1 + n_s0``,
-    ``sum_s = n_s1``, ``n_y1_s* <= n_s*``; prediction counts between 0 and the rows they count.
-    Raises ``ValueError`` naming the problem.
+    ``sum_s = n_s1``, ``n_y1_s* <= n_s*``; prediction counts between 0 and the rows they count;
+    the decision histograms and training counts as :func:`~fedsynth.metrics.counts.check_histograms`
+    and :func:`~fedsynth.metrics.counts.check_training_counts` require. Raises ``ValueError`` naming the problem.
     """
     if not report_metrics:
         if len(reply):
@@ -59,8 +60,8 @@ def check_evaluation_reply(
     if METRICS not in reply or HARNESS not in reply:
         raise ValueError(f"expected records {[METRICS, HARNESS]}, got {sorted(reply)}")
     metrics = dict(reply.metric_records[METRICS])
-    missing = sorted(set(COUNT_KEYS) - set(metrics))
-    unexpected = sorted(set(metrics) - set(COUNT_KEYS) - set(extra_metrics))
+    missing = sorted(set(REPORT_KEYS) - set(metrics))
+    unexpected = sorted(set(metrics) - set(REPORT_KEYS) - set(extra_metrics))
     if missing or unexpected:
         raise ValueError(
             f"metrics must be the test counts and optionally {list(extra_metrics)}: "
@@ -71,11 +72,13 @@ def check_evaluation_reply(
     if not set(harness) <= allowed:
         raise ValueError(f"harness record may hold only {sorted(allowed)}, got {sorted(harness)}")
     for name, value in {**metrics, **harness}.items():
+        if name in HISTOGRAM_KEYS:
+            continue  # lists, checked below
         if isinstance(value, list) or not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
     if any(value < 0 for value in harness.values()):
         raise ValueError("compute seconds must be >= 0")
-    counts = {key: float(metrics[key]) for key in COUNT_KEYS}
+    counts = {key: metrics[key] if key in HISTOGRAM_KEYS else float(metrics[key]) for key in REPORT_KEYS}
     for key in DATA_COUNTS + PREDICTION_COUNTS:
         if counts[key] < 0:
             raise ValueError(f"count {key} must be >= 0, got {counts[key]}")
@@ -100,6 +103,8 @@ def check_evaluation_reply(
             raise ValueError(f"counts are inconsistent: true_positive_{group} exceeds positive_{group} or n_y1_{group}")
     if not at_most("correct", n):
         raise ValueError("counts are inconsistent: correct must be <= n")
+    check_histograms(counts)
+    check_training_counts(counts)
     extras = {key: float(metrics[key]) for key in extra_metrics if key in metrics}
     compute = {key[len(COMPUTE_PREFIX):]: float(value) for key, value in harness.items()}
     return counts, extras, compute

@@ -30,7 +30,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from fedsynth.core import LogisticMixture, LogisticModel
 from fedsynth.data.types import ClientPartition
-from fedsynth.metrics import evaluation_counts
+from fedsynth.metrics import report_counts
 
 ConfigValue = Union[int, float, str, bool]
 
@@ -172,10 +172,11 @@ class FederatedMethod(abc.ABC):
 
     def evaluate(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
         """Answer the harness's ``evaluate`` message (θ in array :data:`THETA`, with
-        :meth:`evaluation_config`): the test counts (:func:`~fedsynth.metrics.evaluation_counts`)
-        of :meth:`evaluated_model` on the client's test data, in the ``"metrics"`` record."""
+        :meth:`evaluation_config`): the counts of :meth:`evaluated_model` on the client's test
+        data and its training rows' label counts (:func:`~fedsynth.metrics.report_counts`), in the
+        ``"metrics"`` record."""
         model, theta = self.evaluated_model(content, data, state)
-        return make_content(metrics=evaluation_counts(model, theta, data.test))
+        return make_content(metrics=report_counts(model, theta, data))
 
     def evaluated_model(
         self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]

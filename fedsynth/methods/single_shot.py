@@ -25,7 +25,7 @@ from fedsynth.core import CGConfig, InnerSolverConfig, LogisticModel, SynthesisC
 from fedsynth.data.types import ClientPartition, TabularData
 from fedsynth.methods.base import Communicator, FederatedMethod, ServerResult, config_of, make_content, received_theta
 from fedsynth.methods.replies import ROW_ARRAYS, fit_without_culprits, rows_from_replies
-from fedsynth.metrics import evaluation_counts, privacy_report
+from fedsynth.metrics import privacy_report, report_counts
 from fedsynth.metrics.privacy import PRIVACY_KEYS
 from fedsynth.privacy.budget import ClippedBudget
 from fedsynth.privacy.synthesis import check_private_config, private_statement, private_synthesize
@@ -207,7 +207,7 @@ class SingleShot(FederatedMethod):
         off (the report measures the training rows, which a private run does not disclose; the
         engine's harness decides whether any of it leaves the client)."""
         request = SynthesisRequest.from_config(config_of(content))
-        metrics = evaluation_counts(request.config.model, received_theta(content), data.test)
+        metrics = report_counts(request.config.model, received_theta(content), data)
         if "synthetic_x" in state and not request.privacy.enabled:
             synthetic = TabularData(
                 *(torch.as_tensor(state[f"synthetic_{k}"]) for k in ROW_ARRAYS),

@@ -1,7 +1,9 @@
-"""Accuracy and group-fairness metrics of a linear classifier y_θ(a) = sign(aᵀθ).
+"""Accuracy and group-fairness metrics of a linear classifier y_θ(a) = sign(aᵀθ), row by row and as
+the additive counts a client reports (:func:`evaluation_counts`, :func:`report_counts`).
 
-Every metric is also expressed through additive counts (:func:`evaluation_counts`) so that per-client
-results can be pooled exactly across clients (:func:`metrics_from_counts`).
+Summed over clients, the counts give the pooled metrics exactly (:mod:`fedsynth.metrics.counts`:
+:func:`~fedsynth.metrics.counts.metrics_from_counts`, :func:`~fedsynth.metrics.counts.sum_counts`;
+the ROC AUC from decision-value histograms on fixed bins, with its error bound).
 """
 
 from __future__ import annotations
@@ -10,23 +12,34 @@ import numpy as np
 import torch
 
 from fedsynth.core.model import LogisticMixture, LogisticModel
-from fedsynth.data.types import TabularData
-
-COUNT_KEYS = (
-    "n",
-    "correct",
-    "n_s1",
-    "n_s0",
-    "positive_s1",
-    "positive_s0",
-    "n_y1_s1",
-    "n_y1_s0",
-    "true_positive_s1",
-    "true_positive_s0",
-    "sum_s",
-    "sum_decision",
-    "sum_s_decision",
+from fedsynth.data.types import ClientPartition, TabularData
+from fedsynth.metrics.counts import (
+    COUNT_KEYS,
+    DECISION_BIN_EDGES,
+    DECISION_BINS,
+    GROUPS,
+    HISTOGRAM_KEYS,
+    REPORT_KEYS,
+    TRAINING_COUNT_KEYS,
+    metrics_from_counts,
+    sum_counts,
 )
+
+__all__ = [
+    "COUNT_KEYS",
+    "REPORT_KEYS",
+    "TRAINING_COUNT_KEYS",
+    "accuracy",
+    "decision_boundary_covariance",
+    "decision_histogram",
+    "equal_opportunity_difference",
+    "evaluate_model",
+    "evaluation_counts",
+    "metrics_from_counts",
+    "report_counts",
+    "statistical_parity_difference",
+    "sum_counts",
+]
 
 
 def accuracy(y_true: torch.Tensor, y_pred: torch.Tensor) -> float:
@@ -57,62 +70,75 @@ def decision_boundary_covariance(s: torch.Tensor, decisions: torch.Tensor) -> fl
 def evaluate_model(
     model: LogisticModel, theta: np.ndarray | torch.Tensor | LogisticMixture, data: TabularData
 ) -> dict[str, float]:
-    """Accuracy, SPD (4), covariance (2) and EOD of ``model`` with weights θ (or a mixture) on ``data``."""
+    """Every metric of :func:`~fedsynth.metrics.counts.metrics_from_counts` (accuracy, balanced
+    accuracy, SPD (4), covariance (2), EOD, ROC AUC) of ``model`` with weights θ (or a mixture) on
+    ``data``."""
     return metrics_from_counts(evaluation_counts(model, theta, data))
+
+
+def decision_histogram(decisions: torch.Tensor) -> list[int]:
+    """How many of ``decisions`` fall into each of the fixed bins
+    (:data:`~fedsynth.metrics.counts.DECISION_BIN_EDGES`), as a list of
+    :data:`~fedsynth.metrics.counts.DECISION_BINS` whole numbers."""
+    edges = torch.tensor(DECISION_BIN_EDGES, dtype=torch.float64)
+    bins = torch.searchsorted(edges, decisions.double().contiguous(), right=True)
+    return torch.bincount(bins, minlength=DECISION_BINS).tolist()
 
 
 def evaluation_counts(
     model: LogisticModel, theta: np.ndarray | torch.Tensor | LogisticMixture, data: TabularData
-) -> dict[str, float]:
-    """Additive counts from which :func:`metrics_from_counts` derives every metric; summing the
-    counts of several clients gives the pooled metrics exactly. For a :class:`LogisticMixture` (a
-    randomized classifier) the expected counts Σ_j w_j counts(θ_j): every count is a sum of per-row
-    predictions, so accuracy, SPD and EOD are those of its expected predictions."""
+) -> dict[str, float | list[int]]:
+    """Additive counts (:data:`~fedsynth.metrics.counts.COUNT_KEYS`) from which
+    :func:`~fedsynth.metrics.counts.metrics_from_counts` derives every metric; summing the counts
+    of several clients gives the pooled metrics exactly (the AUC up to its stated bound): per group
+    of s its rows, positive predictions, positive labels and true positives, the correct
+    predictions, the sums of s and of the decision values, and per label a histogram of the
+    decision values.
+
+    For a :class:`LogisticMixture` (a randomized classifier) every count of predictions is the
+    expected count Σ_j w_j counts(θ_j): accuracy, SPD and EOD are those of its expected
+    predictions; its decision value is the expected one, Σ_j w_j d_{θ_j}(a) (the covariance's and
+    the AUC's score)."""
     if isinstance(theta, LogisticMixture):
         per_model = [evaluation_counts(model, member, data) for member in theta.thetas]
-        return {key: float(sum(w * c[key] for w, c in zip(theta.weights, per_model))) for key in COUNT_KEYS}
+        counts: dict[str, float | list[int]] = {
+            key: float(sum(w * c[key] for w, c in zip(theta.weights, per_model)))
+            for key in COUNT_KEYS
+            if key not in HISTOGRAM_KEYS
+        }
+        expected = sum(float(w) * model.decision(member, data) for w, member in zip(theta.weights, theta.thetas))
+        return counts | _histograms(expected, data)
     decisions = model.decision(theta, data)
     y_pred = torch.where(decisions >= 0, 1.0, -1.0).double()
-    s1, s0 = data.s == 1, data.s == 0
     positive = y_pred == 1
     label_positive = data.y == 1
-    return {
-        "n": float(len(data)),
-        "correct": float((y_pred == data.y).sum()),
-        "n_s1": float(s1.sum()),
-        "n_s0": float(s0.sum()),
-        "positive_s1": float((positive & s1).sum()),
-        "positive_s0": float((positive & s0).sum()),
-        "n_y1_s1": float((label_positive & s1).sum()),
-        "n_y1_s0": float((label_positive & s0).sum()),
-        "true_positive_s1": float((positive & label_positive & s1).sum()),
-        "true_positive_s0": float((positive & label_positive & s0).sum()),
+    counts = {"n": float(len(data)), "correct": float((y_pred == data.y).sum())}
+    members = {group: data.s == value for group, value in GROUPS.items()}
+    for name, rows in (("n", None), ("positive", positive), ("n_y1", label_positive),
+                       ("true_positive", positive & label_positive)):
+        for group, member in members.items():
+            counts[f"{name}_{group}"] = float((member if rows is None else rows & member).sum())
+    counts |= {
         "sum_s": float(data.s.sum()),
         "sum_decision": float(decisions.sum()),
         "sum_s_decision": float((data.s * decisions).sum()),
     }
+    return counts | _histograms(decisions, data)
 
 
-def _ratio(numerator: float, denominator: float) -> float:
-    return numerator / denominator if denominator else float("nan")
+def _histograms(decisions: torch.Tensor, data: TabularData) -> dict[str, list[int]]:
+    """The decision-value histogram of each label's rows, by :data:`HISTOGRAM_KEYS`."""
+    return {key: decision_histogram(decisions[data.y == label]) for key, label in zip(HISTOGRAM_KEYS, (1.0, -1.0))}
 
 
-def metrics_from_counts(counts: dict[str, float]) -> dict[str, float]:
-    """Accuracy, SPD (4), decision-boundary covariance (2) and EOD from (summed) counts."""
-    missing = [key for key in COUNT_KEYS if key not in counts]
-    if missing:
-        raise ValueError(f"evaluation counts lack {missing}")
-    n = counts["n"]
-    return {
-        "accuracy": _ratio(counts["correct"], n),
-        "spd": _ratio(counts["positive_s1"], counts["n_s1"]) - _ratio(counts["positive_s0"], counts["n_s0"]),
-        "covariance": _ratio(counts["sum_s_decision"], n)
-        - _ratio(counts["sum_s"], n) * _ratio(counts["sum_decision"], n),
-        "eod": _ratio(counts["true_positive_s1"], counts["n_y1_s1"])
-        - _ratio(counts["true_positive_s0"], counts["n_y1_s0"]),
+def report_counts(
+    model: LogisticModel, theta: np.ndarray | torch.Tensor | LogisticMixture, data: ClientPartition
+) -> dict[str, float | list[int]]:
+    """A client's counts for the harness (:data:`~fedsynth.metrics.counts.REPORT_KEYS`): the
+    :func:`evaluation_counts` of θ on its test rows, and its training rows' count and positive
+    labels (``train_n``, ``train_n_y1``: the majority label of the pooled training rows is the
+    constant classifier's, :func:`~fedsynth.metrics.counts.constant_classifier`)."""
+    return evaluation_counts(model, theta, data.test) | {
+        "train_n": float(len(data.train)),
+        "train_n_y1": float((data.train.y == 1).sum()),
     }
-
-
-def sum_counts(per_client: list[dict[str, float]]) -> dict[str, float]:
-    """Add the counts of several clients key by key."""
-    return {key: float(sum(c[key] for c in per_client)) for key in COUNT_KEYS}

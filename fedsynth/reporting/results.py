@@ -1,27 +1,41 @@
 """The one ``results.json`` schema: what the ``fedsynth`` command writes for a run
 (:func:`results_record`) and how every report reads it back (:func:`read_results` and the field
-readers below). Standard library only, so the command imports it without pandas.
+readers below). Standard library only (and :mod:`fedsynth.metrics.counts`, plain Python), so the
+command imports it without pandas or torch.
 
 Keys (part of the interface): ``dataset``, ``method``, ``engine``, ``config`` (the resolved Hydra
-config), ``seed``, ``accuracy``, ``spd``, ``covariance``, ``eod``, ``min_distance``,
-``per_client``, ``failures``, ``bytes_up``, ``bytes_down``, ``round_trips``, ``wall_seconds``,
-``timings``, ``sends``, ``info``, ``theta``.
+config), ``seed``; the pooled test metrics ``accuracy``, ``balanced_accuracy``, ``spd``,
+``covariance``, ``eod``, ``auc`` (ROC AUC of the decision values, pooled from histograms) and
+``auc_error_bound`` (the most that binning can have moved it); ``client_min`` and ``client_max``
+(per metric, the lowest and highest value over the clients that report it); ``reference`` (the
+``constant`` classifier on the same test rows); ``min_distance``, ``per_client``, ``failures``,
+``bytes_up``, ``bytes_down``, ``round_trips``, ``wall_seconds``, ``timings``, ``sends``, ``info``,
+``theta``; ``warnings`` (values that were not finite numbers, written as null).
+
+The file is strict JSON: a value that is not a finite number (a client without rows of one group
+has no SPD of its own) is written as ``null``, listed in ``warnings`` and logged once per run.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from fedsynth.metrics.counts import METRIC_KEYS, constant_classifier, sum_counts
 from fedsynth.reporting.paper import SMALL_SIZES
 
 if TYPE_CHECKING:  # the writer takes an engine's outcome; readers need no engine code
     from fedsynth.federated.outcome import RunOutcome
 
+log = logging.getLogger("fedsynth")
+
 RESULTS_FILE = "results.json"
-METRIC_KEYS = ("accuracy", "spd", "covariance", "eod")
+CLIENT_RANGE_KEYS = ("accuracy", "balanced_accuracy", "spd", "eod", "auc")
+"""The per-client metrics whose lowest and highest value over the clients ``results.json`` keeps
+(``client_min``, ``client_max``)."""
 EVALUATE = "evaluate"
 """The harness's final exchange (θ to the clients, their test counts back), the same for every
 method: left out of a method's protocol traffic."""
@@ -32,7 +46,8 @@ class NoResultsError(FileNotFoundError):
 
 
 def results_record(config: dict[str, Any], outcome: "RunOutcome", wall_seconds: float) -> dict[str, Any]:
-    """The ``results.json`` content of one run of ``config`` (key names are part of the interface)."""
+    """The ``results.json`` content of one run of ``config`` (key names are part of the interface;
+    every value JSON's own: see :func:`strict_json`)."""
     per_client = [
         {
             "client_id": client["client_id"],
@@ -44,13 +59,17 @@ def results_record(config: dict[str, Any], outcome: "RunOutcome", wall_seconds: 
         for client in outcome.clients
     ]
     distances = [c["min_distance"] for c in per_client if c.get("min_distance") is not None]
-    return {
+    reported = [client["counts"] for client in outcome.clients if client.get("counts")]
+    record = {
         "dataset": config["dataset"]["name"],
         "method": config["method"]["name"],
         "engine": outcome.engine,
         "config": config,
         "seed": config["seed"],
-        **{key: outcome.metrics.get(key, math.nan) for key in METRIC_KEYS},
+        **{key: outcome.metrics.get(key) for key in METRIC_KEYS},  # None: no client reported
+        "client_min": client_extreme(per_client, min),
+        "client_max": client_extreme(per_client, max),
+        "reference": {"constant": constant_classifier(sum_counts(reported))} if reported else {},
         "min_distance": min(distances) if distances else None,
         "per_client": per_client,
         "failures": outcome.failures,
@@ -63,6 +82,61 @@ def results_record(config: dict[str, Any], outcome: "RunOutcome", wall_seconds: 
         "info": outcome.info,
         "theta": outcome.theta,
     }
+    record, replaced = strict_json(record)
+    if replaced:
+        record["warnings"] = [f"{path} was {value}, written as null" for path, value in replaced]
+        log.warning(
+            "results.json: %d value(s) were not finite numbers and are written as null: %s",
+            len(replaced), "; ".join(f"{path} ({value})" for path, value in replaced),
+        )
+    return record
+
+
+def headline(record: dict[str, Any]) -> str:
+    """The run's metrics in one line, as the command logs them: ``accuracy=0.8865 spd=0.0493
+    covariance=0.00311 eod=0.0123 balanced_accuracy=0.6021 auc=0.8613 (constant classifier:
+    accuracy=0.8897)``; ``n/a`` for a value that is not a number."""
+
+    def shown(value: Any, digits: int) -> str:
+        return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "n/a"
+
+    digits = {"covariance": 5}
+    keys = ("accuracy", "spd", "covariance", "eod", "balanced_accuracy", "auc")
+    text = " ".join(f"{key}={shown(record.get(key), digits.get(key, 4))}" for key in keys)
+    constant = (record.get("reference") or {}).get("constant")
+    return text + (f" (constant classifier: accuracy={shown(constant['accuracy'], 4)})" if constant else "")
+
+
+def client_extreme(per_client: list[dict[str, Any]], pick: Any) -> dict[str, float | None]:
+    """``pick`` (``min`` or ``max``) of each :data:`CLIENT_RANGE_KEYS` metric over the clients
+    whose value is a finite number (None when no client has one)."""
+    extremes: dict[str, float | None] = {}
+    for key in CLIENT_RANGE_KEYS:
+        values = [float(c[key]) for c in per_client if isinstance(c.get(key), (int, float)) and math.isfinite(c[key])]
+        extremes[key] = pick(values) if values else None
+    return extremes
+
+
+def strict_json(value: Any, path: str = "") -> tuple[Any, list[tuple[str, str]]]:
+    """``value`` with every float that is not finite (NaN, ±Infinity: not JSON) replaced by None,
+    and the ``(path, repr)`` of each replacement (paths like ``per_client[1].spd``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, [(path, repr(value))]
+    if isinstance(value, dict):
+        replaced: list[tuple[str, str]] = []
+        clean = {}
+        for key, item in value.items():
+            clean[key], found = strict_json(item, f"{path}.{key}" if path else str(key))
+            replaced += found
+        return clean, replaced
+    if isinstance(value, (list, tuple)):
+        replaced, clean_items = [], []
+        for index, item in enumerate(value):
+            clean, found = strict_json(item, f"{path}[{index}]")
+            clean_items.append(clean)
+            replaced += found
+        return clean_items, replaced
+    return value, []
 
 
 # ----------------------------------------------------------------------------- reading

@@ -1,0 +1,208 @@
+"""Additive test counts and every metric derived from them, in plain Python (no torch, so the
+``fedsynth`` command reads them without importing it).
+
+A client reports counts of its test rows under θ (:func:`fedsynth.metrics.evaluation_counts`
+makes them); summing the counts of several clients (:func:`sum_counts`) and deriving the metrics
+from the sums (:func:`metrics_from_counts`) gives the metrics of the pooled test rows exactly —
+except the ROC AUC, which is not additive and is pooled from histograms of the decision values on
+fixed bins (:func:`histogram_auc`, with its error bound).
+
+The counts are keyed per group of the sensitive attribute (:data:`GROUPS`: the suffixes ``s1`` and
+``s0`` of ``n_s1``, ``positive_s0``, ...). Today s is binary; an attribute with k values adds one
+suffix per value and keeps every per-group key (:data:`PER_GROUP_COUNTS`), and the group gaps
+(:func:`group_gap`) become the largest gap over the groups.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping
+
+GROUPS: dict[str, float] = {"s1": 1.0, "s0": 0.0}
+"""The groups of the sensitive attribute: count-key suffix → value of s (1 = privileged)."""
+
+PER_GROUP_COUNTS = ("n", "positive", "n_y1", "true_positive")
+"""Counts kept per group: rows, rows predicted +1, rows labelled +1, rows both."""
+
+DECISION_BINS = 1024
+"""Bins of the decision-value histograms (two open tails and 1022 bins between them)."""
+DECISION_BIN_SPAN = 8.0
+"""The inner bin edges are sinh(u) for u evenly spaced on [−8, 8]: bins of ≈ 0.016 decision units
+near 0, widening in proportion to |d| (≈ 1.6 % of it) up to |d| ≈ 1490, the open tails beyond."""
+DECISION_BIN_EDGES: tuple[float, ...] = tuple(
+    math.sinh(-DECISION_BIN_SPAN + 2 * DECISION_BIN_SPAN * i / (DECISION_BINS - 2)) for i in range(DECISION_BINS - 1)
+)
+"""The 1023 ascending edges: bin 0 is d < edge 0, bin b is edge b−1 ≤ d < edge b, the last bin
+d ≥ the last edge. Fixed, so every client's histogram has the same bins and they add up."""
+
+HISTOGRAM_KEYS = ("decision_histogram_y1", "decision_histogram_y0")
+"""Per label (+1, −1), how many test rows have their decision value in each bin (lists of
+:data:`DECISION_BINS` whole numbers)."""
+
+COUNT_KEYS = (
+    "n",
+    "correct",
+    *(f"{count}_{group}" for count in PER_GROUP_COUNTS for group in GROUPS),
+    "sum_s",
+    "sum_decision",
+    "sum_s_decision",
+    *HISTOGRAM_KEYS,
+)
+"""The keys of the test counts (:func:`fedsynth.metrics.evaluation_counts`)."""
+
+TRAINING_COUNT_KEYS = ("train_n", "train_n_y1")
+"""Counts of the client's training rows: rows, rows labelled +1 (the constant classifier's majority)."""
+
+REPORT_KEYS = COUNT_KEYS + TRAINING_COUNT_KEYS
+"""The counts of a client's report to the harness (:func:`fedsynth.metrics.report_counts`)."""
+
+METRIC_KEYS = ("accuracy", "balanced_accuracy", "spd", "covariance", "eod", "auc", "auc_error_bound")
+"""The keys of :func:`metrics_from_counts`."""
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else math.nan
+
+
+def group_rates(counts: Mapping[str, Any], numerator: str, denominator: str) -> dict[str, float]:
+    """``numerator_<g> / denominator_<g>`` for every group g of :data:`GROUPS` (NaN for a group
+    without rows)."""
+    return {group: _ratio(counts[f"{numerator}_{group}"], counts[f"{denominator}_{group}"]) for group in GROUPS}
+
+
+def group_gap(rates: Mapping[str, float]) -> float:
+    """The signed gap between the groups' rates: privileged minus unprivileged (s = 1 minus s = 0)."""
+    return rates["s1"] - rates["s0"]
+
+
+def histogram_auc(positive: Iterable[float], negative: Iterable[float]) -> tuple[float, float]:
+    """ROC AUC of decision values given only their histograms on common ordered bins, the
+    Mann–Whitney statistic with the pairs that share a bin counted as ties:
+
+        AUC ≈ Σ_b P_b (N_{<b} + N_b / 2) / (P · N),
+
+    P_b, N_b the positive / negative rows in bin b, P, N their totals. Pairs in different bins are
+    ordered exactly (the bins are ordered), so the estimate differs from the AUC of the values
+    themselves (scikit-learn's ``roc_auc_score``, ties ½) only through the pairs within one bin,
+    each off by at most ½:
+
+        |error| ≤ ½ Σ_b P_b N_b / (P · N)   (the returned bound, computed from the same histograms).
+
+    Returns ``(auc, bound)``; ``(nan, nan)`` when either label is absent."""
+    positive, negative = [float(v) for v in positive], [float(v) for v in negative]
+    if len(positive) != len(negative):
+        raise ValueError(f"histograms of {len(positive)} and {len(negative)} bins")
+    total_positive, total_negative = sum(positive), sum(negative)
+    if not total_positive or not total_negative:
+        return math.nan, math.nan
+    below, ranked, tied = 0.0, 0.0, 0.0
+    for p, n in zip(positive, negative):
+        ranked += p * (below + n / 2)
+        tied += p * n
+        below += n
+    pairs = total_positive * total_negative
+    return ranked / pairs, tied / pairs / 2
+
+
+def metrics_from_counts(counts: Mapping[str, Any]) -> dict[str, float]:
+    """The metrics of (summed) test counts, NaN where a denominator is 0:
+
+    * ``accuracy``;
+    * ``balanced_accuracy``: the mean of the true-positive and true-negative rates (of the labels
+      present, as scikit-learn's ``balanced_accuracy_score``);
+    * ``spd`` (eq. 4) and ``eod``: the gaps of the positive rate and of the true-positive rate
+      between the groups (:func:`group_gap`);
+    * ``covariance``: the decision-boundary covariance, eq. (2);
+    * ``auc`` and ``auc_error_bound``: ROC AUC of the decision values and the bound on its
+      binning error (:func:`histogram_auc`).
+    """
+    missing = [key for key in COUNT_KEYS if key not in counts]
+    if missing:
+        raise ValueError(f"evaluation counts lack {missing}")
+    n = counts["n"]
+    labelled_positive = sum(counts[f"n_y1_{group}"] for group in GROUPS)
+    true_positive = sum(counts[f"true_positive_{group}"] for group in GROUPS)
+    recalls = [
+        _ratio(hits, rows)
+        for hits, rows in ((true_positive, labelled_positive), (counts["correct"] - true_positive, n - labelled_positive))
+        if rows
+    ]
+    auc, bound = histogram_auc(*(counts[key] for key in HISTOGRAM_KEYS))
+    return {
+        "accuracy": _ratio(counts["correct"], n),
+        "balanced_accuracy": sum(recalls) / len(recalls) if recalls else math.nan,
+        "spd": group_gap(group_rates(counts, "positive", "n")),
+        "covariance": _ratio(counts["sum_s_decision"], n) - _ratio(counts["sum_s"], n) * _ratio(counts["sum_decision"], n),
+        "eod": group_gap(group_rates(counts, "true_positive", "n_y1")),
+        "auc": auc,
+        "auc_error_bound": bound,
+    }
+
+
+def sum_counts(per_client: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Add the counts of several clients key by key (histograms bin by bin); every client must
+    have the keys of the first."""
+    if not per_client:
+        raise ValueError("sum_counts needs the counts of at least one client")
+    summed: dict[str, Any] = {}
+    for key, first in per_client[0].items():
+        values = [client[key] for client in per_client]
+        if isinstance(first, (list, tuple)):
+            summed[key] = [sum(column) for column in zip(*values, strict=True)]
+        else:
+            summed[key] = float(sum(values))
+    return summed
+
+
+def constant_classifier(counts: Mapping[str, Any]) -> dict[str, float]:
+    """The constant classifier of (summed) report counts: it predicts, for every row, the majority
+    label of the training rows (``train_n_y1`` against ``train_n``; +1 on a tie), and is measured
+    on the test rows of ``counts`` like any model: ``label`` and every :func:`metrics_from_counts`
+    metric (accuracy = the test share of that label, balanced accuracy 0.5, SPD = EOD = covariance
+    = 0, AUC 0.5 exactly: its decision values are all tied, so ``auc_error_bound`` is 0)."""
+    label = 1.0 if 2 * counts["train_n_y1"] >= counts["train_n"] else -1.0
+    positive = label > 0
+    constant: dict[str, Any] = {"n": counts["n"], "sum_s": counts["sum_s"]}
+    for group in GROUPS:
+        rows, labelled = counts[f"n_{group}"], counts[f"n_y1_{group}"]
+        constant |= {
+            f"n_{group}": rows,
+            f"n_y1_{group}": labelled,
+            f"positive_{group}": rows if positive else 0.0,
+            f"true_positive_{group}": labelled if positive else 0.0,
+        }
+    labelled = sum(counts[f"n_y1_{group}"] for group in GROUPS)
+    constant["correct"] = labelled if positive else counts["n"] - labelled
+    constant["sum_decision"] = label * counts["n"]  # decision value ±1 on every row
+    constant["sum_s_decision"] = label * counts["sum_s"]
+    bin_of_label = next(b for b, edge in enumerate(DECISION_BIN_EDGES) if edge > label)
+    for key, rows in zip(HISTOGRAM_KEYS, (labelled, counts["n"] - labelled)):
+        constant[key] = [rows if b == bin_of_label else 0 for b in range(DECISION_BINS)]
+    return {"label": label, **metrics_from_counts(constant), "auc_error_bound": 0.0}
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value == round(value)
+
+
+def check_histograms(counts: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` unless each :data:`HISTOGRAM_KEYS` entry is a list of
+    :data:`DECISION_BINS` whole numbers ≥ 0 that add up to the test rows of its label
+    (``n_y1_*`` summed over the groups for +1, the other rows for −1)."""
+    labelled = sum(counts[f"n_y1_{group}"] for group in GROUPS)
+    for key, rows in zip(HISTOGRAM_KEYS, (labelled, counts["n"] - labelled)):
+        histogram = counts[key]
+        if not isinstance(histogram, list) or len(histogram) != DECISION_BINS:
+            raise ValueError(f"{key} must be a list of {DECISION_BINS} counts")
+        if not all(_whole(v) and v >= 0 for v in histogram):
+            raise ValueError(f"{key} must hold whole numbers >= 0")
+        if abs(sum(histogram) - rows) > 1e-9 * max(1.0, rows):
+            raise ValueError(f"{key} counts {sum(histogram):g} rows, the label counts say {rows:g}")
+
+
+def check_training_counts(counts: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` unless ``train_n`` is a whole number ≥ 1 and ``train_n_y1`` a whole
+    number in 0..``train_n``."""
+    rows, positive = counts["train_n"], counts["train_n_y1"]
+    if not (_whole(rows) and rows >= 1 and _whole(positive) and 0 <= positive <= rows):
+        raise ValueError(f"train_n must be a whole number >= 1 and train_n_y1 one in 0..train_n, got {rows!r}, {positive!r}")
