@@ -52,10 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:  # NoResultsError is one
         print(f"fedsynth-compare: {error}", file=sys.stderr)
         return 2
+    if paths.get("warning"):
+        print(f"fedsynth-compare: warning: {paths['warning']}", file=sys.stderr)
     print(f"{count} runs")
     print(paths["markdown"].read_text(encoding="utf-8"))
-    for kind, path in paths.items():
-        print(f"{kind}: {path}")
+    for kind in ("markdown", "csv", "plot"):
+        print(f"{kind}: {paths[kind]}")
     return 0
 
 

@@ -8,8 +8,10 @@
 #   JOBS=4 scripts/reproduce.sh table2        # parallel sweep points (default: one per core)
 #   ENGINE=simulation scripts/reproduce.sh smoke            # Flower's simulation engine
 #
-# The sweep goes to multirun/<preset>/<date>/ (one folder per point, each with results.json),
-# the report to multirun/<preset>/<date>/report/ (report.md, table2.md, CSVs, PNGs). The real
+# The sweep goes to multirun/<preset>/<date>/ (one folder per point, each with results.json), then
+# the centralized plain reference runs of the same datasets, splits and seeds (+experiment=reference,
+# a few seconds each) to multirun/<preset>/<date>/reference/, the report to
+# multirun/<preset>/<date>/report/ (report.md, table2.md, CSVs, PNGs). The real
 # data come from the data directory (docs/data.md: $FEDSYNTH_DATA_DIR, else ../shared/data beside
 # the repository).
 set -euo pipefail
@@ -31,6 +33,10 @@ cd "$root"
 start=$(date +%s)
 "$venv/bin/fedsynth" -m "+experiment=$preset" hydra/launcher=parallel "hydra.launcher.n_jobs=$jobs" \
   "hydra.sweep.dir=$sweep_dir" "${engine_override[@]}" "$@"
+data_dir=()
+for argument in "$@"; do [[ "$argument" == data_dir=* ]] && data_dir=("$argument"); done
+read -r -a references <<< "$("$venv/bin/fedsynth-report" --reference-overrides "$sweep_dir")"
+"$venv/bin/fedsynth" -m +experiment=reference "${references[@]}" "${data_dir[@]}" "hydra.sweep.dir=$sweep_dir/reference"
 end=$(date +%s)
 "$venv/bin/fedsynth-report" "$sweep_dir"
 echo "sweep: $sweep_dir ($(( (end - start) / 60 )) min $(( (end - start) % 60 )) s wall, $jobs parallel jobs)"

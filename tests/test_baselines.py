@@ -14,8 +14,8 @@ from flwr.app import MetricRecord, RecordDict
 
 from fedsynth.comparison import main as compare_main
 from fedsynth.reporting.collect import load_runs
-from fedsynth.reporting.comparison import compare_methods
-from fedsynth.reporting.results import method_setting, results_record
+from fedsynth.reporting.comparison import compare_methods, comparison_references
+from fedsynth.reporting.results import results_record
 from fedsynth.data import DatasetSpec, partition_clients, load_dataset
 from fedsynth.federated import InProcessEngine, RunOutcome
 from fedsynth.federated.experiment import compose_experiment
@@ -348,29 +348,40 @@ def test_comparison_table_and_plot(tmp_path, fedavg_run, fairfed_zero_run, centr
         _write(record, tmp_path / "runs" / str(index) / "results.json")
         # a second seed of the same setting
         _write({**record, "seed": 1, "accuracy": record["accuracy"] - 0.01}, tmp_path / "runs" / f"{index}b" / "results.json")
-    rows = compare_methods(load_runs([tmp_path / "runs"]))
-    # the comparison's order: iid before dirichlet, then the methods in METHOD_ORDER
+    runs = load_runs([tmp_path / "runs"])
+    rows = compare_methods(runs)
+    # iid before dirichlet, then the methods by name; centralized plain is the reference, not a row
     assert list(zip(rows["partition"], rows["method"])) == [
-        ("iid", "centralized"), ("iid", "local"), ("dirichlet α=0.5", "fedavg"), ("dirichlet α=0.5", "fairfed")
+        ("iid", "local"), ("dirichlet α=0.5", "fairfed"), ("dirichlet α=0.5", "fedavg")
     ]
     labels = {row["setting"]: row for _, row in rows.iterrows()}
-    assert set(labels) == {"fedavg R=3", "fairfed β=0 R=3", "centralized", "local"}
+    assert set(labels) == {"fedavg", "fairfed", "local"}  # no setting varies within a method
     assert all(rows["runs"] == 2)
-    fedavg = labels["fedavg R=3"]
+    fedavg = labels["fedavg"]
     assert fedavg["round_trips_mean"] == 3 and fedavg["bytes_scope"] == "protocol"
     assert fedavg["protocol_bytes_up_mean"] == sum(s["bytes_up"] for s in protocol(fedavg_run[1]))
     assert fedavg["accuracy_mean"] == pytest.approx(fedavg_run[1].metrics["accuracy"] - 0.005)
-    assert fedavg["client_statistics"] == "num-examples (every round, 3×)"
+    assert fedavg["client_statistics"] == "num-examples (in each of 3 replies per client)"
+    assert fedavg["payload"] == "θ (3 replies per client)"
     assert labels["local"]["protocol_bytes_up_mean"] == 0 and labels["local"]["client_statistics"] == "none"
-    assert "positive_s1" in labels["fairfed β=0 R=3"]["client_statistics"]
+    assert labels["local"]["payload"] == "nothing"
+    assert "positive_s1" in labels["fairfed"]["client_statistics"]
+    references = comparison_references(runs)
+    plain = references[(references["reference"] == "centralized plain") & (references["partition"] == "iid")].iloc[0]
+    assert plain["runs"] == 2 and plain["payload"] == "rows x, s, y (1 reply per client)"
+    assert plain["accuracy_mean"] == pytest.approx(centralized_run[1].metrics["accuracy"] - 0.005)
+    constant = references[(references["reference"] == "constant classifier") & (references["partition"] == "iid")].iloc[0]
+    expected = results_record(*local_run, 1.0)["reference"]["constant"]
+    assert constant["runs"] == 2 and constant["accuracy_mean"] == pytest.approx(expected["accuracy"])
+    assert expected == results_record(*centralized_run, 1.0)["reference"]["constant"]  # one split, one constant
 
     assert compare_main([str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]) == 0
     table = (tmp_path / "out" / "comparison.md").read_text(encoding="utf-8")
-    assert "| fairfed β=0 R=3 | 2 |" in table and "raw training rows" in table
+    assert "| fairfed | 2 |" in table and "| *centralized plain* | 2 |" in table and "| *constant classifier* |" in table
     accuracy = 100 * fedavg["accuracy_mean"]  # percent, as in every report table
-    assert f"| fedavg R=3 | 2 | {accuracy:.2f} ± {100 * fedavg['accuracy_std']:.2f} |" in table
+    assert f"| fedavg | 2 | {accuracy:.2f} ± {100 * fedavg['accuracy_std']:.2f}" in table
     assert (tmp_path / "out" / "comparison.png").stat().st_size > 10_000
-    assert (tmp_path / "out" / "comparison.csv").read_text().count("\n") == 1 + len(rows)
+    assert (tmp_path / "out" / "comparison.csv").read_text().count("\n") == 1 + len(rows) + len(references)
 
 
 def test_baseline_settings_take_their_annotated_types_and_reject_bad_values() -> None:
@@ -389,16 +400,6 @@ def test_baseline_settings_take_their_annotated_types_and_reject_bad_values() ->
     ):
         with pytest.raises(ValueError, match=message):
             build_method(experiment(name, override)["method"])
-
-
-def test_comparison_labels() -> None:
-    base = {"dataset": "law_school_race", "seed": 0}
-    config = experiment("single_shot", "method.synthetic_size=80")
-    assert method_setting({**base, "config": config}) == "single_shot ρ_o=10 N_s=80 k_max=1000"
-    config = experiment("single_shot", "method.synthetic_size=800")  # the paper's N^train,small
-    assert method_setting({**base, "config": config}) == "single_shot ρ_o=10 N_s=small k_max=1000"
-    config = experiment("centralized", "method.variant=fair", "method.rho=100")
-    assert method_setting({**base, "config": config}) == "centralized fair ρ=100"
 
 
 def test_comparison_without_results_fails_clearly(tmp_path, capsys) -> None:

@@ -20,6 +20,8 @@ from fedsynth.reporting.tables import format_mean_std, table2_markdown, target_c
 from omegaconf import OmegaConf
 
 NUM_CLIENTS = {"law_school_race": 2, "law_school_gender": 2, "dutch_gender": 4, "synthetic": 3}
+CONSTANT = {"law_school_race": 0.8897, "law_school_gender": 0.8897, "dutch_gender": 0.52, "synthetic": 0.5}
+"""The constant classifier's accuracy the records carry (about the data's majority shares)."""
 
 
 def record(dataset: str, *, rho_o: float, rho_s: float = 0.0, size="full", seed: int = 0,
@@ -41,10 +43,23 @@ def record(dataset: str, *, rho_o: float, rho_s: float = 0.0, size="full", seed:
     }
     return {
         "dataset": dataset, "method": "single_shot", "engine": "inprocess", "config": config, "seed": seed,
-        "accuracy": accuracy, "spd": spd, "covariance": spd / 10, "eod": spd / 2, "min_distance": 0.5,
+        "accuracy": accuracy, "balanced_accuracy": 0.6, "auc": 0.8, "auc_error_bound": 0.001,
+        "spd": spd, "covariance": spd / 10, "eod": spd / 2, "min_distance": 0.5,
+        "client_min": {"accuracy": accuracy - 0.01, "spd": spd - 0.02}, "client_max": {"accuracy": accuracy + 0.01, "spd": spd + 0.02},
+        "reference": {"constant": {"accuracy": CONSTANT[dataset], "spd": 0.0, "balanced_accuracy": 0.5}},
         "per_client": [{"client_id": c} for c in range(NUM_CLIENTS[dataset])], "failures": [],
-        "bytes_up": 1, "bytes_down": 1, "round_trips": 1, "wall_seconds": 2.0, "timings": {}, "theta": [0.0],
+        "bytes_up": 1, "bytes_down": 1, "round_trips": 1, "wall_seconds": 2.0, "timings": {"compute_s": 0.5},
+        "theta": [0.0],
     }
+
+
+def reference_record(dataset: str, seed: int, accuracy: float = 0.9, spd: float = 0.2, fit_intercept: bool = True) -> dict:
+    """A centralized plain run (+experiment=reference) of the same split."""
+    run = record(dataset, rho_o=0.0, seed=seed, accuracy=accuracy, spd=spd, fit_intercept=fit_intercept, study="reference")
+    run["method"] = "centralized"
+    run["config"]["method"] = {"name": "centralized", "variant": "plain", "rho": 10.0, "lambda_theta": 1e-3,
+                               "fit_intercept": fit_intercept}
+    return run
 
 
 def write(folder: Path, records: list[dict]) -> Path:
@@ -119,17 +134,20 @@ def test_table2_markdown_puts_the_papers_numbers_beside_ours(tmp_path):
     text = table2_markdown(summarize(load_runs([tmp_path])))
     lines = [line for line in text.splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
-    assert header[:6] == ["N_s", "ρ_o", "Law School (race) acc. % (ours)", "paper", "SPD (ours)", "paper"]
+    assert header[:7] == ["N_s", "ρ_o", "Law School (race) acc. % (ours)", "paper", "bal. acc. %", "SPD (ours)", "paper"]
     assert "Law School (gender) acc. % (ours)" in header and "Dutch (gender) acc. % (ours)" in header
-    assert len(lines) == 2 + 10  # header, separator, 2 sizes x 5 rho_o
+    assert len(lines) == 2 + 10  # header, separator, 2 sizes x 5 rho_o (no reference runs given)
     first = [cell.strip() for cell in lines[2].strip("|").split("|")]
+    # the constant classifier (88.97 % on Law School) weakly dominates every Law School cell below it: ▽
     assert first == [
-        "N^train", "0", "88.44 ± 0.71", "88.44", "0.4566 ± 0.0141", "0.4566",
-        "87.04 ± 0.71", "87.04", "0.1320 ± 0.0141", "0.1320", "78.21 ± 0.71", "78.21", "0.2098 ± 0.0141", "0.2098",
+        "N^train", "0", "88.44 ± 0.71 ▽", "88.44", "60.00 ± 0.00", "0.4566 ± 0.0141", "0.4566",
+        "87.04 ± 0.71 ▽", "87.04", "60.00 ± 0.00", "0.1320 ± 0.0141", "0.1320",
+        "78.21 ± 0.71", "78.21", "60.00 ± 0.00", "0.2098 ± 0.0141", "0.2098",
     ]
     last = [cell.strip() for cell in lines[-1].strip("|").split("|")]
-    assert last[:2] == ["N^train,small", "10000"] and last[2:4] == ["84.30 ± 0.71", "84.30"]
-    assert last[8] == "0.0080 ± 0.0141"
+    assert last[:2] == ["N^train,small", "10000"] and last[2:4] == ["84.30 ± 0.71 ▽", "84.30"]
+    assert last[10] == "0.0080 ± 0.0141"
+    assert "▽: the constant classifier" in text
     # means equal the paper's: every target check passes
     assert text.count("✓") == 6 and "✗" not in text
 
@@ -272,3 +290,72 @@ def test_repeated_seeds_are_flagged(tmp_path):
     result = build_report([tmp_path], tmp_path / "out", make_plots=False)
     assert result["summary"]["repeated_seeds"].tolist() == [1]
     assert "repeat a seed" in result["report"]
+
+
+# ----------------------------------------------------------------------------- issue 21 / 24: references, any method
+
+
+def baseline_record(method: str, seed: int, accuracy: float, **settings) -> dict:
+    """A results.json of a method the report has no code for: its settings are its config's keys."""
+    run = record("law_school_race", rho_o=0.0, seed=seed, accuracy=accuracy, study="")
+    run["method"] = method
+    run["config"]["method"] = {"_target_": f"plugins.{method}.Method", "name": method, "seed": seed,
+                               "fit_intercept": True, **settings}
+    return run
+
+
+def test_reference_rows_sit_beside_the_points_of_the_same_split_and_seeds(tmp_path):
+    runs = [record("law_school_race", rho_o=r, seed=s, accuracy=0.885 + 0.01 * (r == 0), size=800)
+            for r in (0.0, 10.0) for s in (0, 1)]
+    runs += [reference_record("law_school_race", s, accuracy=0.90 + 0.002 * s) for s in (0, 1, 2)]  # seed 2: no point has it
+    sweep = write(tmp_path / "sweep", runs)
+    result = build_report([sweep], tmp_path / "out", make_plots=True)
+    summary, references = result["summary"], result["references"]
+    assert len(summary) == 2 and set(summary["method"]) == {"single_shot"}  # the reference runs are no setting
+    constant = references[references["reference"] == "constant classifier"].iloc[0]
+    plain = references[references["reference"] == "centralized plain"].iloc[0]
+    assert constant["accuracy_mean"] == pytest.approx(0.8897) and constant["balanced_accuracy_mean"] == 0.5
+    assert plain["runs"] == 2 and plain["accuracy_mean"] == pytest.approx(0.901)  # seeds 0 and 1 only
+    assert summary.set_index("rho_o")["dominated"].to_dict() == {0.0: False, 10.0: True}  # 88.5 % <= 88.97 %
+    report = result["report"]
+    assert "| *constant classifier* |" in report and "| *centralized plain* |" in report
+    assert "88.50 ± 0.00 ▽" in report and "no centralized plain reference" not in report
+    assert "compute" in report and "0.5 s of the method's compute" in report
+    trends = [f for f in result["files"] if f.name.startswith("trends")]
+    assert trends and all(is_png(f) for f in trends)
+
+
+def test_a_sweep_without_reference_runs_says_how_to_add_them(tmp_path, capsys):
+    sweep = write(tmp_path / "sweep", [record("law_school_race", rho_o=r, seed=s, size=800) for r in (0.0, 10.0) for s in (0, 1)])
+    assert main([str(sweep), "--no-plots"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: no centralized plain reference for law_school_race iid" in err
+    assert "fedsynth -m +experiment=reference dataset=law_school_race seed=0,1 partition.scheme=iid model.fit_intercept=true" in err
+    assert main(["--reference-overrides", str(sweep)]) == 0
+    assert capsys.readouterr().out.strip() == "dataset=law_school_race seed=0,1 partition.scheme=iid model.fit_intercept=true"
+
+
+def test_a_baseline_sweep_reports_its_own_settings_and_no_single_shot_fields(tmp_path, capsys):
+    runs = [baseline_record("fedavg", s, 0.9, rounds=20, local_epochs=1, lr=0.1, batch_size=64, lambda_theta=1e-3) for s in (0, 1)]
+    sweep = write(tmp_path / "sweep", runs)
+    assert main([str(sweep), "--no-plots"]) == 0
+    report = (sweep / "report" / "report.md").read_text()
+    fixed = next(line for line in report.splitlines() if line.startswith("Fixed:"))
+    assert "rounds = 20" in fixed and "batch_size = 64" in fixed
+    for single_shot_field in ("N_s", "k_max", "inner_max_iter", "synthetic_labels", "ρ_o"):
+        assert single_shot_field not in report
+
+
+def test_a_plugin_sweep_is_grouped_by_its_own_knobs_and_short_points_are_flagged(tmp_path, capsys):
+    """issue 24: a FedProx μ sweep was one row ("4 runs, seeds 0 0 1 1"); each μ is a setting, and
+    a point with fewer seeds than the others is named."""
+    runs = [baseline_record("fedprox", s, 0.9 - mu, mu=mu, rounds=20) for mu in (0.0, 0.1) for s in (0, 1, 2)]
+    runs = [r for r in runs if not (r["config"]["method"]["mu"] == 0.1 and r["seed"] == 2)]  # μ = 0.1 lacks seed 2
+    sweep = write(tmp_path / "sweep", runs)
+    assert main([str(sweep), "--no-plots"]) == 0
+    summary = pd.read_csv(sweep / "report" / "summary.csv")
+    assert summary[["mu", "runs", "seeds"]].values.tolist() == [[0.0, 3, "0 1 2"], [0.1, 2, "0 1"]]
+    err = capsys.readouterr().err
+    assert "warning: settings have 2/3 seeds per point: 1 of 2 have fewer than 3 (fedprox mu=0.1" in err
+    report = (sweep / "report" / "report.md").read_text()
+    assert "| mu |" in report and "**Warning: settings have 2/3 seeds per point" in report

@@ -8,8 +8,7 @@ without torch (the ``fedsynth`` command's own process reads results with it).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fedsynth.lazy import lazy_exports
 
 _SOURCES = {
     "accuracy": "fairness",
@@ -33,10 +32,4 @@ _SOURCES = {
 __all__ = sorted(_SOURCES)
 
 
-def __getattr__(name: str) -> Any:
-    """The public function ``name`` from the module that defines it (PEP 562)."""
-    if name not in _SOURCES:
-        raise AttributeError(f"module 'fedsynth.metrics' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"fedsynth.metrics.{_SOURCES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _SOURCES)

@@ -95,7 +95,31 @@ def _fixed(frame: pd.DataFrame, skip: Iterable[str] = ()) -> dict[str, Any]:
     """Settings with one value in ``frame``, for a subtitle (the interesting ones only)."""
     skip = set(skip)
     wanted = ("rho_s", "lambda_theta", "k_max", "fit_intercept", "engine")
-    return {c: frame[c].iloc[0] for c in wanted if c not in skip and frame[c].nunique(dropna=False) == 1}
+    return {c: frame[c].iloc[0] for c in wanted if c not in skip and c in frame and frame[c].nunique(dropna=False) == 1}
+
+
+REFERENCE_MARKERS = {"constant classifier": "*", "centralized plain": "D"}
+"""Markers of the reference points (black) in every figure."""
+
+
+def _reference_mark(ax: Any, name: str, abs_spd: float, accuracy: float) -> None:
+    """A reference point (:data:`REFERENCE_MARKERS`) at (|SPD|, accuracy); the constant
+    classifier's with a dotted line at its accuracy: points on or below it are weakly dominated."""
+    if not (np.isfinite(abs_spd) and np.isfinite(accuracy)):
+        return
+    ax.plot([abs_spd], [accuracy], REFERENCE_MARKERS[name], color="black", markersize=9 if name.startswith("constant") else 6,
+            linestyle="none", label=name, zorder=4)
+    if name.startswith("constant"):
+        ax.axhline(accuracy, color="black", linestyle=":", linewidth=0.8, zorder=0)
+
+
+def _references_of(references: pd.DataFrame | None, data: pd.DataFrame) -> pd.DataFrame:
+    """The reference rows (with runs) of the dataset, split and intercept of ``data``."""
+    if references is None or references.empty:
+        return pd.DataFrame(columns=["reference"])
+    mask = (references["runs"] > 0) & references["dataset"].isin(set(data["dataset"]))
+    mask &= references["partition"].isin(set(data["partition"])) & references["fit_intercept"].isin(set(data["fit_intercept"]))
+    return references[mask].drop_duplicates("reference")
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -122,16 +146,18 @@ def _seeds_text(frame: pd.DataFrame, bars: bool = False) -> str:
 
 
 HEATMAP_METRICS = (
-    ("accuracy", "Accuracy (%)", 100.0, "{:.1f}", "viridis", False),
+    ("accuracy", "Accuracy (%); ▽ constant classifier at least as accurate", 100.0, "{:.1f}", "viridis", False),
+    ("balanced_accuracy", "Balanced accuracy (%)", 100.0, "{:.1f}", "viridis", False),
     ("covariance", "Covariance (decision boundary)", 1.0, "{:.3f}", "RdBu_r", True),
     ("spd", "SPD", 1.0, "{:.3f}", "RdBu_r", True),
 )
 
 
 def heatmaps(summary: pd.DataFrame, out_dir: Path, prefix: str = "heatmap") -> list[Path]:
-    """One Figure-2-style figure (accuracy, covariance, SPD over rho_o x rho_s, rho_s = 0 at the
-    bottom, each cell annotated with mean and ± std) per group of runs with at least two rho_o and
-    two rho_s values."""
+    """One Figure-2-style figure (accuracy, balanced accuracy, covariance, SPD over rho_o x rho_s,
+    rho_s = 0 at the bottom, each cell annotated with mean and ± std, ▽ on an accuracy cell the
+    constant classifier weakly dominates) per group of runs with at least two rho_o and two rho_s
+    values."""
     paths = []
     for key, frame in _groups(summary, ("rho_o", "rho_s", "n_s_kind")):
         if frame["rho_o"].nunique() < 2 or frame["rho_s"].nunique() < 2:
@@ -143,10 +169,12 @@ def heatmaps(summary: pd.DataFrame, out_dir: Path, prefix: str = "heatmap") -> l
         for ax, (metric, label, scale, fmt, cmap_name, diverging) in zip(axes, HEATMAP_METRICS):
             mean = np.full((len(rho_s), len(rho_o)), np.nan)
             std = np.full_like(mean, np.nan)
+            dominated = np.zeros(mean.shape, dtype=bool)
             for _, r in frame.iterrows():
                 i, j = rho_s.index(r["rho_s"]), rho_o.index(r["rho_o"])
                 mean[i, j] = r[f"{metric}_mean"] * scale
                 std[i, j] = r[f"{metric}_std"] * scale
+                dominated[i, j] = metric == "accuracy" and bool(r["dominated"])
             finite = mean[np.isfinite(mean)]
             if diverging:
                 bound = float(np.max(np.abs(finite))) if finite.size else 1.0
@@ -164,6 +192,8 @@ def heatmaps(summary: pd.DataFrame, out_dir: Path, prefix: str = "heatmap") -> l
                     text = fmt.format(mean[i, j])
                     if np.isfinite(std[i, j]):
                         text += "\n±" + fmt.format(std[i, j])
+                    if dominated[i, j]:
+                        text += " ▽"
                     ax.text(j, i, text, ha="center", va="center", fontsize=8.5,
                             color=_text_color(cmap(norm(mean[i, j]))))
             ax.set_xticks(range(len(rho_o)), [_rho_label(v) for v in rho_o])
@@ -227,10 +257,14 @@ def _rho_axis(ax: Any, values: list[float]) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def trends(summary: pd.DataFrame, out_dir: Path, prefix: str = "trends") -> list[Path]:
-    """Figure-3-style trends: for each dataset a column with accuracy (%) and SPD against rho_o,
-    one line per N_s (and any other swept setting), ± std error bars, the paper's Table 2 values
-    as dashed lines with hollow markers where the setting is Table 2's."""
+def trends(
+    summary: pd.DataFrame, out_dir: Path, prefix: str = "trends", references: pd.DataFrame | None = None
+) -> list[Path]:
+    """Figure-3-style trends: for each dataset a column with accuracy (%), balanced accuracy (%)
+    and SPD against rho_o, one line per N_s (and any other swept setting), ± std error bars, the
+    paper's Table 2 values as dashed lines with hollow markers where the setting is Table 2's, and
+    the references (``references``) as black horizontal lines: the constant classifier dotted
+    (accuracy on or below it is weakly dominated by it), the centralized plain model dash-dotted."""
     paths = []
     inner = ("rho_o", "dataset", "n_s", "n_s_kind", "synthetic_labels", "num_clients", "rho_s")
     for key, frame in _groups(summary, inner):
@@ -238,19 +272,20 @@ def trends(summary: pd.DataFrame, out_dir: Path, prefix: str = "trends") -> list
             continue
         datasets = [d for d in DATASETS if d in set(frame["dataset"])]
         datasets += sorted(set(frame["dataset"]) - set(datasets))
-        fig = Figure(figsize=(max(6.0, 4.8 * len(datasets)), 7.4), layout="constrained")
-        axes = np.asarray(fig.subplots(2, len(datasets), squeeze=False))
+        fig = Figure(figsize=(max(6.0, 4.8 * len(datasets)), 10.4), layout="constrained")
+        axes = np.asarray(fig.subplots(3, len(datasets), squeeze=False))
         any_paper = False
         for column, dataset in enumerate(datasets):
             data = frame[frame["dataset"] == dataset]
-            ax_acc, ax_spd = axes[0, column], axes[1, column]
+            ax_acc, ax_balanced, ax_spd = axes[0, column], axes[1, column], axes[2, column]
             paper_rho = [r for r, _, _ in (_paper_points(dataset, data.iloc[0]) or [])]
             grid = sorted(set(float(v) for v in data["rho_o"]) | set(paper_rho))
             position = {v: i for i, v in enumerate(grid)}
             for index, (label, group, _) in enumerate(_series(data)):
                 color = SERIES_COLORS[index % len(SERIES_COLORS)]
                 marker = MARKERS[index % len(MARKERS)]
-                for ax, metric, scale in ((ax_acc, "accuracy", 100.0), (ax_spd, "spd", 1.0)):
+                for ax, metric, scale in ((ax_acc, "accuracy", 100.0), (ax_balanced, "balanced_accuracy", 100.0),
+                                          (ax_spd, "spd", 1.0)):
                     ax.errorbar(
                         [position[float(v)] for v in group["rho_o"]], group[f"{metric}_mean"] * scale,
                         yerr=np.nan_to_num(group[f"{metric}_std"].to_numpy() * scale),
@@ -263,16 +298,24 @@ def trends(summary: pd.DataFrame, out_dir: Path, prefix: str = "trends") -> list
                     for ax, values in ((ax_acc, acc), (ax_spd, spd)):
                         ax.plot([position[v] for v in rho], values, linestyle="--", color=color, marker=marker,
                                 markerfacecolor="none", alpha=0.8, label=f"paper, {label}")
+            for _, r in _references_of(references, data).iterrows():
+                style = ":" if r["reference"] == "constant classifier" else "-."
+                for ax, metric, scale in ((ax_acc, "accuracy", 100.0), (ax_balanced, "balanced_accuracy", 100.0),
+                                          (ax_spd, "spd", 1.0)):
+                    if np.isfinite(r[f"{metric}_mean"]):
+                        ax.axhline(r[f"{metric}_mean"] * scale, color="black", linestyle=style, linewidth=1.0,
+                                   label=r["reference"])
             ax_acc.set_title(_dataset_title(dataset))
             ax_acc.set_ylabel("accuracy (%)")
+            ax_balanced.set_ylabel("balanced accuracy (%)")
             ax_spd.set_ylabel("SPD")
             ax_spd.axhline(0.0, color="black", linewidth=0.8)
-            _rho_axis(ax_acc, grid)
-            _rho_axis(ax_spd, grid)
+            for ax in (ax_acc, ax_balanced, ax_spd):
+                _rho_axis(ax, grid)
             ax_acc.legend(fontsize=7.5, loc="best")
         context = {k: v for k, v in {**key, **_fixed(frame, key)}.items() if k not in IMPLIED}
         fig.suptitle(
-            r"Accuracy and SPD against $\rho_o$"
+            r"Accuracy, balanced accuracy and SPD against $\rho_o$"
             + (f"\n{_describe(context)}" if context else "")
             + f"\n{_seeds_text(frame, bars=True)}"
             + ("; dashed: the paper's Table 2" if any_paper else ""),
@@ -286,10 +329,14 @@ def trends(summary: pd.DataFrame, out_dir: Path, prefix: str = "trends") -> list
 # ----------------------------------------------------------------------------- trade-off
 
 
-def tradeoff(summary: pd.DataFrame, out_dir: Path, prefix: str = "tradeoff") -> list[Path]:
+def tradeoff(
+    summary: pd.DataFrame, out_dir: Path, prefix: str = "tradeoff", references: pd.DataFrame | None = None
+) -> list[Path]:
     """Accuracy (%) against |SPD| for every setting, one panel per dataset: colour = rho_o,
     marker = N_s (or another swept setting), thin lines join one series in rho_o order; the paper's
-    Table 2 points as hollow markers joined by dotted lines. Up and left is better."""
+    Table 2 points as hollow markers joined by dotted lines; the references in black (★ the
+    constant classifier with a dotted line at its accuracy, ◆ the centralized plain model). Up and
+    left is better."""
     paths = []
     inner = ("rho_o", "dataset", "n_s", "n_s_kind", "synthetic_labels", "num_clients", "rho_s")
     for key, frame in _groups(summary, inner):
@@ -327,6 +374,10 @@ def tradeoff(summary: pd.DataFrame, out_dir: Path, prefix: str = "tradeoff") -> 
                                edgecolors=[color_of[r] for r in rho], linewidths=1.4, zorder=2)
                     handles.setdefault(f"paper, {label}", Line2D([], [], color="grey", marker=marker, linestyle=":",
                                                                   markerfacecolor="none", markeredgecolor="black"))
+            for _, r in _references_of(references, data).iterrows():
+                _reference_mark(ax, r["reference"], r["abs_spd_mean"], r["accuracy_mean"] * 100)
+                handles.setdefault(r["reference"], Line2D([], [], color="black", marker=REFERENCE_MARKERS[r["reference"]],
+                                                          linestyle="none"))
             ax.set_title(_dataset_title(dataset))
             ax.set_xlabel("|SPD| (lower is fairer)")
             ax.set_ylabel("accuracy (%)")
@@ -352,11 +403,13 @@ def tradeoff(summary: pd.DataFrame, out_dir: Path, prefix: str = "tradeoff") -> 
 # ----------------------------------------------------------------------------- method comparison
 
 
-def comparison(rows: pd.DataFrame, path: Path) -> Path:
+def comparison(rows: pd.DataFrame, path: Path, references: pd.DataFrame | None = None) -> Path:
     """The method comparison (:func:`fedsynth.reporting.comparison.compare_methods` rows) as
     accuracy (%) against |SPD|, one panel per dataset (rows of panels, sharing their axes) and
     split (columns), one marker and colour per method setting, ± std error bars where a setting
-    has more than one seed. Up and left is better."""
+    has more than one seed; the reference rows (``references``) in black: the constant classifier
+    (★, at |SPD| 0: a point below its dotted line is weakly dominated by it) and the centralized
+    plain model (◆). Up and left is better."""
     panels = list(dict.fromkeys(zip(rows["dataset"], rows["partition"])))
     datasets = list(dict.fromkeys(d for d, _ in panels))
     splits = list(dict.fromkeys(s for _, s in panels))
@@ -375,6 +428,11 @@ def comparison(rows: pd.DataFrame, path: Path) -> Path:
             marker=MARKERS[index % len(MARKERS)], color=SERIES_COLORS[index % len(SERIES_COLORS)],
             linestyle="none", markersize=7, capsize=2, label=_math_setting(r["setting"]),
         )
+    for _, r in (references if references is not None else rows.iloc[0:0]).iterrows():
+        if (r["dataset"], r["partition"]) not in panels or not r["runs"]:
+            continue
+        ax = axes[datasets.index(r["dataset"]), splits.index(r["partition"])]
+        _reference_mark(ax, r["reference"], r["abs_spd_mean"], r["accuracy_mean"] * 100)
     for i, dataset in enumerate(datasets):
         for j, split in enumerate(splits):
             ax = axes[i, j]
@@ -387,7 +445,7 @@ def comparison(rows: pd.DataFrame, path: Path) -> Path:
     for ax in axes.ravel():
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
-    labels = [_math_setting(s) for s in settings]
+    labels = [_math_setting(s) for s in settings] + [name for name in REFERENCE_MARKERS if name in handles]
     fig.legend([handles[label] for label in labels], labels, loc="outside lower center",
                ncol=min(3, len(labels)), fontsize=8)
     fig.suptitle(f"Methods compared: accuracy against |SPD| (up and left is better)\n{_seeds_text(rows, bars=True)}, "

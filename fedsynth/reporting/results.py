@@ -179,12 +179,37 @@ def read_results(paths: Iterable[str | Path]) -> list[tuple[Path, dict[str, Any]
 # ----------------------------------------------------------------------------- fields
 
 
-def synthetic_size(record: dict[str, Any]) -> tuple[str, str]:
-    """(label, kind) of single_shot's N_s: ``("N", "full")`` for ``full``; an integer's label is
-    its value and its kind ``small`` when it is the paper's N^train,small for the dataset (or the
-    run's ``study.n_s`` says so), else the value again."""
+def method_settings(record: dict[str, Any]) -> dict[str, Any]:
+    """The method's own settings, read from its resolved config (``config.method``): every key but
+    ``_target_`` and ``name``, and but the keys that mirror a value set elsewhere in the config
+    (same name and value at the top level or in another section, e.g. ``seed: ${seed}``,
+    ``fit_intercept: ${model.fit_intercept}``, ``min_clients: ${federation.min_clients}``: the
+    run's seed and the shared model and federation settings, not the method's knobs). Any method,
+    a plugin's too, is described by the keys of its own ``conf/method/*.yaml``."""
     config = record["config"]
-    size = (config.get("method") or {}).get("synthetic_size", "full")
+    settings = {}
+    for key, value in (config.get("method") or {}).items():
+        if key in ("_target_", "name"):
+            continue
+        elsewhere = [config[key]] if key in config and not isinstance(config[key], dict) else []
+        elsewhere += [section[key] for name, section in config.items()
+                      if name != "method" and isinstance(section, dict) and key in section]
+        if any(other == value for other in elsewhere):
+            continue
+        settings[key] = value
+    return settings
+
+
+def synthetic_size(record: dict[str, Any]) -> tuple[str, str] | None:
+    """(label, kind) of a ``synthetic_size`` setting (single_shot's N_s) in the paper's Table 1
+    terms: ``("N", "full")`` for ``full``; an integer's label is its value and its kind ``small``
+    when it is the paper's N^train,small for the dataset (or the run's ``study.n_s`` says so),
+    else the value again. None for a method without the setting."""
+    config = record["config"]
+    method = config.get("method") or {}
+    if "synthetic_size" not in method:
+        return None
+    size = method["synthetic_size"]
     if size is None or size == "full":
         return "N", "full"
     size = int(size)
@@ -213,38 +238,44 @@ def split_label(record: dict[str, Any]) -> str:
     return str(scheme)
 
 
-def method_setting(record: dict[str, Any]) -> str:
-    """The method and the settings that tell its variants apart, e.g. ``fairfed β=1 R=20`` or
-    ``single_shot ρ_o=10 N_s=small k_max=1000``."""
+REFERENCE_METHOD = {"name": "centralized", "variant": "plain"}
+"""The runs that are the reports' model reference (issue 21): the centralized plain model, ℓ_r on
+the pooled training rows (``+experiment=reference``)."""
+
+
+def is_reference(record: dict[str, Any]) -> bool:
+    """Whether the run is a :data:`REFERENCE_METHOD` run."""
     method = record["config"].get("method") or {}
-    name = method_name(record)
-    if name == "single_shot":
-        label, kind = synthetic_size(record)
-        size = "small" if kind == "small" else label  # the paper's N^train,small (Table 1)
-        server = f" server_rho={method['server_rho']:g}" if method.get("server_rho", 0) else ""
-        return f"single_shot{_measure(method)} ρ_o={method['rho_o']:g}{server} N_s={size} k_max={method['k_max']}"
-    if name in ("fedavg", "fairfed"):
-        beta = f" β={method['beta']:g}" if name == "fairfed" else ""
-        return f"{name}{beta} R={method['rounds']}"
-    if name == "fair_fate":
-        return f"fair_fate λ0={method['lambda0']:g} β0={method['beta0']:g} R={method['rounds']}"
-    if name in ("centralized", "local"):
-        variant = method.get("variant", "plain")
-        if variant == "fair":
-            return f"{name} fair{_measure(method)} ρ={method['rho']:g}"
-        if variant == "exponentiated_gradient":
-            return f"{name} EG ε={method['eg_eps']:g}"
-    return str(name)
+    return method_name(record) == REFERENCE_METHOD["name"] and method.get("variant") == REFERENCE_METHOD["variant"]
 
 
-def _measure(method: dict[str, Any]) -> str:
-    """`` <measure>`` (with `` τ=<τ>`` for the gap measures) unless it is the paper's covariance."""
-    fairness = method.get("fairness", "covariance")
-    if fairness == "covariance":
-        return ""
-    if fairness in ("dp_gap", "eo_gap"):
-        return f" {fairness} τ={method.get('fairness_temperature', 1.0):g}"
-    return f" {fairness}"
+def constant_reference(record: dict[str, Any]) -> dict[str, Any]:
+    """The run's constant classifier (``reference.constant``: the majority label of the pooled
+    training rows, on the run's test rows); empty for a run written without it."""
+    return (record.get("reference") or {}).get("constant") or {}
+
+
+ROW_ARRAYS = ("x", "s", "y")
+"""The payload arrays of rows, in the order they are shown."""
+
+
+def payload(record: dict[str, Any]) -> str:
+    """What the clients sent as the method's payload, as the server's ledger recorded it: the
+    payload arrays (``info.client_arrays``; ``θ`` for the model array ``theta``) and the method's
+    replies per client (``info.client_messages``), e.g. ``rows x, s, y (1 reply per client)``,
+    ``θ (20 replies per client)``, ``nothing`` (no reply), or why it is not known."""
+    info = record.get("info") or {}
+    if "client_arrays" not in info or "client_messages" not in info:
+        return "not recorded (results written before the server's ledger)"
+    messages = int(info["client_messages"])
+    if not messages:
+        return "nothing"
+    arrays = list(info["client_arrays"])
+    rows = [name for name in ROW_ARRAYS if name in arrays]
+    others = ["θ" if name == "theta" else name for name in arrays if name not in ROW_ARRAYS]
+    names = ", ".join(([f"rows {', '.join(rows)}"] if rows else []) + others) or "no arrays"
+    per_client = messages / max(1, len(record.get("per_client") or []))
+    return f"{names} ({per_client:g} repl{'y' if per_client == 1 else 'ies'} per client)"
 
 
 def protocol_bytes(record: dict[str, Any]) -> tuple[int, int, str]:
@@ -259,15 +290,16 @@ def protocol_bytes(record: dict[str, Any]) -> tuple[int, int, str]:
 
 
 def client_statistics(record: dict[str, Any]) -> str:
-    """The statistics that left the clients besides the payload, as the method recorded them
-    (``info.client_statistics``), and what the server holds besides them
-    (``info.server_privileges``, e.g. FAIR-FATE's validation rows)."""
+    """The statistics that left the clients besides the payload, as the server's ledger recorded
+    them (``info.client_statistics``, with the replies per client when a client sent them more
+    than once), and what the server holds besides them (``info.server_privileges``, e.g.
+    FAIR-FATE's validation rows)."""
     info = record.get("info") or {}
     if "client_statistics" not in info:
-        return "none‡" if method_name(record) == "single_shot" else "not recorded"
+        return "not recorded"
     names = [name.split(".", 1)[-1] for name in info["client_statistics"]]
-    rounds = info.get("rounds")
-    text = ", ".join(names) + (f" (every round, {rounds}×)" if names and rounds and rounds > 1 else "") or "none"
+    per_client = int(info.get("client_messages") or 0) / max(1, len(record.get("per_client") or []))
+    text = ", ".join(names) + (f" (in each of {per_client:g} replies per client)" if names and per_client > 1 else "") or "none"
     privileges = info.get("server_privileges") or []
     return text + "".join(f"; server holds {privilege}" for privilege in privileges)
 

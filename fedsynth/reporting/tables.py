@@ -1,4 +1,8 @@
-"""Markdown tables: the paper's Table 2 with its numbers beside ours, and a summary of any sweep."""
+"""Markdown tables: the paper's Table 2 with its numbers beside ours, a summary of any sweep, the
+method comparison. Every table shows the reference rows (:func:`.collect.reference_rows`: the
+constant classifier and the centralized plain model on the same test rows) and balanced accuracy,
+and marks with ▽ a setting the constant classifier weakly dominates (at least as accurate, and its
+|SPD| = 0 is never more than the setting's)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from fedsynth.reporting.collect import SETTING_COLUMNS, varying
+from fedsynth.reporting.collect import setting_columns, varying
 from fedsynth.reporting.paper import (
     CITATION,
     DATASET_TITLES,
@@ -22,6 +26,13 @@ from fedsynth.reporting.paper import (
 )
 
 KIND_TITLES = {"full": "N^train", "small": "N^train,small"}
+DOMINATED = "▽"
+"""The mark of a setting the constant classifier weakly dominates (see the module docstring)."""
+DOMINATED_NOTE = (
+    "▽: the constant classifier (always the majority label of the pooled training rows) is at least as "
+    "accurate on the same test rows (mean over the same seeds), and its |SPD| = |EOD| = 0 is never more "
+    "than the setting's: the setting is weakly dominated on accuracy and |SPD|."
+)
 
 # columns whose differences make separate Table 2 variants (dataset-dependent ones excluded)
 VARIANT_COLUMNS = (
@@ -49,6 +60,13 @@ def format_mean_std(mean: float, std: float, digits: int, scale: float = 1.0) ->
     if std is None or math.isnan(std):
         return format_number(mean * scale, digits)
     return f"{_fixed_point(mean * scale, digits)} ± {std * scale:.{digits}f}"
+
+
+def accuracy_cell(row: pd.Series, digits: int = 2) -> str:
+    """A setting's mean ± std accuracy in %, with :data:`DOMINATED` when the constant classifier
+    weakly dominates it."""
+    return format_mean_std(row["accuracy_mean"], row["accuracy_std"], digits, 100) + (
+        f" {DOMINATED}" if bool(row.get("dominated", False)) else "")
 
 
 def format_value(value: Any) -> str:
@@ -91,8 +109,8 @@ def describe(values: dict[str, Any], symbols: dict[str, str] = PRETTY) -> str:
 def table2_frame(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary rows that fit Table 2: the paper's datasets, rho_s = 0, lambda_theta = 1e-3,
     N_s = N or N^small."""
-    if summary.empty:
-        return summary
+    if summary.empty or not {"rho_o", "rho_s", "lambda_theta"} <= set(summary):
+        return summary.iloc[0:0]
     mask = summary["dataset"].isin(DATASETS) & (summary["rho_s"] == 0) & summary["n_s_kind"].isin(["full", "small"])
     mask &= np.isclose(summary["lambda_theta"], TABLE2_SETTING["lambda_theta"])  # not figure2's 1e-4
     return summary[mask]
@@ -115,9 +133,14 @@ def table2_variants(summary: pd.DataFrame) -> list[tuple[dict[str, Any], pd.Data
     ]
 
 
-def table2_markdown(summary: pd.DataFrame, title: str = "Table 2", level: int = 3) -> str:
-    """Table 2 laid out like the paper's (N_s x rho_o rows; accuracy % and SPD per dataset), each
-    of our cells ``mean ± std`` over seeds with the paper's value in the next column, followed by
+def table2_markdown(
+    summary: pd.DataFrame, title: str = "Table 2", level: int = 3, references: pd.DataFrame | None = None
+) -> str:
+    """Table 2 laid out like the paper's (N_s x rho_o rows; accuracy %, balanced accuracy % and SPD
+    per dataset), each of our cells ``mean ± std`` over seeds with the paper's value beside it
+    (the paper reports no balanced accuracy), the reference rows (``references``, from
+    :func:`~fedsynth.reporting.collect.reference_rows`: the constant classifier and the centralized
+    plain model on the same splits), ▽ on the cells the constant classifier weakly dominates, then
     the check at rho_o = 10 (ours at least as accurate and at most as unfair as the paper).
 
     Each variant (a setting that differs among the Table 2 runs) gets a heading of ``level``:
@@ -132,7 +155,7 @@ def table2_markdown(summary: pd.DataFrame, title: str = "Table 2", level: int = 
         header = ["N_s", "ρ_o"]
         for dataset in datasets:
             name = DATASET_TITLES[dataset]
-            header += [f"{name} acc. % (ours)", "paper", "SPD (ours)", "paper"]
+            header += [f"{name} acc. % (ours)", "paper", "bal. acc. %", "SPD (ours)", "paper"]
         rows = []
         for kind in kinds:
             for rho in rho_values:
@@ -144,22 +167,24 @@ def table2_markdown(summary: pd.DataFrame, title: str = "Table 2", level: int = 
                     ours = cells[cells["dataset"] == dataset]
                     paper = table2_value(kind, dataset, rho)
                     if ours.empty:
-                        row += ["—", "—", "—", "—"]
-                    else:
-                        r = ours.iloc[0]
-                        row.append(format_mean_std(r["accuracy_mean"], r["accuracy_std"], 2, 100))
-                        row.append(format_number(paper[0] if paper else math.nan, 2))
-                        row.append(format_mean_std(r["spd_mean"], r["spd_std"], 4))
-                        row.append(format_number(paper[1] if paper else math.nan, 4))
-                    if ours.empty and paper:
-                        row[-3] = format_number(paper[0], 2)
-                        row[-1] = format_number(paper[1], 4)
+                        row += ["—", format_number(paper[0], 2) if paper else "—", "—", "—",
+                                format_number(paper[1], 4) if paper else "—"]
+                        continue
+                    r = ours.iloc[0]
+                    row += [
+                        accuracy_cell(r),
+                        format_number(paper[0] if paper else math.nan, 2),
+                        format_mean_std(r["balanced_accuracy_mean"], r["balanced_accuracy_std"], 2, 100),
+                        format_mean_std(r["spd_mean"], r["spd_std"], 4),
+                        format_number(paper[1] if paper else math.nan, 4),
+                    ]
                 rows.append(row)
+        rows += _table2_reference_rows(references, frame, datasets)
         seeds = sorted(set(frame["runs"]))
         fixed = {
             key: frame[key].iloc[0]
             for key in ("rho_s", "lambda_theta", "lambda_x", "k_max", "lr", "fit_intercept", "init", "engine")
-            if key not in variant and frame[key].nunique() == 1
+            if key not in variant and key in frame and frame[key].nunique() == 1
         }
         label = describe(variant) if variant else ""
         words = f"{title} ({label})" if title and label else title or label
@@ -169,12 +194,37 @@ def table2_markdown(summary: pd.DataFrame, title: str = "Table 2", level: int = 
              else "Ours: one seed per cell ")
             + f"({describe(fixed)}); N^train,small = {SMALL_SIZES['law_school_race']} (Law School) / "
             f"{SMALL_SIZES['dutch_gender']} (Dutch) balanced (ŝ, ŷ). "
-            f"Paper: {CITATION}. SPD = P(ŷ=1 | s=1) − P(ŷ=1 | s=0) on all clients' test rows."
+            f"Paper: {CITATION}. SPD = P(ŷ=1 | s=1) − P(ŷ=1 | s=0) on all clients' test rows; "
+            "balanced accuracy = mean of the true-positive and true-negative rates."
         )
         align = ["---", "--:"] + ["--:"] * (len(header) - 2)
-        blocks = [heading, notes, markdown_table(header, rows, align), targets_markdown(frame)]
+        marks = DOMINATED_NOTE if frame["dominated"].any() else ""
+        blocks = [heading, notes, markdown_table(header, rows, align), marks, targets_markdown(frame)]
         parts.append("\n\n".join(block for block in blocks if block))
     return "\n\n".join(parts)
+
+
+def _table2_reference_rows(references: pd.DataFrame | None, frame: pd.DataFrame, datasets: list[str]) -> list[list[str]]:
+    """The constant classifier's and the centralized plain model's rows of a Table 2 variant (its
+    split and intercept), ``—`` where a dataset has no reference run."""
+    if references is None or references.empty:
+        return []
+    same = references[references["fit_intercept"].isin(set(frame["fit_intercept"]))
+                      & references["partition"].isin(set(frame["partition"]))]
+    rows = []
+    for name in ("constant classifier", "centralized plain"):
+        row = ["reference", name]
+        for dataset in datasets:
+            match = same[(same["reference"] == name) & (same["dataset"] == dataset)]
+            if match.empty or not match["runs"].iloc[0]:
+                row += ["—", "—", "—", "—", "—"]
+                continue
+            r = match.iloc[0]
+            row += [format_mean_std(r["accuracy_mean"], r["accuracy_std"], 2, 100), "—",
+                    format_mean_std(r["balanced_accuracy_mean"], r["balanced_accuracy_std"], 2, 100),
+                    format_mean_std(r["spd_mean"], r["spd_std"], 4), "—"]
+        rows.append(row)
+    return rows
 
 
 def target_checks(frame: pd.DataFrame, rho_o: float = 10.0, kind: str = "full") -> list[dict[str, Any]]:
@@ -242,29 +292,60 @@ def figure2_markdown(summary: pd.DataFrame) -> str:
 # ----------------------------------------------------------------------------- any sweep
 
 
-def summary_markdown(summary: pd.DataFrame, columns: Iterable[str] | None = None) -> str:
-    """Every setting of a sweep: the settings that vary, then accuracy, SPD, covariance, EOD,
-    min distance (mean ± std over seeds), seeds and seconds per run."""
+def summary_markdown(
+    summary: pd.DataFrame, columns: Iterable[str] | None = None, references: pd.DataFrame | None = None
+) -> str:
+    """Every setting of a sweep, after the reference rows of its data settings (``references``,
+    :func:`~fedsynth.reporting.collect.reference_rows`): the settings that vary, then accuracy (▽
+    where the constant classifier weakly dominates), balanced accuracy, ROC AUC, SPD, EOD,
+    covariance, the worst client's |SPD|, min distance (mean ± std over seeds), runs, and seconds
+    per run: the method's compute time (the slowest client of each exchange plus the server's own
+    work) and the engine's wall time (which includes starting Flower or the client processes)."""
     columns = list(columns) if columns is not None else varying(summary)
     columns = [c for c in columns if c not in ("n_s_kind",)] or ["dataset"]
-    header = [*map(pretty, columns), "acc. %", "SPD", "covariance", "EOD", "min dist.", "seeds", "s/run"]
+    header = [*map(pretty, columns), "acc. %", "bal. acc. %", "AUC", "SPD", "EOD", "covariance",
+              "worst client \\|SPD\\|", "min dist.", "runs", "compute s/run", "wall s/run"]
     rows = []
-    for _, r in summary.iterrows():
-        rows.append(
-            [format_value(r[c]) for c in columns]
-            + [
-                format_mean_std(r["accuracy_mean"], r["accuracy_std"], 2, 100),
-                format_mean_std(r["spd_mean"], r["spd_std"], 4),
-                format_mean_std(r["covariance_mean"], r["covariance_std"], 4),
-                format_mean_std(r["eod_mean"], r["eod_std"], 4),
-                format_number(r["min_distance_mean"], 3),
-                str(r["runs"]) + (f" ({r['failures']} client failures)" if r["failures"] else ""),
-                format_number(r["wall_seconds_mean"], 1),
-            ]
-        )
-    fixed = {c: summary[c].iloc[0] for c in SETTING_COLUMNS if c not in columns and c != "n_s_kind" and len(summary)}
-    note = f"Fixed: {describe(fixed)}." if fixed else ""
-    return "\n\n".join(p for p in (note, markdown_table(header, rows)) if p)
+    frames = [references, summary] if references is not None and not references.empty else [summary]
+    for frame in frames:
+        for _, r in frame.iterrows():
+            reference = bool(r.get("reference"))
+            rows.append(
+                ([f"*{r['reference']}*"] + [format_value(r[c]) if c in DATA_LABELS else "" for c in columns[1:]]
+                 if reference else [format_value(r[c]) for c in columns])
+                + measure_cells(r, ("accuracy", "balanced_accuracy", "auc", "spd", "eod", "covariance",
+                                    "client_abs_spd_max"))
+                + [
+                    format_number(r["min_distance_mean"], 3),
+                    str(r["runs"]) + (f" ({r['failures']} client failures)" if r["failures"] else ""),
+                    format_number(r["compute_seconds_mean"], 1),
+                    format_number(r["wall_seconds_mean"], 1),
+                ]
+            )
+    fixed = {c: summary[c].iloc[0] for c in setting_columns(summary)
+             if c not in columns and c != "n_s_kind" and len(summary) and _shown(summary[c].iloc[0])
+             and summary[c].map(str).nunique() == 1}
+    notes = [f"Fixed: {describe(fixed)}." if fixed else ""]
+    if references is not None and not references.empty:
+        notes.append(REFERENCES_NOTE)
+    if summary["dominated"].any():
+        notes.append(DOMINATED_NOTE)
+    return "\n\n".join(p for p in (notes[0], markdown_table(header, rows), *notes[1:]) if p)
+
+
+DATA_LABELS = ("dataset", "partition", "num_clients", "fit_intercept")
+"""Setting columns a reference row fills in (the data setting it shares with the points)."""
+
+REFERENCES_NOTE = (
+    "*constant classifier*: the majority label of the pooled training rows, on each run's own test rows "
+    "(every results.json carries it: `reference.constant`); *centralized plain*: ℓ_r on the pooled training "
+    "rows, the `+experiment=reference` runs of the same dataset, split and seeds (— without one)."
+)
+
+
+def _shown(value: Any) -> bool:
+    """Whether a setting value says something (not missing, not empty text)."""
+    return not (value is None or value == "" or (isinstance(value, float) and math.isnan(value)))
 
 
 # ----------------------------------------------------------------------------- method comparison
@@ -279,37 +360,69 @@ def format_bytes(value: float) -> str:
     return f"{value:.0f} B"
 
 
-def comparison_markdown(rows: pd.DataFrame) -> str:
+def measure_cells(r: pd.Series, metrics: Iterable[str]) -> list[str]:
+    """The cells of a summary or reference row's ``metrics``: accuracy and balanced accuracy in %
+    (accuracy with ▽, :func:`accuracy_cell`), AUC and the worst client's |SPD| as means, the
+    others as mean ± std."""
+    cells = []
+    for metric in metrics:
+        if metric == "accuracy":
+            cells.append(accuracy_cell(r))
+        elif metric == "balanced_accuracy":
+            cells.append(format_mean_std(r["balanced_accuracy_mean"], r["balanced_accuracy_std"], 2, 100))
+        elif metric == "auc":
+            cells.append(format_number(r["auc_mean"], 3))
+        elif metric.startswith("client_"):
+            cells.append(format_number(r[f"{metric}_mean"], 4))
+        else:
+            cells.append(format_mean_std(r[f"{metric}_mean"], r[f"{metric}_std"], 4))
+    return cells
+
+
+def _comparison_line(r: pd.Series) -> list[str]:
+    """One row of :func:`comparison_markdown`: a setting, or a reference (italic; the constant
+    classifier sends nothing and has no traffic)."""
+    reference = r.get("reference") or ""
+    name = f"*{reference}*" if reference else r["setting"]
+    measures = measure_cells(r, ("accuracy", "balanced_accuracy", "auc", "spd", "abs_spd", "eod", "client_abs_spd_max"))
+    if reference == "constant classifier" or not r["runs"]:
+        return [name, str(r["runs"]), *measures] + ["—"] * 7
+    star = "" if r["bytes_scope"] == "protocol" else "*"
+    dcr = ("—" if math.isnan(r["dcr_train_p05_mean"])
+           else f"{r['dcr_train_p05_mean']:.3f} / {r['dcr_holdout_p05_mean']:.3f}")
+    return [
+        name, str(r["runs"]), *measures,
+        format_bytes(r["protocol_bytes_up_mean"]) + star, format_bytes(r["protocol_bytes_down_mean"]) + star,
+        format_value(float(r["round_trips_mean"])), r["payload"], r["client_statistics"],
+        format_number(r["mia_auc_mean"], 3), dcr,
+    ]
+
+
+def comparison_markdown(rows: pd.DataFrame, references: pd.DataFrame | None = None) -> str:
     """One Markdown table per (dataset, split) of the method comparison rows
-    (:func:`fedsynth.reporting.comparison.compare_methods`), accuracy in %, then the notes the
+    (:func:`fedsynth.reporting.comparison.compare_methods`), the reference rows first
+    (``references``: the constant classifier and the centralized plain model), accuracy and
+    balanced accuracy in %, ▽ where the constant classifier weakly dominates, then the notes the
     marks need."""
     header = [
-        "method", "runs", "acc. %", "SPD", "\\|SPD\\|", "EOD", "bytes up", "bytes down", "round trips",
-        "client → server", "client statistics", "MIA AUC", "DCR p5 train / held-out",
+        "method", "runs", "acc. %", "bal. acc. %", "AUC", "SPD", "\\|SPD\\|", "EOD", "worst client \\|SPD\\|",
+        "bytes up", "bytes down", "round trips", "client → server", "client statistics", "MIA AUC",
+        "DCR p5 train / held-out",
     ]
     sections = []
+    references = references if references is not None else rows.iloc[0:0]
     for (dataset, split), group in rows.groupby(["dataset", "partition"], sort=False):
-        lines = []
-        for _, r in group.iterrows():
-            star = "" if r["bytes_scope"] == "protocol" else "*"
-            dcr = ("—" if math.isnan(r["dcr_train_p05_mean"])
-                   else f"{r['dcr_train_p05_mean']:.3f} / {r['dcr_holdout_p05_mean']:.3f}")
-            lines.append([
-                r["setting"], str(r["runs"]),
-                format_mean_std(r["accuracy_mean"], r["accuracy_std"], 2, 100),
-                format_mean_std(r["spd_mean"], r["spd_std"], 4),
-                format_mean_std(r["abs_spd_mean"], r["abs_spd_std"], 4),
-                format_mean_std(r["eod_mean"], r["eod_std"], 4),
-                format_bytes(r["protocol_bytes_up_mean"]) + star, format_bytes(r["protocol_bytes_down_mean"]) + star,
-                format_value(float(r["round_trips_mean"])), r["payload"], r["client_statistics"],
-                format_number(r["mia_auc_mean"], 3), dcr,
-            ])
+        mine = references[(references["dataset"] == dataset) & (references["partition"] == split)] if len(references) else references
+        lines = [_comparison_line(r) for frame in (mine, group) for _, r in frame.iterrows()]
         title = f"#### {DATASET_TITLES.get(dataset, dataset)}, {split}"
         sections.append(f"{title}\n\n{markdown_table(header, lines)}")
     notes = []
     if (rows["bytes_scope"] != "protocol").any():
         notes.append("\\* total bytes including the harness's evaluation exchange (the results file lists no exchanges).")
-    if rows["client_statistics"].str.contains("‡").any():
-        notes.append("‡ not recorded in results written before the server's ledger; single_shot's server rejects any reply holding more than arrays x, s, y.")
-    notes.append("Mean ± sample std over the runs of each row (no ± for one run).")
+    if references is not None and not references.empty:
+        notes.append(REFERENCES_NOTE)
+    if rows["dominated"].any():
+        notes.append(DOMINATED_NOTE)
+    notes.append("Mean ± sample std over the runs of each row (no ± for one run); worst client \\|SPD\\|: the "
+                 "largest \\|SPD\\| of one client's own test rows (`client_min`, `client_max`), mean over runs.")
     return "\n\n".join(sections + notes) + "\n"
