@@ -212,7 +212,7 @@ def test_per_client_metrics_and_their_range_equal_fairlearn_metricframe(seed):
     """Per client: accuracy, SPD (selection-rate gap s = 1 minus s = 0) and EOD (true-positive-rate
     gap) from the client's own counts equal fairlearn's MetricFrame over (client, s); the run's
     client_min / client_max are MetricFrame's group_min / group_max over clients."""
-    from fairlearn.metrics import MetricFrame, selection_rate, true_positive_rate
+    from fairlearn.metrics import MetricFrame, equalized_odds_difference, selection_rate, true_positive_rate
     from sklearn.metrics import accuracy_score
 
     from fedsynth.federated.outcome import RunOutcome
@@ -235,6 +235,10 @@ def test_per_client_metrics_and_their_range_equal_fairlearn_metricframe(seed):
         assert metrics["accuracy"] == pytest.approx(by_client.by_group[k], abs=1e-12)
         assert metrics["spd"] == pytest.approx(rates.loc[(k, 1), "selection"] - rates.loc[(k, 0), "selection"], abs=1e-12)
         assert metrics["eod"] == pytest.approx(rates.loc[(k, 1), "tpr"] - rates.loc[(k, 0), "tpr"], abs=1e-12)
+        rows = client == k
+        assert abs(metrics["eod"]) == pytest.approx(fl_eod(y_true[rows], y_pred[rows], sensitive_features=s[rows]), abs=1e-12)
+        # equalized odds is the larger of the TPR and FPR gaps: EOD is its TPR half
+        assert abs(metrics["eod"]) <= equalized_odds_difference(y_true[rows], y_pred[rows], sensitive_features=s[rows]) + 1e-12
     outcome = RunOutcome(
         engine="test", theta=theta.tolist(),
         metrics=metrics_from_counts(sum_counts([evaluation_counts(model, theta, p) for p in parts])),

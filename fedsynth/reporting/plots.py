@@ -108,7 +108,7 @@ def _reference_mark(ax: Any, name: str, abs_spd: float, accuracy: float) -> None
     if not (np.isfinite(abs_spd) and np.isfinite(accuracy)):
         return
     ax.plot([abs_spd], [accuracy], REFERENCE_MARKERS[name], color="black", markersize=9 if name.startswith("constant") else 6,
-            linestyle="none", label=name, zorder=4)
+            linestyle="none", label=name, zorder=4, clip_on=False)
     if name.startswith("constant"):
         ax.axhline(accuracy, color="black", linestyle=":", linewidth=0.8, zorder=0)
 
@@ -439,7 +439,7 @@ def comparison(rows: pd.DataFrame, path: Path, references: pd.DataFrame | None =
             ax.set_title(f"{_dataset_title(dataset)}, {split}", fontsize=10)
             ax.set_xlabel("|SPD| (lower is fairer)")
             ax.set_ylabel("accuracy (%)")
-            ax.set_xlim(left=0.0)
+            ax.set_xlim(left=-0.02 * ax.get_xlim()[1])  # the constant classifier sits at |SPD| = 0
             ax.grid(True, alpha=0.3)
     handles: dict[str, Any] = {}
     for ax in axes.ravel():
