@@ -24,7 +24,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap, Normalize, TwoSlopeN
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from fedsynth.reporting.collect import varying
+from fedsynth.reporting.collect import group_rows, varying
 from fedsynth.reporting.paper import DATASET_TITLES, DATASETS, TABLE2
 from fedsynth.reporting.tables import describe, format_value
 
@@ -32,7 +32,9 @@ DPI = 120
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 SERIES_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 # settings shown otherwise (panel titles, N_s text) or implied by others: left out of titles
-IMPLIED = ("dataset", "n_s", "n_s_kind", "synthetic_labels", "num_clients")
+IMPLIED = ("dataset", "n_s", "n_s_kind", "synthetic_size", "synthetic_labels", "num_clients")
+SIZE_COLUMNS = {"n_s_kind", "synthetic_size", "synthetic_labels"}
+"""Settings a series' N_s title already says (single_shot's synthetic-set size and its labels)."""
 MATH_SYMBOLS = {"rho_o": r"$\rho_o$", "rho_s": r"$\rho_s$", "lambda_theta": r"$\lambda_\theta$",
                 "lambda_x": r"$\lambda_x$", "n_s": "$N_s$", "k_max": r"$k_\mathrm{max}$"}
 RHO_COLORS = ("#0072B2", "#009E73", "#E69F00", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000")
@@ -83,12 +85,7 @@ def _groups(summary: pd.DataFrame, inner: Iterable[str]) -> list[tuple[dict[str,
     figure); each group comes with its key as a dict."""
     inner = set(inner)
     keys = [c for c in varying(summary) if c not in inner]
-    if not keys:
-        return [({}, summary)]
-    return [
-        (dict(zip(keys, key if isinstance(key, tuple) else (key,))), group)
-        for key, group in summary.groupby(keys, dropna=False, sort=True)
-    ]
+    return group_rows(summary, keys) if keys else [({}, summary)]
 
 
 def _fixed(frame: pd.DataFrame, skip: Iterable[str] = ()) -> dict[str, Any]:
@@ -222,16 +219,11 @@ def _series(frame: pd.DataFrame, size: bool = True) -> list[tuple[str, pd.DataFr
     """The lines of one panel: one per (N_s kind, rho_s, ...) setting, ordered by rho_o; ``size``
     puts the small N_s's value into the label."""
     inner = [c for c in varying(frame) if c not in ("rho_o", "n_s")]
-    if not inner:
-        groups = [((), frame)]
-    else:
-        groups = list(frame.groupby(inner, dropna=False, sort=True))
     series = []
-    for key, group in groups:
-        values = dict(zip(inner, key if isinstance(key, tuple) else (key,)))
+    for values, group in group_rows(frame, inner) if inner else [({}, frame)]:
         first = group.iloc[0]
-        parts = [_n_s_title(first, size)] if "n_s_kind" in values or not values else []
-        parts += [_describe({k: v}) for k, v in values.items() if k not in ("n_s_kind", "synthetic_labels")]
+        parts = [_n_s_title(first, size)] if SIZE_COLUMNS & set(values) or not values else []
+        parts += [_describe({k: v}) for k, v in values.items() if k not in SIZE_COLUMNS]
         series.append((", ".join(parts) or _n_s_title(first, size), group.sort_values("rho_o"), values))
     return series
 
@@ -266,7 +258,7 @@ def trends(
     the references (``references``) as black horizontal lines: the constant classifier dotted
     (accuracy on or below it is weakly dominated by it), the centralized plain model dash-dotted."""
     paths = []
-    inner = ("rho_o", "dataset", "n_s", "n_s_kind", "synthetic_labels", "num_clients", "rho_s")
+    inner = ("rho_o", "dataset", "n_s", "n_s_kind", "synthetic_size", "synthetic_labels", "num_clients", "rho_s")
     for key, frame in _groups(summary, inner):
         if frame["rho_o"].nunique() < 2:
             continue
@@ -338,7 +330,7 @@ def tradeoff(
     constant classifier with a dotted line at its accuracy, ◆ the centralized plain model). Up and
     left is better."""
     paths = []
-    inner = ("rho_o", "dataset", "n_s", "n_s_kind", "synthetic_labels", "num_clients", "rho_s")
+    inner = ("rho_o", "dataset", "n_s", "n_s_kind", "synthetic_size", "synthetic_labels", "num_clients", "rho_s")
     for key, frame in _groups(summary, inner):
         datasets = [d for d in DATASETS if d in set(frame["dataset"])]
         datasets += sorted(set(frame["dataset"]) - set(datasets))
