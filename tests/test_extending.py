@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pandas as pd
@@ -61,33 +62,40 @@ def test_the_guides_method_and_dataset_run_and_are_reported_by_their_own_setting
 
 
 def test_the_guides_fairness_measure(monkeypatch):
-    """The measure of the guide: its gradient is autograd's, its value the covariance of the
-    y = −1 rows, and a penalized fit shrinks it."""
+    """The measure of the guide: its gradient is autograd's and the sum of its per-row terms, its
+    value the mean gap of its definition, the config finds it by name, and a penalized fit shrinks
+    it."""
     from fedsynth.core import LogisticModel, fairness
     from fedsynth.data.types import TabularData
 
-    namespace: dict = {}
-    exec(compile(guide_files()["measure/fpr_covariance.py"], "fpr_covariance.py", "exec"), namespace)
-    measure = namespace["fpr_covariance"]
-    monkeypatch.setitem(fairness.FAIRNESS_MEASURES, "fpr_covariance", measure)
+    module = types.ModuleType("mean_gap")
+    monkeypatch.setitem(sys.modules, "mean_gap", module)  # a dataclass looks its module up
+    exec(compile(guide_files()["measure/mean_gap.py"], "mean_gap.py", "exec"), module.__dict__)
+    measure_class = module.MeanDecisionGap
+    monkeypatch.setitem(fairness.FAIRNESS_MEASURES, "mean_gap", measure_class)
+    measure = fairness.fairness_from_config("mean_gap")
+    assert isinstance(measure, measure_class)
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(400, 3, generator=g, dtype=torch.float64)
-    s = (torch.rand(400, generator=g) < 0.5).double()
+    s = (torch.rand(400, generator=g) < 0.4).double()
     y = torch.where(x[:, 0] + s + 0.3 * torch.randn(400, generator=g, dtype=torch.float64) > 0.5, 1.0, -1.0).double()
     data = TabularData(x, s, y, ("a", "b", "c"))
     model = LogisticModel()
     a = model.design(data.x, data.s)
     theta = torch.randn(a.shape[1], generator=g, dtype=torch.float64, requires_grad=True)
-    value, gradient = measure(a, s, y, 1.0)(theta)
+    bound = measure.bind(a, s, y)
+    value, gradient = bound(theta)
     (autograd,) = torch.autograd.grad(value, theta)
     torch.testing.assert_close(gradient, autograd)
-    negative = y < 0
-    expected = ((s[negative] - s[negative].mean()) * (a[negative] @ theta)).mean()
-    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(bound.row_gradients(theta).sum(dim=0), gradient)
+    decisions = a @ theta
+    torch.testing.assert_close(value, decisions[s == 1].mean() - decisions[s == 0].mean())
 
-    def penalty(rho: float) -> float:
-        fitted = model.fit(data, rho=rho, fairness="fpr_covariance").theta
-        return abs(float(measure(a, s, y, 1.0)(fitted)[0]))
+    def gap(rho: float) -> float:
+        fitted = model.fit(data, rho=rho, fairness=measure).theta
+        return abs(float(bound(fitted)[0]))
 
-    assert penalty(100.0) < 0.2 * penalty(0.0)
+    assert gap(100.0) < 0.2 * gap(0.0)
+    one_group = measure.bind(a, torch.ones_like(s), y)(theta)[0]
+    assert float(one_group) == 0.0
