@@ -83,3 +83,32 @@ def test_without_the_harness_report_there_is_no_reference_and_the_metrics_are_nu
     record = results_record(CONFIG, RunOutcome(engine="test", theta=[0.0]), 1.0)
     assert record["reference"] == {} and record["accuracy"] is None and "warnings" not in record
     assert "accuracy=n/a" in headline(record)
+
+
+def test_private_training_rows_send_no_training_counts_and_the_constant_takes_the_test_majority():
+    """A client whose training rows are under a privacy budget (the dp_* methods, private
+    single_shot) reports no statistic of them; the constant classifier is then the test rows'
+    majority, and says so."""
+    from fedsynth.methods.base import FederatedMethod, make_content
+    from fedsynth.metrics import constant_classifier
+    from fedsynth.privacy.budget import PrivacyBudget
+
+    class Private(FederatedMethod):
+        model = LogisticModel()
+
+        def __init__(self, epsilon: float | None) -> None:
+            self.budget = PrivacyBudget(epsilon=epsilon)
+
+        def run_server(self, comm):  # not used here
+            raise NotImplementedError
+
+    part = partition(0, 80, (0.0, 1.0))
+    theta = make_content(arrays={"theta": np.array([1.0, 0.2, -0.1, 0.3, 0.05])})
+    private = dict(Private(1.0).evaluate(theta, part, {}).metric_records["metrics"])
+    public = dict(Private(None).evaluate(theta, part, {}).metric_records["metrics"])
+    assert "train_n" not in private and "train_n_y1" not in private
+    assert public["train_n"] == 40 and {k: v for k, v in public.items() if not k.startswith("train_")} == private
+    constant = constant_classifier(private)
+    assert constant["majority_of"] == "test rows" and constant_classifier(public)["majority_of"] == "training rows"
+    positives = private["n_y1_s1"] + private["n_y1_s0"]
+    assert constant["accuracy"] == max(positives, private["n"] - positives) / private["n"]

@@ -141,6 +141,14 @@ def set_metric(key: str, value) -> Tamper:
     return tamper
 
 
+def drop_metric(key: str) -> Tamper:
+    def tamper(reply: RecordDict) -> RecordDict:
+        del reply.metric_records[METRICS][key]
+        return reply
+
+    return tamper
+
+
 @pytest.mark.parametrize(
     ("tamper", "expected"),
     [
@@ -158,6 +166,7 @@ def set_metric(key: str, value) -> Tamper:
         (set_metric("decision_histogram_y1", [1] * DECISION_BINS), "the label counts say"),
         (set_metric("train_n", 0.0), "train_n must be a whole number >= 1"),
         (set_metric("train_n_y1", 1e9), "train_n_y1 one in 0..train_n"),
+        (drop_metric("train_n"), "training counts must be both or none"),
         (add_record(HARNESS, MetricRecord({"client_id": 0.0})), "harness record may hold only"),
         (add_record("extra", MetricRecord({"n": 1.0})), "unexpected record(s) ['extra']"),
     ],
@@ -228,6 +237,10 @@ def test_check_evaluation_reply_accepts_an_honest_report() -> None:
     reply = RecordDict({METRICS: MetricRecord(counts), HARNESS: MetricRecord({"compute_s.train": 1.5})})
     got, extras, compute = check_evaluation_reply(reply, report_metrics=True, extra_metrics=(), max_test_rows=100)
     assert got == counts and extras == {} and compute == {"train": 1.5}
+    # a client whose training rows are private sends no training counts: accepted
+    private = {key: value for key, value in counts.items() if not key.startswith("train_")}
+    reply = RecordDict({METRICS: MetricRecord(private), HARNESS: MetricRecord({"compute_s.train": 1.5})})
+    assert check_evaluation_reply(reply, report_metrics=True, extra_metrics=(), max_test_rows=100)[0] == private
 
 
 class FakeGrid:

@@ -16,7 +16,7 @@ from flwr.app import RecordDict
 from fedsynth.data import DatasetSpec, encoded_feature_names
 from fedsynth.federated.messages import HARNESS, check_records
 from fedsynth.methods.base import MESSAGE_TYPES, METRICS, ReplySchema
-from fedsynth.metrics.counts import HISTOGRAM_KEYS, REPORT_KEYS, check_histograms, check_training_counts
+from fedsynth.metrics.counts import COUNT_KEYS, HISTOGRAM_KEYS, REPORT_KEYS, check_histograms, check_training_counts
 
 DATA_COUNTS = ("n", "n_s1", "n_s0", "n_y1_s1", "n_y1_s0", "sum_s")
 """Counts of test rows: whole numbers whatever the model."""
@@ -60,7 +60,7 @@ def check_evaluation_reply(
     if METRICS not in reply or HARNESS not in reply:
         raise ValueError(f"expected records {[METRICS, HARNESS]}, got {sorted(reply)}")
     metrics = dict(reply.metric_records[METRICS])
-    missing = sorted(set(REPORT_KEYS) - set(metrics))
+    missing = sorted(set(COUNT_KEYS) - set(metrics))
     unexpected = sorted(set(metrics) - set(REPORT_KEYS) - set(extra_metrics))
     if missing or unexpected:
         raise ValueError(
@@ -78,7 +78,7 @@ def check_evaluation_reply(
             raise ValueError(f"{name} must be a finite number, got {value!r}")
     if any(value < 0 for value in harness.values()):
         raise ValueError("compute seconds must be >= 0")
-    counts = {key: metrics[key] if key in HISTOGRAM_KEYS else float(metrics[key]) for key in REPORT_KEYS}
+    counts = {key: metrics[key] if key in HISTOGRAM_KEYS else float(metrics[key]) for key in REPORT_KEYS if key in metrics}
     for key in DATA_COUNTS + PREDICTION_COUNTS:
         if counts[key] < 0:
             raise ValueError(f"count {key} must be >= 0, got {counts[key]}")

@@ -31,6 +31,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from fedsynth.core import LogisticMixture, LogisticModel
 from fedsynth.data.types import ClientPartition
 from fedsynth.metrics import report_counts
+from fedsynth.privacy.budget import PrivacyBudget
 
 ConfigValue = Union[int, float, str, bool]
 
@@ -173,10 +174,18 @@ class FederatedMethod(abc.ABC):
     def evaluate(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
         """Answer the harness's ``evaluate`` message (θ in array :data:`THETA`, with
         :meth:`evaluation_config`): the counts of :meth:`evaluated_model` on the client's test
-        data and its training rows' label counts (:func:`~fedsynth.metrics.report_counts`), in the
-        ``"metrics"`` record."""
+        data and, unless :meth:`private_training_rows`, its training rows' label counts
+        (:func:`~fedsynth.metrics.report_counts`), in the ``"metrics"`` record."""
         model, theta = self.evaluated_model(content, data, state)
-        return make_content(metrics=report_counts(model, theta, data))
+        return make_content(metrics=report_counts(model, theta, data, training=not self.private_training_rows(content)))
+
+    def private_training_rows(self, content: RecordDict) -> bool:
+        """Whether this run's clients hold their training rows under a differential-privacy
+        guarantee: then the harness report carries no count of them (the constant classifier takes
+        the test rows' majority). By default, whether the method has an enabled privacy
+        ``budget`` (:class:`~fedsynth.privacy.budget.PrivacyBudget`, as the ``dp_*`` methods do)."""
+        budget = getattr(self, "budget", None)
+        return isinstance(budget, PrivacyBudget) and budget.enabled
 
     def evaluated_model(
         self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]

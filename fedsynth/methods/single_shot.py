@@ -207,7 +207,7 @@ class SingleShot(FederatedMethod):
         off (the report measures the training rows, which a private run does not disclose; the
         engine's harness decides whether any of it leaves the client)."""
         request = SynthesisRequest.from_config(config_of(content))
-        metrics = report_counts(request.config.model, received_theta(content), data)
+        metrics = report_counts(request.config.model, received_theta(content), data, training=not request.privacy.enabled)
         if "synthetic_x" in state and not request.privacy.enabled:
             synthetic = TabularData(
                 *(torch.as_tensor(state[f"synthetic_{k}"]) for k in ROW_ARRAYS),

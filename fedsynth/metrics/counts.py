@@ -51,10 +51,12 @@ COUNT_KEYS = (
 """The keys of the test counts (:func:`fedsynth.metrics.evaluation_counts`)."""
 
 TRAINING_COUNT_KEYS = ("train_n", "train_n_y1")
-"""Counts of the client's training rows: rows, rows labelled +1 (the constant classifier's majority)."""
+"""Counts of the client's training rows: rows, rows labelled +1 (the constant classifier's
+majority); left out by a client whose training rows are under a privacy guarantee."""
 
 REPORT_KEYS = COUNT_KEYS + TRAINING_COUNT_KEYS
-"""The counts of a client's report to the harness (:func:`fedsynth.metrics.report_counts`)."""
+"""The counts of a client's report to the harness (:func:`fedsynth.metrics.report_counts`): every
+:data:`COUNT_KEYS` entry, and both or none of :data:`TRAINING_COUNT_KEYS`."""
 
 METRIC_KEYS = ("accuracy", "balanced_accuracy", "spd", "covariance", "eod", "auc", "auc_error_bound")
 """The keys of :func:`metrics_from_counts`."""
@@ -154,31 +156,37 @@ def sum_counts(per_client: list[Mapping[str, Any]]) -> dict[str, Any]:
     return summed
 
 
-def constant_classifier(counts: Mapping[str, Any]) -> dict[str, float]:
+def constant_classifier(counts: Mapping[str, Any]) -> dict[str, Any]:
     """The constant classifier of (summed) report counts: it predicts, for every row, the majority
     label of the training rows (``train_n_y1`` against ``train_n``; +1 on a tie), and is measured
-    on the test rows of ``counts`` like any model: ``label`` and every :func:`metrics_from_counts`
-    metric (accuracy = the test share of that label, balanced accuracy 0.5, SPD = EOD = covariance
-    = 0, AUC 0.5 exactly: its decision values are all tied, so ``auc_error_bound`` is 0)."""
-    label = 1.0 if 2 * counts["train_n_y1"] >= counts["train_n"] else -1.0
+    on the test rows of ``counts`` like any model: ``label``, ``majority_of`` (``training rows``,
+    or ``test rows`` when the clients sent no training counts: a private run) and every
+    :func:`metrics_from_counts` metric (accuracy = the test share of that label, balanced accuracy
+    0.5, SPD = EOD = covariance = 0, AUC 0.5 exactly: its decision values are all tied, so
+    ``auc_error_bound`` is 0)."""
+    labelled = sum(counts[f"n_y1_{group}"] for group in GROUPS)
+    if all(key in counts for key in TRAINING_COUNT_KEYS):
+        majority_of, positive_rows, rows = "training rows", counts["train_n_y1"], counts["train_n"]
+    else:
+        majority_of, positive_rows, rows = "test rows", labelled, counts["n"]
+    label = 1.0 if 2 * positive_rows >= rows else -1.0
     positive = label > 0
     constant: dict[str, Any] = {"n": counts["n"], "sum_s": counts["sum_s"]}
     for group in GROUPS:
-        rows, labelled = counts[f"n_{group}"], counts[f"n_y1_{group}"]
+        group_rows, group_positives = counts[f"n_{group}"], counts[f"n_y1_{group}"]
         constant |= {
-            f"n_{group}": rows,
-            f"n_y1_{group}": labelled,
-            f"positive_{group}": rows if positive else 0.0,
-            f"true_positive_{group}": labelled if positive else 0.0,
+            f"n_{group}": group_rows,
+            f"n_y1_{group}": group_positives,
+            f"positive_{group}": group_rows if positive else 0.0,
+            f"true_positive_{group}": group_positives if positive else 0.0,
         }
-    labelled = sum(counts[f"n_y1_{group}"] for group in GROUPS)
     constant["correct"] = labelled if positive else counts["n"] - labelled
     constant["sum_decision"] = label * counts["n"]  # decision value ±1 on every row
     constant["sum_s_decision"] = label * counts["sum_s"]
     bin_of_label = next(b for b, edge in enumerate(DECISION_BIN_EDGES) if edge > label)
     for key, rows in zip(HISTOGRAM_KEYS, (labelled, counts["n"] - labelled)):
         constant[key] = [rows if b == bin_of_label else 0 for b in range(DECISION_BINS)]
-    return {"label": label, **metrics_from_counts(constant), "auc_error_bound": 0.0}
+    return {"label": label, "majority_of": majority_of, **metrics_from_counts(constant), "auc_error_bound": 0.0}
 
 
 def _whole(value: Any) -> bool:
@@ -201,8 +209,14 @@ def check_histograms(counts: Mapping[str, Any]) -> None:
 
 
 def check_training_counts(counts: Mapping[str, Any]) -> None:
-    """Raise ``ValueError`` unless ``train_n`` is a whole number ≥ 1 and ``train_n_y1`` a whole
-    number in 0..``train_n``."""
+    """Raise ``ValueError`` unless ``counts`` has both or none of :data:`TRAINING_COUNT_KEYS`, and
+    when it has them ``train_n`` is a whole number ≥ 1 and ``train_n_y1`` a whole number in
+    0..``train_n``."""
+    present = [key for key in TRAINING_COUNT_KEYS if key in counts]
+    if not present:
+        return
+    if len(present) != len(TRAINING_COUNT_KEYS):
+        raise ValueError(f"training counts must be both or none of {list(TRAINING_COUNT_KEYS)}, got {present}")
     rows, positive = counts["train_n"], counts["train_n_y1"]
     if not (_whole(rows) and rows >= 1 and _whole(positive) and 0 <= positive <= rows):
         raise ValueError(f"train_n must be a whole number >= 1 and train_n_y1 one in 0..train_n, got {rows!r}, {positive!r}")

@@ -132,13 +132,18 @@ def _histograms(decisions: torch.Tensor, data: TabularData) -> dict[str, list[in
 
 
 def report_counts(
-    model: LogisticModel, theta: np.ndarray | torch.Tensor | LogisticMixture, data: ClientPartition
+    model: LogisticModel,
+    theta: np.ndarray | torch.Tensor | LogisticMixture,
+    data: ClientPartition,
+    *,
+    training: bool = True,
 ) -> dict[str, float | list[int]]:
     """A client's counts for the harness (:data:`~fedsynth.metrics.counts.REPORT_KEYS`): the
-    :func:`evaluation_counts` of θ on its test rows, and its training rows' count and positive
-    labels (``train_n``, ``train_n_y1``: the majority label of the pooled training rows is the
-    constant classifier's, :func:`~fedsynth.metrics.counts.constant_classifier`)."""
-    return evaluation_counts(model, theta, data.test) | {
-        "train_n": float(len(data.train)),
-        "train_n_y1": float((data.train.y == 1).sum()),
-    }
+    :func:`evaluation_counts` of θ on its test rows and, with ``training``, its training rows'
+    count and positive labels (``train_n``, ``train_n_y1``: the majority label of the pooled
+    training rows is the constant classifier's, :func:`~fedsynth.metrics.counts.constant_classifier`).
+    A client whose training rows are under a privacy guarantee sends none (``training=False``)."""
+    counts = evaluation_counts(model, theta, data.test)
+    if training:
+        counts |= {"train_n": float(len(data.train)), "train_n_y1": float((data.train.y == 1).sum())}
+    return counts
