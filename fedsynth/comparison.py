@@ -13,6 +13,12 @@ reads every ``results.json`` under the given files or folders and writes, into `
 fronts per dataset and split).
 
     fedsynth-compare --fronts multirun/fronts --out-dir docs/comparison --name fronts
+
+``--by KEY`` (with ``--fronts``) splits every table and panel by the value of the method setting
+``KEY`` (a dotted path, e.g. ``privacy.epsilon``) and puts first a table of each method's best
+accuracy at |SPD| ≤ 0.05 per value:
+
+    fedsynth-compare --fronts multirun/privacy_fronts --by privacy.epsilon --out-dir docs/privacy
 """
 
 from __future__ import annotations
@@ -41,11 +47,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--fronts", action="store_true",
         help="write the accuracy–fairness fronts instead (best accuracy at |SPD| <= 0.02 / 0.05, points, figure)",
     )
+    parser.add_argument(
+        "--by", metavar="KEY", default=None,
+        help="with --fronts: split the fronts by this method setting (a dotted path, e.g. privacy.epsilon)",
+    )
     args = parser.parse_args(argv)
+    if args.by and not args.fronts:
+        parser.error("--by goes with --fronts")
     try:
         if args.fronts:
             records = [record for _, record in read_results(args.paths)]
-            paths, count = write_fronts(records, args.out_dir, args.name), len(records)
+            paths, count = write_fronts(records, args.out_dir, args.name, args.by), len(records)
         else:
             runs = load_runs(args.paths)
             paths, count = write_comparison(runs, args.out_dir, args.name), len(runs)

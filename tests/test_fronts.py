@@ -137,3 +137,34 @@ def test_method_settings_come_from_the_methods_own_config() -> None:
     assert client_statistics({"method": "fair_fate", "info": info, "config": {}, "per_client": per_client}) == (
         "num-examples (in each of 20 replies per client); server holds validation rows (x, s, y): 96"
     )
+
+
+def test_fronts_split_by_a_nested_method_setting(tmp_path) -> None:
+    from fedsynth.reporting.fronts import fronts_by_markdown, setting_value, write_fronts
+
+    def private(method: str, accuracy: float, spd: float, epsilon, seed: int = 0, **knobs) -> dict:
+        return record(method, accuracy, spd, seed=seed, constant=0.889, privacy={"epsilon": epsilon, "delta": 1e-5}, **knobs)
+
+    runs = [
+        private("single_shot", 0.890, 0.04, 1.0, rho_o=3.0), private("single_shot", 0.894, 0.07, 1.0, seed=1, rho_o=3.0),
+        private("single_shot", 0.880, 0.01, 1.0, rho_o=30.0),
+        private("single_shot", 0.885, 0.03, None, rho_o=300.0),
+        private("dp_suffstats", 0.892, 0.045, 1.0, rho=1.0), private("dp_suffstats", 0.900, 0.20, 4.0, rho=0.0),
+        record("fedavg", 0.90, 0.15, constant=0.889),
+    ]
+    assert setting_value(runs[0], "privacy.epsilon") == 1.0 and setting_value(runs[-1], "privacy.epsilon") == "—"
+    row = front_row(runs[3], "privacy.epsilon")
+    assert row["split"] == "iid, privacy.epsilon=null" and json.loads(row["by"]) is None
+    points = front_points(runs, "privacy.epsilon")
+    assert set(points["split"]) == {"iid, privacy.epsilon=1", "iid, privacy.epsilon=4", "iid, privacy.epsilon=null",
+                                    "iid, privacy.epsilon=—"}
+    table = fronts_by_markdown(points, "privacy.epsilon").splitlines()
+    header = next(line for line in table if line.startswith("| method"))
+    assert header == "| method | privacy.epsilon=1 | privacy.epsilon=4 | privacy.epsilon=— | privacy.epsilon=null |"
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in table if line.startswith("| ") and "---" not in line}
+    assert rows["single_shot"][0] == "88.00 (0.010)"  # ρ_o = 3 averages |SPD| 0.055 over its two seeds
+    assert rows["dp_suffstats"][0] == "89.20 (0.045)" and rows["dp_suffstats"][1] == "— (fairest: 90.00 at 0.200)"
+    assert rows["dp_suffstats"][2].strip() == "" and rows["single_shot"][3].startswith("88.50")
+    assert rows["*constant classifier*"][0] == "88.90 (0)"
+    paths = write_fronts(runs, tmp_path, "fronts", by="privacy.epsilon")
+    assert "### Law School (race): best accuracy at" in paths["markdown"].read_text(encoding="utf-8").split("### Law School (race), iid")[0]

@@ -80,16 +80,31 @@ def active_knobs(settings: dict[str, Any]) -> dict[str, Any]:
     return knobs
 
 
-def front_row(record: dict[str, Any]) -> dict[str, Any]:
-    """One run as a row of the fronts: ``dataset``, ``split``, ``method`` (:func:`method_family`),
-    ``knobs`` (its :func:`active_knobs` as JSON), ``seed``, ``accuracy``, ``balanced_accuracy``,
-    ``abs_spd``, ``abs_eod``, ``constant_accuracy``."""
+def setting_value(record: dict[str, Any], key: str) -> Any:
+    """The method setting ``key`` of a run, a dotted path into its settings (:func:`method_settings`;
+    e.g. ``privacy.epsilon``), or ``"—"`` when the run's method has no such setting."""
+    value: Any = method_settings(record)
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return "—"
+        value = value[part]
+    return value
+
+
+def front_row(record: dict[str, Any], by: str | None = None) -> dict[str, Any]:
+    """One run as a row of the fronts: ``dataset``, ``split``, ``by``, ``method``
+    (:func:`method_family`), ``knobs`` (its :func:`active_knobs` as JSON), ``seed``, ``accuracy``,
+    ``balanced_accuracy``, ``abs_spd``, ``abs_eod``, ``constant_accuracy``. With ``by`` (a method
+    setting, :func:`setting_value`), ``by`` holds its value and the split label ends with
+    ``key=value``: every table and panel of the fronts is then one per value."""
     def number(value: Any) -> float:
         return float(value) if value is not None else math.nan
 
+    value = setting_value(record, by) if by else ""
     return {
         "dataset": dataset_name(record),
-        "split": split_label(record),
+        "split": split_label(record) + (f", {by}={_label(value)}" if by else ""),
+        "by": json.dumps(value),
         "method": method_family(record),
         "knobs": json.dumps(active_knobs(method_settings(record)), sort_keys=True),
         "seed": int(record.get("seed", record["config"].get("seed", 0))),
@@ -102,7 +117,7 @@ def front_row(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _label(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{value:g}" if isinstance(value, float) else "null" if value is None else str(value)
 
 
 def _average(group: pd.DataFrame, row: dict[str, Any]) -> dict[str, Any]:
@@ -110,18 +125,18 @@ def _average(group: pd.DataFrame, row: dict[str, Any]) -> dict[str, Any]:
     return row | mean_and_std(group, METRICS) | {"seeds": len(group)}
 
 
-def front_points(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+def front_points(records: Iterable[dict[str, Any]], by: str | None = None) -> pd.DataFrame:
     """One point per (dataset, split, method, knobs) of the runs that are not references:
     ``<metric>_mean``, ``<metric>_std`` over seeds (sample std; NaN for one seed) of accuracy,
     balanced accuracy, |SPD|, |EOD| and the constant classifier's accuracy, ``seeds``,
     ``setting`` (the knobs that vary among the method's points of the same dataset and split,
     ``key=value``; ``default`` when none does) and ``dominated`` (the constant classifier at least as accurate on the same runs'
     test rows). Runs that differ only in knobs without effect (:func:`active_knobs`) are one
-    setting; of such duplicates each seed counts once."""
-    runs = pd.DataFrame([front_row(r) for r in records if not is_reference(r)])
+    setting; of such duplicates each seed counts once. ``by``: as :func:`front_row`."""
+    runs = pd.DataFrame([front_row(r, by) for r in records if not is_reference(r)])
     if runs.empty:
         raise ValueError("no runs to draw fronts from")
-    keys = ["dataset", "split", "method", "knobs"]
+    keys = ["dataset", "split", "by", "method", "knobs"]
     runs = runs.drop_duplicates([*keys, "seed"])
     rows = [_average(group, dict(zip(keys, key))) for key, group in runs.groupby(keys, sort=True)]
     points = pd.DataFrame(rows).assign(setting="")
@@ -135,13 +150,13 @@ def front_points(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return points
 
 
-def front_references(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+def front_references(records: Iterable[dict[str, Any]], by: str | None = None) -> pd.DataFrame:
     """Per dataset × split of the non-reference runs: the ``constant classifier`` (their
     ``reference.constant``, one run per seed: accuracy, balanced accuracy 0.5, |SPD| = |EOD| = 0)
     and the ``centralized plain`` model (the reference runs of the same seeds, when there are
     any), with the columns of :func:`front_points` (``method`` names the reference)."""
     records = list(records)
-    runs = pd.DataFrame([{**front_row(r), "reference": is_reference(r)} for r in records])
+    runs = pd.DataFrame([{**front_row(r, by), "reference": is_reference(r)} for r in records])
     rows = []
     if runs.empty:
         runs = pd.DataFrame(columns=["dataset", "split", "reference", "seed"])
@@ -233,15 +248,53 @@ def fronts_markdown(points: pd.DataFrame, bounds: Sequence[float] = BOUNDS, refe
     return "\n".join(lines)
 
 
-def write_fronts(records: Sequence[dict[str, Any]], out_dir: Path, name: str = "fronts") -> dict[str, Path | str]:
-    """Write ``<name>.md`` (:func:`fronts_markdown`), ``<name>.csv`` (the references and the points
-    of :func:`front_points`) and ``<name>.png`` (:func:`plot_fronts`) into ``out_dir``; return their
-    paths by kind (``markdown``, ``csv``, ``plot``) and ``warning`` (points with fewer seeds than
-    others, also at the top of the Markdown; ``""`` when none)."""
+def fronts_by_markdown(points: pd.DataFrame, by: str, bound: float = 0.05) -> str:
+    """Per dataset, one Markdown table: a row per method, a column per value of the setting ``by``
+    (the ``by`` column of :func:`front_points`), each cell the method's best mean accuracy (± std
+    over seeds) at mean |SPD| ≤ ``bound`` for that value, with that |SPD|; where no point reaches
+    the bound, — and the method's fairest point (accuracy at |SPD|); blank where the method has no
+    run. The first row is the constant classifier's accuracy on the same test rows."""
+    best = best_accuracy_at(points, bound)
+    lines = []
+    for dataset, group in points.groupby("dataset", sort=True):
+        values = sorted(group["by"].unique(), key=lambda v: (json.loads(v) is None, str(type(json.loads(v))), json.loads(v) or 0))
+        lines += [f"### {DATASET_TITLES.get(dataset, dataset)}: best accuracy at \\|SPD\\| ≤ {bound} by {by}", ""]
+        lines.append("| method | " + " | ".join(f"{by}={_label(json.loads(v))}" for v in values) + " |")
+        lines.append("|---|" + "---|" * len(values))
+        constant = [group.loc[group["by"] == value, "constant_accuracy_mean"].mean() for value in values]
+        lines.append("| *constant classifier* | " + " | ".join("" if math.isnan(c) else f"{100 * c:.2f} (0)" for c in constant) + " |")
+        for method in sorted(group["method"].unique()):
+            cells = []
+            for value in values:
+                mine = group[(group["method"] == method) & (group["by"] == value)]
+                match = best[(best["dataset"] == dataset) & (best["method"] == method) & (best["by"] == value)] if len(best) else best
+                if mine.empty:
+                    cells.append("")
+                elif len(match):
+                    row = match.iloc[0]
+                    std = "" if math.isnan(row["accuracy_std"]) else f" ± {100 * row['accuracy_std']:.2f}"
+                    cells.append(f"{100 * row['accuracy_mean']:.2f}{std} ({row['abs_spd_mean']:.3f})")
+                else:
+                    fairest = mine.loc[mine["abs_spd_mean"].idxmin()]
+                    cells.append(f"— (fairest: {100 * fairest['accuracy_mean']:.2f} at {fairest['abs_spd_mean']:.3f})")
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_fronts(
+    records: Sequence[dict[str, Any]], out_dir: Path, name: str = "fronts", by: str | None = None
+) -> dict[str, Path | str]:
+    """Write ``<name>.md`` (:func:`fronts_markdown`; with ``by`` first :func:`fronts_by_markdown`),
+    ``<name>.csv`` (the references and the points of :func:`front_points`) and ``<name>.png``
+    (:func:`plot_fronts`) into ``out_dir``; return their paths by kind (``markdown``, ``csv``,
+    ``plot``) and ``warning`` (points with fewer seeds than others, also at the top of the
+    Markdown; ``""`` when none). ``by``: a method setting whose values split every table and panel
+    (:func:`front_row`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     records = list(records)
-    points = front_points(records)
-    references = front_references(records)
+    points = front_points(records, by)
+    references = front_references(records, by)
     counts = points["seeds"].astype(int)
     warning = ""
     if counts.nunique() > 1:
@@ -251,7 +304,8 @@ def write_fronts(records: Sequence[dict[str, Any]], out_dir: Path, name: str = "
                                                          f"{r['seeds']}" for _, r in short.head(8).iterrows())
                    + ("; …" if len(short) > 8 else "") + ")")
     markdown = out_dir / f"{name}.md"
-    markdown.write_text((f"**Warning: {warning}.**\n\n" if warning else "") + fronts_markdown(points, references=references),
+    summary = fronts_by_markdown(points, by) + "\n" if by else ""
+    markdown.write_text((f"**Warning: {warning}.**\n\n" if warning else "") + summary + fronts_markdown(points, references=references),
                         encoding="utf-8")
     csv = out_dir / f"{name}.csv"
     pd.concat([references, points], ignore_index=True).to_csv(csv, index=False)
