@@ -1,54 +1,156 @@
-"""Hydra callbacks for long sweeps: a sweep-level progress line, one torch thread per worker and,
-at the end, the sweep's folder with the command that reports on it.
+"""The ``fedsynth`` command's Hydra callbacks (``conf/config.yaml``), for single runs and sweeps:
 
-Enable them in a config (the ``conf/experiment`` presets do)::
+* :class:`OutputFolder`: a run or sweep claims its output folder before Hydra writes into it: a
+  folder another run holds, or that holds another run's output, or that cannot be written, is
+  one line and exit 2, with nothing written;
+* :class:`SweepCheck`: every point of a sweep is composed and checked before the first one runs;
+* :class:`TorchThreads`: torch's threads per job of a parallel launcher;
+* :class:`SweepProgress`: a sweep-level progress line after every point (state in
+  :mod:`fedsynth.sweep_state`, so that every launcher's workers can add to it);
+* :class:`SweepEnd`: the sweep's folder and the command that reports on it.
 
-    hydra:
-      callbacks:
-        torch_threads:
-          _target_: fedsynth.callbacks.TorchThreads
-        sweep_progress:
-          _target_: fedsynth.callbacks.SweepProgress
-
-Both work with any launcher: the basic launcher runs the jobs in the ``fedsynth`` process, the
-joblib launcher (``hydra/launcher=parallel``) in worker processes, so the progress is kept in
-files of the sweep directory (``.sweep/plan.json`` and ``.sweep/jobs.jsonl``), not in memory.
+A callback's error ends the command with :func:`fedsynth.cli.fail` (Hydra turns a callback's
+exceptions into warnings; an exit passes through).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import itertools
 import json
 import os
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import joblib
+import psutil
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from fedsynth.federated.client_process import client_cpu_seconds
-from fedsynth.progress import PROGRESS_ENV
+from fedsynth import progress
+from fedsynth.sweep_state import JOBS_FILE, PLAN_FILE, STATE_DIR, format_duration, read_jobs
 
-STATE_DIR = ".sweep"
-PLAN_FILE = "plan.json"
-JOBS_FILE = "jobs.jsonl"
+MIN_FREE_BYTES = 16 * 2**20
+"""The free space an output folder needs before a run starts (its logs, configs and results)."""
+_claimed: list[int] = []
+"""Descriptors of the folders this process holds (released when it ends, however it ends)."""
+
+
+# ----------------------------------------------------------------------------- output folders
+
+
+def claim_folder(folder: Path, key: str, fresh: bool) -> None:
+    """Create ``folder`` and hold an exclusive lock on it for this process's lifetime; exit with
+    one line when another process holds it, when ``fresh`` and it holds another run's output
+    (``.hydra/``), when it cannot be written, or when its file system is nearly full."""
+    from fedsynth.cli import fail
+
+    how = f"set {key} to another folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as error:
+        fail(f"cannot create the output folder {folder}: {error.strerror}; {how}", 2)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fail(f"the output folder {folder} belongs to another run in progress; {how}", 2)
+    if fresh and (folder / ".hydra").exists():
+        fail(f"the output folder {folder} holds another run's output (.hydra/); {how} (nothing is overwritten)", 2)
+    if not os.access(folder, os.W_OK) or _read_only(folder):
+        fail(f"the output folder {folder} cannot be written (read-only); {how}", 2)
+    free = shutil.disk_usage(folder).free
+    if free < MIN_FREE_BYTES:
+        fail(f"the output folder {folder} has only {free // 1024} KiB free on its file system; free space or {how}", 2)
+    _claimed.append(descriptor)
+
+
+def _read_only(folder: Path) -> bool:
+    """Whether ``folder``'s file system is mounted read-only (root may write anything else)."""
+    return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+
+
+class OutputFolder(Callback):
+    """Claims the run's folder (``hydra.run.dir``, which must not hold another run) or the sweep's
+    (``hydra.sweep.dir``, which a later sweep may reuse) before Hydra writes into it."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        claim_folder(Path(str(config.hydra.run.dir)), "hydra.run.dir", fresh=True)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        claim_folder(Path(str(config.hydra.sweep.dir)), "hydra.sweep.dir", fresh=False)
+
+
+# ----------------------------------------------------------------------------- sweep points
+
+
+def sweep_points(arguments: Sequence[str]) -> list[list[str]]:
+    """The jobs Hydra's basic sweeper makes of ``arguments`` (override strings: the sweeper's
+    ``params`` first, then the command line's), each as its list of ``key=value`` overrides: a
+    later override of a key replaces an earlier one, and the jobs are the Cartesian product of
+    the keys' values in the order the keys first appear (Hydra 1.3's ``BasicSweeper``). Raises
+    ``ValueError`` for a sweep the basic sweeper cannot run (intervals)."""
+    final: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(list(arguments)):
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            final[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            final[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            raise ValueError(f"the basic sweeper cannot sweep {key} ({override.value_type.name})")
+    return [list(point) for point in itertools.product(*final.values())]
+
+
+def sweep_arguments(config: DictConfig) -> list[str]:
+    """The override strings of a multirun: the sweeper's ``params``, then the command line's."""
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    return [f"{key}={value}" for key, value in params.items()] + list(
+        OmegaConf.select(config, "hydra.overrides.task", default=[]) or []
+    )
+
+
+def count_sweep_jobs(config: DictConfig) -> int | None:
+    """The number of jobs the basic sweeper makes of a multirun (``None`` when it cannot tell,
+    e.g. another sweeper or interval sweeps)."""
+    try:
+        return len(sweep_points(sweep_arguments(config)))
+    except Exception:  # any config this cannot read: no total, the progress line still works
+        return None
+
+
+class SweepCheck(Callback):
+    """Composes and checks (:func:`fedsynth.api.check`) every point of a sweep of Hydra's basic
+    sweeper before the first runs: a bad point is one line naming it, exit 2, nothing run."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra import compose
+
+        from fedsynth import api
+        from fedsynth.cli import describe_error, fail
+
+        if OmegaConf.select(config, "hydra.sweeper._target_", default="") != "hydra._internal.core_plugins.basic_sweeper.BasicSweeper":
+            return
+        points = sweep_points(sweep_arguments(config))
+        for number, point in enumerate(points):
+            try:
+                composed = compose(config_name=str(config.hydra.job.config_name), overrides=point)
+                api.check(composed)
+                api.engine(composed)
+            except Exception as error:  # noqa: BLE001 - every kind becomes one line
+                message = describe_error(error)
+                if message is None:
+                    raise
+                fail(f"sweep point {number} of {len(points)} ({' '.join(point)}): {message}; nothing was run", 2)
 
 
 # ----------------------------------------------------------------------------- torch threads
-
-
-def _cpu_count() -> int:
-    """Cores this process may use (CPU affinity and cgroup quota, as joblib counts them)."""
-    try:
-        import joblib
-
-        return max(1, int(joblib.cpu_count()))
-    except Exception:  # pragma: no cover - joblib is a dependency of the launcher plugin
-        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def threads_per_job(config: DictConfig, cpu_count: int | None = None) -> int | None:
@@ -58,7 +160,7 @@ def threads_per_job(config: DictConfig, cpu_count: int | None = None) -> int | N
     n_jobs = None if launcher is None else OmegaConf.select(launcher, "n_jobs", default=None)
     if n_jobs is None:
         return None
-    cores = cpu_count or _cpu_count()
+    cores = cpu_count or max(1, int(joblib.cpu_count()))  # CPU affinity and cgroup quota, as joblib counts
     n_jobs = int(n_jobs)
     parallel = cores + 1 + n_jobs if n_jobs < 0 else n_jobs  # joblib: -1 = all cores, -2 = all but one
     return max(1, cores // max(1, parallel))
@@ -88,62 +190,17 @@ class TorchThreads(Callback):
 # ----------------------------------------------------------------------------- sweep progress
 
 
-def _process_cpu_seconds() -> float:
+def _cpu_seconds() -> float:
     """CPU time (user + system, all threads) of this process, its waited-for children and its
-    client worker processes (which live across sweep points, so are never waited for)."""
+    live descendants (the in-process engine's client processes live across sweep points)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + client_cpu_seconds()
-
-
-def sweep_points(arguments: Sequence[str]) -> list[list[str]]:
-    """The jobs Hydra's basic sweeper makes of ``arguments`` (override strings: the sweeper's
-    ``params`` first, then the command line's), each as its list of ``key=value`` overrides: a
-    later override of a key replaces an earlier one, and the jobs are the Cartesian product of
-    the keys' values in the order the keys first appear (Hydra 1.3's ``BasicSweeper``). Raises
-    ``ValueError`` for a sweep the basic sweeper cannot run (intervals)."""
-    final: dict[str, list[str]] = {}
-    for override in OverridesParser.create().parse_overrides(list(arguments)):
-        key = override.get_key_element()
-        if not override.is_sweep_override():
-            final[key] = [f"{key}={override.get_value_element_as_str()}"]
-        elif override.is_discrete_sweep():
-            final[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
-        else:
-            raise ValueError(f"the basic sweeper cannot sweep {key} ({override.value_type.name})")
-    return [list(point) for point in itertools.product(*final.values())]
-
-
-def count_sweep_jobs(config: DictConfig) -> int | None:
-    """The number of jobs the basic sweeper makes of ``hydra.sweeper.params`` and the command
-    line's sweep overrides (:func:`sweep_points`; ``None`` when it cannot tell, e.g. another
-    sweeper or interval sweeps)."""
-    try:
-        params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
-        arguments = [f"{key}={value}" for key, value in params.items()]
-        arguments += list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
-        return len(sweep_points(arguments))
-    except Exception:  # any config this cannot read: no total, the progress line still works
-        return None
-
-
-def read_jobs(path: Path, since: float = 0.0) -> list[dict[str, Any]]:
-    """The job records of ``jobs.jsonl`` that ended after ``since`` (a sweep folder reused by a
-    later multirun keeps the earlier records; the plan's start time tells them apart)."""
-    if not path.exists():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if r.get("end", since) >= since]
-
-
-def format_duration(seconds: float) -> str:
-    """``75`` -> ``1m15s``, ``3725`` -> ``1h02m``."""
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    total = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def progress_line(done: int, failed: int, total: int | None, elapsed: float, width: int = 24) -> str:
@@ -194,10 +251,9 @@ class SweepProgress(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._job_start = time.time()
-        self._job_cpu = _process_cpu_seconds()
+        self._job_cpu = _cpu_seconds()
         if threads_per_job(config) is not None:
-            # parallel workers share one terminal: per-client progress as log lines, not bars
-            os.environ.setdefault(PROGRESS_ENV, "log")
+            progress.set_mode("log")  # parallel workers share one terminal: log lines, not bars
 
     def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
         if not str(OmegaConf.select(config, "hydra.mode", default="")).endswith("MULTIRUN"):
@@ -210,7 +266,7 @@ class SweepProgress(Callback):
             "num": OmegaConf.select(config, "hydra.job.num", default=None),
             "status": status,
             "seconds": time.time() - getattr(self, "_job_start", time.time()),
-            "cpu_seconds": _process_cpu_seconds() - getattr(self, "_job_cpu", _process_cpu_seconds()),
+            "cpu_seconds": _cpu_seconds() - getattr(self, "_job_cpu", _cpu_seconds()),
             "end": time.time(),
             "output_dir": OmegaConf.select(config, "hydra.runtime.output_dir", default=None),
         }
@@ -227,4 +283,5 @@ class SweepEnd(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         folder = Path(str(config.hydra.sweep.dir)).resolve()
-        print(f"sweep finished: {folder}\nreport: fedsynth-report {folder}", flush=True)
+        venv_bin = Path(sys.executable).parent
+        print(f"sweep finished: {folder}\nreport: {venv_bin / 'fedsynth-report'} {folder}", flush=True)

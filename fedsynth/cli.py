@@ -6,20 +6,26 @@
     fedsynth --help                             # config groups, main keys, examples
     fedsynth --version                          # fedsynth's, Flower's and torch's versions
 
-Every run writes ``results.json`` (atomically) into its Hydra output directory and prints its path.
+Every run writes ``results.json`` (atomically) into its own Hydra output folder, which no other
+run may share (:class:`fedsynth.callbacks.OutputFolder`), and prints its path. It uses
+:mod:`fedsynth.api` and nothing deeper.
 
-Before any engine or Flower process starts, the whole experiment is checked
-(:func:`fedsynth.checks.check_experiment_config`). A user error (a config value, the data, a run
-that ends without enough usable clients, a component that dies) prints one line,
-``fedsynth: error: <what, where, how to fix>``, and exits with code 2 (found before the run) or 1
-(the run failed); set ``FEDSYNTH_TRACEBACK=1`` to see the traceback instead. SIGINT, SIGTERM and
-SIGHUP stop every process the run started, then exit with 128 + the signal number.
+Before any engine starts, the whole experiment is checked (:func:`fedsynth.api.check`; every
+point of a sweep before the first runs, :class:`fedsynth.callbacks.SweepCheck`). Every user
+error, Hydra's composition errors included (a key typo, an unknown option, a value of the wrong
+type, bad override syntax), prints one line, ``fedsynth: error: <what, where, how to fix>``, and
+exits with code 2; a run that fails (too few usable clients, a component that dies, its time
+limit) exits with code 1. ``FEDSYNTH_TRACEBACK=1`` shows the traceback instead. SIGINT, SIGTERM
+and SIGHUP stop every process the run started, then exit with 128 + the signal number; so does
+SIGKILL, which no handler sees (:mod:`fedsynth.federated.lifeline`).
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -28,13 +34,14 @@ from typing import Any, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from fedsynth.checks import ConfigError, check_and_run
-from fedsynth.federated.client_process import call_in_client_process, start_client_workers
-from fedsynth.federated.outcome import RunFailed
+from fedsynth import api
+from fedsynth.config import describe_omegaconf_error  # registers the structured config Hydra composes
 from fedsynth.io import write_json_atomic
-from fedsynth.paths import data_directory, resolve_table_file, user_config_dir
+from fedsynth.paths import user_config_dir
 from fedsynth.reporting.results import RESULTS_FILE, headline, results_record
 
 log = logging.getLogger("fedsynth")
@@ -48,59 +55,74 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 class Stopped(BaseException):
     """A stop signal arrived: unwinds like KeyboardInterrupt, through every ``finally`` that
-    stops a process, and is caught by :func:`main` only."""
+    stops a process, and is caught by the command only."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
 
-def _raise_stopped(signum: int, frame: Any) -> NoReturn:
+def raise_stopped(signum: int, frame: Any) -> NoReturn:
+    """The stop signals' handler: raise :class:`Stopped`."""
     raise Stopped(signum)
 
 
-def fail(message: str, code: int, now: bool = False) -> NoReturn:
-    """Print ``fedsynth: error: <message>`` (one line) and exit with ``code``; ``now``: without
-    the interpreter's teardown, which would wait for a client thread still computing."""
+def fail(message: object, code: int) -> NoReturn:
+    """Print ``fedsynth: error: <message>`` (one line) and exit with ``code``."""
     print(f"fedsynth: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
-    if now:
-        os._exit(code)
     sys.exit(code)
 
 
-def absolute_data_paths(config: dict[str, Any]) -> None:
-    """Make ``data_dir`` and a table dataset's ``file`` absolute in place, by the data-directory
-    rule (:mod:`fedsynth.paths`) and this process's working directory: every client, whatever its
-    own working directory, then reads the same file."""
-    directory = data_directory(config.get("data_dir"))
-    config["data_dir"] = None if directory is None else str(directory)
-    dataset = config["dataset"]
-    if dataset.get("kind", "table") == "table" and dataset.get("file"):
-        try:
-            dataset["file"] = str(resolve_table_file(dataset["file"], directory, dataset.get("name", "?")))
-        except FileNotFoundError as error:
-            raise ConfigError(str(error)) from None
+def describe_error(error: BaseException) -> str | None:
+    """One line for a user error, Hydra's and OmegaConf's included; ``None`` for anything else."""
+    if isinstance(error, (api.ConfigError, api.RunFailed)):
+        return str(error)
+    if isinstance(error, MissingConfigException):
+        return _missing_option(error)
+    if isinstance(error, OverrideParseException):
+        return f"{str(error).splitlines()[0]}; write overrides as KEY=VALUE (quote values with spaces)"
+    cause = error.__cause__ if isinstance(error, HydraException) else error
+    if isinstance(cause, OmegaConfBaseException):
+        return f"{describe_omegaconf_error(cause)}; check the override"
+    if isinstance(error, HydraException):
+        return str(error).replace("\n", " ")
+    return None
+
+
+def _missing_option(error: MissingConfigException) -> str:
+    """An unknown config group option: the nearest options, the built-in ones and the user's own
+    (``$FEDSYNTH_CONFIG_DIR``) apart."""
+    match = re.search(r"Could not find '([^']+)/([^'/]+)'", str(error))
+    if match is None:
+        return str(error).splitlines()[0]
+    group, option = match.groups()
+    built_in = sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
+    own = sorted(path.stem for path in (user_config_dir(create=False) / group).glob("*.yaml"))
+    near = difflib.get_close_matches(option, built_in + own, n=3, cutoff=0.5)
+    text = f"{group}={option}: no such option;"
+    if near:
+        text += f" did you mean {' or '.join(near)}?"
+    text += f" built in: {', '.join(built_in)}"
+    if own:
+        text += f"; yours ({user_config_dir(create=False) / group}): {', '.join(own)}"
+    return text
 
 
 def run(cfg: DictConfig) -> Path:
-    """Check the experiment ``cfg``, run it on its engine (:func:`fedsynth.checks.check_and_run`)
-    and write ``results.json``; return its path. The metrics are logged before the file is
-    written."""
-    config = OmegaConf.to_container(cfg, resolve=True)
-    in_process = start_client_workers(config)  # the in-process engine's fork server imports meanwhile
-    absolute_data_paths(config)
-    # the in-process engine's checks and server run in a client process, where torch is
-    # imported already: this process imports no torch
-    outcome, seconds = call_in_client_process(check_and_run, config) if in_process else check_and_run(config)
-    record = results_record(config, outcome, seconds)
+    """Check the experiment ``cfg``, run it on its engine and write ``results.json``; return its
+    path. The metrics are logged before the file is written."""
+    experiment = api.check(cfg)
+    outcome = api.run(experiment, api.engine(cfg))
+    config = {**OmegaConf.to_container(cfg, resolve=True), **experiment.to_dict()}  # the data paths absolute
+    record = results_record(config, outcome, outcome.timings["wall_s"])
     target = Path(HydraConfig.get().runtime.output_dir) / RESULTS_FILE
     log.info("%s (%.1f s); results: %s", headline(record), record["wall_seconds"], target)
     for failure in outcome.failures:
         log.warning("client node %s failed: %s", failure["node"], failure["reason"])
     try:
         path = write_json_atomic(target, record)
-    except OSError as err:
-        raise RunFailed(f"cannot write {target}: {err.strerror or err}; the metrics are in the log above") from None
+    except OSError as error:
+        raise api.RunFailed(f"cannot write {target}: {error.strerror or error}; the metrics are in the log above") from None
     print(path)
     return path
 
@@ -123,30 +145,34 @@ def hydra_main(cfg: DictConfig) -> None:
     the module docstring."""
     if threading.current_thread() is threading.main_thread():  # a sweep worker's thread keeps its own
         for signum in STOP_SIGNALS:
-            signal.signal(signum, _raise_stopped)
+            signal.signal(signum, raise_stopped)
     try:
         run(cfg)
     except Stopped as stop:
-        fail(f"stopped by {stop}; every process of the run was stopped", 128 + stop.signum, now=True)
-    except ConfigError as err:  # the checks turn every config and data error into one
-        if os.environ.get(TRACEBACK_ENV) == "1":
+        api.release()
+        fail(f"stopped by {stop}; every process of the run was stopped", 128 + stop.signum)
+    except Exception as error:
+        message = describe_error(error)
+        if message is None or os.environ.get(TRACEBACK_ENV) == "1":
             raise
-        fail(err, 2)
-    except RuntimeError as err:
-        from fedsynth.methods import NotEnoughClients  # imports torch: only when needed
-
-        if os.environ.get(TRACEBACK_ENV) == "1" or not isinstance(err, (RunFailed, NotEnoughClients)):
-            raise
-        fail(err, 1)
+        fail(message, 1 if isinstance(error, api.RunFailed) else 2)
 
 
 def main() -> None:
-    """Entry point of the ``fedsynth`` console script: ``--version`` here, all else to Hydra."""
+    """Entry point of the ``fedsynth`` console script: ``--version`` here, all else to Hydra,
+    whose own errors (``HYDRA_FULL_ERROR``: raised, not printed) become one line here."""
     if "--version" in sys.argv[1:]:
         print(versions_text())
         return
     user_config_dir()  # on Hydra's search path (conf/config.yaml): it must exist
-    hydra_main()
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        hydra_main()
+    except Exception as error:
+        message = describe_error(error)
+        if message is None or os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        fail(message, 2)
 
 
 if __name__ == "__main__":

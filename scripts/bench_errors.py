@@ -37,8 +37,8 @@ def main() -> int:
     worst = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         for name, overrides in CASES.items():
-            for runner in ("inprocess", "simulation", "deploy_local"):
-                if runner == "deploy_local":
+            for runner in ("inprocess", "simulation", "deploy"):
+                if runner == "deploy":
                     command = [str(Path(sys.executable).parent / "fedsynth-deploy"), "--out", f"{tmp}/d{time.time_ns()}", *overrides]
                 else:
                     command = [str(FEDSYNTH), f"hydra.run.dir={tmp}/run", f"engine={runner}", *overrides]

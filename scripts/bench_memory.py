@@ -29,8 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fedsynth.federated import processes
-from fedsynth.progress import PROGRESS_ENV
+import psutil
 
 FEDSYNTH = Path(sys.executable).parent / "fedsynth"
 DEFAULTS = (
@@ -44,11 +43,7 @@ DEFAULTS = (
 """The issue's K = 100 run; an override of the same key replaces one."""
 ROLES = (
     ("client (Ray actor)", "ray::ClientAppActor"),
-    ("client (in-process worker)", "client_process"),
-    ("ServerApp (flwr-simulation)", "flwr-simulation"),
-    ("SuperExec", "flower-superexec"),
-    ("SuperLink", "flower-superlink"),
-    ("flwr run", "flwr_when_ready"),
+    ("client process or the run's own process (forkserver)", "multiprocessing.forkserver"),
     ("Ray GCS", "gcs_server"),
     ("Ray raylet", "raylet"),
     ("Ray idle worker", "ray::IDLE"),
@@ -58,8 +53,7 @@ ROLES = (
 """Role of a process: the first command-line pattern it contains (``ray::`` names first: a Ray
 worker's command line is rewritten when it becomes an actor)."""
 LONG_LIVED = (
-    "fedsynth command", "SuperLink", "ServerApp (flwr-simulation)", "client (Ray actor)",
-    "client (in-process worker)", "Ray GCS", "Ray raylet",
+    "fedsynth command", "client (Ray actor)", "client process or the run's own process (forkserver)", "Ray GCS", "Ray raylet",
 )
 
 
@@ -74,7 +68,13 @@ def tree(root: int) -> dict[int, str]:
         command = Path(f"/proc/{root}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return {}
-    return {root: command, **processes.process_tree(root)}
+    found = {root: command}
+    for child in psutil.Process(root).children(recursive=True):
+        try:
+            found[child.pid] = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+    return found
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             command = [str(FEDSYNTH), *overrides, f"hydra.run.dir={tmp}/out"]
         print(f"{' '.join(command[1:-1])}; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
         start = time.perf_counter()
-        run = subprocess.Popen(command, env={**os.environ, PROGRESS_ENV: "off"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         peaks: dict[int, tuple[str, int]] = {}  # pid -> (role, peak RSS KiB)
         peak_total, points, last = 0, [], {}  # points: (a point's output folder, {role: RSS KiB} then)
         while run.poll() is None:

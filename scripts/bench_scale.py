@@ -31,7 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from fedsynth.progress import PROGRESS_ENV
 from fedsynth.reporting.results import RESULTS_FILE
 
 FEDSYNTH = Path(sys.executable).parent / "fedsynth"
@@ -47,9 +46,9 @@ DATASETS = {
 
 def run_point(overrides: list[str], out: Path) -> dict[str, float]:
     """One ``fedsynth`` run: its timings and metrics."""
-    env = {**os.environ, PROGRESS_ENV: "off"}
+    quiet = ["engine.progress=off"] if "engine=inprocess" in overrides else []
     start = time.perf_counter()
-    subprocess.run([str(FEDSYNTH), *overrides, f"hydra.run.dir={out}"], env=env, check=True,
+    subprocess.run([str(FEDSYNTH), *overrides, *quiet, f"hydra.run.dir={out}"], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     command_s = time.perf_counter() - start
     record = json.loads((out / RESULTS_FILE).read_text(encoding="utf-8"))
@@ -61,10 +60,10 @@ def run_point(overrides: list[str], out: Path) -> dict[str, float]:
 def data_point(dataset: tuple[str, ...], clients: int) -> tuple[float, float, int]:
     """CPU seconds (this process) of a node's data preparation for client 0 of ``clients``: the first call and the
     median of 5 repeats; and the node's row count."""
+    from fedsynth import api
     from fedsynth.federated.client_logic import load_client_data
-    from fedsynth.federated.experiment import compose_experiment
 
-    experiment = compose_experiment([*dataset, f"dataset.num_clients={clients}"])
+    experiment = api.check(api.compose([*dataset, f"dataset.num_clients={clients}"]))
     node = {"partition-id": 0, "num-partitions": clients}
     start = time.process_time()
     part = load_client_data(experiment, node)

@@ -44,11 +44,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 COMMAND_OVERRIDES = (
     "engine=inprocess", "dataset=law_school_race", "method.rho_o=10", "method.synthetic_size=full",
-    "method.synthetic_labels=copy", "method.k_max=1000", "seed=0",
+    "method.synthetic_labels=copy", "method.k_max=1000", "seed=0", "engine.progress=off",
 )
 """Issue 14's second row: the whole in-process command on Law School with N_s = N."""
 TABLE2_POINTS = 90
-CLIENT_PROCESS_MARK = "fedsynth.federated.client_process import serve"
+CLIENT_PROCESS_MARK = "multiprocessing.forkserver"
 VERDICT = re.compile(r"^(?P<what>.*?)\s*->\s*(?P<verdict>met|NOT met|not judged[^;]*)")
 PARTS = ("synthesis", "command", "engines", "scale", "table2")
 
@@ -77,7 +77,6 @@ def flower_environment() -> dict[str, str]:
         FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
         RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
         FLWR_TELEMETRY_ENABLED="0",
-        FEDSYNTH_PROGRESS="off",
     )
     return environment
 

@@ -20,7 +20,7 @@ echo "fedsynth: setting up $venv (one time, a few minutes)" >&2
 # The pinned CPU build first: an unpinned torch would pull a multi-GB CUDA build.
 "$venv/bin/python" -m pip install --quiet "torch==2.13.0"
 "$venv/bin/python" -m pip install --quiet -e "$root[dev,cluster,dp-synth]"
-# Flower's and Ray's settings for every process of the environment, so `flwr run .` needs no exports.
-"$venv/bin/python" -m fedsynth.federated.environment >&2
+# An environment set up by an older fedsynth may hold its settings hook; nothing needs it now.
+rm -f "$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/fedsynth-flower-env.pth"
 echo "$wanted" > "$stamp"
 echo "fedsynth: environment ready" >&2

@@ -12,8 +12,8 @@ import time
 import numpy as np
 from flwr.app import Array, RecordDict
 
+from fedsynth import api
 from fedsynth.data.types import ClientPartition
-from fedsynth.federated.experiment import compose_experiment
 from fedsynth.methods.base import ARRAYS, Communicator, ServerResult, make_content
 from fedsynth.methods.single_shot import SingleShot
 
@@ -28,17 +28,17 @@ TINY = [
 ]
 
 
-def tiny_experiment(*overrides: str) -> dict:
-    """A small synthetic experiment (3 clients, 3 outer iterations, N_s = 30)."""
-    return compose_experiment([*TINY, *overrides])
+def tiny_experiment(*overrides: str) -> api.Experiment:
+    """A small synthetic experiment (3 clients, 3 outer iterations, N_s = 30), checked."""
+    return api.check(api.compose([*TINY, *overrides]))
 
 
 def faulty_experiment(
     faults: dict[str, str], *overrides: str, sleep_s: float = 0.0, warmup_timeout_s: float = 0.0
-) -> dict:
+) -> api.Experiment:
     """The tiny experiment with 4 clients and :class:`FaultySingleShot` as the method."""
     experiment = tiny_experiment("dataset.num_clients=4", *overrides)
-    experiment["method"].update(
+    experiment.method.update(
         {
             "_target_": "federated_support.FaultySingleShot",
             "faults": faults,

@@ -17,8 +17,8 @@ from fedsynth.reporting.collect import load_runs
 from fedsynth.reporting.comparison import compare_methods, comparison_references
 from fedsynth.reporting.results import results_record
 from fedsynth.data import DatasetSpec, partition_clients, load_dataset
-from fedsynth.federated import InProcessEngine, RunOutcome
-from fedsynth.federated.experiment import compose_experiment
+from fedsynth.api import InProcessEngine, RunOutcome
+from fedsynth import api
 from fedsynth.federated.messages import record_nbytes
 from fedsynth.methods import arrays_of, build_method, make_content, metrics_of
 from fedsynth.data.types import TabularData
@@ -34,26 +34,26 @@ WIDTH = 5 + 1 + 1  # x (5 features), s, intercept
 EXACT = LogisticModel(solver=InnerSolverConfig(max_iter=500, tolerance_grad=1e-9))  # the centralized and local fits
 
 
-def experiment(method: str, *overrides: str) -> dict:
-    return compose_experiment([*SMALL, f"method={method}", *overrides])
+def experiment(method: str, *overrides: str) -> api.Experiment:
+    return api.check(api.compose([*SMALL, f"method={method}", *overrides]))
 
 
-def run(method: str, *overrides: str) -> tuple[dict, RunOutcome]:
+def run(method: str, *overrides: str) -> tuple[api.Experiment, RunOutcome]:
     config = experiment(method, *overrides)
     return config, InProcessEngine().run(config)
 
 
-def clients(config: dict):
+def clients(config: api.Experiment):
     """The clients' partitions exactly as the engine builds them."""
-    spec = DatasetSpec.from_config(config["dataset"])
-    partition = config["partition"]
+    spec = DatasetSpec.from_config(config.dataset)
+    partition = config.partition
     return partition_clients(
         load_dataset(spec),
         spec.num_clients,
-        seed=config["seed"],
-        test_fraction=partition["test_fraction"],
-        scheme=partition["scheme"],
-        dirichlet_alpha=partition["dirichlet_alpha"],
+        seed=config.seed,
+        test_fraction=partition.test_fraction,
+        scheme=partition.scheme,
+        dirichlet_alpha=partition.dirichlet_alpha,
     )
 
 
@@ -176,7 +176,7 @@ def test_fedavg_averages_the_replies_as_received_and_fairfed_in_the_same_arithme
         node: make_content(arrays={"theta": theta}, metrics={"num-examples": n})
         for node, theta, n in zip((3, 1, 2), thetas, sizes)
     }
-    average = build_method(experiment("fedavg")["method"]).average(1, replies)
+    average = build_method(experiment("fedavg").method).average(1, replies)
     assert average == pytest.approx(np.average(thetas, axis=0, weights=sizes), rel=1e-12)
     in_node_order = [replies[node] for node in sorted(replies)]
     assert np.array_equal(
@@ -225,7 +225,7 @@ def test_local_sgd_is_deterministic_and_approaches_the_optimum() -> None:
 
 
 def test_fedavg_rejects_a_bad_update() -> None:
-    method = build_method(experiment("fedavg")["method"])
+    method = build_method(experiment("fedavg").method)
     with pytest.raises(ValueError, match="finite"):
         method.validate_update(make_content(arrays={"theta": np.full(WIDTH, np.nan)}, metrics={"num-examples": 5.0}), WIDTH)
     with pytest.raises(ValueError, match="float64"):  # the server averages the replies as received
@@ -342,7 +342,7 @@ def _write(record: dict, path: Path) -> None:
 
 def test_comparison_table_and_plot(tmp_path, fedavg_run, fairfed_zero_run, centralized_run, local_run) -> None:
     for index, (config, outcome) in enumerate([fedavg_run, fairfed_zero_run, centralized_run, local_run]):
-        record = results_record(config, outcome, 1.0)
+        record = results_record(config.to_dict(), outcome, 1.0)
         record.setdefault("info", outcome.info)
         record.setdefault("sends", outcome.sends)
         _write(record, tmp_path / "runs" / str(index) / "results.json")
@@ -386,11 +386,14 @@ def test_comparison_table_and_plot(tmp_path, fedavg_run, fairfed_zero_run, centr
 
 def test_baseline_settings_take_their_annotated_types_and_reject_bad_values() -> None:
     """Hydra passes YAML numbers as written (``method.rho=100`` is an int): the settings hold them
-    as the types they are declared with."""
-    method = build_method(experiment("centralized", "method.variant=fair", "method.rho=100", "method.max_iter=50.0")["method"])
+    as the types they are declared with (OmegaConf types them against the class's settings); a
+    number that is not a whole one is refused for an integer setting."""
+    method = build_method(experiment("centralized", "method.variant=fair", "method.rho=100", "method.max_iter=50").method)
     assert isinstance(method.rho, float) and method.rho == 100.0
     assert isinstance(method.max_iter, int) and method.max_iter == 50
-    fairfed = build_method(experiment("fairfed", "method.lr=1", "method.beta=2")["method"])
+    with pytest.raises(ValueError, match=r"^method.max_iter=50.5: must be an integer"):
+        experiment("centralized", "method.max_iter=50.5")
+    fairfed = build_method(experiment("fairfed", "method.lr=1", "method.beta=2").method)
     assert isinstance(fairfed.lr, float) and isinstance(fairfed.beta, float) and fairfed.rounds == 20
     for name, override, message in (
         ("local", "method.variant=exponentiated_gradient", "variant must be one of"),
@@ -399,7 +402,7 @@ def test_baseline_settings_take_their_annotated_types_and_reject_bad_values() ->
         ("fairfed", "method.beta=-1", "beta must be a finite number >= 0"),
     ):
         with pytest.raises(ValueError, match=message):
-            build_method(experiment(name, override)["method"])
+            build_method(experiment(name, override).method)
 
 
 def test_comparison_without_results_fails_clearly(tmp_path, capsys) -> None:
@@ -411,7 +414,7 @@ def test_comparison_without_results_fails_clearly(tmp_path, capsys) -> None:
 # ----------------------------------------------------------------------------- Flower simulation
 @pytest.mark.slow
 def test_fedavg_on_the_flower_simulation_engine() -> None:
-    from fedsynth.federated import SimulationEngine
+    from fedsynth.api import SimulationEngine
 
     config = experiment("fedavg", "method.rounds=2")
     simulation = SimulationEngine().run(config)

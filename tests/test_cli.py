@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -123,34 +124,127 @@ def test_user_errors_are_one_line_exit_2_before_anything_starts(tmp_path, case, 
     assert not (tmp_path / "results.json").exists()
 
 
-def test_the_in_process_command_imports_no_torch_and_its_errors_stay_one_line(tmp_path):
-    """With ``engine=inprocess`` the checks and the server run in a client process, where torch
-    is imported already: the command's own process never imports torch, gives the same numbers,
-    and a user error found there is still one line with exit code 2."""
-    script = (
-        "import sys\nfrom fedsynth.cli import main\n"
-        "try:\n    main()\nfinally:\n    print('torch imported:', 'torch' in sys.modules, flush=True)\n"
-    )
-
-    def command(folder: Path, *overrides: str) -> subprocess.CompletedProcess:
-        folder.mkdir()
-        argv = ["fedsynth", f"hydra.run.dir={folder}", "engine=inprocess", "method.k_max=10", *overrides]
-        code = f"import sys; sys.argv = {argv!r}\n{script}"
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=folder)
-
-    done = command(tmp_path / "run")
+def test_the_command_gives_the_numbers_of_the_api(tmp_path):
+    """The command is a thin shell over fedsynth.api: the same experiment through the API in
+    this process gives the same θ and accuracy."""
+    done = fedsynth(tmp_path, "engine=inprocess", "method.k_max=10")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "torch imported: False" in done.stdout
-    from fedsynth.federated import InProcessEngine
-    from fedsynth.federated.experiment import compose_experiment
+    from fedsynth import api
 
-    here = InProcessEngine().run(compose_experiment(["method.k_max=10"]))  # the engine in this process
-    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    config = api.compose(["engine=inprocess", "method.k_max=10"])
+    here = api.run(api.check(config), api.engine(config))
+    results = json.loads((tmp_path / "results.json").read_text())
     assert results["theta"] == here.theta and results["accuracy"] == here.metrics["accuracy"]
-    bad = command(tmp_path / "bad", "partition.test_fraction=2")
-    assert bad.returncode == 2, bad.stderr[-2000:]
-    assert bad.stderr.strip().splitlines()[-1].startswith("fedsynth: error: partition.test_fraction=2")
-    assert "Traceback" not in bad.stderr and "torch imported: False" in bad.stdout
+
+
+def one_line_error(done: subprocess.CompletedProcess, code: int = 2) -> str:
+    """The command's only stderr line about an error, after checking the exit code and that it
+    is one ``fedsynth: error:`` line with no traceback."""
+    assert done.returncode == code, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if "error" in line.lower() or "Traceback" in line]
+    assert len(lines) == 1 and lines[0].startswith("fedsynth: error: "), done.stderr[-2000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["method.rho_0=10"], "method.rho_0: no such key; did you mean method.rho_s or method.rho_o?"),
+        (["federation.timout_s=5"], "federation.timout_s: no such key; did you mean federation.timeout_s?"),
+        (["dataset=law_school"], "dataset=law_school: no such option; did you mean law_school_race or law_school_gender?"),
+        (["federation.timeout_s=soon"], "federation.timeout_s='soon': must be a number"),
+        (["method.rho_o=["], "write overrides as KEY=VALUE"),
+    ],
+    ids=["key typo", "section key typo", "unknown option", "wrong type", "override syntax"],
+)
+def test_hydras_composition_errors_are_one_line_exit_2(tmp_path, overrides, message):
+    """Hydra's own errors (issue 24): one line naming the key and the nearest valid ones, never
+    Hydra's multi-line text or its ``+key`` hint."""
+    line = one_line_error(fedsynth(tmp_path, *overrides))
+    assert message in line and "+method" not in line and "Traceback" not in line
+
+
+def test_an_unknown_option_lists_the_users_own_specs_apart(tmp_path):
+    """The user's config folder ($FEDSYNTH_CONFIG_DIR) is on Hydra's search path: its specs are
+    listed as the user's, not mixed into the built-in ones."""
+    own = tmp_path / "config" / "dataset"
+    own.mkdir(parents=True)
+    (own / "my_law.yaml").write_text("name: my_law\nkind: table\nnum_clients: 2\n")
+    env = {**os.environ, "FEDSYNTH_CONFIG_DIR": str(tmp_path / "config")}
+    command = [sys.executable, "-m", "fedsynth.cli", f"hydra.run.dir={tmp_path / 'run'}", "dataset=my_lw"]
+    line = one_line_error(subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path))
+    assert "did you mean my_law?" in line
+    built_in, yours = line.split("built in: ")[1].split("; yours")
+    assert "my_law" not in built_in and "synthetic" in built_in and yours.endswith(": my_law")
+
+
+def test_every_point_of_a_sweep_is_checked_before_the_first_runs(tmp_path):
+    sweep = tmp_path / "sweep"
+    command = [sys.executable, "-m", "fedsynth.cli", "-m", f"hydra.sweep.dir={sweep}", "engine=inprocess", "method.rho_o=10,abc,20"]
+    line = one_line_error(subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path))
+    assert "sweep point 1 of 3 (engine=inprocess method.rho_o=abc): method.rho_o='abc': must be a number" in line
+    assert not list(sweep.glob("*/results.json")) and not (sweep / "0").exists()
+
+
+def test_runs_never_share_an_output_folder(tmp_path):
+    """A run's folder is its own: a second run into a folder that holds a run, or that a run in
+    progress holds, is one line and exit 2; the default folders of two runs started together
+    differ."""
+    first = fedsynth(tmp_path, "engine=inprocess", "method.k_max=2", "method.synthetic_size=20")
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = (tmp_path / "results.json").read_bytes()
+    line = one_line_error(fedsynth(tmp_path, "engine=inprocess", "method.k_max=2", "seed=1"))
+    assert f"the output folder {tmp_path} holds another run's output" in line
+    assert (tmp_path / "results.json").read_bytes() == before
+    busy = tmp_path / "busy"
+    running = subprocess.Popen(
+        [sys.executable, "-m", "fedsynth.cli", f"hydra.run.dir={busy}", "engine=inprocess", "method.k_max=100000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (busy / ".hydra").exists():
+            assert running.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        (busy / ".hydra").rename(busy / ".hydra-moved")  # only the lock is left to tell
+        line = one_line_error(fedsynth(busy, "engine=inprocess", "method.k_max=2"))
+        assert f"the output folder {busy} belongs to another run in progress" in line
+    finally:
+        running.kill()
+        running.wait()
+    together = [
+        subprocess.Popen([sys.executable, "-m", "fedsynth.cli", "engine=inprocess", "method.k_max=2", "method.synthetic_size=20"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path)
+        for _ in range(2)
+    ]
+    paths = [process.communicate(timeout=600)[0].strip().splitlines()[-1] for process in together]
+    assert all(process.returncode == 0 for process in together) and paths[0] != paths[1]
+    assert all(Path(path).is_file() for path in paths)
+
+
+def in_a_mount(tmp_path: Path, options: str, *overrides: str) -> subprocess.CompletedProcess:
+    """``fedsynth OVERRIDES`` whose output folder is on a 1 MiB tmpfs mounted with ``options``
+    in a mount namespace of its own (skips where one cannot be made)."""
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    probe = subprocess.run(["unshare", "-m", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs in a mount namespace here: {probe.stderr.decode()[-200:]}")
+    fill = f"head -c 1040000 /dev/zero > {mount}/fill 2>/dev/null; " if "ro" not in options else ""
+    command = " ".join([sys.executable, "-m", "fedsynth.cli", f"hydra.run.dir={mount}/run", *overrides])
+    script = f"mount -t tmpfs -o size=1m,{options} tmpfs {mount} && {fill}exec {command}"
+    return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("options, message", [("ro", "cannot create the output folder"), ("rw", "KiB free on its file system")])
+def test_a_read_only_or_full_output_folder_is_one_line(tmp_path, options, message):
+    done = in_a_mount(tmp_path, options, "engine=inprocess", "method.k_max=2")
+    assert message in one_line_error(done)
+
+
+def test_a_run_over_its_time_limit_is_one_line(tmp_path):
+    line = one_line_error(fedsynth(tmp_path, "engine=inprocess", "engine.run_timeout_s=1", "method.k_max=100000"), code=1)
+    assert "the run took longer than engine.run_timeout_s" in line
 
 
 def test_the_traceback_switch_shows_the_traceback(tmp_path):
@@ -237,5 +331,6 @@ def test_a_sweep_ends_with_its_folder_and_the_report_command(tmp_path):
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().splitlines()[-2:] == [f"sweep finished: {sweep}", f"report: fedsynth-report {sweep}"]
+    report = Path(sys.executable).parent / "fedsynth-report"
+    assert done.stdout.strip().splitlines()[-2:] == [f"sweep finished: {sweep}", f"report: {report} {sweep}"]
     assert sorted(p.parent.name for p in sweep.glob("*/results.json")) == ["0", "1"]

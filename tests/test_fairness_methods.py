@@ -10,8 +10,8 @@ import torch
 
 from fedsynth.data import DatasetSpec, hold_out, load_dataset, partition_clients
 from fedsynth.data.errors import DataError
-from fedsynth.federated import InProcessEngine, RunOutcome
-from fedsynth.federated.experiment import compose_experiment
+from fedsynth.api import InProcessEngine, RunOutcome
+from fedsynth import api
 from fedsynth.methods import build_method
 
 ROWS = 1200  # 3 clients of 400 rows: 320 train / 80 test each
@@ -19,8 +19,8 @@ SMALL = ["dataset=synthetic", f"dataset.generator.num_rows={ROWS}"]
 TINY_SINGLE_SHOT = [*SMALL, "method.k_max=5", "method.synthetic_size=40", "method.synthetic_labels=proportional"]
 
 
-def experiment(*overrides: str) -> dict:
-    return compose_experiment(list(overrides))
+def experiment(*overrides: str) -> api.Experiment:
+    return api.check(api.compose(list(overrides)))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -60,7 +60,7 @@ def test_fair_fate_end_to_end(fair_fate_run, fedavg_run) -> None:
     assert outcome.metrics["accuracy"] > 0.7
     assert not np.array_equal(outcome.theta, fedavg_run.theta)
     # the server validates on 10% of every client's training rows: a privilege no client statistic shows
-    spec = DatasetSpec.from_config(config["dataset"])
+    spec = DatasetSpec.from_config(config.dataset)
     parts = partition_clients(load_dataset(spec), spec.num_clients, seed=0, scheme="dirichlet")
     held = sum(round(0.1 * len(p.train)) for p in parts)
     assert outcome.info["server_validation_rows"] == held
@@ -75,7 +75,7 @@ def test_fair_fate_end_to_end(fair_fate_run, fedavg_run) -> None:
 
 
 def test_fair_fate_needs_a_validation_set_and_known_settings() -> None:
-    base = experiment(*SMALL, "method=fair_fate")["method"]
+    base = experiment(*SMALL, "method=fair_fate").method
     with pytest.raises(ValueError, match="validation_fraction > 0"):
         build_method({**base, "validation_fraction": 0.0})
     with pytest.raises(ValueError, match="fairness_metric must be one of"):
@@ -85,7 +85,7 @@ def test_fair_fate_needs_a_validation_set_and_known_settings() -> None:
 
 
 def test_hold_out_is_a_seeded_disjoint_split() -> None:
-    spec = DatasetSpec.from_config(experiment(*SMALL)["dataset"])
+    spec = DatasetSpec.from_config(experiment(*SMALL).dataset)
     train = partition_clients(load_dataset(spec), spec.num_clients, seed=0)[0].train
     kept, held = hold_out(train, 0.25, seed=3, client_id=1)
     assert len(held) == 80 and len(kept) == 240
@@ -112,7 +112,7 @@ def test_single_shot_runs_every_measure_with_a_fair_server(fairness) -> None:
 
 
 def test_bad_fairness_settings_fail_clearly() -> None:
-    base = experiment(*TINY_SINGLE_SHOT)["method"]
+    base = experiment(*TINY_SINGLE_SHOT).method
     with pytest.raises(ValueError, match="fairness must be one of"):
         build_method({**base, "fairness": "parity"})
     with pytest.raises(ValueError, match="server_rho"):
@@ -132,7 +132,7 @@ def test_bad_fairness_settings_fail_clearly() -> None:
     ids=["fair_fate", "single_shot_eo_gap_server_rho"],
 )
 def test_new_settings_on_the_flower_simulation_engine(overrides) -> None:
-    from fedsynth.federated import SimulationEngine
+    from fedsynth.api import SimulationEngine
 
     config = experiment(*overrides)
     simulation = SimulationEngine().run(config)

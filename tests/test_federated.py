@@ -12,26 +12,18 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from flwr.app import MetricRecord, RecordDict
 
-from fedsynth.federated import InProcessEngine, RunOutcome
-from fedsynth.federated import processes
-from fedsynth.federated.experiment import (
-    RUN_CONFIG_DEFAULTS,
-    close_inbox,
-    compose_experiment,
-    experiment_from_json,
-    experiment_from_run_config,
-    experiment_json,
-    next_point,
-    run_config_for,
-    submit_point,
-)
+from fedsynth import api
+from fedsynth.api import InProcessEngine, RunOutcome
+from fedsynth.config import experiment_from_mapping
+from fedsynth.federated import client_logic, inprocess
+from fedsynth.federated.experiment import RUN_CONFIG_KEYS, experiment_json, run_config_for
 from fedsynth.federated.inprocess import InProcessTransport
 from fedsynth.federated.messages import EXPERIMENT, decode, encode, record_nbytes, with_experiment
 from fedsynth.federated.server_logic import run_experiment
-from fedsynth.federated import client_logic
 from fedsynth.methods import ClientFailure, UnansweredMessage, arrays_of, build_method, config_of, make_content, metrics_of
 from fedsynth.methods.single_shot import SynthesisRequest
 from federated_support import SYNTHETIC_ROWS, TINY, faulty_experiment, tiny_experiment
@@ -64,16 +56,16 @@ def test_empty_content_is_an_empty_message() -> None:
 
 def test_run_config_carries_the_experiment_exactly() -> None:
     experiment = tiny_experiment()
-    run_config = run_config_for({**experiment, "engine": {"ignored": 1}}, "outcome.json")
-    assert set(run_config) == set(RUN_CONFIG_DEFAULTS)
+    run_config = run_config_for(experiment, "outcome.json")
+    assert set(run_config) == set(RUN_CONFIG_KEYS)
     assert Path(run_config["results-path"]).is_absolute()
-    assert experiment_from_run_config(run_config) == json.loads(json.dumps(experiment))
+    assert api.experiment_of_run_config(run_config) == experiment
 
 
 def test_overrides_compose_the_bundled_conf_like_flwr_run_does() -> None:
-    composed = experiment_from_run_config({**RUN_CONFIG_DEFAULTS, "overrides": " ".join(TINY)})
+    composed = api.experiment_of_run_config({"overrides": " ".join(TINY)})
     assert composed == tiny_experiment()
-    assert composed["method"]["k_max"] == 3 and composed["dataset"]["name"] == "synthetic"
+    assert composed.method["k_max"] == 3 and composed.dataset["name"] == "synthetic"
 
 
 @pytest.mark.parametrize(
@@ -81,32 +73,36 @@ def test_overrides_compose_the_bundled_conf_like_flwr_run_does() -> None:
     [
         ({"experiment": "{}", "overrides": "seed=1"}, "not both"),
         ({"unknown": "1"}, "unknown run config keys"),
-        ({"experiment": json.dumps({"seed": 0})}, "lacks"),
+        ({"experiment": json.dumps({"seed": 0})}, "dataset"),
     ],
 )
 def test_bad_run_config_is_refused(run_config: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        experiment_from_run_config(run_config)
+    with pytest.raises(api.ConfigError, match=message):
+        api.experiment_of_run_config(run_config)
 
 
 @pytest.mark.parametrize(
     "section, value, message",
     [
-        ("partition", {"scheme": "iid", "test_fraction": 0.2, "dirichlet_alpha": 0.5, "alpha": 1}, r"experiment.partition: unknown key\(s\) \['alpha'\]"),
-        ("federation", {"min_clients": 1, "timeout_s": "soon", "report_metrics": True, "max_abs_x": 1.0, "max_test_rows": 10}, r"experiment.federation.timeout_s must be float, got 'soon'"),
-        ("model", {"fit_intercept": 1}, r"experiment.model.fit_intercept must be bool, got 1"),
-        ("seed", 1.5, r"experiment.seed must be int, got 1.5"),
+        ("partition", {"scheme": "iid", "alpha": 1}, r"^partition.alpha: no such key; did you mean partition.dirichlet_alpha\?$"),
+        ("federation", {"timeout_s": "soon"}, r"^federation.timeout_s='soon': must be a number$"),
+        ("model", {"fit_intercept": "maybe"}, r"^model.fit_intercept='maybe': must be true or false$"),
+        ("seed", 1.5, r"^seed=1.5: must be an integer$"),
+        ("federation", {"min_clients": 0}, r"^federation.min_clients=0: must be >= 1$"),
+        ("partition", {"test_fraction": 2}, r"^partition.test_fraction=2: must be between 0 and 1$"),
     ],
 )
 def test_experiment_sections_are_checked_against_their_schema(section: str, value: object, message: str) -> None:
-    experiment = {**tiny_experiment(), section: value}
+    """One route from a mapping to an experiment (the command's config, a client's message):
+    OmegaConf types it against the dataclasses, each section's rules run once."""
+    experiment = {**tiny_experiment().to_dict(), section: value}
     with pytest.raises(ValueError, match=message):
-        run_config_for(experiment)
+        experiment_from_mapping(experiment)
 
 
 def test_min_clients_above_client_count_is_refused() -> None:
-    with pytest.raises(ValueError, match="min_clients"):
-        run_config_for(tiny_experiment("federation.min_clients=4"))
+    with pytest.raises(api.ConfigError, match="min_clients"):
+        tiny_experiment("federation.min_clients=4")
 
 
 # ----------------------------------------------------------------------------- outcome file
@@ -171,14 +167,13 @@ def test_protocol_sends_only_synthetic_arrays_and_the_model() -> None:
     synthesis configuration and θ reach it, with the experiment (reporting off, as outside an
     experiment)."""
     experiment = tiny_experiment("federation.report_metrics=false")
-    run_config = run_config_for(experiment)
-    transport = RecordingTransport(InProcessTransport(3))
-    out = run_experiment(experiment_from_run_config(run_config), transport, engine="inprocess")
+    transport = RecordingTransport(InProcessTransport(3, inprocess._pool(3, "off")))
+    out = run_experiment(experiment, transport, engine="inprocess")
     assert out.failures == [] and out.metrics == {}
     for *_, sent, _ in transport.log:
-        assert dict(sent.config_records.pop(EXPERIMENT)) == {"json": run_config["experiment"], "point": 0}
+        assert dict(sent.config_records.pop(EXPERIMENT)) == {"json": experiment_json(experiment), "point": 0}
 
-    num_features = experiment["dataset"]["generator"]["num_features"]
+    num_features = experiment.dataset["generator"]["num_features"]
     assert [message_type for message_type, *_ in transport.log] == ["train"] * 3 + ["evaluate"] * 3
     for message_type, node, sent, reply in transport.log:
         assert isinstance(reply, RecordDict), (node, reply)
@@ -201,7 +196,7 @@ def test_protocol_sends_only_synthetic_arrays_and_the_model() -> None:
 
 
 def test_synthesis_request_is_one_mapping_it_writes_and_parses_itself() -> None:
-    method = build_method(tiny_experiment("method.inner_max_iter=7", "method.synthetic_size=full")["method"])
+    method = build_method(tiny_experiment("method.inner.max_iter=7", "method.synthetic_size=full", "method.synthetic_labels=copy").method)
     request = method.synthesis_request()
     config = request.to_config()
     assert list(config) == ["request"]
@@ -215,30 +210,6 @@ def test_synthesis_request_is_one_mapping_it_writes_and_parses_itself() -> None:
         SynthesisRequest.from_config({"rho_o": 10.0})
 
 
-def test_a_run_takes_its_points_from_the_inbox_in_order_until_it_is_closed_gone_or_idle(tmp_path) -> None:
-    """The ServerApp's inbox (``experiment.next_point``): point n is returned checked and with its
-    results path once its file is there; a closed inbox, a removed one, or no point within the
-    idle limit ends the run (``None``)."""
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    first, second = tiny_experiment("seed=1"), tiny_experiment("seed=2")
-    submit_point(inbox, 2, second, tmp_path / "2" / "outcome.json")
-    submit_point(inbox, 1, first, tmp_path / "1" / "outcome.json")
-    assert next_point(inbox, 1) == (experiment_from_json(experiment_json(first)), tmp_path / "1" / "outcome.json")
-    assert next_point(inbox, 2)[0]["seed"] == 2
-    start = time.monotonic()
-    assert next_point(inbox, 3, idle_s=0.3) is None and time.monotonic() - start >= 0.3
-    close_inbox(inbox)
-    assert next_point(inbox, 3) is None
-    shutil.rmtree(inbox)
-    assert next_point(inbox, 3) is None
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    (broken / "point-000001.json").write_text(json.dumps({"experiment": {"seed": 1}, "results-path": "x"}))
-    with pytest.raises(ValueError, match="experiment"):
-        next_point(broken, 1)
-
-
 def test_a_client_loads_its_data_once_per_run(monkeypatch) -> None:
     """Every message of a run on one node reuses the node's part; a node that missed ``train``
     still evaluates θ with the request that comes with it."""
@@ -247,7 +218,7 @@ def test_a_client_loads_its_data_once_per_run(monkeypatch) -> None:
     monkeypatch.setattr(client_logic, "load_client_data", lambda experiment, node: loads.append(node) or real(experiment, node))
     experiment = tiny_experiment("seed=4711")  # a seed no other test uses: nothing cached yet
     text = experiment_json(experiment)
-    method = build_method(experiment["method"])
+    method = build_method(experiment.method)
     train = with_experiment(make_content(config=method.synthesis_request().to_config()), text, 0)
     node, other = {"partition-id": 1, "num-partitions": 3}, {"partition-id": 2, "num-partitions": 3}
     state = RecordDict()
@@ -267,14 +238,14 @@ def test_a_client_process_keeps_the_parts_of_a_few_data_configurations_only(monk
     configurations: memory stays bounded, and a configuration dropped is loaded again."""
     loads = []
     real = client_logic.load_client_data
-    monkeypatch.setattr(client_logic, "load_client_data", lambda experiment, node: loads.append(experiment["seed"]) or real(experiment, node))
+    monkeypatch.setattr(client_logic, "load_client_data", lambda experiment, node: loads.append(experiment.seed) or real(experiment, node))
     node = {"partition-id": 0, "num-partitions": 3}
     seeds = [5000 + k for k in range(client_logic.DATA_CONFIGS_KEPT + 1)]  # seeds no other test uses
 
     def evaluate(seed: int) -> None:
         experiment = tiny_experiment(f"seed={seed}")
-        theta = np.zeros(experiment["dataset"]["generator"]["num_features"] + 2)
-        content = make_content(arrays={"theta": theta}, config=build_method(experiment["method"]).evaluation_config())
+        theta = np.zeros(experiment.dataset["generator"]["num_features"] + 2)
+        content = make_content(arrays={"theta": theta}, config=build_method(experiment.method).evaluation_config())
         client_logic.answer_message("evaluate", with_experiment(content, experiment_json(experiment), 0), node, RecordDict())
 
     for seed in [*seeds, seeds[-1], seeds[1], seeds[0]]:
@@ -287,9 +258,9 @@ def test_a_client_answers_only_the_message_types_its_method_defines(caplog) -> N
     no handler for, or one that is not a Flower message type, or a content with a record beyond
     arrays / config / metrics, is one line on the client's log and a ``config`` category on the
     wire."""
-    experiment = compose_experiment(["dataset=synthetic", "dataset.generator.num_rows=600", "method=local"])
+    experiment = api.check(api.compose(["dataset=synthetic", "dataset.generator.num_rows=600", "method=local"]))
     text, node = experiment_json(experiment), {"partition-id": 0, "num-partitions": 3}
-    method = build_method(experiment["method"])
+    method = build_method(experiment.method)
     data = client_logic.load_client_data(experiment, node)
     with pytest.raises(UnansweredMessage, match=r"^method 'local' does not answer 'train' messages$"):
         method.train(make_content(), data, {})
@@ -317,7 +288,7 @@ def test_a_client_keeps_its_method_state_within_a_point_and_starts_the_next_afre
     belong to one point; a node that gets no ``train`` in the next point reports no stale rows."""
     experiment = tiny_experiment("seed=4712")
     text, node = experiment_json(experiment), {"partition-id": 0, "num-partitions": 3}
-    method = build_method(experiment["method"])
+    method = build_method(experiment.method)
     state = RecordDict()
     rows = client_logic.answer_message("train", with_experiment(make_content(config=method.synthesis_request().to_config()), text, 0), node, state)
     theta = np.zeros(rows.array_records["arrays"]["x"].numpy().shape[1] + 2)
@@ -353,18 +324,16 @@ def test_in_process_clients_are_processes_of_their_own() -> None:
     process is replaced, and the next run on the same engine is whole."""
     out = InProcessEngine().run(faulty_experiment({"2": "exit"}))
     reasons = {f["node"]: f["reason"] for f in out.failures}
-    assert reasons == {3: "train: crashed: its client process exited with code 3"}
+    assert reasons == {3: "train: crashed: its client process exited"}
     assert out.info["synthetic_rows"] == {"1": SYNTHETIC_ROWS, "2": SYNTHETIC_ROWS, "4": SYNTHETIC_ROWS}
     assert InProcessEngine().run(faulty_experiment({})).failures == []
 
 
-def test_in_process_clients_log_through_the_engine(monkeypatch, caplog) -> None:
-    """The clients' log lines (here the progress lines that FEDSYNTH_PROGRESS=log asks for, a
-    variable the engine passes to its client processes with each message) reach the engine's
-    loggers."""
-    monkeypatch.setenv("FEDSYNTH_PROGRESS", "log")
+def test_in_process_clients_log_through_the_engine(caplog) -> None:
+    """The clients' log lines (here the progress lines that ``engine.progress=log`` asks for,
+    a setting the client processes get when they start) reach the engine's loggers."""
     with caplog.at_level("INFO"):
-        InProcessEngine().run(tiny_experiment())
+        InProcessEngine(progress="log").run(tiny_experiment())
     finished = [
         record.getMessage().split(":")[0]
         for record in caplog.records
@@ -379,27 +348,14 @@ def test_in_process_engine_gives_the_same_numbers_with_one_worker() -> None:
     assert one.theta == many.theta and one.metrics == many.metrics
 
 
-def test_client_processes_started_ahead_answer_the_next_run() -> None:
-    """What the ``fedsynth`` command does before its checks: the in-process engine's fork server
-    starts at once (another engine starts none), and the runs that follow fork their clients from
-    it; the clients stay for the next run."""
-    from fedsynth.federated import client_process
-
-    already = client_process.running_fork_server()  # an earlier test's, if any
-    client_process.start_client_workers(
-        {"engine": {"_target_": "fedsynth.federated.simulation.SimulationEngine"}, "dataset": {"num_clients": 3}}
-    )
-    assert client_process.running_fork_server() is already
-    config = {"engine": {"_target_": client_process.IN_PROCESS_ENGINE, "workers": 2}, "dataset": {"num_clients": 3}}
-    client_process.start_client_workers(config)
-    server = client_process.running_fork_server()
-    assert server is not None and (already is None or server is already)
-    first = InProcessEngine(workers=2).run(tiny_experiment())
-    assert client_process.running_fork_server() is server
-    clients = set(processes.process_tree(server.pid))
-    assert len(clients) >= 2  # the run's two client processes (and other tests' pools)
-    second = InProcessEngine(workers=2).run(tiny_experiment())
-    assert set(processes.process_tree(server.pid)) == clients  # no new process
+def test_client_processes_are_kept_for_the_next_run() -> None:
+    """A run's client processes (forked from one fork server that imported torch once) serve the
+    next runs of the process: the points of a sweep fork no new ones."""
+    first = InProcessEngine(workers=2, progress="off").run(tiny_experiment())
+    pool = inprocess._pool(2, "off")
+    kept = {process.pid for process in pool._idle}
+    second = InProcessEngine(workers=2, progress="off").run(tiny_experiment())
+    assert len(kept) == 2 and {process.pid for process in pool._idle} == kept
     assert second.metrics == first.metrics
 
 
@@ -438,7 +394,7 @@ def test_app_bundle_holds_the_package_and_configs_only(tmp_path: Path) -> None:
     from flwr.cli.build import build_fab_from_disk
 
     from fedsynth.federated.experiment import APP_ROOT
-    from fedsynth.federated.processes import stage_app
+    from fedsynth.deploy.orchestration import stage_app
 
     staged = build_fab_from_disk(stage_app(APP_ROOT, tmp_path / "app"))
     assert staged == build_fab_from_disk(APP_ROOT)
@@ -456,65 +412,69 @@ def test_app_bundle_holds_the_package_and_configs_only(tmp_path: Path) -> None:
 
 
 def alive(pid: int) -> bool:
-    """Whether ``pid`` is a running process (not gone, not a zombie), as /proc tells."""
+    """Whether ``pid`` is a running process (not gone, not a zombie)."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    return state != "Z"
 
 
-def test_stop_process_also_stops_what_started_its_own_session(tmp_path: Path) -> None:
-    """Flower's SuperExec starts a new session, and Ray lives in it: stopping the SuperLink must
-    stop that session too, not only the SuperLink's own process group."""
-    grandchild_pid = tmp_path / "grandchild.pid"
+def _start_family(folder: str, send: object) -> None:
+    """(In a child of ``call_in_child``) start a grandchild in the child's group and one in a
+    session of its own (as Flower's SuperExec does), note their pids, then wait forever."""
+    import time as clock
+
+    first = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    second = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    Path(folder, "pids").write_text(f"{first.pid} {second.pid}")
+    clock.sleep(600)
+
+
+def test_a_call_in_a_child_ends_with_everything_it_started_when_the_caller_dies(tmp_path: Path) -> None:
+    """``lifeline.call_in_child``: a SIGKILL of the caller, which runs no handler, still ends
+    the child and what it started, in its group or in a session of its own."""
     script = (
-        "import subprocess, sys, time\n"
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
-        f"open({str(grandchild_pid)!r}, 'w').write(str(child.pid))\n"
-        "time.sleep(600)\n"
-    )
-    parent = processes.start_process([sys.executable, "-c", script], os.environ, tmp_path / "log")
-    deadline = time.monotonic() + 30
-    while not grandchild_pid.exists() or not grandchild_pid.read_text():
-        assert time.monotonic() < deadline, (tmp_path / "log").read_text()
-        time.sleep(0.05)
-    grandchild = int(grandchild_pid.read_text())
-    assert os.getsid(grandchild) not in (os.getsid(parent.pid), os.getsid(0))
+        "import sys; sys.path.insert(0, %r)\n"
+        "from fedsynth.federated.lifeline import call_in_child\n"
+        "from test_federated import _start_family\n"
+        "if __name__ == '__main__':\n    call_in_child(_start_family, %r, name='family')\n"
+    ) % (str(Path(__file__).parent), str(tmp_path))
+    (tmp_path / "caller.py").write_text(script)
+    caller = subprocess.Popen([sys.executable, str(tmp_path / "caller.py")])
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "pids").exists() or not (tmp_path / "pids").read_text():
+        assert caller.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    family = [int(pid) for pid in (tmp_path / "pids").read_text().split()]
+    family += [p.pid for p in psutil.Process(caller.pid).children(recursive=True)]
+    caller.kill()
+    caller.wait()
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in family) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in family if alive(pid)] == []
 
-    processes.stop_process(parent, grace_s=1.0)
 
-    assert parent.poll() is not None
-    assert not alive(grandchild)  # gone, or a zombie waiting for init
+def test_temporary_folders_a_killed_run_left_are_removed_at_the_next_start() -> None:
+    from fedsynth.federated.lifeline import SCRATCH_ROOT, scratch_dir
 
-
-@pytest.mark.parametrize(
-    ("status", "written", "failed"),
-    [
-        ("running", True, False),  # the ServerApp wrote its outcome; Flower's teardown is not waited for
-        ("finished:completed", True, False),
-        ("finished:completed", False, True),
-        ("finished:failed", False, True),
-        ("finished:failed", True, True),
-        ("finished:stopped", True, True),
-    ],
-)
-def test_a_run_failed_without_its_outcome_or_when_flower_says_so(
-    tmp_path: Path, status: str, written: bool, failed: bool
-) -> None:
-    result = tmp_path / "outcome.json"
-    if written:
-        result.write_text("{}")
-    assert processes.run_failed(status, result) is failed
+    SCRATCH_ROOT.mkdir(mode=0o700, exist_ok=True)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = SCRATCH_ROOT / f"{gone.stdout.strip()}-leftover"  # a process that no longer exists
+    left.mkdir()
+    with scratch_dir() as folder:
+        assert folder.is_dir() and folder.name.startswith(f"{os.getpid()}-")
+        assert not left.exists()
+    assert not folder.exists()
 
 
 def test_launching_flower_does_not_import_torch() -> None:
-    """The fedsynth command on engine=simulation, and Flower loading the two apps, import no
-    torch: the ServerApp's imports then overlap Ray's start (docs/deployment.md)."""
+    """The fedsynth command up to its checks, and Flower loading the two apps, import no torch:
+    a composition error is reported at once, and the ServerApp's imports overlap Ray's start."""
     probe = (
         "import sys\n"
-        "import fedsynth.cli, fedsynth.federated.client_app, fedsynth.federated.server_app\n"
-        "from fedsynth.federated import RunOutcome, SimulationEngine\n"
+        "import fedsynth.cli, fedsynth.app, fedsynth.api, fedsynth.federated.server_app\n"
+        "from fedsynth.api import RunOutcome, SimulationEngine\n"
         "print(sorted(m for m in ('torch', 'pandas') if m in sys.modules))\n"
     )
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)

@@ -1,6 +1,7 @@
-"""fedsynth-deploy (fedsynth/deploy_local.py) end to end: a real SuperLink and SuperNodes on 127.0.0.1, each SuperNode
-with its own data file, one run, everything stopped afterwards; insecure, and with TLS and
-SuperNode authentication (an unregistered SuperNode is refused)."""
+"""fedsynth-deploy (fedsynth/deploy) end to end: a real SuperLink and SuperNodes on 127.0.0.1, each
+SuperNode with its own data file, one run, everything stopped afterwards (a stop signal or a
+SIGKILL of the command included); insecure, and with TLS and SuperNode authentication (an
+unregistered SuperNode is refused)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 
 from fedsynth.data import SyntheticSpec, generate_synthetic
-from fedsynth.federated import RunOutcome
+from fedsynth.api import RunOutcome
 from fedsynth.federated.outcome import OUTCOME_FILE
 
 pytestmark = pytest.mark.slow
@@ -105,7 +106,7 @@ def test_deploy_local_reports_a_binary_data_file_in_one_line_before_starting(tmp
     )
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines() == [f"fedsynth: error: {binary}: not a UTF-8 text CSV file (is it binary or another encoding?)"]
-    assert not (tmp_path / "deploy" / "superlink.log").exists()  # nothing was started
+    assert not (tmp_path / "deploy").exists()  # nothing was started or written
 
 
 def busy_deployment(tmp_path: Path) -> tuple[subprocess.Popen, Path, dict[int, str]]:
@@ -146,6 +147,21 @@ def test_a_stop_signal_to_deploy_local_ends_every_process_it_started(tmp_path: P
     assert survivors(tree, wait_s=max(0.0, 10.0 - (time.monotonic() - sent))) == {}
     last = script.stderr.read().strip().splitlines()[-1]
     assert last == f"fedsynth: error: stopped by {signal.Signals(signum).name}; every process of the deployment was stopped"
+    assert nothing_left_running(out)
+
+
+def test_a_killed_deploy_command_leaves_no_process(tmp_path: Path) -> None:
+    """SIGKILL, which runs no handler: the deployment's own process (in a group of its own, a
+    subreaper of what it started) ends every process when the command's end closes its pipe."""
+    from test_process_cleanup import descendants, survivors
+
+    script, out, tree = busy_deployment(tmp_path)
+    time.sleep(2.0)
+    tree = descendants(script.pid)
+    assert sum("flower-supernode" in line for line in tree.values()) == 2
+    script.kill()
+    script.wait(timeout=30)
+    assert survivors(tree, wait_s=15.0) == {}
     assert nothing_left_running(out)
 
 

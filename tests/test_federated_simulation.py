@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedsynth.federated import InProcessEngine, RunOutcome, SimulationEngine
-from fedsynth.federated.outcome import RunFailed
+from fedsynth import api
+from fedsynth.api import InProcessEngine, RunOutcome, SimulationEngine
 from fedsynth.federated.messages import record_nbytes
 from fedsynth.methods import make_content
 from federated_support import SYNTHETIC_ROWS, faulty_experiment, tiny_experiment
@@ -94,7 +94,7 @@ def test_faults_are_reported_and_the_run_goes_on(faulty_run: RunOutcome) -> None
 def test_only_synthetic_arrays_leave_a_simulated_client(faulty_run: RunOutcome) -> None:
     """Byte for byte: the valid client sent exactly an (N_s, d) x̂ with ŝ, ŷ, and nothing in
     reply to the warm-up or to θ (its metrics stay local)."""
-    num_features = faulty_experiment({})["dataset"]["generator"]["num_features"]
+    num_features = faulty_experiment({}).dataset["generator"]["num_features"]
     expected = record_nbytes(
         make_content(
             arrays={
@@ -111,15 +111,12 @@ def test_only_synthetic_arrays_leave_a_simulated_client(faulty_run: RunOutcome) 
     assert [c["client_id"] for c in faulty_run.clients] == [0, 1, 2, 3]  # from the server's node table
 
 
-def test_a_failed_run_fails_the_engine_and_writes_no_outcome(tmp_path: Path) -> None:
+def test_a_failed_run_fails_the_engine_with_the_servers_line() -> None:
     """Every client crashes, fewer than min_clients remain: the ServerApp's one-line reason is
-    what the engine raises (each reason once, with the nodes it hit), not Flower's log."""
+    what the run raises (each reason once, with the nodes it hit), not Flower's log."""
     experiment = faulty_experiment({"0": "crash", "1": "crash", "2": "crash", "3": "crash"})
-    (tmp_path / "outcome.json").write_text("{}")  # an earlier run's outcome must not pass for this one's
-    with pytest.raises(RunFailed) as error:
-        SimulationEngine(workdir=tmp_path).run(experiment)
+    with pytest.raises(api.RunFailed) as error:
+        api.run(experiment, SimulationEngine())
     message = str(error.value)
     assert "\n" not in message and message.startswith("only 0 of 4 clients gave a valid reply, min_clients=1")
     assert "nodes " in message and message.count("train: crashed: internal: the client failed") == 1
-    assert (tmp_path / "run.log").is_file()
-    assert not list(tmp_path.glob("*outcome.json*"))  # neither the file nor a partial temporary

@@ -1,8 +1,8 @@
 """A plain ``flwr run . --stream`` on Flower's default local federation (2 simulated SuperNodes),
-as docs/deployment.md tells a user to run it: no exported settings (the virtual environment's
-``fedsynth-flower-env.pth`` supplies them), a SuperLink that ``flwr`` starts itself, results in the
-documented default place; and federations the experiment cannot run on, which fail at once with a
-message naming ``num-supernodes``.
+as docs/deployment.md tells a user to run it: the virtual environment's ``bin`` first on
+``PATH`` and the documented Flower settings exported (nothing else sets them), a SuperLink that
+``flwr`` starts itself, results in the documented default place; and federations the experiment
+cannot run on, which fail at once with a message naming ``num-supernodes``.
 
 Each test gets Flower's state in a temporary ``FLWR_HOME`` and the local SuperLink on free ports
 (``FLWR_LOCAL_SUPERLINK_HTTP_API_PORT``, ``FLWR_LOCAL_CONTROL_API_PORT``); the SuperLink ``flwr``
@@ -11,18 +11,20 @@ leaves running is stopped by its PID afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from fedsynth.federated import RunOutcome, processes
-from fedsynth.federated.environment import BIN_DIR, FLOWER_DEFAULTS
+from fedsynth.api import RunOutcome
+from fedsynth.deploy import orchestration as processes
+from fedsynth.deploy.orchestration import BIN_DIR, FLOWER_SETTINGS
 from fedsynth.federated.experiment import APP_ROOT
 
 pytestmark = pytest.mark.slow
@@ -37,25 +39,24 @@ def flower_home(tmp_path: Path):
     home = tmp_path / "flwr-home"
     home.mkdir()
     ray_tmpdir = Path(tempfile.mkdtemp(prefix="ray-"))
-    env = {key: value for key, value in os.environ.items() if key not in FLOWER_DEFAULTS}
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("FLWR_", "RAY_"))}
     env.update(
         {
+            **FLOWER_SETTINGS,  # docs/deployment.md: the settings to export
             "FLWR_HOME": str(home),
             "RAY_TMPDIR": str(ray_tmpdir),
             "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(processes.free_port()),
             "FLWR_LOCAL_CONTROL_API_PORT": str(processes.free_port()),
-            "PATH": os.environ.get("PATH", "").replace(f"{BIN_DIR}{os.pathsep}", ""),
+            "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}",  # the environment activated
         }
     )
     yield env
     for pid in [pid for pid, args in _command_lines().items() if "flower-superlink" in args and str(home) in args]:
-        sessions = processes.sessions_of_tree(pid)
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while processes.is_running(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for leftover in processes.processes_in_sessions(sessions | {pid}):
-            os.kill(leftover, signal.SIGKILL)
+        family = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        for member in family:
+            with contextlib.suppress(psutil.Error):
+                member.kill()
+        psutil.wait_procs(family, timeout=15)
     assert not [args for args in _command_lines().values() if str(home) in args]
 
 
@@ -83,8 +84,7 @@ def flwr_run(env: dict[str, str], app: Path, *options: str) -> tuple[subprocess.
 def run_status(env: dict[str, str], output: str) -> str:
     """The status of the run ``output`` (``flwr run``'s) reports, from the local SuperLink."""
     run_id = int(re.search(r"Successfully started run (\d+)", output).group(1))
-    with processes.control_client(f"127.0.0.1:{env['FLWR_LOCAL_SUPERLINK_HTTP_API_PORT']}") as control:
-        return processes.run_status(control, run_id)
+    return processes.run_status(None, run_id, env)
 
 
 @pytest.fixture(scope="module")

@@ -121,11 +121,12 @@ def test_fedsynth_compare_draws_the_fronts_and_warns_of_missing_seeds(tmp_path, 
 def test_method_settings_come_from_the_methods_own_config() -> None:
     """The method's keys, minus those mirroring the run's seed and the shared model and federation
     settings; nothing per method in the reporting code."""
-    from fedsynth.federated.experiment import compose_experiment
+    from fedsynth import api
     from fedsynth.reporting.results import client_statistics, method_settings
 
     def settings(*overrides: str) -> dict:
-        return method_settings({"dataset": "law_school_race", "config": compose_experiment(list(overrides))})
+        config = api.check(api.compose(list(overrides))).to_dict()
+        return method_settings({"dataset": "law_school_race", "config": config})
 
     single_shot = settings("method.synthetic_size=800", "seed=3")
     assert single_shot["synthetic_size"] == 800 and single_shot["rho_o"] == 10.0

@@ -9,6 +9,7 @@ Needs root and ``ip netns`` (iproute2): it skips with the reason where namespace
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -16,11 +17,16 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import tomli_w
 
-from fedsynth.federated import RunOutcome, processes
-from fedsynth.federated.experiment import APP_ROOT, compose_experiment, run_config_for
+from fedsynth import api
+from fedsynth.api import RunOutcome
+from fedsynth.deploy import orchestration as processes
+from fedsynth.deploy.certificates import make_certificates, make_node_key
+from fedsynth.deploy.cli import outsider_control_refused, split_data_file, start_fleet_gate
+from fedsynth.federated.experiment import APP_ROOT, run_config_for
 from fedsynth.federated.outcome import OUTCOME_FILE
 from test_federated_deploy import write_table
 
@@ -32,10 +38,24 @@ OUTSIDER = "outsider"
 GATE_PORT = 9092
 
 
-def load_deploy_script():
-    from fedsynth import deploy_local
+def tail(path: Path, lines: int = 15) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
-    return deploy_local
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop a started process and everything it started."""
+    try:
+        family = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = []
+    for member in family:
+        with contextlib.suppress(psutil.Error):
+            member.terminate()
+    _, left = psutil.wait_procs(family, timeout=2.0)
+    for member in left:
+        with contextlib.suppress(psutil.Error):
+            member.kill()
+    process.wait()
 
 
 def ip(*arguments: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -100,23 +120,22 @@ def wait_for(predicate, timeout: float, what: str, logs: list[Path]) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            pytest.fail(f"{what} within {timeout:g} s; logs:\n" + "\n".join(processes.tail(p, 15) for p in logs))
+            pytest.fail(f"{what} within {timeout:g} s; logs:\n" + "\n".join(tail(p) for p in logs))
         time.sleep(0.2)
 
 
 def test_a_single_shot_run_across_sites_with_an_outsider_refused(tmp_path: Path, namespaces: Namespaces) -> None:
-    deploy = load_deploy_script()
     table = tmp_path / "table.csv"
     write_table(table, 400)
-    experiment = compose_experiment([
+    experiment = api.check(api.compose([
         "dataset=csv", f"dataset.file={table}", "dataset.num_clients=2",
         "dataset.label.column=label", "dataset.label.positive=1",
         "dataset.sensitive.column=group", "dataset.sensitive.privileged=1",
         "method.k_max=3", "method.synthetic_size=30", "federation.timeout_s=120",
         "federation.report_metrics=true",
-    ])
-    data_files = deploy.split_data_file(experiment, tmp_path / "data")
-    certificates = deploy.make_certificates(tmp_path / "certificates", hosts=("127.0.0.1", namespaces.address["link"]))
+    ]))
+    data_files = split_data_file(experiment, tmp_path / "data")
+    certificates = make_certificates(tmp_path / "certificates", hosts=("127.0.0.1", namespaces.address["link"]))
     ca = certificates[0]
     env = processes.flower_env(tmp_path)
     results = tmp_path / OUTCOME_FILE
@@ -129,7 +148,7 @@ def test_a_single_shot_run_across_sites_with_an_outsider_refused(tmp_path: Path,
 
     def start(name: str, command: list[str]):
         logs.append(tmp_path / f"{name}.log")
-        process = processes.start_process(command, env, logs[-1])
+        process = processes.start(command, env, logs[-1])
         started.append(process)
         return process
 
@@ -142,7 +161,7 @@ def test_a_single_shot_run_across_sites_with_an_outsider_refused(tmp_path: Path,
         ])
         wait_for(lambda: "Starting the SuperLink Fleet HTTP API" in logs[0].read_text(errors="replace"), 60, "no SuperLink", logs)
         gate_address = f"{namespaces.address['link']}:{GATE_PORT}"
-        started.append(deploy.start_fleet_gate(
+        started.append(start_fleet_gate(
             gate_address, f"127.0.0.1:{superlink_port}", certificates, env, tmp_path / "gate.log", prefix=link
         ))
         logs.append(tmp_path / "gate.log")
@@ -150,7 +169,7 @@ def test_a_single_shot_run_across_sites_with_an_outsider_refused(tmp_path: Path,
         processes.write_connection(env, "operator", f"127.0.0.1:{superlink_port}", root_certificates=ca)
         nodes = []
         for k, (site, data) in enumerate(zip(SITES, data_files)):
-            private, public = deploy.make_node_key(tmp_path / "certificates", f"node_{k}")
+            private, public = make_node_key(tmp_path / "certificates", f"node_{k}")
             registered = subprocess.run(
                 [*link, processes.flower_command("flwr"), "supernode", "register", str(public), "operator"],
                 env=env, capture_output=True, text=True, timeout=120,
@@ -163,13 +182,13 @@ def test_a_single_shot_run_across_sites_with_an_outsider_refused(tmp_path: Path,
             ]))
 
         # the outsider: the CA certificate and a route to the gate, nothing else
-        outsider_key, outsider_public = deploy.make_node_key(tmp_path / "certificates", "outsider")
+        outsider_key, outsider_public = make_node_key(tmp_path / "certificates", "outsider")
         intruder = start("outsider_supernode", [
             *namespaces.prefix(OUTSIDER), processes.flower_command("flower-supernode"), "--superlink", gate_address,
             "--root-certificates", str(ca), "--auth-supernode-private-key", str(outsider_key),
             "--node-config", f'data-file="{data_files[0]}" partition-id=0',
         ])
-        assert deploy.outsider_control_refused(
+        assert outsider_control_refused(
             gate_address, ca, outsider_public, tmp_path / "outsider", prefix=namespaces.prefix(OUTSIDER)
         )
         direct = subprocess.run(  # the SuperLink's own port is not reachable from another namespace
@@ -194,5 +213,5 @@ def test_a_single_shot_run_across_sites_with_an_outsider_refused(tmp_path: Path,
         assert all(node.poll() is None for node in nodes) and runner is not None
     finally:
         for process in reversed(started):
-            processes.stop_process(process, grace_s=2.0)
+            stop(process)
     assert all(process.poll() is not None for process in started)

@@ -12,8 +12,8 @@ import torch
 
 from fedsynth.core import SynthesisConfig
 from fedsynth.data.types import TabularData
-from fedsynth.federated import InProcessEngine
-from fedsynth.federated.experiment import compose_experiment
+from fedsynth import api
+from fedsynth.api import InProcessEngine
 from fedsynth.methods import build_method, make_content, metrics_of
 from fedsynth.metrics.privacy import PRIVACY_KEYS
 from fedsynth.privacy.accounting import NEIGHBOURING
@@ -22,6 +22,10 @@ from fedsynth.privacy.synthesis import private_synthesize
 
 SMALL = ["dataset=synthetic", "dataset.generator.num_rows=1200"]  # 3 clients, 320 training rows each
 PRIVATE = ["method.privacy.epsilon=1.0", "method.privacy.noise_seed=7"]
+
+
+def compose_experiment(overrides: list[str]) -> api.Experiment:
+    return api.check(api.compose(overrides))
 
 
 def run(method: str, *overrides: str):
@@ -51,8 +55,8 @@ def test_private_single_shot_end_to_end():
 
 
 def test_privacy_off_is_the_plain_synthesis():
-    plain = build_method(compose_experiment([*SMALL, "method.k_max=5"])["method"])
-    off = build_method(compose_experiment([*SMALL, "method.k_max=5", "method.privacy.epsilon=null"])["method"])
+    plain = build_method(compose_experiment([*SMALL, "method.k_max=5"]).method)
+    off = build_method(compose_experiment([*SMALL, "method.k_max=5", "method.privacy.epsilon=null"]).method)
     assert not off.privacy.enabled and off.synthesis_request().config == plain.synthesis_request().config
 
 
@@ -92,14 +96,14 @@ def test_private_synthesis_sends_fixed_size_rows_from_the_release():
 )
 def test_settings_a_private_synthesis_cannot_honour_are_refused(overrides, message):
     with pytest.raises(ValueError, match=message):
-        build_method(compose_experiment([*SMALL, "method.privacy.epsilon=1", *overrides])["method"])
+        build_method(compose_experiment([*SMALL, "method.privacy.epsilon=1", *overrides]).method)
 
 
 def test_private_client_evaluation_reports_test_counts_only():
-    method = build_method(compose_experiment([*SMALL, "method.synthetic_size=20", "method.k_max=3", *PRIVATE])["method"])
+    method = build_method(compose_experiment([*SMALL, "method.synthetic_size=20", "method.k_max=3", *PRIVATE]).method)
     from fedsynth.data import DatasetSpec, load_partition
 
-    spec = DatasetSpec.from_config(compose_experiment(SMALL)["dataset"])
+    spec = DatasetSpec.from_config(compose_experiment(SMALL).dataset)
     data = load_partition(spec, 0, seed=0)
     state: dict[str, np.ndarray] = {}
     method.train(make_content(config=method.synthesis_request().to_config()), data, state)
@@ -140,7 +144,7 @@ def test_dp_mst_end_to_end():
 @pytest.mark.parametrize("method", ["dp_suffstats", "dp_fedavg", "dp_mst"])
 def test_private_alternatives_need_an_epsilon(method):
     with pytest.raises(ValueError, match="method.privacy.epsilon must be set: .* is private only"):
-        build_method(compose_experiment([*SMALL, f"method={method}", "method.privacy.epsilon=null"])["method"])
+        build_method(compose_experiment([*SMALL, f"method={method}", "method.privacy.epsilon=null"]).method)
 
 
 def test_a_private_setting_error_is_one_line_exit_2(tmp_path):

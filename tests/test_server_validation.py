@@ -13,7 +13,9 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from fedsynth.core import LogisticModel, fit_server_model
 from fedsynth.data.types import TabularData
-from fedsynth.federated.experiment import experiment_from_run_config, run_config_for
+from fedsynth import api
+from fedsynth.config import experiment_from_mapping
+from fedsynth.federated import inprocess
 from fedsynth.federated.inprocess import InProcessTransport
 from fedsynth.federated.messages import ARRAYS, HARNESS, METRICS
 from fedsynth.federated.outcome import RunOutcome
@@ -22,7 +24,7 @@ from fedsynth.federated.validation import check_evaluation_reply, reply_schema
 from fedsynth.methods import NotEnoughClients
 from fedsynth.methods.replies import fit_without_culprits
 from fedsynth.metrics.counts import COUNT_KEYS, DECISION_BINS, HISTOGRAM_KEYS
-from federated_support import SYNTHETIC_ROWS, tiny_experiment
+from federated_support import SYNTHETIC_ROWS, TINY, tiny_experiment
 
 Tamper = Callable[[RecordDict], RecordDict]
 
@@ -31,8 +33,9 @@ class TamperingTransport(InProcessTransport):
     """The in-process federation, with the replies of some nodes to one message type rewritten
     as a malicious client would send them."""
 
-    def __init__(self, run_config, message_type: str, tamper: dict[int, Tamper]) -> None:
-        super().__init__(int(experiment_from_run_config(run_config)["dataset"]["num_clients"]))
+    def __init__(self, experiment: api.Experiment, message_type: str, tamper: dict[int, Tamper]) -> None:
+        clients = int(experiment.dataset["num_clients"])
+        super().__init__(clients, inprocess._pool(clients, "off"))
         self.message_type, self.tamper = message_type, tamper
 
     def exchange(self, message_type, contents, timeout):
@@ -44,10 +47,8 @@ class TamperingTransport(InProcessTransport):
 
 
 def run_tampered(message_type: str, tamper: dict[int, Tamper], *overrides: str) -> RunOutcome:
-    run_config = run_config_for(tiny_experiment(*overrides))
-    return run_experiment(
-        experiment_from_run_config(run_config), TamperingTransport(run_config, message_type, tamper), engine="test"
-    )
+    experiment = tiny_experiment(*overrides)
+    return run_experiment(experiment, TamperingTransport(experiment, message_type, tamper), engine="test")
 
 
 def set_x(change: Callable[[np.ndarray], np.ndarray]) -> Tamper:
@@ -298,7 +299,7 @@ def test_a_failure_is_filed_under_the_node_the_server_addressed(monkeypatch) -> 
     ],
 )
 def test_the_fleet_gate_lets_only_the_fleet_api_through(target: bytes, passes: bool) -> None:
-    from fedsynth.federated.fleet_gate import allowed, forwarded_head
+    from fedsynth.deploy.fleet_gate import allowed, forwarded_head
 
     assert allowed(target) is passes
     head, length = forwarded_head(b"POST /v1/fleet/x HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\n")
@@ -309,14 +310,12 @@ def test_the_fleet_gate_lets_only_the_fleet_api_through(target: bytes, passes: b
 def test_by_default_a_clients_reply_does_not_depend_on_its_data() -> None:
     """Default N_s (an integer) and balanced labels: clients of different sizes send replies of
     one size with the same (ŝ, ŷ) mix."""
-    from fedsynth.federated.experiment import compose_experiment
-
-    method = compose_experiment([])["method"]
+    method = api.compose([])["method"]
     assert (method["synthetic_size"], method["synthetic_labels"]) == (200, "balanced")
     sizes, label_mixes = set(), set()
     for rows in (1500, 3000):
-        run_config = run_config_for(compose_experiment([f"dataset.generator.num_rows={rows}", "method.k_max=2"]))
-        transport = TamperingTransport(run_config, "none", {})
+        experiment = api.check(api.compose([f"dataset.generator.num_rows={rows}", "method.k_max=2"]))
+        transport = TamperingTransport(experiment, "none", {})
         seen = []
         original = transport.exchange
 
@@ -326,7 +325,7 @@ def test_by_default_a_clients_reply_does_not_depend_on_its_data() -> None:
             return replies
 
         transport.exchange = recording
-        outcome = run_experiment(experiment_from_run_config(run_config), transport, engine="test")
+        outcome = run_experiment(experiment, transport, engine="test")
         assert outcome.failures == []
         sizes |= {c["bytes_up"]["train"] for c in outcome.clients}
         for reply in seen:
@@ -339,9 +338,9 @@ def test_by_default_a_clients_reply_does_not_depend_on_its_data() -> None:
 def test_a_client_error_reveals_no_size_value_or_path() -> None:
     """N_s above the client's N (the command's check bypassed): the client's exception names N,
     the server gets the category only."""
-    run_config = run_config_for(tiny_experiment("method.synthetic_size=300"))  # 160 training rows each
+    experiment = experiment_from_mapping(api.compose([*TINY, "method.synthetic_size=300"]))  # 160 training rows each
     with pytest.raises(NotEnoughClients) as error:
-        run_experiment(experiment_from_run_config(run_config), InProcessTransport(3), engine="test")
+        run_experiment(experiment, InProcessTransport(3, inprocess._pool(3, "off")), engine="test")
     message = str(error.value)
     assert "nodes 1, 2, 3: train: crashed: config: the node cannot use the experiment's configuration" in message
     assert "160" not in message and "300" not in message and "/" not in message

@@ -3,17 +3,15 @@
 The ClientApp and ServerApp run in processes that Flower configures (Ray actors in simulation,
 ``flwr-serverapp`` / ``flwr-clientapp`` in a deployment). There fedsynth's own loggers (the
 clients' progress, k/k_max and P, every 10 % of the outer iterations; the server's warnings) have
-no handler; handing their records to Flower's logger prints them with Flower's, and on the
-simulation engine Ray forwards a client's output to the simulation process, whose output is the
-run's log stream (``flwr run --stream``, ``flwr log``).
+no handler; handing their records to Flower's logger (``flwr``) prints them with Flower's, and on
+the simulation engine Ray forwards a client's output to the simulation's process, which shows it.
 """
 
 from __future__ import annotations
 
 import logging
 
-from flwr.common.logger import LOGGER_NAME
-
+LOGGER_NAME = "flwr"
 PACKAGE_LOGGER = "fedsynth"
 
 

@@ -24,20 +24,22 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import time
 import traceback
-from logging import ERROR, INFO
 from typing import Any, Mapping
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
-from flwr.common.logger import log
 
+from fedsynth.config import Experiment
 from fedsynth.data import DataError, DatasetSpec, load_csv, load_partition, split_train_test
 from fedsynth.data.types import ClientPartition
-from fedsynth.federated.experiment import experiment_from_json
+from fedsynth.federated.experiment import parse_experiment
 from fedsynth.federated.messages import HARNESS, split_experiment
 from fedsynth.methods import MESSAGE_TYPES, FederatedMethod, build_method, metrics_of
 from fedsynth.methods.base import CONTENT_RECORDS, EVALUATE
+
+log = logging.getLogger(__name__)
 
 NODE_DATA_KEYS = ("partition-id", "num-partitions", "data-file")
 """The ``node_config`` keys that decide a node's data."""
@@ -106,8 +108,8 @@ def answer_message(
         if message_type not in MESSAGE_TYPES:
             raise ValueError(f"message type {message_type!r} is not one of {MESSAGE_TYPES}")
         experiment_json, point, content = split_experiment(content)
-        experiment = experiment_from_json(experiment_json)
-        method = _method(json.dumps(experiment["method"], sort_keys=True))
+        experiment = parse_experiment(experiment_json)
+        method = _method(json.dumps(experiment.method, sort_keys=True))
         data = _client_data(experiment, node_config)
         if STATE_POINT not in state or state.config_records[STATE_POINT].get("point") != point:
             for name in (STATE_METHOD, STATE_COMPUTE):
@@ -124,7 +126,7 @@ def answer_message(
         if not isinstance(reply, RecordDict):
             raise TypeError(f"method {method.name!r} answered {message_type!r} with a {type(reply).__name__}, not a RecordDict")
     except Exception as error:  # every failure: the server gets its category only
-        log(ERROR, "client failed on %r: %s", message_type, "".join(traceback.format_exception(error)).rstrip())
+        log.error("client failed on %r: %s", message_type, "".join(traceback.format_exception(error)).rstrip())
         raise ClientError(error_category(error)) from None
 
     state[STATE_METHOD] = ArrayRecord({name: Array(value) for name, value in method_state.items()})
@@ -134,10 +136,10 @@ def answer_message(
 
     if message_type != EVALUATE:
         return reply
-    if experiment["federation"]["report_metrics"]:
+    if experiment.federation.report_metrics:
         reply[HARNESS] = MetricRecord({f"compute_s.{key}": value for key, value in compute.items()})
         return reply
-    log(INFO, "client %d: evaluation of θ on its test data: %s", data.client_id, metrics_of(reply))
+    log.info("client %d: evaluation of θ on its test data: %s", data.client_id, metrics_of(reply))
     return RecordDict()
 
 
@@ -153,15 +155,15 @@ the nodes' parts of: the points of a sweep on the same data reuse them, and the 
 bounded however many points one process serves (a Flower run serves a whole sweep)."""
 
 
-def _client_data(experiment: Mapping[str, Any], node_config: Mapping[str, Any]) -> ClientPartition:
+def _client_data(experiment: Experiment, node_config: Mapping[str, Any]) -> ClientPartition:
     """:func:`load_client_data` once per process for one node of one data configuration: a
     node's messages of a run (and the sweep points that share its data) reuse its part."""
-    data = {key: experiment.get(key) for key in ("dataset", "partition", "seed", "data_dir")}
+    data = {key: getattr(experiment, key) for key in ("dataset", "seed", "data_dir")}
     node = {key: node_config[key] for key in NODE_DATA_KEYS if key in node_config}
-    parts = _parts_of(json.dumps(data, sort_keys=True))
+    parts = _parts_of(json.dumps({**data, "partition": dataclasses.asdict(experiment.partition)}, sort_keys=True))
     node_key = json.dumps(node, sort_keys=True)
     if node_key not in parts:
-        parts[node_key] = load_client_data(data, node)
+        parts[node_key] = load_client_data(experiment, node)
     return parts[node_key]
 
 
@@ -173,18 +175,18 @@ def _parts_of(data_json: str) -> dict[str, ClientPartition]:
     return {}
 
 
-def load_client_data(experiment: Mapping[str, Any], node_config: Mapping[str, Any]) -> ClientPartition:
+def load_client_data(experiment: Experiment, node_config: Mapping[str, Any]) -> ClientPartition:
     """This node's train/test data (see the module docstring for where it comes from)."""
-    spec = DatasetSpec.from_config(experiment["dataset"])
-    partition = experiment["partition"]
+    spec = DatasetSpec.from_config(experiment.dataset)
+    partition = experiment.partition
     if "partition-id" not in node_config:
         raise ValueError(f"node_config needs 'partition-id' (the client's id); got {dict(node_config)}")
     client_id = int(node_config["partition-id"])
     if node_config.get("data-file"):
         return split_train_test(
             load_csv(spec, str(node_config["data-file"])),
-            seed=experiment["seed"],
-            test_fraction=partition["test_fraction"],
+            seed=experiment.seed,
+            test_fraction=partition.test_fraction,
             client_id=client_id,
         )
     num_partitions = int(node_config.get("num-partitions", spec.num_clients))
@@ -192,11 +194,11 @@ def load_client_data(experiment: Mapping[str, Any], node_config: Mapping[str, An
         return load_partition(
             dataclasses.replace(spec, num_clients=num_partitions),
             client_id,
-            seed=experiment["seed"],
-            scheme=partition["scheme"],
-            test_fraction=partition["test_fraction"],
-            dirichlet_alpha=partition["dirichlet_alpha"],
-            data_dir=experiment.get("data_dir"),
+            seed=experiment.seed,
+            scheme=partition.scheme,
+            test_fraction=partition.test_fraction,
+            dirichlet_alpha=partition.dirichlet_alpha,
+            data_dir=experiment.data_dir,
         )
     except DataError as error:
         if "num-partitions" not in node_config:

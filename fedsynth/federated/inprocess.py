@@ -1,116 +1,289 @@
 """The in-process engine: the Flower apps' client and server logic without a Flower runtime.
 
-The server runs in this process; every client answers in a worker process of its own (as on the
-simulation engine, a client is a CPU process), so the clients of a run use every core. Every
-message is serialized with Flower's serde on its way to and from a worker, and a node's
-``Context.state`` travels with its messages and lives here between them. It builds the run config
-with :func:`~fedsynth.federated.experiment.run_config_for` and reads it back with
-:func:`~fedsynth.federated.experiment.experiment_from_run_config`, as the Flower apps do, so it
-gives the same numbers as :class:`~fedsynth.federated.simulation.SimulationEngine` for the same
-seed.
+The server runs in this process; every client answers in a process of its own (as on the
+simulation engine, a client is a CPU process), so the clients of a run use every core. Each
+client process is a one-worker ``concurrent.futures.ProcessPoolExecutor`` on multiprocessing's
+``forkserver`` context, whose fork server has imported torch and the client logic once
+(:data:`PRELOAD`): a client process starts in milliseconds. Every message is serialized with
+Flower's serde on its way to and from a client, and a node's ``Context.state`` travels with its
+messages and lives here between them, so the engine gives the numbers of
+:class:`~fedsynth.federated.simulation.SimulationEngine` for the same seed.
 
-The worker processes are started once per process and kept for later runs (the points of a
-sweep reuse them); they end with this process. The ``fedsynth`` command starts their fork server
-as soon as its config is composed
-(:func:`~fedsynth.federated.client_process.start_client_workers`) and runs its checks and this
-engine in a client process of that server
-(:func:`~fedsynth.federated.client_process.call_in_client_process`), where torch and the client
-logic are imported already; that process's own fork server forks the clients.
+The client processes are kept for this process's later runs (the points of a sweep reuse them and
+the data they loaded); a process that timed out or died is replaced. They end with this process,
+SIGKILL included: a thread in each waits on a pipe whose other end only this process holds, and
+ends the client when it closes. Their log records come back through a ``QueueHandler`` /
+``QueueListener`` pair.
 """
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
+import logging
+import logging.handlers
+import multiprocessing
+import multiprocessing.util
 import os
+import signal
+import threading
 import time
-from typing import Any, Iterator, Mapping
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, Mapping
 
-import torch
 from flwr.app import RecordDict
 
-from fedsynth.federated.client_process import ClientRequest, client_workers, pool_size
-from fedsynth.federated.experiment import experiment_from_run_config, run_config_for
-from fedsynth.federated.messages import decode, encode
+from fedsynth import progress as fedsynth_progress
+from fedsynth.config import Experiment
+from fedsynth.flower import decode, encode
 from fedsynth.federated.outcome import RunOutcome
 from fedsynth.federated.server_logic import run_experiment
 from fedsynth.methods import ClientFailure
 
-ENV_PREFIX = "FEDSYNTH_"
-"""Environment variables with this prefix (progress display, data directory) reach the client
-workers with every message, as they are in this process at the time of the exchange."""
+PRELOAD = ["torch", "fedsynth.federated.client_logic", "scipy.spatial"]
+"""What the fork server imports once for every client process (SciPy's k-d tree: the privacy
+report)."""
 
 
 class InProcessEngine:
     """The federation on this machine without Flower's runtime: node ``k + 1`` holds partition
-    ``k``, and the clients answer in worker processes with one torch thread each.
+    ``k``, and the clients answer in processes with one torch thread each.
 
     Args:
-        workers: client worker processes; ``None`` (default) means one per core this process may
-            use, and never more than there are clients. A client still busy at the timeout is
-            reported as timed out and its worker is stopped (a new one takes its place).
+        workers: client processes; ``None`` (default) means one per core this process may use,
+            and never more than there are clients. A client still busy at the timeout is
+            reported as timed out and its process is replaced.
+        run_timeout_s: the longest a run may take (``None``: no limit besides the messages'
+            ``federation.timeout_s``).
+        progress: how clients show their outer iterations (:data:`fedsynth.progress.MODES`);
+            ``None`` (default): as this process does (:func:`fedsynth.progress.mode`).
     """
 
     name = "inprocess"
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, run_timeout_s: float | None = None, progress: str | None = None) -> None:
         if workers is not None and workers < 1:
             raise ValueError(f"engine.workers must be >= 1 (or null for one per core), got {workers}")
-        self.workers = workers
+        if run_timeout_s is not None and not run_timeout_s > 0:
+            raise ValueError(f"engine.run_timeout_s must be > 0 (or null), got {run_timeout_s}")
+        if progress is not None:
+            fedsynth_progress.check_mode(progress)
+        self.workers, self.run_timeout_s, self.progress = workers, run_timeout_s, progress
 
-    def run(self, config: Mapping[str, Any]) -> RunOutcome:
-        """Run the experiment ``config`` (the resolved Hydra config as a plain dict)."""
+    def run(self, experiment: Experiment) -> RunOutcome:
+        """Run ``experiment``; the server's fit, too, gets one torch thread like each client."""
+        import torch
+
         start = time.perf_counter()
-        experiment = experiment_from_run_config(run_config_for(config))
-        transport = InProcessTransport(int(experiment["dataset"]["num_clients"]), workers=self.workers)
-        with _one_torch_thread():  # the server's fit, too, gets one CPU like each client
-            outcome = run_experiment(experiment, transport, engine=self.name)
+        num_clients = int(experiment.dataset["num_clients"])
+        size = self.workers or min(num_clients, len(os.sched_getaffinity(0)))
+        transport = InProcessTransport(num_clients, _pool(size, self.progress or fedsynth_progress.mode()))
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            outcome = run_experiment(experiment, transport, engine=self.name, run_timeout_s=self.run_timeout_s)
+        finally:
+            torch.set_num_threads(previous)
         return outcome.finish(self.name, start)
 
 
+@dataclass(frozen=True)
+class ClientRequest:
+    """One message for one node: its node config, the message type, the serialized content (the
+    experiment record included) and the node's serialized ``Context.state``."""
+
+    node_config: dict[str, Any]
+    message_type: str
+    content: bytes
+    state: bytes
+
+
 class InProcessTransport:
-    """Delivers each node's message to a client worker process and keeps the nodes' state.
+    """Delivers each node's message to a client process and keeps the nodes' state."""
 
-    Args:
-        num_clients: the number of nodes, one client each.
-        workers: the size of the worker pool (see :class:`InProcessEngine`).
-    """
-
-    def __init__(self, num_clients: int, *, workers: int | None = None) -> None:
-        self._node_configs = {
-            k + 1: {"partition-id": k, "num-partitions": num_clients} for k in range(num_clients)
-        }
+    def __init__(self, num_clients: int, pool: ClientPool) -> None:
+        self._node_configs = {k + 1: {"partition-id": k, "num-partitions": num_clients} for k in range(num_clients)}
         self._states = {node: encode(RecordDict()) for node in self._node_configs}
-        self._pool = client_workers(pool_size(workers, num_clients))
+        self._pool = pool
 
     def nodes(self) -> list[int]:
         """All nodes are always connected."""
         return sorted(self._node_configs)
 
-    def exchange(
-        self, message_type: str, contents: Mapping[int, RecordDict], timeout: float
-    ) -> dict[int, RecordDict | ClientFailure]:
+    def exchange(self, message_type: str, contents: Mapping[int, RecordDict], timeout: float) -> dict[int, RecordDict | ClientFailure]:
         """Deliver serialized contents to the nodes and wait at most ``timeout`` s for them all."""
-        environment = {key: value for key, value in os.environ.items() if key.startswith(ENV_PREFIX)}
         requests = {
-            node: ClientRequest(self._node_configs[node], message_type, encode(content), self._states[node], environment)
+            node: ClientRequest(self._node_configs[node], message_type, encode(content), self._states[node])
             for node, content in contents.items()
         }
         replies: dict[int, RecordDict | ClientFailure] = {}
         for node, answer in self._pool.answer(requests, timeout).items():
-            if answer.error is not None:
-                replies[node] = ClientFailure(node, answer.error)
+            if isinstance(answer, str):
+                replies[node] = ClientFailure(node, answer)
             else:
-                self._states[node] = answer.state
-                replies[node] = decode(answer.reply)
+                self._states[node] = answer[1]
+                replies[node] = decode(answer[0])
         return replies
 
 
-@contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Limit torch's intra-op parallelism to one thread for the duration."""
-    previous = torch.get_num_threads()
+class ClientProcess:
+    """One client process: a one-worker ``ProcessPoolExecutor`` forked by the fork server."""
+
+    def __init__(self, lifeline: Any, logs: Any, mode: str) -> None:
+        context = multiprocessing.get_context("forkserver")
+        # a child sets this process's default start method again: its module too (loky's, in a
+        # worker of the parallel launcher)
+        context.set_forkserver_preload([*PRELOAD, type(multiprocessing.get_context()).__module__])
+        self.executor = concurrent.futures.ProcessPoolExecutor(1, context, _start_client, (lifeline, logs, mode))
+        self.pid = self.executor.submit(os.getpid).result()
+
+    def answer(self, request: ClientRequest, deadline: float) -> tuple[bytes, bytes] | str:
+        """The serialized reply and new state, or the failure's reason; ``TimeoutError`` past
+        ``deadline`` (``time.monotonic``), ``BrokenProcessPool`` if the process died."""
+        future = self.executor.submit(_answer, request)
+        return future.result(timeout=max(0.0, deadline - time.monotonic()))
+
+    def stop(self) -> None:
+        """Kill the process (it may be computing) and let its executor go."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class ClientPool:
+    """Up to ``size`` client processes; each answers one message at a time."""
+
+    def __init__(self, size: int, lifeline: Any, logs: Any, mode: str) -> None:
+        self.size, self._lifeline, self._logs, self._mode = size, lifeline, logs, mode
+        self._idle: list[ClientProcess] = []
+        self._all: list[ClientProcess] = []
+        self._lock = threading.Lock()
+
+    def answer(self, requests: Mapping[int, ClientRequest], timeout: float) -> dict[int, tuple[bytes, bytes] | str]:
+        """Answer every request within ``timeout`` seconds: nodes wait in a queue for a free
+        process; a node still busy at the deadline, or not started by then, is timed out."""
+        deadline = time.monotonic() + timeout
+        queue = collections.deque(sorted(requests))
+        answers: dict[int, tuple[bytes, bytes] | str] = {}
+        too_late = f"no reply within {timeout:g} s"
+
+        def drive() -> None:
+            process: ClientProcess | None = None
+            while True:
+                with self._lock:
+                    if not queue:
+                        break
+                    node = queue.popleft()
+                if time.monotonic() >= deadline:
+                    answers[node] = too_late
+                    continue
+                try:
+                    process = process or self._take()
+                    answers[node] = process.answer(requests[node], deadline)
+                except concurrent.futures.TimeoutError:
+                    answers[node] = too_late
+                    process.stop()
+                    process = None
+                except (BrokenProcessPool, OSError):
+                    answers[node] = "crashed: its client process exited"
+                    if process is not None:
+                        process.stop()
+                    process = None
+            if process is not None:
+                with self._lock:
+                    self._idle.append(process)
+
+        drivers = [threading.Thread(target=drive, daemon=True) for _ in range(min(self.size, len(requests)))]
+        for driver in drivers:
+            driver.start()
+        for driver in drivers:
+            driver.join()
+        return answers
+
+    def _take(self) -> ClientProcess:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        process = ClientProcess(self._lifeline, self._logs, self._mode)
+        with self._lock:
+            self._all.append(process)
+        return process
+
+    def stop(self) -> None:
+        """Kill every process of the pool, busy ones too."""
+        with self._lock:
+            processes, self._all, self._idle = self._all, [], []
+        for process in processes:
+            process.stop()
+
+
+_POOLS: dict[tuple[int, str], ClientPool] = {}
+_POOLS_LOCK = threading.Lock()
+_SHARED: list[Any] = []
+"""The clients' lifeline (the read end of a pipe whose write end only this process holds, kept
+here and never written) and the queue of their log records, made on first use."""
+
+
+def stop_clients() -> None:
+    """Kill this process's client processes, busy ones too (a stop signal: the process then
+    exits normally, and ``concurrent.futures`` would otherwise wait for their work)."""
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        pool.stop()
+
+
+def _pool(size: int, mode: str) -> ClientPool:
+    """This process's pool of ``size`` client processes showing progress as ``mode``, kept for
+    its later runs; the first call makes the lifeline and starts the log records' listener."""
+    with _POOLS_LOCK:
+        if not _SHARED:
+            context = multiprocessing.get_context("forkserver")
+            lifeline, held = context.Pipe(duplex=False)
+            _SHARED.extend([lifeline, held, context.Queue()])
+            logging.handlers.QueueListener(_SHARED[2], _Relay()).start()
+            # before a multiprocessing worker (the parallel launcher's) waits for its children at its end
+            multiprocessing.util.Finalize(None, stop_clients, exitpriority=10)
+        return _POOLS.setdefault((size, mode), ClientPool(size, _SHARED[0], _SHARED[2], mode))
+
+
+class _Relay(logging.Handler):
+    """Hands a client's log record to this process's logger of the same name."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger(record.name).handle(record)
+
+
+def _start_client(lifeline: Any, logs: Any, mode: str) -> None:
+    """A client process's start: end when the engine's process does (its ``lifeline`` closes),
+    one torch thread, log records to the engine, progress shown as ``mode``."""
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            lifeline.recv()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True).start()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command handles Ctrl-C and stops us
+    import torch
+
     torch.set_num_threads(1)
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(logs)]
+    root.setLevel(logging.INFO)
+    fedsynth_progress.set_mode(mode)
+
+
+def _answer(request: ClientRequest) -> tuple[bytes, bytes] | str:
+    """(In a client process) answer one request: the serialized reply and state, or the failure."""
+    from fedsynth.federated.client_logic import answer_message
+
+    state = decode(request.state)
     try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+        reply = answer_message(request.message_type, decode(request.content), request.node_config, state)
+    except Exception as error:  # its category only (answer_message logged the details)
+        return f"crashed: {error}"
+    return encode(reply), encode(state)

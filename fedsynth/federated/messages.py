@@ -8,26 +8,26 @@ other side: nothing converts it. The harness around the method adds one record e
 
 * to every message for a client, ``"experiment"`` (a ``ConfigRecord``, :func:`with_experiment`):
   the experiment as JSON and the number of the point it belongs to within the Flower run. It is
-  how a client learns what to run (the run config is the ServerApp's input only), so one Flower
-  run can serve the points of a sweep one after another
-  (:mod:`fedsynth.federated.simulation`);
+  how a client learns what to run (the run config is the ServerApp's input only), the same way
+  on every engine;
 * to evaluation replies when the experiment reports metrics, ``"harness"`` (a ``MetricRecord``:
   the client's compute seconds, see :mod:`fedsynth.federated.client_logic`).
 
 The bytes the server reports are those of the method's content: the experiment record (the same
 ≈ 1-2 kB in every message) is left out of them.
 
-Sizes are measured, and the in-process engine serializes, with Flower's own protobuf serde, so
-both engines send and count the same bytes for the same content.
+Sizes are measured, and the in-process engine serializes, with Flower's own protobuf serde
+(:mod:`fedsynth.flower`), so both engines send and count the same bytes.
 """
 
 from __future__ import annotations
 
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
-from flwr.common.serde import recorddict_from_proto, recorddict_to_proto
-from flwr.proto.recorddict_pb2 import RecordDict as ProtoRecordDict
 
+from fedsynth.flower import decode, encode, record_nbytes
 from fedsynth.methods.base import ARRAYS, CONFIG, CONTENT_RECORDS, METRICS
+
+__all__ = ["EXPERIMENT", "HARNESS", "check_records", "decode", "encode", "record_nbytes", "split_experiment", "with_experiment"]
 
 HARNESS = "harness"
 EXPERIMENT = "experiment"
@@ -65,18 +65,3 @@ def split_experiment(content: RecordDict) -> tuple[str, int, RecordDict]:
     if not isinstance(experiment_json, str) or not isinstance(point, int) or isinstance(point, bool):
         raise ValueError(f"the {EXPERIMENT!r} record needs 'json' (str) and 'point' (int), got {sorted(record)}")
     return experiment_json, point, RecordDict({name: item for name, item in content.items() if name != EXPERIMENT})
-
-
-def encode(record: RecordDict) -> bytes:
-    """Serialize a ``RecordDict`` with Flower's protobuf serde."""
-    return recorddict_to_proto(record).SerializeToString()
-
-
-def decode(data: bytes) -> RecordDict:
-    """Inverse of :func:`encode`."""
-    return recorddict_from_proto(ProtoRecordDict.FromString(data))
-
-
-def record_nbytes(record: RecordDict) -> int:
-    """Size in bytes of a message's content as Flower serializes it."""
-    return recorddict_to_proto(record).ByteSize()

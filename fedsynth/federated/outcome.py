@@ -1,5 +1,6 @@
-"""What a federated run produced, and its ``outcome.json`` form (written atomically by the ServerApp;
-not the ``fedsynth`` command's ``results.json``, :mod:`fedsynth.reporting.results`)."""
+"""What a federated run produced, and its ``outcome.json`` form (written atomically by the
+ServerApp of a ``flwr run`` or a deployment; not the ``fedsynth`` command's ``results.json``,
+:mod:`fedsynth.reporting.results`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 from fedsynth.io import jsonable, write_json_atomic
 
 OUTCOME_FILE = "outcome.json"
-"""The file name the engines and the deployment script give the ServerApp's outcome."""
+"""The file name of the ServerApp's outcome (``fedsynth-deploy``, ``flwr run``)."""
 
 
 class RunFailed(RuntimeError):
@@ -22,7 +23,7 @@ class RunFailed(RuntimeError):
 
 
 def failure_path(results_path: str | Path) -> Path:
-    """Where the ServerApp writes the one-line reason of a failed run: beside ``results.json``."""
+    """Where the ServerApp writes the one-line reason of a failed run: beside its outcome file."""
     return Path(results_path).with_name("failure.txt")
 
 

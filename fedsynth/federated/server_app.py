@@ -1,44 +1,35 @@
-"""The Flower ServerApp: the shared server logic over Flower's ``Grid``.
+"""The server side on Flower's runtime: the shared server logic over Flower's ``Grid``.
 
-The experiment comes from the run config (see :mod:`fedsynth.federated.experiment`); a run
-whose config names an ``inbox`` then serves the further experiments that arrive there, one after
-another, on the same SuperNodes (the points of a sweep: one Flower start-up for all). The
-federation decides the number of clients: on Flower's simulation engine every SuperNode is one
-client (``num-supernodes``), and a federation smaller than ``federation.min_clients`` fails at once;
-in a deployment the server waits up to ``federation.timeout_s`` for ``dataset.num_clients``
-SuperNodes, then goes on with those connected. The outcome is summarized in the run's log and
-written atomically to ``results-path``, by default :func:`default_results_path`. A failing method
-(too few usable clients) raises, which makes Flower mark the run ``finished:failed``.
-
-The server logic (torch, pandas: ≈ 2.5 s of imports) is imported when the run starts, not with
-this module: Flower's simulation process loads the ServerApp and the ClientApp one after the
-other under one lock before it starts Ray, and with both modules light those imports overlap
-Ray's start instead of preceding it.
+:class:`GridTransport` moves the method's message contents as Flower ``Message``s;
+:func:`serve` runs one experiment on the federation behind a grid. The simulation engine calls
+it from the ServerApp it gives ``flwr.simulation.run_simulation``; ``flwr run`` and a deployment
+run the app of :mod:`fedsynth.app`. The federation decides the number of clients: on Flower's
+simulation every SuperNode is one client, and a federation smaller than
+``federation.min_clients`` fails at once; in a deployment the server waits up to
+``federation.timeout_s`` for ``dataset.num_clients`` SuperNodes, then goes on with those
+connected. A failing method (too few usable clients) raises, which makes Flower mark the run
+failed.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
-from logging import ERROR, INFO, WARNING
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Mapping
 
-from flwr.app import Context, Message, RecordDict
-from flwr.common.logger import log
-from flwr.serverapp import Grid, ServerApp
-from flwr.superlink.grid.inmemory_grid import InMemoryGrid
-from flwr.supercore.utils import get_flwr_home
+from flwr.app import Message, RecordDict
+from flwr.serverapp import Grid
 
-from fedsynth.federated.app_logging import forward_logs_to_flower
-from fedsynth.federated.experiment import experiment_from_run_config, next_point
-from fedsynth.federated.outcome import OUTCOME_FILE
+from fedsynth.config import Experiment
+from fedsynth.flower import is_simulated
+from fedsynth.federated.outcome import RunFailed
 
 if TYPE_CHECKING:
+    from fedsynth.federated.outcome import RunOutcome
     from fedsynth.methods import ClientFailure
 
-app = ServerApp()
-forward_logs_to_flower()
+log = logging.getLogger(__name__)
 
 
 class GridTransport:
@@ -49,12 +40,12 @@ class GridTransport:
         self._exchanges = 0
         self._simulated_nodes: int | None = None
 
-    def wait_for_federation(self, experiment: Mapping[str, Any]) -> int:
+    def wait_for_federation(self, experiment: Experiment) -> int:
         """Wait for the federation's SuperNodes and return how many there are (see the module
         docstring); raise :class:`FederationError` for a simulated federation smaller than
         ``federation.min_clients``."""
-        min_clients = int(experiment["federation"]["min_clients"])
-        if isinstance(self._grid, InMemoryGrid):  # Flower's simulation registers all nodes at once
+        min_clients = experiment.federation.min_clients
+        if is_simulated(self._grid):  # Flower's simulation registers all nodes at once
             if self._simulated_nodes is None:
                 self._simulated_nodes = self._settled_node_count()
             count = self._simulated_nodes
@@ -65,12 +56,12 @@ class GridTransport:
                     f"--federation-config 'num-supernodes={min_clients}') or lower federation.min_clients"
                 )
             return count
-        expected, timeout = int(experiment["dataset"]["num_clients"]), float(experiment["federation"]["timeout_s"])
+        expected, timeout = int(experiment.dataset["num_clients"]), experiment.federation.timeout_s
         deadline = time.monotonic() + timeout
-        while len(self.nodes()) < expected and time.monotonic() < deadline:
+        while len(self.nodes()) < expected and time.monotonic() < deadline:  # SuperNodes join over time
             time.sleep(0.5)
         if len(self.nodes()) < expected:
-            log(WARNING, "%d of %d client nodes connected after %g s", len(self.nodes()), expected, timeout)
+            log.warning("%d of %d client nodes connected after %g s", len(self.nodes()), expected, timeout)
         return len(self.nodes())
 
     def _settled_node_count(self, poll_s: float = 0.25, limit_s: float = 30.0) -> int:
@@ -96,7 +87,8 @@ class GridTransport:
         A reply is filed under the node its message was addressed to (found by the id of the
         message it answers), never under its sender: an error reply the SuperLink writes for a
         lost node comes from the SuperLink's own id. Replies to no message of this exchange are
-        dropped."""
+        dropped. A Ray client actor that died ends the run (:class:`RunFailed`): Flower's
+        simulation would hand the dead actor the next clients' messages too."""
         from fedsynth.methods import ClientFailure  # see the module docstring
 
         self._exchanges += 1
@@ -111,6 +103,9 @@ class GridTransport:
             node = addressed.get(reply.metadata.reply_to_message_id)
             if node is None or node in replies:
                 continue
+            if reply.has_error() and "ActorDiedError" in reply.error.reason:  # Flower would reuse the dead actor
+                pid = re.search(r"pid: (\d+)", reply.error.reason)
+                raise RunFailed(f"Ray client actor (pid {pid.group(1) if pid else '?'}) exited during the run; the simulation cannot go on")
             replies[node] = (
                 ClientFailure(node, f"crashed: {error_summary(reply.error.reason)}")
                 if reply.has_error()
@@ -123,13 +118,6 @@ class GridTransport:
 
 class FederationError(RuntimeError):
     """A federation this experiment cannot run on (too few SuperNodes)."""
-
-
-def default_results_path(run_id: int) -> Path:
-    """Where the ServerApp writes the outcome when the run config's ``results-path`` is empty
-    (a plain ``flwr run .``): ``$FLWR_HOME/fedsynth-results/<run id>/outcome.json`` (``FLWR_HOME``
-    defaults to ``~/.flwr``)."""
-    return get_flwr_home() / "fedsynth-results" / str(run_id) / OUTCOME_FILE
 
 
 def error_summary(reason: str) -> str:
@@ -151,42 +139,17 @@ def _first_line(text: str) -> str:
     return lines[0].strip() if lines else ""
 
 
-@app.main()
-def main(grid: Grid, context: Context) -> None:
-    """Run the experiment of this run's config and report its outcome; with an ``inbox`` in the
-    run config, then every further point that arrives there, one after another, until the inbox
-    is closed (:func:`~fedsynth.federated.experiment.next_point`)."""
-    transport = GridTransport(grid)
-    results_path = Path(str(context.run_config.get("results-path", "")) or default_results_path(context.run_id))
-    run_point(transport, experiment_from_run_config(context.run_config), results_path, point=0)
-    inbox = str(context.run_config.get("inbox", ""))
-    number = 1
-    while inbox and (point := next_point(Path(inbox), number)) is not None:
-        run_point(transport, *point, point=number)
-        number += 1
+def serve(
+    transport: GridTransport, experiment: Experiment, engine: str, run_timeout_s: float | None = None, point: int = 0
+) -> RunOutcome:
+    """Run ``experiment`` on the federation behind ``transport``: wait for its SuperNodes, then
+    the server side of :func:`~fedsynth.federated.server_logic.run_experiment` (``point``: its
+    number among the experiments the transport serves)."""
+    from fedsynth.federated.server_logic import run_experiment  # torch: when a run starts
 
-
-def run_point(transport: GridTransport, experiment: Mapping[str, Any], results_path: Path, point: int) -> None:
-    """Run one experiment on the federation and write its outcome to ``results_path``; a failure
-    (too few SuperNodes or usable clients) is written beside it and raised, which ends the run."""
-    from fedsynth.federated.outcome import failure_path
-    from fedsynth.federated.server_logic import run_experiment  # see the module docstring
-    from fedsynth.methods import NotEnoughClients
-
-    try:
-        num_clients = transport.wait_for_federation(experiment)
-        log(
-            INFO,
-            "fedsynth: dataset=%s method=%s, %d clients (one per SuperNode); results will go to %s",
-            experiment["dataset"]["name"], experiment["method"].get("name", experiment["method"]["_target_"]),
-            num_clients, results_path,
-        )
-        outcome = run_experiment(experiment, transport, engine="flower", point=point)
-    except (FederationError, NotEnoughClients) as error:  # the engine reports this line, Flower marks the run failed
-        log(ERROR, "fedsynth run failed: %s", error)
-        failure = failure_path(results_path)
-        failure.parent.mkdir(parents=True, exist_ok=True)
-        failure.write_text(f"{error}\n", encoding="utf-8")
-        raise
-    log(INFO, "fedsynth: %s", outcome.summary(results_path))
-    outcome.write_json(results_path)
+    num_clients = transport.wait_for_federation(experiment)
+    log.info(
+        "fedsynth: dataset=%s method=%s, %d clients (one per SuperNode)",
+        experiment.dataset["name"], experiment.method.get("name", experiment.method["_target_"]), num_clients,
+    )
+    return run_experiment(experiment, transport, engine=engine, point=point, run_timeout_s=run_timeout_s)

@@ -16,10 +16,11 @@ from typing import Any, Mapping, Protocol
 import numpy as np
 from flwr.app import RecordDict
 
-from fedsynth.federated.ledger import HARNESS_SECTION, PROTOCOL, StatisticsLedger, records_of
+from fedsynth.config import Experiment
 from fedsynth.federated.experiment import experiment_json
+from fedsynth.federated.ledger import HARNESS_SECTION, PROTOCOL, StatisticsLedger, records_of
 from fedsynth.federated.messages import check_records, record_nbytes, with_experiment
-from fedsynth.federated.outcome import RunOutcome
+from fedsynth.federated.outcome import RunFailed, RunOutcome
 from fedsynth.federated.validation import check_evaluation_reply, reply_schema
 from fedsynth.io import jsonable
 from fedsynth.methods import MESSAGE_TYPES, ClientFailure, NotEnoughClients, ReplySchema, build_method, make_content
@@ -50,7 +51,8 @@ class MeasuredCommunicator:
     :data:`~fedsynth.methods.base.CONTENT_RECORDS` is an invalid payload), applies the default
     timeout (``federation.timeout_s``), prefixes failure reasons with the message type, records
     the bytes of every message's content per node and per message type, every exchange, and every
-    reply content in the :class:`StatisticsLedger`.
+    reply content in the :class:`StatisticsLedger`. Past ``deadline`` (``time.monotonic``) no
+    exchange starts and none waits longer: the run fails (:class:`RunFailed`).
     """
 
     def __init__(
@@ -61,8 +63,10 @@ class MeasuredCommunicator:
         ledger: StatisticsLedger,
         experiment_json: str,
         point: int = 0,
+        deadline: float | None = None,
     ) -> None:
         self._transport = transport
+        self._deadline = deadline
         self._experiment_json = experiment_json
         self._point = point
         self._default_timeout = default_timeout
@@ -89,12 +93,17 @@ class MeasuredCommunicator:
         if message_type not in MESSAGE_TYPES:
             raise ValueError(f"message type {message_type!r} is not one of {MESSAGE_TYPES}")
         down = {node: record_nbytes(content) for node, content in contents.items()}
+        timeout = self._default_timeout if timeout is None else timeout
+        if self._deadline is not None:
+            timeout = min(timeout, max(0.0, self._deadline - time.monotonic()))
         start = time.perf_counter()
         replies = self._transport.exchange(
             message_type,
             {node: with_experiment(content, self._experiment_json, self._point) for node, content in contents.items()},
-            self._default_timeout if timeout is None else timeout,
+            timeout,
         )
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            raise RunFailed("the run took longer than engine.run_timeout_s; raise it, or lower the work (e.g. method.k_max)")
         replies = {node: reply for node, reply in replies.items() if node in contents}
         seconds = time.perf_counter() - start
         self.ledger.record(records_of(replies), section)
@@ -141,25 +150,29 @@ def _content_or_failure(node: int, reply: RecordDict | ClientFailure) -> RecordD
     return reply
 
 
-def run_experiment(experiment: Mapping[str, Any], transport: Transport, engine: str, point: int = 0) -> RunOutcome:
+def run_experiment(
+    experiment: Experiment, transport: Transport, engine: str, point: int = 0, run_timeout_s: float | None = None
+) -> RunOutcome:
     """Run one experiment's server side: the method's protocol, then θ to every client. ``point``
     numbers the experiments one transport serves (the points of a sweep in one Flower run): the
-    clients keep no state from one to the next.
+    clients keep no state from one to the next. ``run_timeout_s``: the longest the run may take
+    (:class:`RunFailed` after it).
 
     A client's id is its rank in the server's node table (the sorted node ids when the run
     starts), never a value a client reports. Raises
     :class:`~fedsynth.methods.base.NotEnoughClients` when fewer than ``federation.min_clients``
     clients gave a usable reply, or when θ is not finite.
     """
-    federation = experiment["federation"]
-    method = build_method(experiment["method"])
+    federation = experiment.federation
+    method = build_method(experiment.method)
     comm = MeasuredCommunicator(
         transport,
-        default_timeout=float(federation["timeout_s"]),
+        default_timeout=federation.timeout_s,
         schema=reply_schema(experiment),
         ledger=StatisticsLedger(method.payload_arrays),
         experiment_json=experiment_json(experiment),
         point=point,
+        deadline=None if run_timeout_s is None else time.monotonic() + run_timeout_s,
     )
     node_table = {node: rank for rank, node in enumerate(comm.nodes())}
 
@@ -188,14 +201,14 @@ def run_experiment(experiment: Mapping[str, Any], transport: Transport, engine: 
         try:
             counts, extras, compute = check_evaluation_reply(
                 reply,
-                report_metrics=bool(federation["report_metrics"]),
+                report_metrics=federation.report_metrics,
                 extra_metrics=method.evaluation_metrics,
-                max_test_rows=int(federation["max_test_rows"]),
+                max_test_rows=federation.max_test_rows,
             )
         except ValueError as err:
             failures.append(ClientFailure(node, f"{EVALUATE}: invalid report: {err}"))
             continue
-        if federation["report_metrics"]:
+        if federation.report_metrics:
             reports[node] = {"counts": counts, "extras": extras, "compute_s": compute}
 
     clients = [

@@ -9,10 +9,9 @@ redefine what the honest ones must send.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
-
 from flwr.app import RecordDict
 
+from fedsynth.config import Experiment
 from fedsynth.data import DatasetSpec, encoded_feature_names
 from fedsynth.federated.messages import HARNESS, check_records
 from fedsynth.methods.base import MESSAGE_TYPES, METRICS, ReplySchema
@@ -29,13 +28,13 @@ TOLERANCE = 1e-9
 """Relative slack of the count checks: a randomized model's expected counts are weighted sums."""
 
 
-def reply_schema(experiment: Mapping[str, Any]) -> ReplySchema:
+def reply_schema(experiment: Experiment) -> ReplySchema:
     """The :class:`~fedsynth.methods.base.ReplySchema` of an experiment: the encoded feature count
     of its dataset spec, and ``federation.max_abs_x``."""
-    spec = DatasetSpec.from_config(experiment["dataset"])
+    spec = DatasetSpec.from_config(experiment.dataset)
     return ReplySchema(
-        num_features=len(encoded_feature_names(spec, experiment.get("data_dir"))),
-        max_abs_x=float(experiment["federation"]["max_abs_x"]),
+        num_features=len(encoded_feature_names(spec, experiment.data_dir)),
+        max_abs_x=experiment.federation.max_abs_x,
     )
 
 

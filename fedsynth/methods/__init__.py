@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Mapping
+
+from fedsynth.config import build
 
 from fedsynth.methods.base import (
     MESSAGE_TYPES,
@@ -42,17 +43,6 @@ __all__ = [
 
 
 def build_method(config: Mapping[str, Any]) -> FederatedMethod:
-    """Instantiate the method named by ``config["_target_"]`` (``"package.module.Class"``) with the
-    remaining keys as keyword arguments. Keys starting with ``_`` other than ``_target_`` and the
-    descriptive key ``name`` are not passed."""
-    if "_target_" not in config:
-        raise ValueError(f"method config needs a '_target_' key naming the class; got {sorted(config)}")
-    module_name, _, class_name = str(config["_target_"]).rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"cannot import method class {config['_target_']!r}: {err}") from err
-    if not (isinstance(cls, type) and issubclass(cls, FederatedMethod)):
-        raise ValueError(f"{config['_target_']!r} is not a FederatedMethod subclass")
-    kwargs = {k: v for k, v in config.items() if not k.startswith("_") and k != "name"}
-    return cls(**kwargs)
+    """The method of a ``method`` config (``conf/method/*.yaml``), by
+    :func:`fedsynth.config.build`: typed settings, then ``hydra.utils.instantiate``."""
+    return build("method", config, FederatedMethod)

@@ -5,7 +5,8 @@ start from θ = 0) and the round's settings (``server-round``, ``local-epochs``,
 ``batch-size``). Clients → server: their locally trained θ_k and ``num-examples`` = n_k, their
 training-set size, which the weighted average needs (a client statistic that leaves the client
 every round). The server aggregates the replies as received with Flower's own FedAvg aggregation,
-:func:`flwr.serverapp.strategy.strategy_utils.aggregate_arrayrecords` weighted by their
+:func:`flwr.serverapp.strategy.strategy_utils.aggregate_arrayrecords` (through
+:mod:`fedsynth.flower`) weighted by their
 ``num-examples`` (what ``flwr.serverapp.strategy.FedAvg.aggregate_train`` calls):
 θ = Σ_k n_k θ_k / Σ_k n_k.
 
@@ -23,9 +24,9 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 from flwr.app import RecordDict
-from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
 from fedsynth.core import LogisticModel
+from fedsynth.flower import aggregate_arrayrecords
 from fedsynth.data.types import ClientPartition, TabularData
 from fedsynth.methods._baselines import cast_fields, local_sgd, seed_for
 from fedsynth.methods.base import THETA, ClientFailure, Communicator, FederatedMethod, ServerResult, usable_replies

@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 import numpy as np
@@ -21,7 +19,7 @@ import torch
 from flwr.app import RecordDict
 from tqdm import tqdm
 
-from fedsynth.core import CGConfig, InnerSolverConfig, LogisticModel, SynthesisConfig, fit_server_model, synthesize
+from fedsynth.core import LogisticModel, SynthesisConfig, fit_server_model, synthesize
 from fedsynth.data.types import ClientPartition, TabularData
 from fedsynth.methods.base import Communicator, FederatedMethod, ServerResult, config_of, make_content, received_theta
 from fedsynth.methods.replies import ROW_ARRAYS, fit_without_culprits, rows_from_replies
@@ -29,7 +27,7 @@ from fedsynth.metrics import privacy_report, report_counts
 from fedsynth.metrics.privacy import PRIVACY_KEYS
 from fedsynth.privacy.budget import ClippedBudget
 from fedsynth.privacy.synthesis import check_private_config, private_statement, private_synthesize
-from fedsynth.progress import PROGRESS_ENV
+from fedsynth.progress import shown_as
 from fedsynth.schema import from_mapping, to_mapping
 
 log = logging.getLogger(__name__)
@@ -62,84 +60,60 @@ class SynthesisRequest:
         return from_mapping(cls, json.loads(str(config["request"])), "synthesis request")
 
 
-def _synthetic_size(value: int | str | None) -> int | None:
-    """``full`` (or None) means N_s = N; anything else must be a positive integer."""
-    if value is None or value == "full":
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) and not str(value).isdigit():
-        raise ValueError(f"synthetic_size must be an integer or 'full', got {value!r}")
-    return int(value)
+@dataclass(frozen=True, kw_only=True)
+class SingleShotSettings(SynthesisConfig):
+    """single_shot's settings: every :class:`~fedsynth.core.SynthesisConfig` field (inherited, so
+    a synthesis setting is written once, there) and the server's own. ``synthetic_size`` is an
+    integer or ``"full"`` (N_s = N); ``server_rho`` is the server's fairness penalty on the pooled
+    synthetic rows (0: the paper's eq. (15) server); ``seed`` seeds every client's synthesis
+    (client ``c`` uses ``seed + c``); ``min_clients`` is the number of valid replies the server
+    needs; ``max_synthetic_rows`` caps the rows one client may send; ``privacy`` is
+    ``method.privacy`` (:class:`~fedsynth.privacy.budget.ClippedBudget`; ``epsilon`` null: off,
+    today's synthesis bit for bit; set: every client synthesizes from one (ε, δ)-DP release of its
+    statistics, and sends no privacy report of its rows with its test counts)."""
+
+    synthetic_size: int | str | None = 200
+    server_rho: float = 0.0
+    seed: int = 0
+    min_clients: int = 1
+    max_synthetic_rows: int = 1_000_000
+    privacy: ClippedBudget = ClippedBudget()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.privacy, Mapping):  # as instantiate gives it
+            object.__setattr__(self, "privacy", from_mapping(ClippedBudget, dict(self.privacy), "method.privacy"))
+        size = self.synthetic_size
+        if size == "full":
+            object.__setattr__(self, "synthetic_size", None)
+        elif size is not None and (isinstance(size, bool) or not isinstance(size, int)):
+            raise ValueError(f"synthetic_size must be an integer or 'full', got {size!r}")
+        super().__post_init__()
+        if not (math.isfinite(self.server_rho) and self.server_rho >= 0):
+            raise ValueError(f"server_rho must be a finite number >= 0, got {self.server_rho}")
+
+    def synthesis(self) -> SynthesisConfig:
+        """The synthesis part of the settings (what a client receives)."""
+        return SynthesisConfig(**{item.name: getattr(self, item.name) for item in fields(SynthesisConfig)})
 
 
 class SingleShot(FederatedMethod):
-    """Single-shot fair federated learning with synthetic data (Wu, Curtis & Robinson 2024).
-
-    Args mirror :class:`fedsynth.core.SynthesisConfig`; ``synthetic_size`` is an integer or
-    ``"full"`` (N_s = N). ``server_rho`` is the server's fairness penalty on the pooled synthetic
-    rows (0: the paper's eq. (15) server). ``seed`` seeds every client's synthesis (client ``c`` uses ``seed + c``),
-    ``min_clients`` is the number of valid replies the server needs and ``max_synthetic_rows``
-    caps the rows one client may send. ``privacy`` is ``method.privacy``
-    (:class:`~fedsynth.privacy.budget.ClippedBudget`; ``epsilon`` null: off, today's synthesis bit
-    for bit; set: every client synthesizes from one (ε, δ)-DP release of its statistics, and sends
-    no privacy report of its rows with its test counts).
-    """
+    """Single-shot fair federated learning with synthetic data (Wu, Curtis & Robinson 2024),
+    built from :class:`SingleShotSettings` (keyword arguments, as ``conf/method/single_shot.yaml``
+    gives them)."""
 
     name = "single_shot"
     payload_arrays = ROW_ARRAYS
     evaluation_metrics = PRIVACY_KEYS
+    settings_type = SingleShotSettings
 
-    def __init__(
-        self,
-        *,
-        rho_o: float = 10.0,
-        rho_s: float = 0.0,
-        fairness: str = "covariance",
-        fairness_temperature: float = 1.0,
-        server_rho: float = 0.0,
-        lambda_x: float = 1e-4,
-        lambda_theta: float = 1e-3,
-        synthetic_size: int | str | None = 200,
-        synthetic_labels: str = "balanced",
-        label_epsilon: float = 1.0,
-        init: str = "gaussian",
-        k_max: int = 1000,
-        lr: float = 0.05,
-        inner_max_iter: int = 100,
-        inner_tolerance_grad: float = 1e-7,
-        cg_rtol: float = 1e-8,
-        cg_max_iter: int = 100,
-        fit_intercept: bool = True,
-        seed: int = 0,
-        min_clients: int = 1,
-        max_synthetic_rows: int = 1_000_000,
-        privacy: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.config = SynthesisConfig(
-            rho_o=float(rho_o),
-            rho_s=float(rho_s),
-            fairness=str(fairness),
-            fairness_temperature=float(fairness_temperature),
-            lambda_x=float(lambda_x),
-            lambda_theta=float(lambda_theta),
-            synthetic_size=_synthetic_size(synthetic_size),
-            synthetic_labels=synthetic_labels,
-            label_epsilon=float(label_epsilon),
-            init=init,
-            k_max=int(k_max),
-            lr=float(lr),
-            fit_intercept=bool(fit_intercept),
-            inner=InnerSolverConfig(max_iter=int(inner_max_iter), tolerance_grad=float(inner_tolerance_grad)),
-            cg=CGConfig(rtol=float(cg_rtol), max_iter=int(cg_max_iter)),
-        )
-        if not (math.isfinite(server_rho) and server_rho >= 0):
-            raise ValueError(f"server_rho must be a finite number >= 0, got {server_rho}")
-        self.server_rho = float(server_rho)
-        self.seed = int(seed)
-        if min_clients < 1:
-            raise ValueError(f"min_clients must be >= 1, got {min_clients}")
-        self.min_clients = int(min_clients)
-        self.max_synthetic_rows = int(max_synthetic_rows)
-        self.privacy = from_mapping(ClippedBudget, dict(privacy or {}), "method.privacy")
+    def __init__(self, **settings: Any) -> None:
+        self.settings = SingleShotSettings(**settings)
+        self.config = self.settings.synthesis()
+        self.server_rho = self.settings.server_rho
+        self.seed = self.settings.seed
+        self.min_clients = self.settings.min_clients
+        self.max_synthetic_rows = self.settings.max_synthetic_rows
+        self.privacy = self.settings.privacy
         if self.privacy.enabled:
             check_private_config(self.config)
 
@@ -218,14 +192,12 @@ class SingleShot(FederatedMethod):
 
 
 def _progress_logger(client_id: int, k_max: int) -> Any:
-    """A progress callback for the outer iterations, chosen by env ``FEDSYNTH_PROGRESS``
-    (:data:`fedsynth.progress.PROGRESS_ENV`):
-    ``bar`` (a tqdm bar per client), ``log`` (a log line every 10%), ``off``, or ``auto`` (the
-    default: a bar when stderr is a terminal, log lines otherwise)."""
-    mode = os.environ.get(PROGRESS_ENV, "auto")
+    """A progress callback for the outer iterations, as this process shows progress
+    (:func:`fedsynth.progress.shown_as`): a tqdm bar per client, a log line every 10 %, or none."""
+    mode = shown_as()
     if mode == "off":
         return lambda k, objective: None
-    if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
+    if mode == "bar":
         bar = tqdm(total=k_max, desc=f"client {client_id}", position=client_id, leave=False,
                    unit="step", mininterval=1.0, dynamic_ncols=True)
 

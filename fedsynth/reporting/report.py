@@ -26,7 +26,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from fedsynth.callbacks import JOBS_FILE, PLAN_FILE, STATE_DIR, format_duration, read_jobs
+from fedsynth.sweep_state import JOBS_FILE, PLAN_FILE, STATE_DIR, format_duration, read_jobs
 from fedsynth.reporting import plots
 from fedsynth.reporting.collect import load_runs, missing_references, reference_rows, seeds_warning, summarize, varying
 from fedsynth.reporting.tables import figure2_markdown, summary_markdown, table2_markdown

@@ -14,7 +14,7 @@ other request with 403. Every forwarded request is sent with ``Connection: close
 per connection), so a client cannot slip a second request past the check. The operator uses the
 Control API on the SuperLink machine itself (or through an SSH tunnel to its 127.0.0.1).
 
-    python -m fedsynth.federated.fleet_gate --listen 203.0.113.10:9092 --upstream 127.0.0.1:9093 \\
+    python -m fedsynth.deploy.fleet_gate --listen 203.0.113.10:9092 --upstream 127.0.0.1:9093 \\
         --certfile server.pem --keyfile server.key --upstream-ca ca.pem
 """
 

@@ -1,0 +1,191 @@
+"""fedsynth's public API: compose an experiment, check it, run it, get its :class:`RunOutcome`.
+
+    from fedsynth import api
+
+    config = api.compose(["dataset=law_school_race", "engine=inprocess"])  # conf/ and overrides
+    experiment = api.check(config)             # ConfigError: one line naming the key, file, column
+    outcome = api.run(experiment, api.engine(config))   # RunFailed: one line saying why
+
+The ``fedsynth`` command, ``fedsynth-deploy``, the Flower ServerApp (:mod:`fedsynth.app`) and the
+tests use these and nothing deeper. :func:`check` checks everything before anything starts:
+every config value (by Hydra's structured configs and the settings of the ``method`` class), the
+dataset spec, the data file, the client split, N_s against each client's rows; it uses the code
+the clients run, so a client meets no error the command could have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping, Protocol, Sequence
+
+from fedsynth.config import Experiment, build, experiment_from_mapping
+from fedsynth.federated.experiment import compose as compose_config
+from fedsynth.federated.experiment import overrides_of, parse_experiment
+from fedsynth.federated.outcome import RunFailed, RunOutcome
+from fedsynth.paths import data_directory, resolve_table_file
+
+__all__ = [
+    "ConfigError", "Engine", "Experiment", "InProcessEngine", "RunFailed", "RunOutcome", "SimulationEngine",
+    "check", "compose", "engine", "experiment_of_run_config", "release", "run", "run_on_grid",
+]
+_ENGINES = {
+    "InProcessEngine": "fedsynth.federated.inprocess",
+    "SimulationEngine": "fedsynth.federated.simulation",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The engines (``conf/engine``), imported on first use: the in-process one imports torch."""
+    if name not in _ENGINES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_ENGINES[name]), name)
+
+log = logging.getLogger("fedsynth")
+
+
+class ConfigError(ValueError):
+    """A configuration or data error found before the run; the message is one line."""
+
+
+class Engine(Protocol):
+    """Runs a checked experiment: ``conf/engine`` (in-process, Flower simulation)."""
+
+    name: str
+
+    def run(self, experiment: Experiment) -> RunOutcome:
+        """The experiment's outcome; :class:`RunFailed` when the run fails."""
+
+
+def compose(overrides: Sequence[str] = ()) -> Any:
+    """``conf/config.yaml`` with Hydra ``overrides`` (``DictConfig``), as the command composes it."""
+    return compose_config(overrides)
+
+
+def check(config: Mapping[str, Any]) -> Experiment:
+    """The checked :class:`Experiment` of a composed config (or of a plain mapping of its keys):
+    raise :class:`ConfigError` with one line on the first problem. The data paths come back
+    absolute (by the data-directory rule of :mod:`fedsynth.paths`), so every client, whatever
+    its working directory, reads the same file."""
+    from fedsynth.data import DataError, DatasetSpec  # torch, pandas: only when checking
+    from fedsynth.methods import build_method
+
+    try:
+        experiment = experiment_from_mapping(config)
+        spec = DatasetSpec.from_config(experiment.dataset)
+    except (ValueError, DataError) as error:
+        raise ConfigError(str(error)) from None
+    directory = data_directory(experiment.data_dir)
+    experiment.data_dir = None if directory is None else str(directory)
+    if spec.kind == "table":
+        try:
+            experiment.dataset["file"] = str(resolve_table_file(spec.file, directory, spec.name))
+        except FileNotFoundError as error:
+            raise ConfigError(str(error)) from None
+    if experiment.federation.min_clients > spec.num_clients:
+        raise ConfigError(
+            f"federation.min_clients={experiment.federation.min_clients}: more than the {spec.num_clients} clients "
+            "of dataset.num_clients; lower it or raise dataset.num_clients"
+        )
+    try:
+        build_method(experiment.method)
+    except ValueError as error:
+        raise ConfigError(f"{error}; fix it in the method.* overrides") from None
+    _check_split(spec, experiment)
+    return experiment
+
+
+def _check_split(spec: Any, experiment: Experiment) -> None:
+    """Load the dataset as the clients will and split it; N_s against each client's rows."""
+    from fedsynth.data import DataError, load_dataset, partition_clients
+
+    partition = experiment.partition
+    try:
+        clients = partition_clients(
+            load_dataset(spec, experiment.data_dir),
+            spec.num_clients,
+            seed=experiment.seed,
+            test_fraction=partition.test_fraction,
+            scheme=partition.scheme,
+            dirichlet_alpha=partition.dirichlet_alpha,
+        )
+    except DataError as error:
+        raise ConfigError(str(error)) from None
+    size, labels = experiment.method.get("synthetic_size"), experiment.method.get("synthetic_labels")
+    if isinstance(size, int) and not isinstance(size, bool):
+        smallest = min(clients, key=lambda client: len(client.train))
+        if size > len(smallest.train):
+            raise ConfigError(
+                f"method.synthetic_size={size}: client {smallest.client_id} has only {len(smallest.train)} "
+                "training rows (N_s <= N); lower method.synthetic_size"
+            )
+        if labels == "copy":
+            raise ConfigError(
+                "method.synthetic_labels=copy: needs method.synthetic_size=full (N_s = N); "
+                "use balanced or proportional with an integer N_s"
+            )
+
+
+def engine(config: Mapping[str, Any]) -> Engine:
+    """The engine of a composed config's ``engine`` section; :class:`ConfigError` for a bad one."""
+    from omegaconf import OmegaConf
+
+    section = config["engine"]
+    try:
+        return build("engine", OmegaConf.to_container(section) if OmegaConf.is_config(section) else section)
+    except ValueError as error:
+        raise ConfigError(f"{error}; fix it in the engine.* overrides") from None
+
+
+def run(experiment: Experiment, engine: Engine | None = None) -> RunOutcome:
+    """Run a checked experiment on ``engine`` (default: the in-process engine); raise
+    :class:`RunFailed` with one line when it fails (too few usable clients, a component that
+    died, the run's time limit)."""
+    from fedsynth.federated.lifeline import ChildDied
+    from fedsynth.federated.server_app import FederationError
+    from fedsynth.methods import NotEnoughClients
+
+    if engine is None:
+        from fedsynth.federated.inprocess import InProcessEngine
+
+        engine = InProcessEngine()
+    log.info(
+        "dataset=%s method=%s engine=%s seed=%s",
+        experiment.dataset.get("name"), experiment.method.get("name"), engine.name, experiment.seed,
+    )
+    try:
+        return engine.run(experiment)
+    except (NotEnoughClients, FederationError, ChildDied) as error:
+        raise RunFailed(str(error)) from None
+
+
+def release() -> None:
+    """End what the engines keep for later runs (the in-process engine's client processes): for
+    a command that stops at a signal and then exits normally."""
+    import sys
+
+    if "fedsynth.federated.inprocess" in sys.modules:
+        sys.modules["fedsynth.federated.inprocess"].stop_clients()
+
+
+def run_on_grid(grid: Any, experiment: Experiment) -> RunOutcome:
+    """Run a checked experiment on the federation behind a Flower ``Grid`` (the ServerApp's);
+    raise :class:`RunFailed` with one line when it fails."""
+    from fedsynth.federated.server_app import FederationError, GridTransport, serve
+    from fedsynth.methods import NotEnoughClients
+
+    try:
+        return serve(GridTransport(grid), experiment, engine="flower")
+    except (NotEnoughClients, FederationError) as error:
+        raise RunFailed(str(error)) from None
+
+
+def experiment_of_run_config(run_config: Mapping[str, Any]) -> Experiment:
+    """The experiment of a Flower run config (:mod:`fedsynth.federated.experiment`): its JSON, or
+    its Hydra overrides composed and checked."""
+    try:
+        text, overrides = overrides_of(run_config)
+        return parse_experiment(text) if text else check(compose(overrides))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None

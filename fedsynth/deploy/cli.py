@@ -1,0 +1,211 @@
+"""``fedsynth-deploy``: the Flower app deployed on this machine as on separate ones, a SuperLink,
+K SuperNodes each with its own data file, one run, then everything stopped.
+
+    fedsynth-deploy [--tls] [--out DIR] [HYDRA_OVERRIDES ...]
+
+The experiment is composed from conf/ and checked like the ``fedsynth`` command's
+(:mod:`fedsynth.api`; ``engine`` is ignored), e.g. ``dataset=law_school_race method.k_max=200``
+(the default dataset, ``synthetic``, has no file, so give a table dataset). The dataset's file
+is split into K disjoint random parts, one CSV per SuperNode (``--node-config 'data-file="..."
+partition-id=k'``); each node encodes its own file with the dataset spec and keeps 20 %
+(``partition.test_fraction``) for testing. Everything listens on 127.0.0.1 only.
+
+``--tls``: a throw-away CA and server certificate secure the SuperLink (HTTPS), SuperNode
+authentication is on, each SuperNode gets an ECDSA P-384 key registered with ``flwr supernode
+register``, and the SuperNodes reach the SuperLink through :mod:`fedsynth.deploy.fleet_gate`
+(the Fleet API only). One extra, unregistered SuperNode is started to show it is refused, and an
+outsider's ``flwr supernode register`` and ``flwr ls`` through the gate are shown refused.
+
+Writes to ``--out`` (default ``outputs/deploy-<time>``): ``outcome.json`` (atomically, only for a
+successful run), ``summary.json``, the node data files and every process's log. Errors are one
+line, ``fedsynth: error: ...``, exit 2 (found before anything starts) or 1 (the run failed, e.g. a
+SuperNode died); ``FEDSYNTH_TRACEBACK=1`` shows the traceback. The deployment runs in a process
+group of its own: SIGINT, SIGTERM, SIGHUP and SIGKILL of the command end every process it started.
+See docs/deployment.md for the same on separate machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import psutil
+import tomli_w
+
+from fedsynth import api
+from fedsynth.cli import STOP_SIGNALS, TRACEBACK_ENV, Stopped, describe_error, fail, raise_stopped
+from fedsynth.deploy import orchestration as flower
+from fedsynth.data import read_csv_file
+from fedsynth.deploy.certificates import make_certificates, make_node_key
+from fedsynth.federated.experiment import APP_ROOT, run_config_for
+from fedsynth.federated.lifeline import call_in_child, kill_descendants
+from fedsynth.federated.outcome import OUTCOME_FILE
+
+CONNECTION = "fedsynth-deploy"
+
+
+def split_data_file(experiment: api.Experiment, dest: Path) -> list[Path]:
+    """Write the dataset's file as ``dataset.num_clients`` disjoint random CSV parts."""
+    dataset = experiment.dataset
+    if dataset.get("kind", "table") != "table":
+        raise api.ConfigError(f"dataset={dataset['name']}: has no file to give the SuperNodes; use a table dataset (e.g. dataset=law_school_race)")
+    frame = read_csv_file(Path(dataset["file"]))
+    order = np.random.default_rng(experiment.seed).permutation(len(frame))
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, rows in enumerate(np.array_split(order, int(dataset["num_clients"]))):
+        paths.append((dest / f"client_{k}.csv").resolve())
+        frame.iloc[np.sort(rows)].to_csv(paths[-1], index=False)
+    return paths
+
+
+def deploy(arguments: tuple[api.Experiment, Path, bool], send: Callable[[api.RunOutcome], None]) -> None:
+    """(In the deployment's own process) start the SuperLink and SuperNodes, run the app, send its
+    outcome, stop everything."""
+    experiment, out, tls = arguments
+    start = time.perf_counter()
+    num_clients = int(experiment.dataset["num_clients"])
+    data_files = split_data_file(experiment, out / "data")
+    env = flower.flower_env(out)
+    results_path = out / OUTCOME_FILE
+    run_config_file = out / "run_config.toml"
+    run_config_file.write_text(tomli_w.dumps(run_config_for(experiment, results_path)), encoding="utf-8")
+    port = flower.free_port()
+    address = f"{flower.LOCALHOST}:{port}"
+    superlink = [
+        flower.flower_command("flower-superlink"), "--host", flower.LOCALHOST, "--port", str(port),
+        "--database", str(out / "superlink.db"), "--disable-runtime-dependency-installation",
+    ]
+    security: list[list[str]] = [["--insecure"]] * num_clients
+    if tls:
+        ca, cert, key = make_certificates(out / "certificates")
+        superlink += ["--ssl-ca-certfile", str(ca), "--ssl-certfile", str(cert), "--ssl-keyfile", str(key), "--enable-supernode-auth"]
+    else:
+        superlink += ["--insecure"]
+    try:
+        link = flower.start(superlink, env, out / "superlink.log")
+        flower.wait_until_ready(f"{'https' if tls else 'http'}://{address}/health", link, out / "superlink.log", verify=str(ca) if tls else True)
+        flower.write_connection(env, CONNECTION, address, root_certificates=ca if tls else None)
+        node_address = address
+        if tls:  # the sites reach the Fleet API through the gate only
+            node_address = f"{flower.LOCALHOST}:{flower.free_port()}"
+            start_fleet_gate(node_address, address, (ca, cert, key), env, out / "fleet_gate.log")
+            security = []
+            for k in range(num_clients):
+                private, public = make_node_key(out / "certificates", f"node_{k}")
+                flower.flwr(["supernode", "register", str(public), CONNECTION], env)
+                security.append(["--root-certificates", str(ca), "--auth-supernode-private-key", str(private)])
+
+        def supernode(name: str, options: list[str], node_config: str) -> subprocess.Popen:
+            command = [flower.flower_command("flower-supernode"), "--superlink", node_address, "--port", str(flower.free_port()), "--node-config", node_config, *options]
+            return flower.start(command, env, out / f"{name}.log")
+
+        nodes = [supernode(f"supernode_{k}", security[k], f'data-file="{path}" partition-id={k}') for k, path in enumerate(data_files)]
+        if tls:
+            intruder_key, intruder_public = make_node_key(out / "certificates", "unregistered")
+            options = ["--root-certificates", str(ca), "--auth-supernode-private-key", str(intruder_key)]
+            intruder = supernode("supernode_unregistered", options, f'data-file="{data_files[0]}" partition-id=0')
+        run_id = flower.submit(flower.stage_app(APP_ROOT, out / "app"), CONNECTION, run_config_file, env)
+        shown = [(out / f"supernode_{k}.log", f"supernode {k}") for k in range(num_clients)]
+        with flower.LogShow(shown):
+            flower.wait_for_outcome(
+                results_path, run_id, lambda: flower.run_status(CONNECTION, run_id, env), [link, *nodes],
+                timeout=experiment.federation.timeout_s * 3,
+            )
+        outcome = api.RunOutcome.read_json(results_path).finish("deployment", start)
+        if tls:
+            outcome.info["unregistered_node_refused"] = intruder.poll() not in (None, 0) and "Failed to activate SuperNode" in (
+                out / "supernode_unregistered.log"
+            ).read_text(encoding="utf-8", errors="replace")
+            outcome.info["outsider_control_refused"] = outsider_control_refused(node_address, ca, intruder_public, out / "outsider")
+        outcome.write_json(results_path)
+        send(outcome)
+    finally:
+        stop_everything()
+
+
+def start_fleet_gate(
+    listen: str, upstream: str, certificates: tuple[Path, Path, Path], env: dict[str, str], log_path: Path, prefix: list[str] | None = None
+) -> subprocess.Popen:
+    """Start :mod:`fedsynth.deploy.fleet_gate` on ``listen`` in front of the SuperLink at
+    ``upstream`` and wait until it listens (``prefix``: e.g. ``ip netns exec NS``)."""
+    ca, cert, key = certificates
+    command = [*(prefix or []), sys.executable, "-m", "fedsynth.deploy.fleet_gate", "--listen", listen,
+               "--upstream", upstream, "--certfile", str(cert), "--keyfile", str(key), "--upstream-ca", str(ca)]
+    gate = flower.start(command, env, log_path)
+    deadline = time.monotonic() + 60
+    while "fleet gate listening" not in log_path.read_text(errors="replace"):
+        if gate.poll() is not None or time.monotonic() > deadline:
+            raise api.RunFailed(f"the fleet gate did not start; see {log_path}")
+        time.sleep(0.1)
+    return gate
+
+
+def outsider_control_refused(gate_address: str, ca: Path, public_key: Path, workdir: Path, prefix: list[str] | None = None) -> bool:
+    """Whether a party holding only the CA certificate and network access to the gate is refused
+    the Control API: ``flwr supernode register`` of its own key and ``flwr ls`` both fail."""
+    env = flower.flower_env(workdir)
+    flower.write_connection(env, "outsider", gate_address, root_certificates=ca)
+    attempts = [["supernode", "register", str(public_key), "outsider"], ["ls", "outsider"]]
+    return all(
+        subprocess.run([*(prefix or []), flower.flower_command("flwr"), *arguments], env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=120).returncode != 0
+        for arguments in attempts
+    )
+
+
+def stop_everything(grace_s: float = 5.0) -> None:
+    """SIGTERM to every process this one started, SIGKILL to those left after ``grace_s``."""
+    me = psutil.Process()
+    for process in me.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    psutil.wait_procs(me.children(recursive=True), timeout=grace_s)
+    kill_descendants(me)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``fedsynth-deploy`` console script."""
+    parser = argparse.ArgumentParser(prog="fedsynth-deploy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tls", action="store_true", help="TLS, SuperNode authentication, an unregistered node")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (must not exist yet)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/config.yaml")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the run's progress
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    out = (args.out or APP_ROOT / "outputs" / f"deploy-{time.strftime('%Y-%m-%d_%H-%M-%S')}").resolve()
+    if out.exists():
+        parser.error(f"--out {out} exists already: name a new folder (nothing is overwritten)")
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, raise_stopped)
+    try:
+        experiment = api.check(api.compose(args.overrides))
+        out.mkdir(parents=True)
+        outcome = call_in_child(deploy, (experiment, out, args.tls), name="the deployment")
+    except Stopped as stop:
+        fail(f"stopped by {stop}; every process of the deployment was stopped", 128 + stop.signum)
+    except Exception as error:
+        message = describe_error(error)
+        if message is None or os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        fail(message, 1 if isinstance(error, api.RunFailed) else 2)
+    summary = {key: getattr(outcome, key) for key in ("metrics", "failures", "bytes_down", "bytes_up", "timings")}
+    summary["clients"] = [{key: client[key] for key in ("node", "client_id", "bytes_down", "bytes_up", "compute_s")} for client in outcome.clients]
+    summary["info"] = outcome.info
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    print(json.dumps(summary, indent=2, default=str))
+    print(f"fedsynth: {outcome.summary(out / OUTCOME_FILE)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

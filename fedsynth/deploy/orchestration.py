@@ -1,0 +1,205 @@
+"""Starting, watching and stopping Flower's processes for a deployment on this machine, through
+Flower's public command line: ``flwr run --format json`` submits a run and names it, ``flwr ls
+--format json`` tells its status; the ServerApp writes the outcome to the run config's
+``results-path`` (:mod:`fedsynth.app`).
+
+Every process is started by the deployment's own process (a child of the command in a process
+group of its own, :func:`fedsynth.federated.lifeline.call_in_child`), with its output in a log
+file, and ends with it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import httpx
+import tomli
+
+from fedsynth.federated.outcome import RunFailed, failure_path
+
+LOCALHOST = "127.0.0.1"
+BIN_DIR = Path(sys.executable).parent
+FLOWER_SETTINGS = {
+    "FLWR_TELEMETRY_ENABLED": "0",
+    "FLWR_DISABLE_UPDATE_CHECK": "1",
+    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+}
+"""Flower's settings for every process of a deployment: no telemetry, no update check, no
+installation of the app's dependencies (the SuperLink would ``uv sync`` a CUDA torch per run)."""
+STATUS_POLL_S = 10.0
+"""How often the run's status is asked while its outcome is awaited (each ``flwr ls`` costs a
+second of CPU the clients would rather have)."""
+APP_LINE = re.compile(r"fedsynth: |client \d+: ")
+"""Log lines of fedsynth's apps (the clients' progress, the server's summary) shown while a run
+goes on; Flower's own lines stay in the log files."""
+
+log = logging.getLogger("fedsynth")
+
+
+def flower_env(workdir: Path) -> dict[str, str]:
+    """The environment of the deployment's Flower processes: :data:`FLOWER_SETTINGS`, Flower's
+    state in ``workdir/flwr-home``, this environment's executables first on ``PATH`` (the
+    SuperLink and SuperNodes start ``flwr-serverapp`` / ``flwr-clientapp`` by name)."""
+    (workdir / "flwr-home").mkdir(parents=True, exist_ok=True)
+    path = os.environ.get("PATH", "")
+    return {**os.environ, **FLOWER_SETTINGS, "FLWR_HOME": str(workdir / "flwr-home"), "PATH": f"{BIN_DIR}{os.pathsep}{path}"}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOCALHOST, 0))
+        return sock.getsockname()[1]
+
+
+def flower_command(name: str) -> str:
+    """Path of a Flower executable (``flwr``, ``flower-superlink``, ...) of this environment."""
+    return str(BIN_DIR / name)
+
+
+def start(command: Sequence[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen:
+    """Start ``command`` with stdout and stderr appended to ``log_path``."""
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(list(command), env=dict(env), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
+
+
+def component(process: subprocess.Popen) -> str:
+    """A started process as a line names it: ``flower-superlink (pid 12)``."""
+    return f"{Path(str(process.args[0])).name} (pid {process.pid})"
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, log_path: Path, verify: str | bool = True, timeout: float = 60.0) -> None:
+    """Poll ``url`` (a SuperLink's ``/health``) until it answers; fail at once, with the end of
+    its log, if ``process`` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RunFailed(f"{component(process)} exited with code {process.returncode} before it was ready; see {log_path}")
+        try:
+            if httpx.get(url, timeout=1.0, verify=verify).is_success:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RunFailed(f"{url} did not answer within {timeout:g} s; see {log_path}")
+
+
+def write_connection(env: Mapping[str, str], name: str, address: str, root_certificates: Path | None = None) -> None:
+    """Write ``$FLWR_HOME/config.toml`` with one SuperLink connection, ``name``, as the default."""
+    lines = ["[superlink]", f'default = "{name}"', "", f"[superlink.{name}]", f'address = "{address}"']
+    lines.append("insecure = true" if root_certificates is None else f'root-certificates = "{root_certificates}"')
+    Path(env["FLWR_HOME"], "config.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def stage_app(app_dir: Path, dest: Path) -> Path:
+    """Copy the app bundle's files (``pyproject.toml`` and what ``fab-include`` names) to
+    ``dest``: ``flwr run`` on it builds the same FAB without walking the checkout's other files
+    (a virtual environment costs seconds)."""
+    pyproject = app_dir / "pyproject.toml"
+    patterns = tomli.loads(pyproject.read_text(encoding="utf-8"))["tool"]["flwr"]["app"]["fab-include"]
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(pyproject, dest / "pyproject.toml")
+    for pattern in patterns:
+        for source in app_dir.glob(pattern):
+            if source.is_file() and "__pycache__" not in source.parts:
+                (dest / source.relative_to(app_dir)).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, dest / source.relative_to(app_dir))
+    return dest
+
+
+def flwr(arguments: Sequence[str], env: Mapping[str, str], timeout: float = 120.0) -> dict:
+    """``flwr ARGUMENTS --format json``: its JSON answer; ``RunFailed`` with its message if it fails."""
+    done = subprocess.run(
+        [flower_command("flwr"), *arguments, "--format", "json"],
+        env=dict(env), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+    )
+    start = done.stdout.find("{")
+    answer = json.loads(done.stdout[start:]) if start >= 0 else {}
+    if done.returncode != 0 or not answer.get("success", True):
+        raise RunFailed(f"flwr {arguments[0]} failed: {' '.join((done.stdout + done.stderr).split())[-300:]}")
+    return answer
+
+
+def submit(app: Path, connection: str, run_config_file: Path, env: Mapping[str, str]) -> int:
+    """``flwr run APP CONNECTION --run-config FILE``: the id of the run it started."""
+    return int(flwr(["run", str(app), connection, "--run-config", str(run_config_file)], env)["run-id"])
+
+
+def run_status(connection: str | None, run_id: int, env: Mapping[str, str]) -> str:
+    """The run's status as ``flwr ls`` gives it (``running``, ``finished:completed``, ...);
+    ``connection`` ``None``: the default one of ``$FLWR_HOME/config.toml``."""
+    runs = flwr(["ls", *([connection] if connection else []), "--run-id", str(run_id)], env)["runs"]
+    return str(runs[0]["status"]) if runs else "unknown"
+
+
+def wait_for_outcome(
+    results_path: Path, run_id: int, status: Callable[[], str], watch: Sequence[subprocess.Popen], timeout: float
+) -> None:
+    """Wait until the ServerApp has written the outcome (or its one-line failure); raise
+    ``RunFailed`` naming a watched process (the SuperLink, a SuperNode) that exits, the
+    failure's reason, or a run Flower ended without either."""
+    deadline, next_status = time.monotonic() + timeout, time.monotonic() + STATUS_POLL_S
+    while not results_path.is_file():
+        if failure_path(results_path).is_file():
+            raise RunFailed(failure_path(results_path).read_text(encoding="utf-8").strip())
+        for process in watch:
+            if process.poll() is not None:
+                raise RunFailed(f"{component(process)} exited with code {process.returncode} during run {run_id}")
+        if time.monotonic() > next_status:
+            if (state := status()).startswith("finished") and not results_path.is_file():
+                time.sleep(1.0)  # the ServerApp's file may be on its way
+                if not results_path.is_file() and not failure_path(results_path).is_file():
+                    raise RunFailed(f"run {run_id} ended ({state}) without an outcome; see the logs in {results_path.parent}")
+            next_status = time.monotonic() + STATUS_POLL_S
+        if time.monotonic() > deadline:
+            raise RunFailed(f"run {run_id} did not finish within {timeout:g} s")
+        time.sleep(0.2)
+
+
+class LogShow:
+    """Shows the app lines (:data:`APP_LINE`) of growing log files while a run goes on, each after
+    its source's name; a context manager (the lines written by its end are shown)."""
+
+    def __init__(self, sources: Sequence[tuple[Path, str]]) -> None:
+        self._offsets = {path: 0 for path, _ in sources}
+        self._names = dict(sources)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "LogShow":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self._show()
+        self._show()
+
+    def _show(self) -> None:
+        for path, offset in self._offsets.items():
+            if not path.exists():
+                continue
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+            end = data.rfind(b"\n") + 1
+            self._offsets[path] = offset + end
+            for line in data[:end].decode("utf-8", errors="replace").splitlines():
+                if APP_LINE.search(line):
+                    text = re.sub(r"\x1b\[[0-9;]*m|^(INFO|WARNING|ERROR)\s*:\s*", "", line).strip()
+                    log.info("%s: %s", self._names[path], text)
