@@ -15,13 +15,15 @@ the clients run, so a client meets no error the command could have seen.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from typing import Any, Mapping, Protocol, Sequence
 
 from fedsynth.config import Experiment, build, experiment_from_mapping
 from fedsynth.federated.experiment import compose as compose_config
 from fedsynth.federated.experiment import overrides_of, parse_experiment
-from fedsynth.federated.outcome import RunFailed, RunOutcome
+from fedsynth.outcome import RunFailed, RunOutcome
 from fedsynth.paths import data_directory, resolve_table_file
 
 __all__ = [
@@ -97,28 +99,16 @@ def check(config: Mapping[str, Any]) -> Experiment:
 
 
 def _check_split(spec: Any, experiment: Experiment) -> None:
-    """Load the dataset as the clients will and split it; N_s against each client's rows."""
-    from fedsynth.data import DataError, load_dataset, partition_clients
-
+    """N_s against each client's training rows of the split the clients will make."""
     partition = experiment.partition
-    try:
-        clients = partition_clients(
-            load_dataset(spec, experiment.data_dir),
-            spec.num_clients,
-            seed=experiment.seed,
-            test_fraction=partition.test_fraction,
-            scheme=partition.scheme,
-            dirichlet_alpha=partition.dirichlet_alpha,
-        )
-    except DataError as error:
-        raise ConfigError(str(error)) from None
+    key = json.dumps([experiment.dataset, dataclasses.asdict(partition), experiment.seed, experiment.data_dir], sort_keys=True)
+    rows, client = _smallest_client(key, spec)
     size, labels = experiment.method.get("synthetic_size"), experiment.method.get("synthetic_labels")
     if isinstance(size, int) and not isinstance(size, bool):
-        smallest = min(clients, key=lambda client: len(client.train))
-        if size > len(smallest.train):
+        if size > rows:
             raise ConfigError(
-                f"method.synthetic_size={size}: client {smallest.client_id} has only {len(smallest.train)} "
-                "training rows (N_s <= N); lower method.synthetic_size"
+                f"method.synthetic_size={size}: client {client} has only {rows} training rows (N_s <= N); "
+                "lower method.synthetic_size"
             )
         if labels == "copy":
             raise ConfigError(
@@ -127,15 +117,41 @@ def _check_split(spec: Any, experiment: Experiment) -> None:
             )
 
 
-def engine(config: Mapping[str, Any]) -> Engine:
-    """The engine of a composed config's ``engine`` section; :class:`ConfigError` for a bad one."""
+_SPLITS: dict[str, tuple[int, int]] = {}
+"""The smallest client (training rows, id) of each data configuration checked in this process: a
+sweep's points share a few."""
+
+
+def _smallest_client(key: str, spec: Any) -> tuple[int, int]:
+    """Load the dataset as the clients will and split it (once per data configuration): the
+    training rows and id of the smallest client; :class:`ConfigError` for a data error."""
+    if key not in _SPLITS:
+        from fedsynth.data import DataError, load_dataset, partition_clients
+
+        _, partition, seed, data_dir = json.loads(key)
+        try:
+            clients = partition_clients(load_dataset(spec, data_dir), spec.num_clients, seed=seed, **partition)
+        except DataError as error:
+            raise ConfigError(str(error)) from None
+        smallest = min(clients, key=lambda client: len(client.train))
+        _SPLITS[key] = (len(smallest.train), smallest.client_id)
+    return _SPLITS[key]
+
+
+def engine(config: Mapping[str, Any], start: bool = True) -> Engine:
+    """The engine of a composed config's ``engine`` section; :class:`ConfigError` for a bad one.
+    With ``start``, an engine that keeps processes between runs starts them now, in the
+    background (the in-process engine's clients: their imports overlap :func:`check`)."""
     from omegaconf import OmegaConf
 
     section = config["engine"]
     try:
-        return build("engine", OmegaConf.to_container(section) if OmegaConf.is_config(section) else section)
+        built = build("engine", OmegaConf.to_container(section) if OmegaConf.is_config(section) else section)
     except ValueError as error:
         raise ConfigError(f"{error}; fix it in the engine.* overrides") from None
+    if start and hasattr(built, "start"):
+        built.start()
+    return built
 
 
 def run(experiment: Experiment, engine: Engine | None = None) -> RunOutcome:

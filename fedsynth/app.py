@@ -19,7 +19,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedsynth.federated.app_logging import forward_logs_to_flower
 from fedsynth.federated.client_app import app as client
-from fedsynth.federated.outcome import OUTCOME_FILE, failure_path
+from fedsynth.outcome import OUTCOME_FILE, failure_path
 
 __all__ = ["client", "server"]
 

@@ -142,7 +142,7 @@ class SweepCheck(Callback):
             try:
                 composed = compose(config_name=str(config.hydra.job.config_name), overrides=point)
                 api.check(composed)
-                api.engine(composed)
+                api.engine(composed, start=False)
             except Exception as error:  # noqa: BLE001 - every kind becomes one line
                 message = describe_error(error)
                 if message is None:

@@ -22,6 +22,7 @@ SIGKILL, which no handler sees (:mod:`fedsynth.federated.lifeline`).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
@@ -30,7 +31,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Iterator, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -73,6 +74,24 @@ def fail(message: object, code: int) -> NoReturn:
     sys.exit(code)
 
 
+@contextlib.contextmanager
+def one_line_errors(what: str = "run") -> Iterator[None]:
+    """The block's user errors and stop signals as one line and an exit code: a stop signal
+    (:class:`Stopped`) 128 + its number, after the engines let go of their processes; a failed
+    run 1; any other user error (:func:`describe_error`) 2; anything else, or every error with
+    ``FEDSYNTH_TRACEBACK=1``, raised."""
+    try:
+        yield
+    except Stopped as stop:
+        api.release()
+        fail(f"stopped by {stop}; every process of the {what} was stopped", 128 + stop.signum)
+    except Exception as error:
+        message = describe_error(error)
+        if message is None or os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        fail(message, 1 if isinstance(error, api.RunFailed) else 2)
+
+
 def describe_error(error: BaseException) -> str | None:
     """One line for a user error, Hydra's and OmegaConf's included; ``None`` for anything else."""
     if isinstance(error, (api.ConfigError, api.RunFailed)):
@@ -111,8 +130,9 @@ def _missing_option(error: MissingConfigException) -> str:
 def run(cfg: DictConfig) -> Path:
     """Check the experiment ``cfg``, run it on its engine and write ``results.json``; return its
     path. The metrics are logged before the file is written."""
+    engine = api.engine(cfg)  # first: the in-process engine's clients start while the checks run
     experiment = api.check(cfg)
-    outcome = api.run(experiment, api.engine(cfg))
+    outcome = api.run(experiment, engine)
     config = {**OmegaConf.to_container(cfg, resolve=True), **experiment.to_dict()}  # the data paths absolute
     record = results_record(config, outcome, outcome.timings["wall_s"])
     target = Path(HydraConfig.get().runtime.output_dir) / RESULTS_FILE
@@ -146,16 +166,8 @@ def hydra_main(cfg: DictConfig) -> None:
     if threading.current_thread() is threading.main_thread():  # a sweep worker's thread keeps its own
         for signum in STOP_SIGNALS:
             signal.signal(signum, raise_stopped)
-    try:
+    with one_line_errors():
         run(cfg)
-    except Stopped as stop:
-        api.release()
-        fail(f"stopped by {stop}; every process of the run was stopped", 128 + stop.signum)
-    except Exception as error:
-        message = describe_error(error)
-        if message is None or os.environ.get(TRACEBACK_ENV) == "1":
-            raise
-        fail(message, 1 if isinstance(error, api.RunFailed) else 2)
 
 
 def main() -> None:
@@ -166,13 +178,8 @@ def main() -> None:
         return
     user_config_dir()  # on Hydra's search path (conf/config.yaml): it must exist
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
+    with one_line_errors():
         hydra_main()
-    except Exception as error:
-        message = describe_error(error)
-        if message is None or os.environ.get(TRACEBACK_ENV) == "1":
-            raise
-        fail(message, 2)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import pytest
 
 from fedsynth.data import SyntheticSpec, generate_synthetic
 from fedsynth.api import RunOutcome
-from fedsynth.federated.outcome import OUTCOME_FILE
+from fedsynth.outcome import OUTCOME_FILE
 
 pytestmark = pytest.mark.slow
 

@@ -27,7 +27,7 @@ from fedsynth.deploy import orchestration as processes
 from fedsynth.deploy.certificates import make_certificates, make_node_key
 from fedsynth.deploy.cli import outsider_control_refused, split_data_file, start_fleet_gate
 from fedsynth.federated.experiment import APP_ROOT, run_config_for
-from fedsynth.federated.outcome import OUTCOME_FILE
+from fedsynth.outcome import OUTCOME_FILE
 from test_federated_deploy import write_table
 
 pytestmark = pytest.mark.slow

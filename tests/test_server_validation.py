@@ -18,7 +18,7 @@ from fedsynth.config import experiment_from_mapping
 from fedsynth.federated import inprocess
 from fedsynth.federated.inprocess import InProcessTransport
 from fedsynth.federated.messages import ARRAYS, HARNESS, METRICS
-from fedsynth.federated.outcome import RunOutcome
+from fedsynth.outcome import RunOutcome
 from fedsynth.federated.server_logic import run_experiment
 from fedsynth.federated.validation import check_evaluation_reply, reply_schema
 from fedsynth.methods import NotEnoughClients

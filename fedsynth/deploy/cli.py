@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -43,13 +42,13 @@ import psutil
 import tomli_w
 
 from fedsynth import api
-from fedsynth.cli import STOP_SIGNALS, TRACEBACK_ENV, Stopped, describe_error, fail, raise_stopped
+from fedsynth.cli import STOP_SIGNALS, one_line_errors, raise_stopped
 from fedsynth.deploy import orchestration as flower
 from fedsynth.data import read_csv_file
 from fedsynth.deploy.certificates import make_certificates, make_node_key
 from fedsynth.federated.experiment import APP_ROOT, run_config_for
 from fedsynth.federated.lifeline import call_in_child, kill_descendants
-from fedsynth.federated.outcome import OUTCOME_FILE
+from fedsynth.outcome import OUTCOME_FILE
 
 CONNECTION = "fedsynth-deploy"
 
@@ -187,17 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--out {out} exists already: name a new folder (nothing is overwritten)")
     for signum in STOP_SIGNALS:
         signal.signal(signum, raise_stopped)
-    try:
+    with one_line_errors("deployment"):
         experiment = api.check(api.compose(args.overrides))
         out.mkdir(parents=True)
         outcome = call_in_child(deploy, (experiment, out, args.tls), name="the deployment")
-    except Stopped as stop:
-        fail(f"stopped by {stop}; every process of the deployment was stopped", 128 + stop.signum)
-    except Exception as error:
-        message = describe_error(error)
-        if message is None or os.environ.get(TRACEBACK_ENV) == "1":
-            raise
-        fail(message, 1 if isinstance(error, api.RunFailed) else 2)
     summary = {key: getattr(outcome, key) for key in ("metrics", "failures", "bytes_down", "bytes_up", "timings")}
     summary["clients"] = [{key: client[key] for key in ("node", "client_id", "bytes_down", "bytes_up", "compute_s")} for client in outcome.clients]
     summary["info"] = outcome.info

@@ -26,7 +26,7 @@ from typing import Callable, Mapping, Sequence
 import httpx
 import tomli
 
-from fedsynth.federated.outcome import RunFailed, failure_path
+from fedsynth.outcome import RunFailed, failure_path
 
 LOCALHOST = "127.0.0.1"
 BIN_DIR = Path(sys.executable).parent

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import logging.handlers
 import multiprocessing
+import multiprocessing.forkserver
 import multiprocessing.util
 import os
 import signal
@@ -38,7 +39,7 @@ from flwr.app import RecordDict
 from fedsynth import progress as fedsynth_progress
 from fedsynth.config import Experiment
 from fedsynth.flower import decode, encode
-from fedsynth.federated.outcome import RunOutcome
+from fedsynth.outcome import RunOutcome
 from fedsynth.federated.server_logic import run_experiment
 from fedsynth.methods import ClientFailure
 
@@ -72,14 +73,22 @@ class InProcessEngine:
             fedsynth_progress.check_mode(progress)
         self.workers, self.run_timeout_s, self.progress = workers, run_timeout_s, progress
 
+    def start(self) -> None:
+        """Start the fork server now (it returns at once): its imports overlap the caller's
+        checks, and the run's client processes fork from it in milliseconds."""
+        _forkserver_context()
+        multiprocessing.forkserver.ensure_running()
+
+    def _pool(self, num_clients: int) -> ClientPool:
+        return _pool(self.workers or min(num_clients, len(os.sched_getaffinity(0))), self.progress or fedsynth_progress.mode())
+
     def run(self, experiment: Experiment) -> RunOutcome:
         """Run ``experiment``; the server's fit, too, gets one torch thread like each client."""
         import torch
 
         start = time.perf_counter()
         num_clients = int(experiment.dataset["num_clients"])
-        size = self.workers or min(num_clients, len(os.sched_getaffinity(0)))
-        transport = InProcessTransport(num_clients, _pool(size, self.progress or fedsynth_progress.mode()))
+        transport = InProcessTransport(num_clients, self._pool(num_clients))
         previous = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
@@ -132,11 +141,7 @@ class ClientProcess:
     """One client process: a one-worker ``ProcessPoolExecutor`` forked by the fork server."""
 
     def __init__(self, lifeline: Any, logs: Any, mode: str) -> None:
-        context = multiprocessing.get_context("forkserver")
-        # a child sets this process's default start method again: its module too (loky's, in a
-        # worker of the parallel launcher)
-        context.set_forkserver_preload([*PRELOAD, type(multiprocessing.get_context()).__module__])
-        self.executor = concurrent.futures.ProcessPoolExecutor(1, context, _start_client, (lifeline, logs, mode))
+        self.executor = concurrent.futures.ProcessPoolExecutor(1, _forkserver_context(), _start_client, (lifeline, logs, mode))
         self.pid = self.executor.submit(os.getpid).result()
 
     def answer(self, request: ClientRequest, deadline: float) -> tuple[bytes, bytes] | str:
@@ -224,6 +229,15 @@ _POOLS_LOCK = threading.Lock()
 _SHARED: list[Any] = []
 """The clients' lifeline (the read end of a pipe whose write end only this process holds, kept
 here and never written) and the queue of their log records, made on first use."""
+
+
+def _forkserver_context() -> multiprocessing.context.ForkServerContext:
+    """The ``forkserver`` context with the fork server's imports: :data:`PRELOAD`, the main
+    module once there (not in every child), and the module of this process's default start
+    method, which a child sets again (loky's, in a worker of the parallel launcher)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", *PRELOAD, type(multiprocessing.get_context()).__module__])
+    return context
 
 
 def stop_clients() -> None:

@@ -23,10 +23,10 @@ from flwr.serverapp import Grid
 
 from fedsynth.config import Experiment
 from fedsynth.flower import is_simulated
-from fedsynth.federated.outcome import RunFailed
+from fedsynth.outcome import RunFailed
 
 if TYPE_CHECKING:
-    from fedsynth.federated.outcome import RunOutcome
+    from fedsynth.outcome import RunOutcome
     from fedsynth.methods import ClientFailure
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from fedsynth.config import Experiment
 from fedsynth.federated.experiment import experiment_json
 from fedsynth.federated.ledger import HARNESS_SECTION, PROTOCOL, StatisticsLedger, records_of
 from fedsynth.federated.messages import check_records, record_nbytes, with_experiment
-from fedsynth.federated.outcome import RunFailed, RunOutcome
+from fedsynth.outcome import RunFailed, RunOutcome
 from fedsynth.federated.validation import check_evaluation_reply, reply_schema
 from fedsynth.io import jsonable
 from fedsynth.methods import MESSAGE_TYPES, ClientFailure, NotEnoughClients, ReplySchema, build_method, make_content

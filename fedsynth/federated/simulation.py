@@ -25,7 +25,7 @@ from typing import Callable, Iterator, Sequence
 
 from fedsynth.config import Experiment
 from fedsynth.federated.lifeline import Child, scratch_dir
-from fedsynth.federated.outcome import RunOutcome
+from fedsynth.outcome import RunOutcome
 
 RAY_SETTINGS = {"RAY_DEDUP_LOGS": "0", "RAY_USAGE_STATS_ENABLED": "0", "FLWR_TELEMETRY_ENABLED": "0"}
 """Ray's and Flower's settings in the run's process: every client's progress line shown (Ray

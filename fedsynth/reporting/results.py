@@ -28,7 +28,7 @@ from fedsynth.metrics.counts import METRIC_KEYS, constant_classifier, sum_counts
 from fedsynth.reporting.paper import SMALL_SIZES
 
 if TYPE_CHECKING:  # the writer takes an engine's outcome; readers need no engine code
-    from fedsynth.federated.outcome import RunOutcome
+    from fedsynth.outcome import RunOutcome
 
 log = logging.getLogger("fedsynth")
 

@@ -39,7 +39,7 @@ class FedsynthLauncher(BasicLauncher):
         configs = [self.hydra_context.config_loader.load_sweep_config(self.config, list(o)) for o in job_overrides]
         if len(configs) < 2 or any(not str(c.engine._target_).endswith(".SimulationEngine") for c in configs):
             return contextlib.nullcontext()
-        engines = [api.engine(config) for config in configs]
+        engines = [api.engine(config, start=False) for config in configs]
         experiments = [api.check(config) for config in configs]
         shapes = {(e.client_cpus, e.run_timeout_s, int(x.dataset["num_clients"])) for e, x in zip(engines, experiments)}
         if len(shapes) > 1 or not isinstance(engines[0], SimulationEngine):
