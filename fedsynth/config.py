@@ -144,7 +144,10 @@ def settings_schema(cls: type) -> type:
                 continue
             hint = _structured_type(hints.get(name, Any))
             default = parameter.default
-            if default is parameter.empty:
+            factory = _default_factory(source, name)
+            if factory is not None:
+                spec = field(default_factory=factory)
+            elif default is parameter.empty:
                 spec = field(default=MISSING)
             elif dataclasses.is_dataclass(default) and dataclasses.is_dataclass(hint):
                 spec = field(default_factory=hint)  # the nested schema's defaults are the class's
@@ -154,6 +157,14 @@ def settings_schema(cls: type) -> type:
                 spec = field(default=default)
             fields[name] = (name, hint, spec)
     return dataclasses.make_dataclass(f"{cls.__name__}Settings", list(fields.values()))
+
+
+def _default_factory(source: type, name: str) -> Any:
+    """The ``default_factory`` of dataclass ``source``'s field ``name``, if it has one."""
+    if not dataclasses.is_dataclass(source):
+        return None
+    found = next((item for item in dataclasses.fields(source) if item.name == name), None)
+    return None if found is None or found.default_factory is dataclasses.MISSING else found.default_factory
 
 
 def _structured_type(hint: Any) -> Any:
@@ -183,7 +194,15 @@ def typed_settings(cls: type, section: str, values: Mapping[str, Any]) -> dict[s
         typed = OmegaConf.merge(OmegaConf.structured(settings_schema(cls)), dict(values))
     except OmegaConfBaseException as error:
         raise ValueError(describe_omegaconf_error(error, section)) from None
-    return {key: value for key, value in OmegaConf.to_container(typed).items() if key in values}
+    return {key: _without_empty_targets(value) for key, value in OmegaConf.to_container(typed).items() if key in values}
+
+
+def _without_empty_targets(value: Any) -> Any:
+    """``value`` without the ``_target_: None`` the schema gives a nested section that names no
+    class (``method.privacy``: a mapping the class converts itself)."""
+    if not isinstance(value, dict):
+        return value
+    return {key: _without_empty_targets(item) for key, item in value.items() if not (key == "_target_" and item is None)}
 
 
 def build(section: str, config: Mapping[str, Any], base: type | None = None) -> Any:
@@ -202,7 +221,7 @@ def build(section: str, config: Mapping[str, Any], base: type | None = None) -> 
     try:
         return instantiate(settings, _convert_="all")
     except InstantiationException as error:
-        raise ValueError(f"{section} {config.get('name', cls.__name__)}: {error.__cause__ or error}") from None
+        raise ValueError(f"{section} ({config.get('name', cls.__name__)}): {error.__cause__ or error}") from None
 
 
 def describe_omegaconf_error(error: OmegaConfBaseException, section: str = "") -> str:

@@ -371,9 +371,9 @@ def test_comparison_table_and_plot(tmp_path, fedavg_run, fairfed_zero_run, centr
     assert plain["runs"] == 2 and plain["payload"] == "rows x, s, y (1 reply per client)"
     assert plain["accuracy_mean"] == pytest.approx(centralized_run[1].metrics["accuracy"] - 0.005)
     constant = references[(references["reference"] == "constant classifier") & (references["partition"] == "iid")].iloc[0]
-    expected = results_record(*local_run, 1.0)["reference"]["constant"]
+    expected = results_record(local_run[0].to_dict(), local_run[1], 1.0)["reference"]["constant"]
     assert constant["runs"] == 2 and constant["accuracy_mean"] == pytest.approx(expected["accuracy"])
-    assert expected == results_record(*centralized_run, 1.0)["reference"]["constant"]  # one split, one constant
+    assert expected == results_record(centralized_run[0].to_dict(), centralized_run[1], 1.0)["reference"]["constant"]  # one split, one constant
 
     assert compare_main([str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]) == 0
     table = (tmp_path / "out" / "comparison.md").read_text(encoding="utf-8")

@@ -43,7 +43,7 @@ def test_the_guides_method_and_dataset_run_and_are_reported_by_their_own_setting
     assert len(commands) == 2
     script = "set -euo pipefail\n" + "\n".join(commands)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "OMP_NUM_THREADS": "1", "FEDSYNTH_PROGRESS": "off"}
+           "OMP_NUM_THREADS": "1"}
     done = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
 

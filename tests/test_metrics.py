@@ -215,7 +215,7 @@ def test_per_client_metrics_and_their_range_equal_fairlearn_metricframe(seed):
     from fairlearn.metrics import MetricFrame, equalized_odds_difference, selection_rate, true_positive_rate
     from sklearn.metrics import accuracy_score
 
-    from fedsynth.federated.outcome import RunOutcome
+    from fedsynth.outcome import RunOutcome
     from fedsynth.reporting.results import results_record
 
     parts = clients(100 + seed, sizes=(120, 80, 160, 60))

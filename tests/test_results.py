@@ -12,7 +12,7 @@ import torch
 
 from fedsynth.core import LogisticModel
 from fedsynth.data.types import ClientPartition, TabularData
-from fedsynth.federated.outcome import RunOutcome
+from fedsynth.outcome import RunOutcome
 from fedsynth.io import write_json_atomic
 from fedsynth.metrics import metrics_from_counts, report_counts, sum_counts
 from fedsynth.reporting import results
