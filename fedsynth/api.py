@@ -102,7 +102,12 @@ def _check_split(spec: Any, experiment: Experiment) -> None:
     """N_s against each client's training rows of the split the clients will make."""
     partition = experiment.partition
     key = json.dumps([experiment.dataset, dataclasses.asdict(partition), experiment.seed, experiment.data_dir], sort_keys=True)
-    rows, client = _smallest_client(key, spec)
+    rows, client, test_rows, tested = _split_sizes(key, spec)
+    if test_rows > experiment.federation.max_test_rows:
+        raise ConfigError(
+            f"federation.max_test_rows={experiment.federation.max_test_rows}: client {tested} has {test_rows} test "
+            "rows, whose evaluation the server would reject; raise federation.max_test_rows"
+        )
     size, labels = experiment.method.get("synthetic_size"), experiment.method.get("synthetic_labels")
     if isinstance(size, int) and not isinstance(size, bool):
         if size > rows:
@@ -117,14 +122,15 @@ def _check_split(spec: Any, experiment: Experiment) -> None:
             )
 
 
-_SPLITS: dict[str, tuple[int, int]] = {}
-"""The smallest client (training rows, id) of each data configuration checked in this process: a
+_SPLITS: dict[str, tuple[int, int, int, int]] = {}
+"""The split sizes (:func:`_split_sizes`) of each data configuration checked in this process: a
 sweep's points share a few."""
 
 
-def _smallest_client(key: str, spec: Any) -> tuple[int, int]:
+def _split_sizes(key: str, spec: Any) -> tuple[int, int, int, int]:
     """Load the dataset as the clients will and split it (once per data configuration): the
-    training rows and id of the smallest client; :class:`ConfigError` for a data error."""
+    training rows and id of the smallest client, the test rows and id of the largest test part;
+    :class:`ConfigError` for a data error."""
     if key not in _SPLITS:
         from fedsynth.data import DataError, load_dataset, partition_clients
 
@@ -134,7 +140,8 @@ def _smallest_client(key: str, spec: Any) -> tuple[int, int]:
         except DataError as error:
             raise ConfigError(str(error)) from None
         smallest = min(clients, key=lambda client: len(client.train))
-        _SPLITS[key] = (len(smallest.train), smallest.client_id)
+        tested = max(clients, key=lambda client: len(client.test))
+        _SPLITS[key] = (len(smallest.train), smallest.client_id, len(tested.test), tested.client_id)
     return _SPLITS[key]
 
 

@@ -77,6 +77,10 @@ class ModelConfig:
     fit_intercept: bool = True
 
 
+MAX_SEED = 2**64 - 1
+"""The largest seed ``torch.Generator.manual_seed`` takes."""
+
+
 @dataclass
 class Experiment:
     """One experiment, as the federation runs it and every client receives it."""
@@ -90,8 +94,13 @@ class Experiment:
     federation: FederationConfig = field(default_factory=FederationConfig)
 
     def __post_init__(self) -> None:
-        if self.seed < 0:
-            raise ValueError(f"seed={self.seed}: must be >= 0")
+        clients = self.dataset.get("num_clients") if isinstance(self.dataset, dict) else None
+        largest = MAX_SEED - (clients if isinstance(clients, int) and clients > 0 else 0)
+        if not 0 <= self.seed <= largest:
+            raise ValueError(
+                f"seed={self.seed}: must be between 0 and {largest} (client c seeds torch with seed + c, "
+                "at most 2**64 - 1); pick a smaller seed"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The experiment as plain JSON-ready values."""

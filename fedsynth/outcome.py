@@ -79,7 +79,8 @@ class RunOutcome:
     def summary(self, results_path: str | Path) -> str:
         """One line for the user: accuracy, SPD, EOD, failed clients and the results file."""
         shown = ", ".join(f"{key}={self.metrics[key]:.4f}" for key in ("accuracy", "spd", "eod") if key in self.metrics)
-        failed = f", {len(self.failures)} client(s) failed" if self.failures else ""
+        nodes = {str(failure.get("node")) for failure in self.failures}
+        failed = f", {len(nodes)} client node(s) failed" if nodes else ""
         return f"{shown or 'no client metrics (federation.report_metrics=false)'}{failed}; results: {results_path}"
 
     def to_dict(self) -> dict[str, Any]:

@@ -97,6 +97,10 @@ CSV = [
         ("copy with an integer N_s", ["method.synthetic_labels=copy"], "method.synthetic_labels=copy: needs method.synthetic_size=full"),
         ("bad engine value", ["engine.client_cpus=x"], "engine.client_cpus='x': must be an integer"),
         ("bad federation value", ["federation.timeout_s=-1"], "federation.timeout_s=-1: must be > 0"),
+        ("seed beyond torch's", ["seed=18446744073709551615"], "seed=18446744073709551615: must be between 0 and 18446744073709551612"),
+        ("seed beyond 2**64", ["seed=99999999999999999999999"], "seed=99999999999999999999999: must be between 0 and"),
+        ("infinite step size", ["method.lr=inf"], "lr must be a finite number > 0, got inf"),
+        ("max_test_rows below a client's", ["federation.max_test_rows=1"], "federation.max_test_rows=1: client"),
         ("data path is a directory", [*CSV, "dataset.file={tmp}"], "is a directory"),
         ("data path is a FIFO", [*CSV, "dataset.file={tmp}/fifo"], "is not a regular file"),
         ("missing data file", [*CSV, "dataset.file={tmp}/none.csv"], "data file not found"),
@@ -334,3 +338,23 @@ def test_a_sweep_ends_with_its_folder_and_the_report_command(tmp_path):
     report = Path(sys.executable).parent / "fedsynth-report"
     assert done.stdout.strip().splitlines()[-2:] == [f"sweep finished: {sweep}", f"report: {report} {sweep}"]
     assert sorted(p.parent.name for p in sweep.glob("*/results.json")) == ["0", "1"]
+
+
+def test_a_deployment_sends_no_harness_report_unless_asked_and_counts_failed_nodes() -> None:
+    """Issue 24: ``fedsynth-deploy`` turns the harness report off unless the overrides set it, and
+    its closing line counts the client nodes that failed, not their failures."""
+    from fedsynth.api import RunOutcome
+    from fedsynth.deploy.cli import deployment_overrides
+
+    assert api_report(deployment_overrides(["dataset=law_school_race"])) is False
+    assert api_report(deployment_overrides(["federation.report_metrics=true"])) is True
+    outcome = RunOutcome(engine="deployment", theta=[0.0], failures=[
+        {"node": 7, "reason": "timed out"}, {"node": 7, "reason": "invalid reply"}, {"node": 9, "reason": "crashed"},
+    ])
+    assert ", 2 client node(s) failed;" in outcome.summary("outcome.json")
+
+
+def api_report(overrides: list[str]) -> bool:
+    from fedsynth import api
+
+    return bool(api.compose(overrides).federation.report_metrics)

@@ -33,8 +33,9 @@ def write_table(path: Path, rows: int) -> None:
     frame.to_csv(path, index=False)
 
 
-def deploy(tmp_path: Path, *options: str) -> Path:
-    """Run fedsynth-deploy on a 400-row table split over 2 SuperNodes; return its output folder."""
+def deploy(tmp_path: Path, *options: str, report: bool = True) -> Path:
+    """Run fedsynth-deploy on a 400-row table split over 2 SuperNodes, with the harness report
+    asked for (``report``) or the deployment's default (none); return its output folder."""
     table = tmp_path / "table.csv"
     write_table(table, 400)
     out = tmp_path / "deploy"
@@ -45,7 +46,7 @@ def deploy(tmp_path: Path, *options: str) -> Path:
             "dataset.label.column=label", "dataset.label.positive=1",
             "dataset.sensitive.column=group", "dataset.sensitive.privileged=1",
             "method.k_max=3", "method.synthetic_size=30", "method.synthetic_labels=proportional",
-            "federation.timeout_s=120",
+            "federation.timeout_s=120", *(["federation.report_metrics=true"] if report else []),
         ],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
@@ -53,7 +54,8 @@ def deploy(tmp_path: Path, *options: str) -> Path:
     for k in range(2):  # the clients' progress, from the SuperNodes' logs, reached the terminal
         assert f"supernode {k}: client {k}: outer iteration 3/3, P = " in completed.stderr, completed.stderr[-3000:]
     assert completed.stdout.strip().splitlines()[-1] == f"fedsynth: {RunOutcome.read_json(out / OUTCOME_FILE).summary(out / OUTCOME_FILE)}"
-    assert "fedsynth: accuracy=" in completed.stdout and "HTTP Request" not in completed.stderr
+    shown = "fedsynth: accuracy=" if report else "fedsynth: no client metrics (federation.report_metrics=false)"
+    assert shown in completed.stdout and "HTTP Request" not in completed.stderr
     return out
 
 
@@ -79,10 +81,13 @@ def test_deploy_local_runs_the_app_on_superlink_and_supernodes(tmp_path: Path) -
 
 
 def test_deploy_local_with_tls_refuses_an_unregistered_supernode(tmp_path: Path) -> None:
-    out = deploy(tmp_path, "--tls")
+    out = deploy(tmp_path, "--tls", report=False)
 
     outcome = RunOutcome.read_json(out / OUTCOME_FILE)
     assert outcome.failures == [] and [c["client_id"] for c in outcome.clients] == [0, 1]
+    # a deployment's default: no harness report left the nodes (README: off for a deployment)
+    assert outcome.metrics == {} and all(not c.get("counts") for c in outcome.clients)
+    assert "harness_statistics" not in outcome.info or outcome.info["harness_statistics"] == []
     assert outcome.info["unregistered_node_refused"] is True
     assert "Failed to activate SuperNode" in (out / "supernode_unregistered.log").read_text()
     # only the Fleet API is reachable through the gate: an outsider cannot register a key or list runs
@@ -175,3 +180,4 @@ def test_a_dead_supernode_ends_the_deployment_with_one_line_naming_it(tmp_path: 
     assert survivors(tree, wait_s=10.0) == {}
     last = script.stderr.read().strip().splitlines()[-1]
     assert last.startswith("fedsynth: error: ") and f"flower-supernode (pid {victim}) exited" in last, last
+

@@ -95,8 +95,8 @@ class SynthesisConfig:
             raise ValueError(f"init must be one of {INIT_STRATEGIES}, got {self.init!r}")
         if self.k_max < 0:
             raise ValueError(f"k_max must be >= 0, got {self.k_max}")
-        if not (self.lr > 0):
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
 
     @property
     def model(self) -> LogisticModel:

@@ -10,6 +10,9 @@ is split into K disjoint random parts, one CSV per SuperNode (``--node-config 'd
 partition-id=k'``); each node encodes its own file with the dataset spec and keeps 20 %
 (``partition.test_fraction``) for testing. Everything listens on 127.0.0.1 only.
 
+The nodes send no harness report (``federation.report_metrics=false``, so no test counts, privacy
+measures or compute seconds leave them) unless the overrides say ``federation.report_metrics=true``.
+
 ``--tls``: a throw-away CA and server certificate secure the SuperLink (HTTPS), SuperNode
 authentication is on, each SuperNode gets an ECDSA P-384 key registered with ``flwr supernode
 register``, and the SuperNodes reach the SuperLink through :mod:`fedsynth.deploy.fleet_gate`
@@ -172,6 +175,16 @@ def stop_everything(grace_s: float = 5.0) -> None:
     kill_descendants(me)
 
 
+REPORT_KEY = "federation.report_metrics"
+
+
+def deployment_overrides(overrides: list[str]) -> list[str]:
+    """A deployment's overrides: the experiment harness's report off (``federation.report_metrics=false``:
+    the nodes send no test counts, privacy measures or compute seconds) unless the user sets it."""
+    asked = any(override.lstrip("+~").split("=", 1)[0] == REPORT_KEY for override in overrides)
+    return list(overrides) if asked else [f"{REPORT_KEY}=false", *overrides]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fedsynth-deploy`` console script."""
     parser = argparse.ArgumentParser(prog="fedsynth-deploy", description=__doc__.split("\n\n")[0])
@@ -187,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     for signum in STOP_SIGNALS:
         signal.signal(signum, raise_stopped)
     with one_line_errors("deployment"):
-        experiment = api.check(api.compose(args.overrides))
+        experiment = api.check(api.compose(deployment_overrides(args.overrides)))
         out.mkdir(parents=True)
         outcome = call_in_child(deploy, (experiment, out, args.tls), name="the deployment")
     summary = {key: getattr(outcome, key) for key in ("metrics", "failures", "bytes_down", "bytes_up", "timings")}

@@ -19,6 +19,7 @@ aggregation weights, :class:`~fedsynth.methods.fair_fate.FairFate` with another 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
@@ -71,9 +72,9 @@ class FedAvg(FederatedMethod):
         return LogisticModel(lambda_theta=self.lambda_theta, fit_intercept=self.fit_intercept)
 
     def __post_init__(self) -> None:
-        if self.rounds < 1 or self.local_epochs < 1 or self.batch_size < 1 or not self.lr > 0:
+        if self.rounds < 1 or self.local_epochs < 1 or self.batch_size < 1 or not 0 < self.lr < math.inf:
             raise ValueError(
-                f"need rounds >= 1, local_epochs >= 1, batch_size >= 1, lr > 0; got "
+                f"need rounds >= 1, local_epochs >= 1, batch_size >= 1, a finite lr > 0; got "
                 f"{self.rounds}, {self.local_epochs}, {self.batch_size}, {self.lr}"
             )
         if self.min_clients < 1:
