@@ -129,6 +129,11 @@ def check_experiment_config(config: Mapping[str, Any]) -> None:
         spec = DatasetSpec.from_config(config["dataset"])
     except DataError as err:
         raise ConfigError(f"{err} (dataset.* config)") from None
+    if spec.num_groups != 2:
+        raise ConfigError(
+            f"dataset.sensitive.groups: {spec.num_groups} groups, but the federated methods take a binary sensitive "
+            "attribute so far (k groups: fedsynth.metrics and the fedsynth.core measures); give dataset.sensitive.privileged"
+        )
     partition, federation, model = config["partition"], config["federation"], config["model"]
     if partition.get("scheme") not in SCHEMES:
         raise ConfigError(f"{_where('partition.scheme', partition.get('scheme'))}: must be one of {list(SCHEMES)}")

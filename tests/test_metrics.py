@@ -313,7 +313,7 @@ def test_pooled_k_group_gaps_equal_fairlearn_on_the_union(num_groups):
     parts = [group_table(rows, num_groups + i, num_groups) for i, rows in enumerate((160, 90, 250))]
     union = TabularData.concat(parts)
     model = LogisticModel()
-    theta = torch.randn(model.num_weights(4), generator=torch.Generator().manual_seed(num_groups), dtype=torch.float64)
+    theta = torch.randn(model.num_weights(4, num_groups), generator=torch.Generator().manual_seed(num_groups), dtype=torch.float64)
     pooled = metrics_from_counts(sum_counts([evaluation_counts(model, theta, part) for part in parts]))
     y_pred = model.predict(theta, union)
     y_true01, y_pred01, groups = (union.y.numpy() + 1) / 2, (y_pred.numpy() + 1) / 2, union.s.numpy()
@@ -337,7 +337,7 @@ def test_k_group_counts_keys_and_a_group_absent_from_a_client():
 
     data = group_table(300, 11, 4)
     without_group_2 = data.subset(data.s != 2)
-    theta = torch.randn(6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    theta = torch.randn(8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     counts = evaluation_counts(LogisticModel(), theta, without_group_2)
     assert tuple(counts) == count_keys(4)
     assert counts["n_s2"] == 0 and "sum_s" not in counts
@@ -353,7 +353,7 @@ def test_the_constant_classifier_of_k_groups_has_no_gap():
     from fedsynth.metrics import constant_classifier
 
     data = group_table(400, 5, 5)
-    counts = evaluation_counts(LogisticModel(), torch.randn(6, dtype=torch.float64), data)
+    counts = evaluation_counts(LogisticModel(), torch.randn(9, dtype=torch.float64), data)
     constant = constant_classifier(counts)
     assert constant["spd"] == 0 and constant["eod"] == 0 and constant["covariance"] == pytest.approx(0, abs=1e-12)
     assert constant["balanced_accuracy"] == 0.5

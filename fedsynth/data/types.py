@@ -8,6 +8,16 @@ from typing import Sequence
 import torch
 
 
+def sensitive_columns(s: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """The design matrix's sensitive columns for a group index s ∈ {0, .., k−1}: for two groups the
+    one column s itself (the paper's a_i = (x_i, s_i)); for k > 2 the k − 1 indicators 1[s_i = g],
+    g = 1..k−1 (group 0 the reference, as one-hot coding with a dropped level), an ``(N, k − 1)``
+    matrix whose only column for k = 2 would be s again."""
+    if num_groups == 2:
+        return s.unsqueeze(1)
+    return (s.unsqueeze(1) == torch.arange(1, num_groups, dtype=s.dtype, device=s.device).unsqueeze(0)).to(s.dtype)
+
+
 @dataclass(frozen=True)
 class TabularData:
     """Encoded rows of a binary-classification table with one sensitive attribute of k ≥ 2 groups.
@@ -51,8 +61,9 @@ class TabularData:
 
     @property
     def a(self) -> torch.Tensor:
-        """The paper's complete feature vectors a_i = (x_i, s_i), shape ``(N, n)``."""
-        return torch.cat([self.x, self.s.unsqueeze(1)], dim=1)
+        """The paper's complete feature vectors a_i = (x_i, s_i), shape ``(N, n)``; for k > 2 groups
+        s_i is the k − 1 group indicators (:func:`sensitive_columns`)."""
+        return torch.cat([self.x, sensitive_columns(self.s, self.num_groups).to(self.x.dtype)], dim=1)
 
     @classmethod
     def concat(cls, tables: "Sequence[TabularData]") -> "TabularData":
