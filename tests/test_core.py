@@ -693,3 +693,20 @@ def test_fair_server_model_is_a_stationary_point_of_its_objective(fairness):
     assert float(fd.abs().max()) < 1e-6
     measure = lambda theta: abs(float(reference_measure(fairness, a, union.s, union.y, theta, tau)))  # noqa: E731
     assert measure(fair) < 0.5 * measure(plain)
+
+
+def test_synthesis_on_k_groups_balances_groups_times_labels_and_fits_k_minus_1_indicators():
+    """A client with a 3-group attribute: balanced labels give each of the 6 (group, label) pairs
+    N_s/6 rows, the synthetic table keeps k = 3, and θ has one weight per group indicator (k − 1)."""
+    from fedsynth.core.synthesis import choose_synthetic_labels, label_pairs
+
+    base = random_table(120, 2, seed=3)
+    groups = torch.randint(3, (120,), generator=torch.Generator().manual_seed(1)).double()
+    train = TabularData(base.x, groups, base.y, base.feature_names, num_groups=3)
+    assert label_pairs(2) == ((0.0, -1.0), (0.0, 1.0), (1.0, -1.0), (1.0, 1.0))
+    s_hat, y_hat = choose_synthetic_labels(train, 60, "balanced", torch.Generator().manual_seed(0))
+    assert all(int(((s_hat == s) & (y_hat == y)).sum()) == 10 for s, y in label_pairs(3))
+    config = SynthesisConfig(synthetic_size=60, synthetic_labels="balanced", k_max=3, rho_o=5.0, fairness="group_covariance")
+    result = synthesize(train, config, seed=0)
+    assert result.data.num_groups == 3 and result.theta.shape == (2 + 2 + 1,)
+    assert torch.isfinite(torch.tensor(result.history.objective)).all()
