@@ -347,8 +347,8 @@ class InnerModel:
         config: SynthesisConfig,
         history: SynthesisHistory,
         *,
-        design: torch.Tensor | None = None,
         num_groups: int = 2,
+        design: torch.Tensor | None = None,
     ) -> None:
         self.s_hat = s_hat
         self.y_hat = y_hat
