@@ -561,3 +561,11 @@ def test_dutch_sex_by_country_of_birth_has_six_groups_split_by_group_and_label(d
     clients = partition_clients(data, 4, seed=0, scheme="dirichlet")
     assert sum(len(c.train) + len(c.test) for c in clients) == len(data)
     assert all(c.train.num_groups == 6 for c in clients)
+
+
+def test_dutch_marital_status_has_four_groups_with_sex_a_feature(data_dir):
+    spec = shipped_spec("dutch_marital")
+    data = load_dataset(spec, data_dir)
+    assert spec.num_groups == 4 and data.num_groups == 4
+    assert [int((data.s == g).sum()) for g in range(4)] == [19656, 36655, 543, 3566]  # codes 1..4
+    assert data.feature_names[0] == "sex" and "Marital_status" not in data.feature_names

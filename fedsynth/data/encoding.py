@@ -116,13 +116,13 @@ def _sensitive_lines(frame: pd.DataFrame, columns: Sequence[str], privileged: st
     def plain(value: object) -> object:
         return value.item() if isinstance(value, np.generic) else value
     if len(columns) == 1:
-        column = json.dumps(columns[0])
+        column, note = json.dumps(columns[0]), "every value of this column is a group"
         groups = [json.dumps(plain(row[0])) for row in combinations.itertuples(index=False)]
     else:
-        column = "[" + ", ".join(json.dumps(name) for name in columns) + "]"
+        column, note = "[" + ", ".join(json.dumps(name) for name in columns) + "]", "the groups are their value combinations"
         groups = ["[" + ", ".join(json.dumps(plain(v)) for v in row) + "]" for row in combinations.itertuples(index=False)]
     return [
-        f"  column: {column}      # the groups are the combinations of these columns' values",
+        f"  column: {column}      # {note}",
         f"  groups:                # {len(groups)} groups; s = g for the g-th entry",
         *(f"    - {group}" for group in groups),
     ]
