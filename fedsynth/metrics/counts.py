@@ -53,8 +53,8 @@ def group_suffixes(num_groups: int) -> tuple[str, ...]:
 def count_keys(num_groups: int = 2) -> tuple[str, ...]:
     """The keys of the test counts (:func:`fedsynth.metrics.evaluation_counts`) of an attribute
     with ``num_groups`` values: rows and correct predictions, :data:`PER_GROUP_COUNTS` per group,
-    the decision sums (:data:`BINARY_DECISION_SUMS` for two groups, ``sum_decision_s<g>`` per group
-    for more) and the decision histograms."""
+    the decision sums (``sum_s``, ``sum_decision``, ``sum_s_decision`` for two groups;
+    ``sum_decision`` and ``sum_decision_s<g>`` per group for more) and the decision histograms."""
     groups = group_suffixes(num_groups)
     if num_groups == 2:
         sums = ("sum_s", "sum_decision", "sum_s_decision")
