@@ -78,6 +78,11 @@ def check(config: Mapping[str, Any]) -> Experiment:
         spec = DatasetSpec.from_config(experiment.dataset)
     except (ValueError, DataError) as error:
         raise ConfigError(str(error)) from None
+    if spec.num_groups != 2:
+        raise ConfigError(
+            f"dataset.sensitive.groups: {spec.num_groups} groups, but the federated methods take a binary sensitive "
+            "attribute so far (k groups: fedsynth.metrics and the fedsynth.core measures); give dataset.sensitive.privileged"
+        )
     directory = data_directory(experiment.data_dir)
     experiment.data_dir = None if directory is None else str(directory)
     if spec.kind == "table":

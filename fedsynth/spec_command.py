@@ -2,6 +2,7 @@
 
     fedsynth-spec data.csv --label income --positive ">50K" --sensitive sex --privileged Male
     fedsynth dataset=data                      # then run it (the spec's name: the file's stem)
+    fedsynth-spec data.csv --label income --positive ">50K" --sensitive race sex   # k groups: every race × sex
 
 It computes the encoding constants and category levels from the whole file
 (:mod:`fedsynth.data.encoding`), checks that the file encodes with them, writes
@@ -30,8 +31,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("csv", type=Path, help="the CSV file (relative: to the working directory)")
     parser.add_argument("--label", required=True, metavar="COLUMN", help="the binary label column")
     parser.add_argument("--positive", required=True, metavar="VALUE", help="label value that means y = +1")
-    parser.add_argument("--sensitive", required=True, metavar="COLUMN", help="the binary sensitive column")
-    parser.add_argument("--privileged", required=True, metavar="VALUE", help="sensitive value that means s = 1")
+    parser.add_argument(
+        "--sensitive", required=True, nargs="+", metavar="COLUMN",
+        help="the sensitive column(s); without --privileged every value (combination) in the file is a group",
+    )
+    parser.add_argument("--privileged", metavar="VALUE", help="one column's value that means s = 1 (binary)")
     parser.add_argument("--exclude", nargs="+", default=[], metavar="COLUMN", help="columns that are no feature")
     parser.add_argument("--binary", nargs="+", default=[], metavar="COLUMN=VALUE", help="indicator features")
     parser.add_argument("--scaling", choices=("standard", "minmax"), default="standard", help="default: standard")
@@ -59,7 +63,9 @@ def write_spec(args: argparse.Namespace) -> tuple[Path, str]:
     binary = dict(item.split("=", 1) for item in args.binary if "=" in item)
     if len(binary) != len(args.binary):
         raise ValueError("--binary takes COLUMN=VALUE pairs")
-    named = [args.label, args.sensitive, *args.exclude, *binary]
+    if args.privileged is not None and len(args.sensitive) != 1:
+        raise ValueError("--privileged makes one column binary; give one --sensitive column, or drop --privileged")
+    named = [args.label, *args.sensitive, *args.exclude, *binary]
     unknown = [column for column in named if column not in frame.columns]
     if unknown:
         raise ValueError(f"{csv} has no column(s) {unknown}; its columns are {list(frame.columns)}")
@@ -79,7 +85,8 @@ def write_spec(args: argparse.Namespace) -> tuple[Path, str]:
         sha256=file_sha256(csv),
         num_clients=args.num_clients,
         label=(args.label, args.positive),
-        sensitive=(args.sensitive, args.privileged),
+        sensitive=args.sensitive,
+        privileged=args.privileged,
         exclude=args.exclude,
         binary=binary,
         scaling=args.scaling,

@@ -34,7 +34,7 @@ def describe(spec: DatasetSpec, data: TabularData, seed: int, alpha: float) -> l
     if spec.kind == "table":
         lines += [
             f"File `{spec.file}` (sha256 `{spec.sha256}`), label `{spec.label.column}` == "
-            f"`{spec.label.positive}` -> y = +1, sensitive `{spec.sensitive.column}` == "
+            f"`{spec.label.positive}` -> y = +1, sensitive `{spec.sensitive.columns[0]}` == "
             f"`{spec.sensitive.privileged}` -> s = 1. {len(data)} rows, "
             f"{data.num_features} features (n - 1), K = {spec.num_clients} clients.",
             "",

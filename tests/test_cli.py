@@ -109,6 +109,7 @@ CSV = [
         ("huge values", [*CSV, "dataset.file={tmp}/huge.csv"], "column 'f0' encodes to values beyond"),
         ("sha256 mismatch", [*CSV, "dataset.file={tmp}/ok.csv", "+dataset.sha256=" + "0" * 64], "sha256 mismatch"),
         ("more clients than rows", [*CSV, "dataset.file={tmp}/ok.csv", "dataset.num_clients=50"], "50 clients requested"),
+        ("k groups in a run", ["dataset=dutch_sex_country"], "dataset.sensitive.groups: 6 groups, but the federated methods"),
     ],
 )
 def test_user_errors_are_one_line_exit_2_before_anything_starts(tmp_path, case, overrides, message):

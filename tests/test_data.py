@@ -108,7 +108,7 @@ def test_real_datasets_match_table_1(data_dir, name, clients, train, test, spd):
     assert spec.num_clients == clients
     assert data.num_features == 10
     assert spec.label.column not in data.feature_names
-    assert spec.sensitive.column not in data.feature_names
+    assert spec.sensitive.columns[0] not in data.feature_names
     assert data.x.dtype == data.s.dtype == data.y.dtype == torch.float64
     assert set(data.s.unique().tolist()) == {0.0, 1.0}
     assert set(data.y.unique().tolist()) == {-1.0, 1.0}
@@ -347,6 +347,12 @@ def test_missing_file(tmp_path):
         ({"features": [{"name": "f1"}, {"name": "f1"}]}, "listed twice"),
         ({"sha256": "abc"}, "64 hex digits"),
         ({"generator": {"seed": 1}}, "only used by kind: synthetic"),
+        ({"sensitive": {"column": "s", "privileged": "a", "groups": ["a", "b"]}}, "either privileged .* or groups"),
+        ({"sensitive": {"column": "s", "groups": ["a"]}}, "at least 2 groups"),
+        ({"sensitive": {"column": "s", "groups": ["a", "a"]}}, "a group twice"),
+        ({"sensitive": {"column": ["s", "f2"], "groups": [["a", 1], "b"]}}, r"groups\[1\] must give one value per column"),
+        ({"sensitive": {"column": ["s", "s"], "groups": [["a", "a"], ["b", "b"]]}}, "lists a column twice"),
+        ({"sensitive": {"column": ["s", "y"], "groups": [["a", 1], ["b", 1]]}}, "both 'y'"),
     ],
 )
 def test_bad_specs_raise_data_error(tmp_path, overrides, message):
@@ -507,3 +513,59 @@ def test_a_file_with_too_many_columns_fails_on_its_header(tmp_path, monkeypatch)
     for read in (lambda: load_csv(spec, path), lambda: encoded_feature_names(spec)):
         with pytest.raises(DataError, match=f"wide.csv: the header has {len(names)} columns, more than fedsynth reads"):
             read()
+
+
+GROUPS_CSV = "f1,f2,s,t,y\n1,2,a,u,1\n3,4,b,u,0\n5,6,c,v,0\n7,8,b,v,1\n9,1,a,v,1\n"
+
+
+def test_a_sensitive_attribute_with_k_groups_encodes_each_row_as_its_group_index(tmp_path):
+    """``sensitive: {column, groups}``: s is the index of the row's value in ``groups`` (any order),
+    the table knows k; the design matrix carries k − 1 group indicators (binary: the column s)."""
+    path = write_csv(tmp_path / "g.csv", GROUPS_CSV)
+    spec = table_spec(path, sensitive={"column": "s", "groups": ["b", "a", "c"]})
+    assert spec.num_groups == 3 and spec.sensitive.columns == ("s",)
+    data = load_csv(spec, path)
+    assert data.s.tolist() == [1.0, 0.0, 2.0, 0.0, 1.0] and data.num_groups == 3
+    assert data.a[:, 2:].tolist() == [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [0.0, 0.0], [1.0, 0.0]]
+    assert data.subset(torch.tensor([0, 1])).num_groups == 3
+    binary_path = write_csv(tmp_path / "b.csv", GOOD_CSV)
+    binary = load_csv(table_spec(binary_path), binary_path)
+    assert binary.num_groups == 2 and torch.equal(binary.a[:, 2], binary.s)
+
+
+def test_several_sensitive_columns_make_their_combinations_the_groups(tmp_path):
+    path = write_csv(tmp_path / "g.csv", GROUPS_CSV)
+    groups = [["a", "u"], ["a", "v"], ["b", "u"], ["b", "v"], ["c", "v"]]
+    spec = table_spec(path, sensitive={"column": ["s", "t"], "groups": groups})
+    data = load_csv(spec, path)
+    assert data.s.tolist() == [0.0, 2.0, 4.0, 3.0, 1.0] and data.num_groups == 5
+    assert "t" not in encoded_feature_names(table_spec(path, features=None, sensitive={"column": ["s", "t"], "groups": groups}))
+    with pytest.raises(DataError, match=r"have values \['c', 'v'\] in 1 row\(s\), first at data row 3 that are none of"):
+        load_csv(table_spec(path, sensitive={"column": ["s", "t"], "groups": groups[:4]}), path)
+
+
+def test_a_many_valued_binary_sensitive_column_points_to_groups(tmp_path):
+    path = write_csv(tmp_path / "g.csv", GROUPS_CSV)
+    with pytest.raises(DataError, match="exactly two distinct values.*dataset.sensitive.groups"):
+        load_csv(table_spec(path), path)
+
+
+def test_dutch_sex_by_country_of_birth_has_six_groups_split_by_group_and_label(data_dir):
+    """The shipped k-group spec: Dutch with sex × country_birth (6 groups), every row matched, the
+    Dirichlet split cutting each (group, label) cell."""
+    spec = shipped_spec("dutch_sex_country")
+    data = load_dataset(spec, data_dir)
+    assert spec.num_groups == 6 and data.num_groups == 6 and len(data) == 60420
+    assert sorted(torch.unique(data.s).tolist()) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert data.a.shape[1] == data.num_features + 5
+    clients = partition_clients(data, 4, seed=0, scheme="dirichlet")
+    assert sum(len(c.train) + len(c.test) for c in clients) == len(data)
+    assert all(c.train.num_groups == 6 for c in clients)
+
+
+def test_dutch_marital_status_has_four_groups_with_sex_a_feature(data_dir):
+    spec = shipped_spec("dutch_marital")
+    data = load_dataset(spec, data_dir)
+    assert spec.num_groups == 4 and data.num_groups == 4
+    assert [int((data.s == g).sum()) for g in range(4)] == [19656, 36655, 543, 3566]  # codes 1..4
+    assert data.feature_names[0] == "sex" and "Marital_status" not in data.feature_names

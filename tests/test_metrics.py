@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -291,3 +293,79 @@ def test_a_mixture_scores_its_expected_decision_value():
     got = evaluate_model(LogisticModel(), LogisticMixture(thetas, weights), data)
     expected_score = sum(w * LogisticModel().decision(t, data).numpy() for w, t in zip(weights, thetas))
     assert abs(got["auc"] - roc_auc_score(labels01(data.y), expected_score)) <= got["auc_error_bound"]
+
+
+def group_table(rows: int, seed: int, num_groups: int) -> TabularData:
+    """Rows whose labels depend on their group (k groups, s = 0..k-1) and on x."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, 4, generator=g, dtype=torch.float64)
+    s = torch.randint(num_groups, (rows,), generator=g).double()
+    noise = 0.5 * torch.randn(rows, generator=g, dtype=torch.float64)
+    y = torch.where(x[:, 0] + 0.4 * s + noise > 0.5, 1.0, -1.0).double()
+    return TabularData(x, s, y, ("a", "b", "c", "d"), num_groups=num_groups)
+
+
+@pytest.mark.parametrize("num_groups", [3, 4, 6])
+def test_pooled_k_group_gaps_equal_fairlearn_on_the_union(num_groups):
+    """Per-client counts of k groups, summed, give fairlearn's demographic_parity_difference and
+    equal_opportunity_difference of the union's rows (to 1e-9), and the largest covariance of a
+    group indicator with the decision value."""
+    parts = [group_table(rows, num_groups + i, num_groups) for i, rows in enumerate((160, 90, 250))]
+    union = TabularData.concat(parts)
+    model = LogisticModel()
+    theta = torch.randn(model.num_weights(4, num_groups), generator=torch.Generator().manual_seed(num_groups), dtype=torch.float64)
+    pooled = metrics_from_counts(sum_counts([evaluation_counts(model, theta, part) for part in parts]))
+    y_pred = model.predict(theta, union)
+    y_true01, y_pred01, groups = (union.y.numpy() + 1) / 2, (y_pred.numpy() + 1) / 2, union.s.numpy()
+    assert abs(pooled["spd"] - demographic_parity_difference(y_true01, y_pred01, sensitive_features=groups)) <= 1e-9
+    assert abs(pooled["eod"] - fl_eod(y_true01, y_pred01, sensitive_features=groups)) <= 1e-9
+    assert pooled["spd"] > 0 and pooled["eod"] > 0
+    decisions = model.decision(theta, union).numpy()
+    covariances = [np.mean(((groups == g) - np.mean(groups == g)) * decisions) for g in range(num_groups)]
+    assert pooled["covariance"] == pytest.approx(max(abs(c) for c in covariances), abs=1e-12)
+    assert pooled["accuracy"] == pytest.approx(accuracy(union.y, y_pred), abs=1e-12)
+    assert pooled["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(union.y.numpy(), y_pred.numpy()), abs=1e-12)
+    from fedsynth.metrics.fairness import demographic_parity_difference as ours_by_rows
+
+    assert ours_by_rows(y_pred, union.s) == pytest.approx(pooled["spd"], abs=1e-12)
+
+
+def test_k_group_counts_keys_and_a_group_absent_from_a_client():
+    """A client without rows of some group still reports every group's counts (zeros); the
+    gaps of the pooled counts are over the groups with rows, as fairlearn's over the groups present."""
+    from fedsynth.metrics import count_keys
+
+    data = group_table(300, 11, 4)
+    without_group_2 = data.subset(data.s != 2)
+    theta = torch.randn(8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    counts = evaluation_counts(LogisticModel(), theta, without_group_2)
+    assert tuple(counts) == count_keys(4)
+    assert counts["n_s2"] == 0 and "sum_s" not in counts
+    y_pred = LogisticModel().predict(theta, without_group_2)
+    expected = demographic_parity_difference(
+        (without_group_2.y.numpy() + 1) / 2, (y_pred.numpy() + 1) / 2, sensitive_features=without_group_2.s.numpy()
+    )
+    assert abs(metrics_from_counts(counts)["spd"] - expected) <= 1e-9
+    assert math.isnan(metrics_from_counts(evaluation_counts(LogisticModel(), theta, data.subset(data.s == 1)))["spd"])
+
+
+def test_the_constant_classifier_of_k_groups_has_no_gap():
+    from fedsynth.metrics import constant_classifier
+
+    data = group_table(400, 5, 5)
+    counts = evaluation_counts(LogisticModel(), torch.randn(9, dtype=torch.float64), data)
+    constant = constant_classifier(counts)
+    assert constant["spd"] == 0 and constant["eod"] == 0 and constant["covariance"] == pytest.approx(0, abs=1e-12)
+    assert constant["balanced_accuracy"] == 0.5
+
+
+def test_binary_counts_keep_their_keys_and_the_signed_gap():
+    """A binary attribute keeps today's count keys (s1 before s0, sum_s, sum_s_decision) and its
+    signed SPD, whose absolute value is fairlearn's difference."""
+    from fedsynth.metrics import count_keys
+    from fedsynth.metrics.counts import COUNT_KEYS
+
+    data = table(300, 8)
+    counts = evaluation_counts(LogisticModel(), torch.randn(6, generator=torch.Generator().manual_seed(1), dtype=torch.float64), data)
+    assert tuple(counts) == COUNT_KEYS == count_keys(2)
+    assert COUNT_KEYS[2:4] == ("n_s1", "n_s0") and "sum_s_decision" in COUNT_KEYS

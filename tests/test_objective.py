@@ -14,6 +14,10 @@ from fedsynth.core import (
     DemographicParityGap,
     EqualOpportunityCovariance,
     EqualOpportunityGap,
+    EqualOpportunityGroupCovariance,
+    GroupCovariance,
+    LargestDemographicParityGap,
+    LargestEqualOpportunityGap,
     LogisticModel,
     LogisticObjective,
     design_matrix,
@@ -112,14 +116,35 @@ def test_row_gradients_are_each_rows_term():
 
 
 MEASURE_OBJECTS = [Covariance(), EqualOpportunityCovariance(), DemographicParityGap(temperature=0.3), EqualOpportunityGap(temperature=0.3)]
+GROUP_MEASURES = [
+    GroupCovariance(),
+    EqualOpportunityGroupCovariance(),
+    LargestDemographicParityGap(temperature=0.3),
+    LargestEqualOpportunityGap(temperature=0.3),
+]
 
 
-@pytest.mark.parametrize("measure", MEASURE_OBJECTS, ids=lambda m: m.name)
-def test_measure_gradients_match_finite_differences(measure):
-    """For each measure object bound to rows: ∇_θ F and the per-row terms against central
-    differences (a row's term: F's derivative through that row's decision value, the groups'
-    weights held), and F's derivative in the design matrix (autograd, as the ρ_s term uses it)."""
-    a, s, y, g = rows(30, 2, seed=5)
+def group_rows(count: int, features: int, seed: int, num_groups: int):
+    """A k-group design matrix (x, k − 1 group indicators, 1), group indices s ∈ {0..k−1} and
+    labels that depend on x and the group."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(count, features, generator=g, dtype=torch.float64)
+    s = torch.randint(num_groups, (count,), generator=g).double()
+    y = torch.where(x[:, 0] + 0.4 * s + 0.5 * torch.randn(count, generator=g, dtype=torch.float64) > 0.6, 1.0, -1.0).double()
+    return design_matrix(x, s, True, num_groups), s, y, g
+
+
+@pytest.mark.parametrize(
+    "measure, num_groups",
+    [(m, 2) for m in MEASURE_OBJECTS] + [(m, k) for m in GROUP_MEASURES for k in (2, 4)],
+    ids=lambda p: p.name if hasattr(p, "name") else f"k{p}",
+)
+def test_measure_gradients_match_finite_differences(measure, num_groups):
+    """For each measure object bound to rows (two groups, and four for the k-group measures):
+    ∇_θ F and the per-row terms against central differences (a row's term: F's derivative through
+    that row's decision value, the groups' weights held), and F's derivative in the design matrix
+    (autograd, as the ρ_s term uses it)."""
+    a, s, y, g = rows(30, 2, seed=5) if num_groups == 2 else group_rows(40, 2, 5, num_groups)
     theta = torch.randn(a.shape[1], generator=g, dtype=torch.float64)
     bound = measure.bind(a, s, y)
     value, grad = bound(theta)
@@ -151,6 +176,30 @@ def _measure_of_margins(measure, margins: torch.Tensor, s: torch.Tensor, y: torc
     return measure.bind(margins.unsqueeze(1), s, y)(torch.ones(1, dtype=margins.dtype))[0]
 
 
+def test_group_measures_are_the_binary_ones_in_absolute_value_for_two_groups():
+    """For s ∈ {0, 1}: the per-group-indicator covariance norm is |eq. (2)| and the largest smooth
+    gap |dp_gap|, so F² and the penalty gradient F·∇F are the binary measures' (to rounding)."""
+    a, s, y, g = rows(50, 3, seed=2)
+    theta = torch.randn(a.shape[1], generator=g, dtype=torch.float64)
+    for binary, group in zip(MEASURE_OBJECTS, GROUP_MEASURES):
+        (f_binary, grad_binary), (f_group, grad_group) = binary.bind(a, s, y)(theta), group.bind(a, s, y)(theta)
+        assert float(f_group) == pytest.approx(abs(float(f_binary)), rel=1e-12)
+        assert torch.allclose(f_group * grad_group, f_binary * grad_binary, rtol=1e-10, atol=1e-15)
+
+
+def test_the_largest_smooth_gap_tends_to_the_largest_positive_rate_gap():
+    """As τ → 0, F of dp_largest_gap is the ``spd`` metric of k groups: max_g − min_g of the groups'
+    positive rates (fairlearn's demographic_parity_difference)."""
+    from fairlearn.metrics import demographic_parity_difference
+
+    a, s, y, g = group_rows(400, 3, seed=9, num_groups=5)
+    theta = torch.randn(a.shape[1], generator=g, dtype=torch.float64)
+    predicted = ((a @ theta) >= 0).double().numpy()
+    smooth = LargestDemographicParityGap(temperature=1e-6).bind(a, s, y)(theta)[0]
+    assert float(smooth) == pytest.approx(demographic_parity_difference(y.numpy(), predicted, sensitive_features=s.numpy()), abs=1e-6)
+    assert float(GroupCovariance().bind(a, s[:1].expand(len(s)), y)(theta)[0]) == 0.0  # one group: F ≡ 0
+
+
 def test_config_keys_become_the_measure_object_in_one_place():
     """``method.fairness`` / ``method.fairness_temperature`` name a class and its τ; the objects take
     plain keyword arguments (Hydra ``instantiate``-ready), compare by value and check τ."""
@@ -158,6 +207,8 @@ def test_config_keys_become_the_measure_object_in_one_place():
     assert fairness_from_config("eo_covariance", 0.1) == EqualOpportunityCovariance()
     assert fairness_from_config("dp_gap", 0.1) == DemographicParityGap(temperature=0.1)
     assert fairness_from_config("eo_gap", 0.5) == EqualOpportunityGap(temperature=0.5)
+    assert fairness_from_config("group_covariance", 0.5) == GroupCovariance()
+    assert fairness_from_config("dp_largest_gap", 0.5) == LargestDemographicParityGap(temperature=0.5)
     assert {name: cls.name for name, cls in FAIRNESS_MEASURES.items()} == {name: name for name in FAIRNESS_MEASURES}
     with pytest.raises(ValueError, match="fairness must be one of"):
         fairness_from_config("parity")
@@ -165,3 +216,21 @@ def test_config_keys_become_the_measure_object_in_one_place():
         fairness_from_config("covariance", 0.0)
     with pytest.raises(ValueError, match="temperature"):
         DemographicParityGap(temperature=float("inf"))
+
+
+@pytest.mark.parametrize("measure", [GroupCovariance(), LargestDemographicParityGap(temperature=0.1)], ids=lambda m: m.name)
+def test_a_penalized_fit_on_four_groups_shrinks_the_largest_gap(measure):
+    """ℓ_r + ρ/2·F² with a k-group measure, on rows whose labels depend on the group: the largest
+    positive-rate gap over the 4 groups (the ``spd`` metric) falls well below the plain fit's."""
+    from fedsynth.data.types import TabularData
+    from fedsynth.metrics import evaluate_model
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(800, 3, generator=g, dtype=torch.float64)
+    s = torch.randint(4, (800,), generator=g).double()
+    y = torch.where(x[:, 0] + 0.6 * s + 0.5 * torch.randn(800, generator=g, dtype=torch.float64) > 1.0, 1.0, -1.0).double()
+    data = TabularData(x, s, y, ("a", "b", "c"), num_groups=4)
+    model = LogisticModel()
+    plain = evaluate_model(model, model.fit(data).theta, data)
+    fair = evaluate_model(model, model.fit(data, rho=200.0, fairness=measure).theta, data)
+    assert plain["spd"] > 0.5 and fair["spd"] < plain["spd"] / 3

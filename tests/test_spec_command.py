@@ -142,3 +142,24 @@ def test_spec_reads_a_bom_and_rejects_a_ragged_file_in_one_line(people: tuple[Pa
     done = command("fedsynth-spec", "ragged.csv", *SPEC, cwd=work, config_dir=config)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "ragged.csv: line 2 has 5 fields but the header names 4 columns" in done.stderr
+
+
+def test_several_sensitive_columns_without_privileged_write_every_combination_as_a_group(data_dir: Path, tmp_path: Path) -> None:
+    """``--sensitive sex country_birth`` (no ``--privileged``): the spec's groups are the 6 value
+    pairs of the file, as the shipped dutch_sex_country spec lists them, and it loads with k = 6."""
+    from fedsynth.data import DatasetSpec, load_csv
+
+    done = command(
+        "fedsynth-spec", str(data_dir / "dutch.csv"), "--label", "occupation", "--positive", "1",
+        "--sensitive", "sex", "country_birth", "--name", "dutch6", cwd=tmp_path, config_dir=tmp_path / "config",
+    )
+    assert done.returncode == 0, done.stderr
+    written = yaml.safe_load((tmp_path / "config" / "dataset" / "dutch6.yaml").read_text())
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "dataset" / "dutch_sex_country.yaml").read_text())
+    assert written["sensitive"] == shipped["sensitive"]
+    assert load_csv(DatasetSpec.from_config(written), data_dir / "dutch.csv").num_groups == 6
+    both = command(
+        "fedsynth-spec", str(data_dir / "dutch.csv"), "--label", "occupation", "--positive", "1",
+        "--sensitive", "sex", "country_birth", "--privileged", "male", cwd=tmp_path, config_dir=tmp_path / "config",
+    )
+    assert both.returncode == 2 and "--privileged makes one column binary" in both.stderr

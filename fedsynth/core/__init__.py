@@ -27,7 +27,11 @@ from fedsynth.core.fairness import (
     DemographicParityGap,
     EqualOpportunityCovariance,
     EqualOpportunityGap,
+    EqualOpportunityGroupCovariance,
     FairnessMeasure,
+    GroupCovariance,
+    LargestDemographicParityGap,
+    LargestEqualOpportunityGap,
     fairness_from_config,
 )
 from fedsynth.core.server import fit_server_model
@@ -50,7 +54,11 @@ __all__ = [
     "DemographicParityGap",
     "EqualOpportunityCovariance",
     "EqualOpportunityGap",
+    "EqualOpportunityGroupCovariance",
     "FairnessMeasure",
+    "GroupCovariance",
+    "LargestDemographicParityGap",
+    "LargestEqualOpportunityGap",
     "ImplicitDiagnostics",
     "InnerSolution",
     "InnerSolverConfig",

@@ -12,15 +12,27 @@ the θ-gradient is the closed form that the real-data term of P and the penalize
 * :class:`DemographicParityGap`        F = mean_{s=1} σ(m_i/τ) − mean_{s=0} σ(m_i/τ)  (smooth SPD; τ → 0 gives eq. 4)
 * :class:`EqualOpportunityGap`         the same over the rows with y_i = +1           (smooth EOD)
 
-with m_i = a_iᵀθ the decision value. The config chooses one by name (``method.fairness``, with
+and for a sensitive attribute with k ≥ 2 groups (s_i ∈ {0, .., k−1} the group index):
+
+* :class:`GroupCovariance`             F = (½ Σ_g c_g²)^½, c_g = (1/N) Σ_i (1[s_i = g] − N_g/N) m_i
+                                        (eq. 2 per group indicator; |eq. 2| for k = 2)
+* :class:`EqualOpportunityGroupCovariance`  the same over the rows with y_i = +1
+* :class:`LargestDemographicParityGap` F = max_g r_g − min_g r_g, r_g = mean_{s=g} σ(m_i/τ)
+                                        (the largest pairwise gap of the smooth rates; |dp_gap| for k = 2)
+* :class:`LargestEqualOpportunityGap`  the same over the rows with y_i = +1
+
+with m_i = a_iᵀθ the decision value. For two groups each k-group measure is the absolute value of
+its binary counterpart, so the penalty ρ/2·F² is the same function of θ. The config chooses one by name (``method.fairness``, with
 ``method.fairness_temperature``); :func:`fairness_from_config` is the one place those keys become an
 object.
 
-The interface is built for more than two groups: ``s`` is a group index per row (0 and 1 today, the
-binary sensitive attribute; 0..k−1 for k groups), and a measure always gives ONE scalar F with its
-gradient, so the penalty ρ/2·F² and every caller stay as they are. A k-group measure reduces its groups
-to that scalar, e.g. the largest pairwise gap of the smooth rates, or the Euclidean norm of the
-per-group-indicator covariances (then F² is their sum of squares and ρ·F·∇F = ρ Σ_g c_g ∇c_g).
+``s`` is a group index per row (0 and 1 for the binary sensitive attribute; 0..k−1 for k groups),
+and a measure always gives ONE scalar F with its gradient, so the penalty ρ/2·F² and every caller
+stay as they are. The binary measures read s as the 0/1 attribute (eq. 2 needs s̄); the k-group
+measures read it as a group index and reduce their groups to the one scalar: the norm of the
+per-group-indicator covariances (F² = ½ Σ_g c_g², so ρ·F·∇F = ½ρ Σ_g c_g ∇c_g) or the largest gap
+of the smooth rates. Groups without rows among the bound ones are left out (their c_g is 0, they
+have no rate).
 
 Adding a measure is one class here plus its name in :data:`FAIRNESS_MEASURES`.
 """
@@ -196,8 +208,120 @@ class EqualOpportunityGap(DemographicParityGap):
     positives_only: ClassVar[bool] = True
 
 
+def _group_indicators(s: torch.Tensor) -> torch.Tensor:
+    """The N × k' one-hot matrix 1[s_i = g] over the k' groups present in ``s`` (ascending)."""
+    return (s.unsqueeze(1) == torch.unique(s).unsqueeze(0)).to(s.dtype)
+
+
+class _GroupCovarianceNorm(_RowsMeasure):
+    """F(θ) = (½ Σ_g c_g²)^½ with c = Dθ, D = (1/N) (I − 1 n̄ᵀ)ᵀ A (row g: group g's indicator
+    covariance direction); ∇_θ F = Dᵀc / (2F) (0 at F = 0, the norm's subgradient)."""
+
+    def __init__(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> None:
+        super().__init__(a, rows)
+        indicators = _group_indicators(s)
+        self.centred = indicators - indicators.mean(dim=0)
+        self.directions = self.centred.T @ self.a / len(s)
+
+    def _value(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        covariances = self.directions @ theta
+        return torch.linalg.vector_norm(covariances) / math.sqrt(2.0), covariances
+
+    def __call__(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        value, covariances = self._value(theta)
+        scale = 0.0 if float(value.detach()) == 0.0 else 1.0 / (2.0 * float(value.detach()))
+        return value, self.directions.detach().T @ covariances.detach() * scale
+
+    def row_gradients(self, theta: torch.Tensor) -> torch.Tensor:
+        value, covariances = self._value(theta.detach())
+        scale = 0.0 if float(value.detach()) == 0.0 else 1.0 / (2.0 * float(value.detach()))
+        return self._per_row(self.centred @ covariances.detach() * scale / self.centred.shape[0])
+
+
+class _LargestSmoothGap(_RowsMeasure):
+    """F(θ) = max_g r_g − min_g r_g with r_g = mean_{s=g} σ(a_iᵀθ/τ): the smooth gap of
+    :class:`_SmoothGap` with the weights 1[s_i = g⁺]/N_{g⁺} − 1[s_i = g⁻]/N_{g⁻} of the groups
+    g⁺, g⁻ with the largest and smallest rate at θ (differentiable wherever they are unique)."""
+
+    def __init__(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None, temperature: float) -> None:
+        super().__init__(a, rows)
+        indicators = _group_indicators(s)
+        self.means = (indicators / indicators.sum(dim=0)).T  # k' × N: row g averages group g
+        self.temperature = temperature
+
+    def _weights(self, p: torch.Tensor) -> torch.Tensor:
+        rates = self.means @ p.detach()
+        return self.means[int(torch.argmax(rates))] - self.means[int(torch.argmin(rates))]
+
+    def __call__(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = torch.sigmoid((self.a @ theta) / self.temperature)
+        weights = self._weights(p)
+        return weights.dot(p), self.a.T @ (weights * p * (1.0 - p)) / self.temperature
+
+    def row_gradients(self, theta: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid((self.a.detach() @ theta.detach()) / self.temperature)
+        return self._per_row(self._weights(p) * p * (1.0 - p) / self.temperature)
+
+
+@dataclass(frozen=True)
+class GroupCovariance(Covariance):
+    """Eq. (2) per group indicator, for k ≥ 2 groups: c_g = (1/N) Σ_i (1[s_i = g] − N_g/N) a_iᵀθ
+    and F(θ) = (½ Σ_g c_g²)^½ ≥ 0, ∇_θ F = ½ Σ_g c_g ∇c_g / F. The c_g sum to 0; for two groups
+    c_1 = −c_0 is eq. (2), so F = |eq. (2)| and the penalty ρ/2·F² is the binary one."""
+
+    name: ClassVar[str] = "group_covariance"
+
+    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> BoundMeasure:
+        if len(torch.unique(s)) < 2:
+            return _Zero(a)
+        return _GroupCovarianceNorm(a, s, rows)
+
+
+@dataclass(frozen=True)
+class EqualOpportunityGroupCovariance(GroupCovariance):
+    """:class:`GroupCovariance` over the rows with y_i = +1 only."""
+
+    name: ClassVar[str] = "eo_group_covariance"
+    positives_only: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class LargestDemographicParityGap(DemographicParityGap):
+    """The largest pairwise gap of the smooth positive rates over k ≥ 2 groups:
+    F(θ) = max_g r_g − min_g r_g, r_g = mean_{s_i=g} σ(a_iᵀθ/τ); ∇_θ F = ∇r_{g⁺} − ∇r_{g⁻} for the
+    groups g⁺, g⁻ of the largest and smallest rate. As τ → 0 it tends to the largest gap of the
+    positive rates (the ``spd`` metric for k > 2, fairlearn's ``demographic_parity_difference``);
+    for two groups F = |:class:`DemographicParityGap`|."""
+
+    name: ClassVar[str] = "dp_largest_gap"
+
+    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> BoundMeasure:
+        if len(torch.unique(s)) < 2:
+            return _Zero(a)
+        return _LargestSmoothGap(a, s, rows, self.temperature)
+
+
+@dataclass(frozen=True)
+class LargestEqualOpportunityGap(LargestDemographicParityGap):
+    """:class:`LargestDemographicParityGap` over the rows with y_i = +1 only (the largest gap of the
+    smooth true-positive rates)."""
+
+    name: ClassVar[str] = "eo_largest_gap"
+    positives_only: ClassVar[bool] = True
+
+
 FAIRNESS_MEASURES: dict[str, type[FairnessMeasure]] = {
-    measure.name: measure for measure in (Covariance, EqualOpportunityCovariance, DemographicParityGap, EqualOpportunityGap)
+    measure.name: measure
+    for measure in (
+        Covariance,
+        EqualOpportunityCovariance,
+        DemographicParityGap,
+        EqualOpportunityGap,
+        GroupCovariance,
+        EqualOpportunityGroupCovariance,
+        LargestDemographicParityGap,
+        LargestEqualOpportunityGap,
+    )
 }
 """The measures ``method.fairness`` can name."""
 

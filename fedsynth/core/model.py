@@ -12,13 +12,14 @@ import torch.nn.functional as F
 
 from fedsynth.core.fairness import BoundMeasure, Covariance, FairnessMeasure
 from fedsynth.core.torch_compat import allow_optimizer_setup_without_dynamo
-from fedsynth.data.types import TabularData
+from fedsynth.data.types import TabularData, sensitive_columns
 
 
-def design_matrix(x: torch.Tensor, s: torch.Tensor, fit_intercept: bool) -> torch.Tensor:
+def design_matrix(x: torch.Tensor, s: torch.Tensor, fit_intercept: bool, num_groups: int = 2) -> torch.Tensor:
     """The paper's feature vectors a_i = (x_i, s_i), with a trailing column of ones when
-    ``fit_intercept`` (the paper's model d_θ(a) = aᵀθ has no intercept)."""
-    columns = [x, s.unsqueeze(1).to(x.dtype)]
+    ``fit_intercept`` (the paper's model d_θ(a) = aᵀθ has no intercept); for ``num_groups`` k > 2
+    s_i is the k − 1 group indicators (:func:`~fedsynth.data.types.sensitive_columns`)."""
+    columns = [x, sensitive_columns(s, num_groups).to(x.dtype)]
     if fit_intercept:
         columns.append(torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device))
     return torch.cat(columns, dim=1)
@@ -350,32 +351,36 @@ class LogisticModel:
     fit_intercept: bool = True
     solver: InnerSolverConfig = InnerSolverConfig()
 
-    def paper_n(self, num_features: int) -> int:
+    def paper_n(self, num_features: int, num_groups: int = 2) -> int:
         """The paper's n for data with ``num_features`` columns of x: the entries of a_i = (x_i, s_i),
-        the intercept not counted (it scales λ_θ in eq. (11) and λ_x in eq. (12))."""
-        return num_features + 1
+        the intercept not counted (it scales λ_θ in eq. (11) and λ_x in eq. (12)); s_i has
+        ``num_groups`` − 1 entries."""
+        return num_features + num_groups - 1
 
-    def num_weights(self, num_features: int) -> int:
+    def num_weights(self, num_features: int, num_groups: int = 2) -> int:
         """The length of θ: n, plus one with ``fit_intercept``."""
-        return self.paper_n(num_features) + int(self.fit_intercept)
+        return self.paper_n(num_features, num_groups) + int(self.fit_intercept)
 
-    def design(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    def design(self, x: torch.Tensor, s: torch.Tensor, num_groups: int = 2) -> torch.Tensor:
         """The design matrix A with rows a_i = (x_i, s_i[, 1]) (:func:`design_matrix`)."""
-        return design_matrix(x, s, self.fit_intercept)
+        return design_matrix(x, s, self.fit_intercept, num_groups)
 
     def objective(self, a: torch.Tensor, y: torch.Tensor) -> LogisticObjective:
         """ℓ_r (eq. 11) on the design matrix ``a`` (:meth:`design`) and labels ``y``: the
         :class:`LogisticObjective` with ridge λ_θ/(2n²), n = :meth:`paper_n` of ``a``'s width."""
         return LogisticObjective.regularized(a, y, self.lambda_theta, a.shape[1] - int(self.fit_intercept))
 
-    def inner_solver(self, num_features: int, *, dtype: torch.dtype = torch.float64) -> LogisticSolver:
+    def inner_solver(
+        self, num_features: int, *, dtype: torch.dtype = torch.float64, num_groups: int = 2
+    ) -> LogisticSolver:
         """A :class:`LogisticSolver` for a sequence of problems ℓ_r on data with ``num_features``
-        columns of x (the clients' inner problem, Algorithm 1 line 9). Validates ``lambda_theta``."""
+        columns of x and ``num_groups`` groups (the clients' inner problem, Algorithm 1 line 9).
+        Validates ``lambda_theta``."""
         if not (math.isfinite(self.lambda_theta) and self.lambda_theta > 0):
             raise ValueError(
                 f"lambda_theta must be > 0 (it makes the inner problem strongly convex), got {self.lambda_theta}"
             )
-        return LogisticSolver(self.num_weights(num_features), self.solver, dtype=dtype)
+        return LogisticSolver(self.num_weights(num_features, num_groups), self.solver, dtype=dtype)
 
     def fit(
         self,
@@ -392,25 +397,26 @@ class LogisticModel:
         the local minimum reached from the plain solution."""
         if not (rho >= 0 and rho < float("inf")):
             raise ValueError(f"rho must be a finite number >= 0, got {rho}")
-        a = self.design(data.x, data.s)
+        a = self.design(data.x, data.s, data.num_groups)
         objective = self.objective(a, data.y)
-        plain = self.inner_solver(data.num_features, dtype=a.dtype).solve(objective, theta0)
+        plain = self.inner_solver(data.num_features, dtype=a.dtype, num_groups=data.num_groups).solve(objective, theta0)
         if rho == 0:
             return plain
-        solver = self.inner_solver(data.num_features, dtype=a.dtype)
+        solver = self.inner_solver(data.num_features, dtype=a.dtype, num_groups=data.num_groups)
         return solver.solve(objective, plain.theta, penalty=(rho, fairness.bind(a, data.s, data.y)))
 
     def decision(self, theta: np.ndarray | torch.Tensor, data: TabularData) -> torch.Tensor:
         """The decision values d_θ(a_i) = a_iᵀθ on ``data``'s rows."""
         theta = torch.as_tensor(np.asarray(theta, dtype=np.float64) if not torch.is_tensor(theta) else theta).double()
-        expected = self.num_weights(data.num_features)
+        expected = self.num_weights(data.num_features, data.num_groups)
         if theta.shape != (expected,):
+            sensitive = "s" if data.num_groups == 2 else f"{data.num_groups - 1} group indicators"
             raise ValueError(
                 f"the model has {tuple(theta.shape)} weights but the data need ({expected},) "
-                f"({data.num_features} features + s{' + intercept' if self.fit_intercept else ''}; "
+                f"({data.num_features} features + {sensitive}{' + intercept' if self.fit_intercept else ''}; "
                 "check model.fit_intercept)"
             )
-        return self.design(data.x, data.s) @ theta
+        return self.design(data.x, data.s, data.num_groups) @ theta
 
     def predict(self, theta: np.ndarray | torch.Tensor, data: TabularData) -> torch.Tensor:
         """Predicted labels y_θ(a_i) ∈ {−1, +1}: +1 where a_iᵀθ ≥ 0."""

@@ -25,7 +25,16 @@ from fedsynth.data.types import TabularData
 
 LABEL_STRATEGIES = ("copy", "proportional", "noisy_proportional", "balanced")
 INIT_STRATEGIES = ("gaussian", "subsample")
-GROUPS = ((0.0, -1.0), (0.0, 1.0), (1.0, -1.0), (1.0, 1.0))  # the four (s, y) pairs
+
+
+def label_pairs(num_groups: int) -> tuple[tuple[float, float], ...]:
+    """The (s, y) pairs of a sensitive attribute with ``num_groups`` groups, group by group, y = −1
+    first: :data:`GROUPS` for two groups, 2k pairs for k."""
+    return tuple((float(group), label) for group in range(num_groups) for label in (-1.0, 1.0))
+
+
+GROUPS = label_pairs(2)
+"""The four (s, y) pairs of a binary attribute: (0, −1), (0, 1), (1, −1), (1, 1)."""
 
 
 @dataclass(frozen=True)
@@ -147,32 +156,35 @@ def choose_synthetic_labels(
         if size != len(train):
             raise ValueError(f"synthetic_labels='copy' needs synthetic_size = N = {len(train)}, got {size}")
         return train.s.clone(), train.y.clone()
+    pairs = label_pairs(train.num_groups)
     if strategy == "balanced":
-        return labels_from_counts(None, size, generator)
+        return labels_from_counts(None, size, generator, train.num_groups)
     if strategy in ("proportional", "noisy_proportional"):
-        counts = torch.tensor([float(((train.s == s) & (train.y == y)).sum()) for s, y in GROUPS])
+        counts = torch.tensor([float(((train.s == s) & (train.y == y)).sum()) for s, y in pairs])
         if strategy == "noisy_proportional":
-            uniform = torch.rand(4, generator=generator, dtype=torch.float64) - 0.5
+            uniform = torch.rand(len(pairs), generator=generator, dtype=torch.float64) - 0.5
             laplace = -(2.0 / epsilon) * uniform.sign() * torch.log1p(-2.0 * uniform.abs())
             counts = (counts.double() + laplace).clamp(min=0.0)
             if float(counts.sum()) == 0:
-                counts = torch.ones(4, dtype=torch.float64)
-        return labels_from_counts(counts, size, generator)
+                counts = torch.ones(len(pairs), dtype=torch.float64)
+        return labels_from_counts(counts, size, generator, train.num_groups)
     raise ValueError(f"synthetic_labels must be one of {LABEL_STRATEGIES}, got {strategy!r}")
 
 
 def labels_from_counts(
-    counts: torch.Tensor | None, size: int, generator: torch.Generator
+    counts: torch.Tensor | None, size: int, generator: torch.Generator, num_groups: int = 2
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``size`` labels (ŝ_i, ŷ_i) in a random order, the four (s, y) pairs of :data:`GROUPS` in the
-    proportions of ``counts`` (largest-remainder rounding), or 25% each when ``counts`` is None."""
-    shares = torch.full((4,), 0.25, dtype=torch.float64) if counts is None else counts / counts.sum()
+    """``size`` labels (ŝ_i, ŷ_i) in a random order, the (s, y) pairs of :func:`label_pairs` (the
+    four of :data:`GROUPS` for two groups) in the proportions of ``counts`` (largest-remainder
+    rounding), or in equal shares when ``counts`` is None (balanced over groups × labels)."""
+    pairs = label_pairs(num_groups)
+    shares = torch.full((len(pairs),), 1.0 / len(pairs), dtype=torch.float64) if counts is None else counts / counts.sum()
     quotas = torch.floor(shares * size).long()
     remainders = shares * size - quotas
     for index in torch.argsort(remainders, descending=True)[: size - int(quotas.sum())]:
         quotas[index] += 1
-    s_hat = torch.cat([torch.full((int(q),), s, dtype=torch.float64) for (s, _), q in zip(GROUPS, quotas)])
-    y_hat = torch.cat([torch.full((int(q),), y, dtype=torch.float64) for (_, y), q in zip(GROUPS, quotas)])
+    s_hat = torch.cat([torch.full((int(q),), s, dtype=torch.float64) for (s, _), q in zip(pairs, quotas)])
+    y_hat = torch.cat([torch.full((int(q),), y, dtype=torch.float64) for (_, y), q in zip(pairs, quotas)])
     order = torch.randperm(size, generator=generator)
     return s_hat[order], y_hat[order]
 
@@ -190,7 +202,7 @@ def initial_features(
         return gaussian_features(train.x.mean(dim=0), train.x.std(dim=0), len(s_hat), generator)
     if init == "subsample":
         rows = torch.empty(len(s_hat), dtype=torch.long)
-        for s, y in GROUPS:
+        for s, y in label_pairs(train.num_groups):
             wanted = ((s_hat == s) & (y_hat == y)).nonzero().squeeze(1)
             pool = ((train.s == s) & (train.y == y)).nonzero().squeeze(1)
             if len(pool) == 0:
@@ -284,19 +296,20 @@ class PenaltyObjective:
         self.config = config
         self.model = config.model
         self.measure = config.measure
-        self.n = self.model.paper_n(train.num_features)
+        self.n = self.model.paper_n(train.num_features, train.num_groups)
+        self.num_groups = train.num_groups
         self.s_hat = s_hat
         self.y_hat = y_hat
         if summary is not None:  # the rows stay unread: the terms come from the summary
             self.real_loss, self.real_measure = summary.real_terms(config)
             return
-        real_a = self.model.design(train.x, train.s)
+        real_a = self.model.design(train.x, train.s, train.num_groups)
         self.real_loss = LogisticObjective(real_a, train.y)
         self.real_measure: BoundMeasure = self.measure.bind(real_a, train.s, train.y)
 
     def synthetic_fairness(self, x_hat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """The fairness measure F(θ) on the synthetic data (depends on x̂ directly, through â)."""
-        a = self.model.design(x_hat, self.s_hat)
+        a = self.model.design(x_hat, self.s_hat, self.num_groups)
         return self.measure.bind(a, self.s_hat, self.y_hat)(theta)[0]
 
     def __call__(self, x_hat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -334,10 +347,12 @@ class InnerModel:
         config: SynthesisConfig,
         history: SynthesisHistory,
         *,
+        num_groups: int = 2,
         design: torch.Tensor | None = None,
     ) -> None:
         self.s_hat = s_hat
         self.y_hat = y_hat
+        self.num_groups = num_groups
         self.config = config
         self.model = config.model
         self.history = history
@@ -356,7 +371,7 @@ class InnerModel:
             if columns.shape == x_hat.shape and shared.a.dtype == x_hat.dtype:
                 columns.copy_(x_hat)
                 return shared
-        return self.model.objective(self.model.design(x_hat, self.s_hat), self.y_hat)
+        return self.model.objective(self.model.design(x_hat, self.s_hat, self.num_groups), self.y_hat)
 
     def start(self) -> torch.Tensor | None:
         """θ_0 of the next solve: :func:`warm_start` of the last two solutions, or ``None`` (zero)
@@ -369,8 +384,8 @@ class InnerModel:
         """Solve the inner problem ``objective`` (ℓ_r on â) from ``theta0`` (no gradient) and
         record it (history, last solutions)."""
         if self.solver is None or not self.config.warm_start:
-            num_features = objective.a.shape[1] - self.model.num_weights(0)  # â = (x̂, ŝ[, 1])
-            self.solver = self.model.inner_solver(num_features, dtype=objective.a.dtype)
+            num_features = objective.a.shape[1] - self.model.num_weights(0, self.num_groups)  # â = (x̂, ŝ[, 1])
+            self.solver = self.model.inner_solver(num_features, dtype=objective.a.dtype, num_groups=self.num_groups)
         solution = self.solver.solve(objective, theta0)
         self.history.inner_iterations.append(solution.iterations)
         self.history.inner_unconverged += not solution.converged
@@ -458,8 +473,8 @@ def synthesize(
     objective = PenaltyObjective(train, s_hat, y_hat, config, summary=summary)
     # x̂ stays its own contiguous tensor: torch 2.13's fused CPU Adam mis-updates a strided
     # parameter (such as a column view of â), so â is a buffer x̂ is copied into
-    design = config.model.design(x_hat.detach(), s_hat)
-    inner = InnerModel(s_hat, y_hat, config, history, design=design)
+    design = config.model.design(x_hat.detach(), s_hat, train.num_groups)
+    inner = InnerModel(s_hat, y_hat, config, history, design=design, num_groups=train.num_groups)
     allow_optimizer_setup_without_dynamo()
     optimizer = torch.optim.Adam([x_hat], lr=config.lr, fused=True)  # one kernel; same update rule
     for k in range(config.k_max):
@@ -478,4 +493,4 @@ def synthesize(
 
     x_final = x_hat.detach()
     theta = inner.solve(x_final)
-    return SynthesisResult(TabularData(x_final, s_hat, y_hat, train.feature_names), theta, history)
+    return SynthesisResult(TabularData(x_final, s_hat, y_hat, train.feature_names, train.num_groups), theta, history)

@@ -71,16 +71,20 @@ def spec_text(
     sha256: str,
     num_clients: int,
     label: tuple[str, str],
-    sensitive: tuple[str, str],
+    sensitive: Sequence[str],
+    privileged: str | None = None,
     exclude: Sequence[str] = (),
     binary: Mapping[str, str] | None = None,
     scaling: str = "standard",
     command: str = "",
 ) -> str:
     """A complete ``conf/dataset``-style spec (YAML text) for the table ``frame`` read from
-    ``file``: ``label`` and ``sensitive`` are ``(column, value)`` pairs (rows equal to the value get
-    y = +1, s = 1); every other column not in ``exclude`` is a feature (:func:`feature_lines`)."""
-    features = feature_lines(frame, [label[0], sensitive[0], *exclude], binary or {}, scaling)
+    ``file``: ``label`` is a ``(column, value)`` pair (rows equal to the value get y = +1);
+    ``sensitive`` one column with its ``privileged`` value (rows equal to it get s = 1), or one or
+    more columns without one, whose value combinations in the file become the ``groups`` (sorted;
+    s = the index of a row's combination); every other column not in ``exclude`` is a feature
+    (:func:`feature_lines`)."""
+    features = feature_lines(frame, [label[0], *sensitive, *exclude], binary or {}, scaling)
     lines = [
         f"# Dataset spec written by: {command}" if command else "# Dataset spec",
         f"# from {file} ({len(frame)} rows); {SCALINGS[scaling]}, over the whole file",
@@ -93,9 +97,32 @@ def spec_text(
         f"  column: {json.dumps(label[0])}",
         f"  positive: {json.dumps(label[1])}      # rows equal to this value get y = +1",
         "sensitive:",
-        f"  column: {json.dumps(sensitive[0])}",
-        f"  privileged: {json.dumps(sensitive[1])}      # rows equal to this value get s = 1",
+        *_sensitive_lines(frame, sensitive, privileged),
         "features:",
         *features,
     ]
     return "\n".join(lines) + "\n"
+
+
+def _sensitive_lines(frame: pd.DataFrame, columns: Sequence[str], privileged: str | None) -> list[str]:
+    """The ``sensitive`` section's lines: binary (one column and its privileged value), or the
+    columns and every combination of their values in ``frame`` as ``groups``."""
+    if privileged is not None:
+        return [
+            f"  column: {json.dumps(columns[0])}",
+            f"  privileged: {json.dumps(privileged)}      # rows equal to this value get s = 1",
+        ]
+    combinations = frame[list(columns)].drop_duplicates().sort_values(list(columns))
+    def plain(value: object) -> object:
+        return value.item() if isinstance(value, np.generic) else value
+    if len(columns) == 1:
+        column, note = json.dumps(columns[0]), "every value of this column is a group"
+        groups = [json.dumps(plain(row[0])) for row in combinations.itertuples(index=False)]
+    else:
+        column, note = "[" + ", ".join(json.dumps(name) for name in columns) + "]", "the groups are their value combinations"
+        groups = ["[" + ", ".join(json.dumps(plain(v)) for v in row) + "]" for row in combinations.itertuples(index=False)]
+    return [
+        f"  column: {column}      # {note}",
+        f"  groups:                # {len(groups)} groups; s = g for the g-th entry",
+        *(f"    - {group}" for group in groups),
+    ]

@@ -161,7 +161,7 @@ def _dirichlet_rows(
     s = data.s.numpy()
     y = data.y.numpy()
     pieces: list[list[np.ndarray]] = [[] for _ in range(num_clients)]
-    for s_value in (0.0, 1.0):
+    for s_value in np.arange(data.num_groups, dtype=np.float64):
         for y_value in (-1.0, 1.0):
             group = rng.permutation(np.flatnonzero((s == s_value) & (y == y_value)))
             shares = rng.dirichlet(np.full(num_clients, alpha))
@@ -218,5 +218,7 @@ def _source(spec: DatasetSpec, data_dir: str | None) -> _Source:
         return _Source(groups=data, encode=lambda rows: data.subset(torch.from_numpy(rows)))
     path, frame = read_table(spec, data_dir)
     s, y = encode_groups(spec, frame, path)
-    groups = TabularData(x=torch.zeros(len(s), 0, dtype=torch.float64), s=s, y=y, feature_names=())
+    groups = TabularData(
+        x=torch.zeros(len(s), 0, dtype=torch.float64), s=s, y=y, feature_names=(), num_groups=spec.num_groups
+    )
     return _Source(groups=groups, encode=lambda rows: encode_table(spec, frame, path, rows))

@@ -70,10 +70,65 @@ class LabelSpec:
 
 @dataclass(frozen=True)
 class SensitiveSpec:
-    """The sensitive column, two-valued; rows equal to ``privileged`` get s = 1, the others s = 0."""
+    """The sensitive attribute, in one of two forms.
 
-    column: str
-    privileged: Scalar
+    * Binary (``privileged``): one two-valued column; rows equal to ``privileged`` get s = 1, the
+      others s = 0.
+    * k ≥ 2 groups (``groups``): one or several columns; group g is the g-th entry of ``groups``
+      (one value per column, in the order of ``columns``), and a row whose values equal that entry
+      gets s = g. Several columns make their combinations the groups (race × sex); a row that
+      matches no entry is an error.
+    """
+
+    columns: tuple[str, ...]
+    privileged: Scalar | None = None
+    groups: tuple[tuple[Scalar, ...], ...] = ()
+
+    @property
+    def num_groups(self) -> int:
+        """k, the number of groups (2 for the binary form)."""
+        return 2 if self.privileged is not None else len(self.groups)
+
+    @classmethod
+    def from_config(cls, name: str, cfg: Any) -> SensitiveSpec:
+        """Build and validate a spec's ``sensitive`` section: ``{column, privileged}`` (binary) or
+        ``{column, groups}`` with ``column`` a name or a list of names and ``groups`` a list of k ≥ 2
+        values (one column) or lists of one value per column."""
+        where = f"dataset {name!r}: sensitive"
+        if cfg is None:
+            raise DataError(
+                f"{where} is missing; set dataset.sensitive.column and dataset.sensitive.privileged (or .groups)"
+            )
+        cfg = _require_mapping(where, cfg)
+        _check_keys(where, cfg, ("column", "privileged", "groups"))
+        if cfg.get("groups") is None:
+            binary = {key: value for key, value in cfg.items() if key != "groups"}
+            column, privileged = _column_value(name, "sensitive", "privileged", binary)
+            return cls(columns=(column,), privileged=privileged)
+        if cfg.get("privileged") is not None:
+            raise DataError(f"{where}: give either privileged (a binary attribute) or groups (k groups), not both")
+        raw_columns = cfg.get("column")
+        names = raw_columns if isinstance(raw_columns, (list, tuple)) else [raw_columns]
+        if not names:
+            raise DataError(f"{where}.column must be a column name or a non-empty list of them")
+        columns = tuple(_require_name(f"{where}.column", column) for column in names)
+        if len(set(columns)) != len(columns):
+            raise DataError(f"{where}.column lists a column twice: {list(columns)}")
+        entries = cfg["groups"]
+        if not isinstance(entries, (list, tuple)) or len(entries) < 2:
+            raise DataError(f"{where}.groups must be a list of at least 2 groups, got {entries!r}")
+        groups = []
+        for g, entry in enumerate(entries):
+            values = entry if isinstance(entry, (list, tuple)) else [entry]
+            if len(values) != len(columns):
+                raise DataError(
+                    f"{where}.groups[{g}] must give one value per column of {list(columns)}, got {entry!r}"
+                )
+            groups.append(tuple(_require_scalar(f"{where}.groups[{g}]", value) for value in values))
+        spelled = [tuple(map(str, group)) for group in groups]
+        if len(set(spelled)) != len(spelled):
+            raise DataError(f"{where}.groups lists a group twice: {[list(group) for group in groups]}")
+        return cls(columns=columns, groups=tuple(groups))
 
 
 @dataclass(frozen=True)
@@ -183,6 +238,11 @@ class DatasetSpec:
     features: tuple[FeatureSpec, ...] | None = None
     generator: SyntheticSpec | None = None
 
+    @property
+    def num_groups(self) -> int:
+        """k, the groups of the sensitive attribute (2 for the synthetic table and binary specs)."""
+        return 2 if self.sensitive is None else self.sensitive.num_groups
+
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> DatasetSpec:
         """Build and validate a spec from the plain mapping of a ``conf/dataset/*.yaml`` file."""
@@ -218,10 +278,8 @@ class DatasetSpec:
         if sha256 is not None and not _is_sha256(sha256):
             raise DataError(f"dataset {name!r}: sha256 must be 64 hex digits, got {sha256!r}")
         label = LabelSpec(*_column_value(name, "label", "positive", cfg.get("label")))
-        sensitive = SensitiveSpec(
-            *_column_value(name, "sensitive", "privileged", cfg.get("sensitive"))
-        )
-        if label.column == sensitive.column:
+        sensitive = SensitiveSpec.from_config(name, cfg.get("sensitive"))
+        if label.column in sensitive.columns:
             raise DataError(
                 f"dataset {name!r}: label and sensitive column are both {label.column!r}"
             )
@@ -238,7 +296,7 @@ class DatasetSpec:
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise DataError(f"dataset {name!r}: feature(s) {duplicates} listed twice")
-            reserved = {label.column, sensitive.column} & set(names)
+            reserved = {label.column, *sensitive.columns} & set(names)
             if reserved:
                 raise DataError(
                     f"dataset {name!r}: {sorted(reserved)} is the label or sensitive column and "

@@ -170,7 +170,7 @@ def encoded_feature_names(spec: DatasetSpec, data_dir: str | Path | None = None)
     if spec.features is not None:
         return tuple(name for feature in spec.features for name in feature.encoded_names)
     header = read_header(resolve_data_file(spec, data_dir))
-    return tuple(name for name in header if name not in (spec.label.column, spec.sensitive.column))
+    return tuple(name for name in header if name not in (spec.label.column, *spec.sensitive.columns))
 
 
 def file_sha256(path: str | Path) -> str:
@@ -196,11 +196,12 @@ def load_csv(spec: DatasetSpec, path: str | Path) -> TabularData:
 
 
 def encode_groups(spec: DatasetSpec, frame: pd.DataFrame, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """The sensitive value s ∈ {0, 1} and the label y ∈ {−1, 1} of every row of ``frame`` (read
-    from ``path``), after checking that the file has the spec's columns and rows and that each of
-    the two columns holds exactly two values, one of them the spec's."""
+    """The group s and the label y ∈ {−1, 1} of every row of ``frame`` (read from ``path``),
+    after checking that the file has the spec's columns and rows, that the label column holds
+    exactly two values, one of them the spec's, and the sensitive column(s) as
+    :func:`_sensitive_groups` says (s ∈ {0, 1} for a binary attribute, 0..k−1 for k groups)."""
     features = spec.features or _all_other_columns(frame, spec)
-    needed = [spec.label.column, spec.sensitive.column] + [feature.name for feature in features]
+    needed = [spec.label.column, *spec.sensitive.columns] + [feature.name for feature in features]
     missing = [column for column in needed if column not in frame.columns]
     if missing:
         raise DataError(
@@ -211,10 +212,32 @@ def encode_groups(spec: DatasetSpec, frame: pd.DataFrame, path: Path) -> tuple[t
     positive = _binary_column(
         path, frame[spec.label.column], spec.label.positive, "label", "positive"
     )
-    privileged = _binary_column(
-        path, frame[spec.sensitive.column], spec.sensitive.privileged, "sensitive", "privileged"
-    )
-    return torch.from_numpy(privileged.astype(np.float64)), torch.from_numpy(np.where(positive, 1.0, -1.0))
+    return torch.from_numpy(_sensitive_groups(spec, frame, path)), torch.from_numpy(np.where(positive, 1.0, -1.0))
+
+
+def _sensitive_groups(spec: DatasetSpec, frame: pd.DataFrame, path: Path) -> np.ndarray:
+    """Every row's group as float64: for a binary spec 1 where the (two-valued) column equals
+    ``privileged``, else 0; for a spec with ``groups`` the index of the entry whose values the
+    row's sensitive columns equal, a row matching none being an error that names its values."""
+    sensitive = spec.sensitive
+    if sensitive.privileged is not None:
+        column = frame[sensitive.columns[0]]
+        return _binary_column(path, column, sensitive.privileged, "sensitive", "privileged").astype(np.float64)
+    for name in sensitive.columns:
+        _check_complete(path, frame[name])
+    groups = np.full(len(frame), -1.0)
+    for g, values in enumerate(sensitive.groups):
+        member = np.logical_and.reduce([_equals(frame[name], value) for name, value in zip(sensitive.columns, values)])
+        groups[member & (groups < 0)] = g
+    unmatched = groups < 0
+    if unmatched.any():
+        first = frame[list(sensitive.columns)].iloc[int(np.flatnonzero(unmatched)[0])].tolist()
+        raise DataError(
+            f"{path}: sensitive column(s) {list(sensitive.columns)} have values {first} in "
+            f"{_first_rows(frame[sensitive.columns[0]], unmatched)} that are none of dataset.sensitive.groups "
+            f"{[list(group) for group in sensitive.groups]}; add them as a group"
+        )
+    return groups
 
 
 def encode_table(
@@ -234,14 +257,18 @@ def encode_table(
     )
     names = tuple(name for feature in features for name in feature.encoded_names)
     return TabularData(
-        x=torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)), s=s, y=y, feature_names=names
+        x=torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)),
+        s=s,
+        y=y,
+        feature_names=names,
+        num_groups=spec.num_groups,
     )
 
 
 def _all_other_columns(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[FeatureSpec, ...]:
     """The feature list used when a spec has ``features: null``: every column except label and
     sensitive, in file order, numeric, with centre 0 and scale 1."""
-    skip = {spec.label.column, spec.sensitive.column}
+    skip = {spec.label.column, *spec.sensitive.columns}
     return tuple(FeatureSpec(name=str(column)) for column in frame.columns if column not in skip)
 
 
@@ -290,6 +317,7 @@ def _binary_column(
             f"{path}: {role} column {column.name!r} must have exactly two distinct values, "
             f"found {len(distinct)}: {shown}; check dataset.{role}.column, or add a column with two values "
             f"(e.g. 1 where {column.name} is {value!r}, else 0) and name it in dataset.{role}.column"
+            + (f", or list its values as dataset.sensitive.groups (k groups)" if role == "sensitive" else "")
         )
     mask = _equals(column, value)
     if not mask.any():
@@ -303,11 +331,13 @@ def _binary_column(
 def _spec_command_hint(path: Path, spec: DatasetSpec) -> str:
     """For a spec without a feature list: the ``fedsynth-spec`` command that writes one with the
     encoding of every column (one-hot levels for text columns)."""
+    sensitive = spec.sensitive
+    privileged = [] if sensitive.privileged is None else ["--privileged", str(sensitive.privileged)]
     command = shlex.join(
         [
             "fedsynth-spec", str(path),
             "--label", spec.label.column, "--positive", str(spec.label.positive),
-            "--sensitive", spec.sensitive.column, "--privileged", str(spec.sensitive.privileged),
+            "--sensitive", *sensitive.columns, *privileged,
         ]
     )
     return f"; a spec that encodes every column (text ones one-hot) is one command away: {command}"

@@ -17,10 +17,11 @@ from fedsynth.metrics.counts import (
     COUNT_KEYS,
     DECISION_BIN_EDGES,
     DECISION_BINS,
-    GROUPS,
     HISTOGRAM_KEYS,
     REPORT_KEYS,
     TRAINING_COUNT_KEYS,
+    count_keys,
+    group_suffixes,
     metrics_from_counts,
     sum_counts,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "accuracy",
     "decision_boundary_covariance",
     "decision_histogram",
+    "demographic_parity_difference",
     "equal_opportunity_difference",
     "evaluate_model",
     "evaluation_counts",
@@ -45,6 +47,14 @@ __all__ = [
 def accuracy(y_true: torch.Tensor, y_pred: torch.Tensor) -> float:
     """Fraction of correct predictions."""
     return float((y_true == y_pred).double().mean())
+
+
+def demographic_parity_difference(y_pred: torch.Tensor, s: torch.Tensor) -> float:
+    """The largest gap of the positive rate over the groups present in ``s`` (any number of
+    them): max_g P(ŷ = 1 | s = g) − min_g P(ŷ = 1 | s = g), fairlearn's
+    ``demographic_parity_difference``; |SPD| of eq. (4) for two groups. 0 for one group."""
+    rates = [_positive_rate(y_pred, s == group) for group in torch.unique(s)]
+    return max(rates) - min(rates)
 
 
 def _positive_rate(y_pred: torch.Tensor, mask: torch.Tensor) -> float:
@@ -92,8 +102,9 @@ def evaluation_counts(
     :func:`~fedsynth.metrics.counts.metrics_from_counts` derives every metric; summing the counts
     of several clients gives the pooled metrics exactly (the AUC up to its stated bound): per group
     of s its rows, positive predictions, positive labels and true positives, the correct
-    predictions, the sums of s and of the decision values, and per label a histogram of the
-    decision values.
+    predictions, the sums of s and of the decision values (for k > 2 groups, per group the sum of
+    the decision values instead of the s-sums: ``count_keys(data.num_groups)``), and per label a
+    histogram of the decision values.
 
     For a :class:`LogisticMixture` (a randomized classifier) every count of predictions is the
     expected count Σ_j w_j counts(θ_j): accuracy, SPD and EOD are those of its expected
@@ -103,7 +114,7 @@ def evaluation_counts(
         per_model = [evaluation_counts(model, member, data) for member in theta.thetas]
         counts: dict[str, float | list[int]] = {
             key: float(sum(w * c[key] for w, c in zip(theta.weights, per_model)))
-            for key in COUNT_KEYS
+            for key in count_keys(data.num_groups)
             if key not in HISTOGRAM_KEYS
         }
         expected = sum(float(w) * model.decision(member, data) for w, member in zip(theta.weights, theta.thetas))
@@ -113,16 +124,20 @@ def evaluation_counts(
     positive = y_pred == 1
     label_positive = data.y == 1
     counts = {"n": float(len(data)), "correct": float((y_pred == data.y).sum())}
-    members = {group: data.s == value for group, value in GROUPS.items()}
+    members = {group: data.s == float(group[1:]) for group in group_suffixes(data.num_groups)}
     for name, rows in (("n", None), ("positive", positive), ("n_y1", label_positive),
                        ("true_positive", positive & label_positive)):
         for group, member in members.items():
             counts[f"{name}_{group}"] = float((member if rows is None else rows & member).sum())
-    counts |= {
-        "sum_s": float(data.s.sum()),
-        "sum_decision": float(decisions.sum()),
-        "sum_s_decision": float((data.s * decisions).sum()),
-    }
+    if data.num_groups == 2:
+        counts |= {
+            "sum_s": float(data.s.sum()),
+            "sum_decision": float(decisions.sum()),
+            "sum_s_decision": float((data.s * decisions).sum()),
+        }
+    else:
+        counts["sum_decision"] = float(decisions.sum())
+        counts |= {f"sum_decision_{group}": float(decisions[member].sum()) for group, member in members.items()}
     return counts | _histograms(decisions, data)
 
 
