@@ -71,18 +71,23 @@ class _RowsMeasure(BoundMeasure):
 
 
 class _Linear(_RowsMeasure):
-    """F(θ) = cᵀθ with c = ((s − s̄) @ A) / N over the measured rows (eq. 2's arithmetic)."""
+    """F(θ) = cᵀθ with c = ((s − s̄) @ A) / N over the measured rows (eq. 2's arithmetic); with row
+    weights w (summing to 1 over those rows) c = Σ_i w_i (s_i − s̄_w) a_i, s̄_w = Σ_i w_i s_i."""
 
-    def __init__(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> None:
+    def __init__(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None, weight: torch.Tensor | None) -> None:
         super().__init__(a, rows)
-        self.s = s
-        self.direction = ((s - s.mean()) @ self.a) / len(s)
+        if weight is None:
+            self.coefficients = (s - s.mean()) / len(s)
+            self.direction = ((s - s.mean()) @ self.a) / len(s)
+        else:
+            self.coefficients = weight * (s - weight.dot(s))
+            self.direction = self.coefficients @ self.a
 
     def __call__(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.direction.dot(theta), self.direction
 
     def row_gradients(self, theta: torch.Tensor) -> torch.Tensor:
-        return self._per_row((self.s - self.s.mean()) / len(self.s))
+        return self._per_row(self.coefficients)
 
 
 class _SmoothGap(_RowsMeasure):
@@ -125,21 +130,30 @@ class FairnessMeasure(ABC):
     positives_only: ClassVar[bool] = False
     """Measure over the rows with y = +1 only (the equal-opportunity measures)."""
 
-    def bind(self, a: torch.Tensor, s: torch.Tensor, y: torch.Tensor) -> BoundMeasure:
+    def bind(self, a: torch.Tensor, s: torch.Tensor, y: torch.Tensor, *, weight: torch.Tensor | None = None) -> BoundMeasure:
         """The measure on the rows (design matrix ``a``, group ``s``, labels ``y`` ∈ {−1, +1}):
         θ ↦ (F(θ), ∇_θ F(θ)); F ≡ 0 on rows that cannot show the disparity (one group only, or
-        for the equal-opportunity measures no row with y = +1)."""
+        for the equal-opportunity measures no row with y = +1). With ``weight`` (one number ≥ 0 per
+        row) every mean over rows is the weighted mean (the server's union of clients of different
+        sizes); without, the unweighted formulas."""
         rows = None
         if self.positives_only:
             rows = y > 0
             if not bool(rows.any()):
                 return _Zero(a)
             s = s[rows]
-        return self._bind(a, s, rows)
+            weight = None if weight is None else weight[rows]
+        if weight is not None:
+            total = float(weight.sum())
+            if total <= 0:
+                return _Zero(a)
+            weight = weight / total
+        return self._bind(a, s, rows, weight)
 
     @abstractmethod
-    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> BoundMeasure:
-        """The measure on the rows ``rows`` of ``a`` (all when None), whose groups are ``s``."""
+    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None, weight: torch.Tensor | None) -> BoundMeasure:
+        """The measure on the rows ``rows`` of ``a`` (all when None), whose groups are ``s`` and
+        row weights ``weight`` (summing to 1 over those rows; None: unweighted)."""
 
 
 @dataclass(frozen=True)
@@ -149,8 +163,8 @@ class Covariance(FairnessMeasure):
 
     name: ClassVar[str] = "covariance"
 
-    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> BoundMeasure:
-        return _Linear(a, s, rows)
+    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None, weight: torch.Tensor | None) -> BoundMeasure:
+        return _Linear(a, s, rows, weight)
 
 
 @dataclass(frozen=True)
@@ -179,11 +193,17 @@ class DemographicParityGap(FairnessMeasure):
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"temperature must be a finite number > 0, got {self.temperature}")
 
-    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> BoundMeasure:
-        n_privileged = float(s.sum())
-        if n_privileged == 0 or n_privileged == len(s):
-            return _Zero(a)
-        weights = s / n_privileged - (1.0 - s) / (len(s) - n_privileged)
+    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None, weight: torch.Tensor | None) -> BoundMeasure:
+        if weight is None:
+            n_privileged = float(s.sum())
+            if n_privileged == 0 or n_privileged == len(s):
+                return _Zero(a)
+            weights = s / n_privileged - (1.0 - s) / (len(s) - n_privileged)
+        else:
+            privileged, other = float(weight.dot(s)), float(weight.dot(1.0 - s))
+            if privileged <= 0 or other <= 0:
+                return _Zero(a)
+            weights = weight * s / privileged - weight * (1.0 - s) / other
         return _SmoothGap(a, weights, rows, self.temperature)
 
 

@@ -1,13 +1,17 @@
 """The paper's method as a federated plugin: one round trip of synthetic data (Algorithm 1).
 
-Server → clients: the synthesis configuration. Clients → server: synthetic (x̂, ŝ, ŷ) only.
-The server validates the replies and fits ℓ_r on their union, eq. (15), or, with ``server_rho`` > 0,
-ℓ_r + server_rho/2·F² with the same fairness measure F on the union (the rows' own ŝ, ŷ; no extra
-message).
+Server → clients: the synthesis configuration. Clients → server: synthetic (x̂, ŝ, ŷ), and with
+``union_weights`` ``noisy`` (the default) or ``exact`` the client's size as Flower's
+``num-examples`` (N + Laplace(1/ε) noise, ``size_epsilon``-differentially private, or N itself).
+The server validates the replies and fits ℓ_r on their union, each client's rows weighing its
+size (eq. (15) with ``union_weights: equal``, the paper's union), with the fairness penalty
+``server_rho``/2·F² (or the target ``server_fairness_target``) of the same measure F on the union
+(the rows' own ŝ, ŷ; no extra message). docs/method.md, "The union and the defaults".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -22,11 +26,21 @@ from flwr.app import RecordDict
 from tqdm import tqdm
 
 from fedsynth.core import CGConfig, InnerSolverConfig, LogisticModel, SynthesisConfig, fit_server_model, synthesize
+from fedsynth.core.synthesis import default_synthetic_size, noisy_count
+from fedsynth.core.targets import check_target
 from fedsynth.data.types import ClientPartition, TabularData
-from fedsynth.methods.base import Communicator, FederatedMethod, ServerResult, config_of, make_content, received_theta
+from fedsynth.methods.base import (
+    Communicator,
+    FederatedMethod,
+    ServerResult,
+    config_of,
+    make_content,
+    metrics_of,
+    received_theta,
+)
 from fedsynth.methods.replies import ROW_ARRAYS, fit_without_culprits, rows_from_replies
 from fedsynth.metrics import privacy_report, report_counts
-from fedsynth.metrics.privacy import PRIVACY_KEYS
+from fedsynth.metrics.privacy import PRIVACY_KEYS, size_and_mean_disclosure
 from fedsynth.privacy.budget import ClippedBudget
 from fedsynth.privacy.synthesis import check_private_config, private_statement, private_synthesize
 from fedsynth.progress import PROGRESS_ENV
@@ -49,6 +63,10 @@ class SynthesisRequest:
     config: SynthesisConfig
     seed: int
     privacy: ClippedBudget = ClippedBudget()
+    size_report: str = "none"
+    """What the client tells of its size N in its reply: ``noisy`` (N + Laplace(1/``size_epsilon``)),
+    ``exact`` or ``none`` (:data:`UNION_WEIGHTS`)."""
+    size_epsilon: float = 1.0
 
     def to_config(self) -> dict[str, str]:
         """The message's config record."""
@@ -62,47 +80,73 @@ class SynthesisRequest:
         return from_mapping(cls, json.loads(str(config["request"])), "synthesis request")
 
 
-def _synthetic_size(value: int | str | None) -> int | None:
-    """``full`` (or None) means N_s = N; anything else must be a positive integer."""
+UNION_WEIGHTS = {"noisy": "noisy", "exact": "exact", "equal": "none"}
+"""``union_weights``: how the server weighs each client's rows in the union, and (the value) what the
+client reports of its N for it: ``noisy`` (the default) weighs client c by N_c + Laplace(1/ε), an
+ε-differentially private count (``size_epsilon``); ``exact`` by N_c; ``equal`` gives every client's
+N_s rows the same weight and the client reports nothing (the paper's union)."""
+NUM_EXAMPLES = "num-examples"
+"""The metric a reply carries the client's (noisy) size in: Flower's weighting key, as FedAvg's."""
+
+
+def _synthetic_size(value: int | str | None) -> int | None | str:
+    """``full`` (or None) means N_s = N, ``auto`` the rule of d (:func:`default_synthetic_size`);
+    anything else must be a positive integer."""
     if value is None or value == "full":
         return None
+    if value == "auto":
+        return "auto"
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) and not str(value).isdigit():
-        raise ValueError(f"synthetic_size must be an integer or 'full', got {value!r}")
+        raise ValueError(f"synthetic_size must be an integer, 'auto' or 'full', got {value!r}")
     return int(value)
 
 
 class SingleShot(FederatedMethod):
     """Single-shot fair federated learning with synthetic data (Wu, Curtis & Robinson 2024).
 
-    Args mirror :class:`fedsynth.core.SynthesisConfig`; ``synthetic_size`` is an integer or
-    ``"full"`` (N_s = N). ``server_rho`` is the server's fairness penalty on the pooled synthetic
-    rows (0: the paper's eq. (15) server). ``seed`` seeds every client's synthesis (client ``c`` uses ``seed + c``),
-    ``min_clients`` is the number of valid replies the server needs and ``max_synthetic_rows``
-    caps the rows one client may send. ``privacy`` is ``method.privacy``
-    (:class:`~fedsynth.privacy.budget.ClippedBudget`; ``epsilon`` null: off, today's synthesis bit
-    for bit; set: every client synthesizes from one (ε, δ)-DP release of its statistics, and sends
-    no privacy report of its rows with its test counts).
+    Args mirror :class:`fedsynth.core.SynthesisConfig`; ``synthetic_size`` is an integer, ``"auto"``
+    (the rule of d, :func:`~fedsynth.core.synthesis.default_synthetic_size`) or ``"full"``
+    (N_s = N). ``server_rho`` is the server's fairness penalty on the pooled synthetic rows (0: the
+    paper's eq. (15) server), ``server_fairness_target`` the target that replaces it (with
+    ``target_metric``, as ``fairness_target`` replaces ``rho_o``). ``union_weights``
+    (:data:`UNION_WEIGHTS`) and ``size_epsilon`` say how the server weighs each client's rows.
+    ``seed`` seeds every client's synthesis (client ``c`` uses ``seed + c``), ``min_clients`` is
+    the number of valid replies the server needs and ``max_synthetic_rows`` caps the rows one
+    client may send.
+    ``privacy`` is ``method.privacy`` (:class:`~fedsynth.privacy.budget.ClippedBudget`; ``epsilon``
+    null: off; set: every client synthesizes from one (ε, δ)-DP release of its statistics, and
+    sends no privacy report of its rows with its test counts). Privacy on refuses the settings that
+    send something outside that release: the defaults' exact group moments (``group_gaussian``,
+    ``keep_group_means``), a ``fairness_target`` searched on the rows, a size in the reply
+    (``union_weights`` other than ``equal``).
     """
 
     name = "single_shot"
     payload_arrays = ROW_ARRAYS
-    evaluation_metrics = PRIVACY_KEYS
+    evaluation_metrics = PRIVACY_KEYS + ("size_error", "group_mean_error", "target_rho_o", "target_achieved")
 
     def __init__(
         self,
         *,
-        rho_o: float = 10.0,
+        rho_o: float = 0.0,
         rho_s: float = 0.0,
         fairness: str = "covariance",
         fairness_temperature: float = 1.0,
-        server_rho: float = 0.0,
+        fairness_target: float | None = None,
+        server_rho: float = 10.0,
+        server_fairness_target: float | None = None,
+        target_metric: str = "spd",
         lambda_x: float = 1e-4,
         lambda_theta: float = 1e-3,
-        synthetic_size: int | str | None = 200,
-        synthetic_labels: str = "balanced",
+        synthetic_size: int | str | None = "auto",
+        synthetic_labels: str = "noisy_proportional",
         label_epsilon: float = 1.0,
-        init: str = "gaussian",
+        union_weights: str = "noisy",
+        size_epsilon: float = 1.0,
+        init: str = "group_gaussian",
+        keep_group_means: bool = True,
         k_max: int = 1000,
+        tolerance: float = 1e-4,
         lr: float = 0.05,
         inner_max_iter: int = 100,
         inner_tolerance_grad: float = 1e-7,
@@ -114,6 +158,8 @@ class SingleShot(FederatedMethod):
         max_synthetic_rows: int = 1_000_000,
         privacy: Mapping[str, Any] | None = None,
     ) -> None:
+        size = _synthetic_size(synthetic_size)
+        self.auto_size = size == "auto"
         self.config = SynthesisConfig(
             rho_o=float(rho_o),
             rho_s=float(rho_s),
@@ -121,12 +167,16 @@ class SingleShot(FederatedMethod):
             fairness_temperature=float(fairness_temperature),
             lambda_x=float(lambda_x),
             lambda_theta=float(lambda_theta),
-            synthetic_size=_synthetic_size(synthetic_size),
+            synthetic_size=None if self.auto_size else size,
             synthetic_labels=synthetic_labels,
             label_epsilon=float(label_epsilon),
             init=init,
+            keep_group_means=bool(keep_group_means),
             k_max=int(k_max),
+            tolerance=float(tolerance),
             lr=float(lr),
+            fairness_target=None if fairness_target is None else float(fairness_target),
+            target_metric=str(target_metric),
             fit_intercept=bool(fit_intercept),
             inner=InnerSolverConfig(max_iter=int(inner_max_iter), tolerance_grad=float(inner_tolerance_grad)),
             cg=CGConfig(rtol=float(cg_rtol), max_iter=int(cg_max_iter)),
@@ -134,6 +184,14 @@ class SingleShot(FederatedMethod):
         if not (math.isfinite(server_rho) and server_rho >= 0):
             raise ValueError(f"server_rho must be a finite number >= 0, got {server_rho}")
         self.server_rho = float(server_rho)
+        self.server_fairness_target = None if server_fairness_target is None else float(server_fairness_target)
+        check_target(self.server_fairness_target, self.config.target_metric)
+        if union_weights not in UNION_WEIGHTS:
+            raise ValueError(f"union_weights must be one of {sorted(UNION_WEIGHTS)}, got {union_weights!r}")
+        self.union_weights = str(union_weights)
+        if not (math.isfinite(size_epsilon) and size_epsilon > 0):
+            raise ValueError(f"size_epsilon must be a finite number > 0, got {size_epsilon}")
+        self.size_epsilon = float(size_epsilon)
         self.seed = int(seed)
         if min_clients < 1:
             raise ValueError(f"min_clients must be >= 1, got {min_clients}")
@@ -141,7 +199,12 @@ class SingleShot(FederatedMethod):
         self.max_synthetic_rows = int(max_synthetic_rows)
         self.privacy = from_mapping(ClippedBudget, dict(privacy or {}), "method.privacy")
         if self.privacy.enabled:
-            check_private_config(self.config)
+            check_private_config(dataclasses.replace(self.config, synthetic_size=1) if self.auto_size else self.config)
+            if self.union_weights != "equal":
+                raise ValueError(
+                    f"union_weights={self.union_weights!r} sends the client's size outside the privacy budget: "
+                    "use union_weights=equal with privacy on (method=single_shot_paper)"
+                )
 
     @property
     def model(self) -> LogisticModel:
@@ -150,9 +213,20 @@ class SingleShot(FederatedMethod):
         return self.config.model
 
     # ------------------------------------------------------------------ protocol messages
-    def synthesis_request(self) -> SynthesisRequest:
-        """Step 1 of the protocol: the synthesis configuration (and seed) every client receives."""
-        return SynthesisRequest(config=self.config, seed=self.seed, privacy=self.privacy)
+    def synthesis_request(self, num_features: int | None = None) -> SynthesisRequest:
+        """Step 1 of the protocol: the synthesis configuration (and seed) every client receives;
+        ``synthetic_size: auto`` resolved for data of ``num_features`` encoded features (the
+        server's own :class:`~fedsynth.methods.base.ReplySchema`)."""
+        config = self.config
+        if self.auto_size and num_features is not None:
+            config = dataclasses.replace(config, synthetic_size=default_synthetic_size(num_features))
+        return SynthesisRequest(
+            config=config,
+            seed=self.seed,
+            privacy=self.privacy,
+            size_report=UNION_WEIGHTS[self.union_weights],
+            size_epsilon=self.size_epsilon,
+        )
 
     def evaluation_config(self) -> dict[str, str]:
         """Step 4's config beside θ: the same synthesis request (the client evaluates with its
@@ -164,26 +238,46 @@ class SingleShot(FederatedMethod):
         """Steps 1 and 3: request synthetic data from every client, validate each reply
         (:func:`~fedsynth.methods.replies.validate_rows`), fit eq. (15) on the valid ones (with the
         fairness penalty ``server_rho`` when it is > 0)."""
-        request = self.synthesis_request().to_config()
-        replies = comm.send("train", {node: make_content(config=request) for node in comm.nodes()})
-        size = self.config.synthetic_size
+        request = self.synthesis_request(comm.schema.num_features)
+        replies = comm.send("train", {node: make_content(config=request.to_config()) for node in comm.nodes()})
+        size = request.config.synthetic_size
         rows = (size, size) if size is not None else (1, self.max_synthetic_rows)
-        tables, failures = rows_from_replies(replies, comm.schema, min_clients=self.min_clients, rows=rows)
-        theta, dropped = fit_without_culprits(tables, self._fit, self.min_clients)
+        weighted = request.size_report != "none"
+        tables, failures = rows_from_replies(
+            replies, comm.schema, min_clients=self.min_clients, rows=rows, size_metric=NUM_EXAMPLES if weighted else None
+        )
+        sizes = {node: float(metrics_of(replies[node])[NUM_EXAMPLES]) for node in tables} if weighted else None
+        fits: dict[tuple[int, ...], Any] = {}
+
+        def fit(selection: Mapping[int, TabularData]) -> np.ndarray:
+            nodes = sorted(selection)
+            fits[tuple(nodes)] = fit_server_model(
+                [selection[node] for node in nodes],
+                self.model,
+                sizes=None if sizes is None else [sizes[node] for node in nodes],
+                rho=self.server_rho,
+                fairness=self.config.measure,
+                target=self.server_fairness_target,
+                target_metric=self.config.target_metric,
+            )
+            return fits[tuple(nodes)].theta.numpy()
+
+        theta, dropped = fit_without_culprits(tables, fit, self.min_clients)
         failures += dropped
         for failure in failures:
             log.warning("client node %s left out: %s", failure.node, failure.reason)
         kept = {node: table for node, table in tables.items() if node not in {f.node for f in dropped}}
+        server = fits[tuple(sorted(kept))]
         info: dict[str, Any] = {"synthetic_rows": {node: len(table) for node, table in kept.items()}}
+        if sizes is not None:
+            info["client_sizes"] = {node: sizes[node] for node in kept}
+        info["server_rho"] = server.rho
+        if server.achieved is not None:
+            info.update({"server_target_achieved": server.achieved, "server_target_met": server.met})
         if self.privacy.enabled:
             statement = private_statement(self.privacy).to_record()
             info["privacy"] = {str(node): statement for node in kept}
         return ServerResult(theta=theta, failures=failures, info=info)
-
-    def _fit(self, tables: list[TabularData]) -> np.ndarray:
-        """The server's model on the union of ``tables``, eq. (15) (with the fairness penalty
-        ``server_rho`` when it is > 0)."""
-        return fit_server_model(tables, self.model, rho=self.server_rho, fairness=self.config.measure).theta.numpy()
 
     def train(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
         """Step 2: synthesize with the received :class:`SynthesisRequest` and reply (x̂, ŝ, ŷ) only
@@ -199,7 +293,15 @@ class SingleShot(FederatedMethod):
             result = synthesize(data.train, config, seed=seed, progress=progress)
         synthetic = {k: getattr(result.data, k).numpy() for k in ROW_ARRAYS}
         state.update({f"synthetic_{k}": v for k, v in synthetic.items()})
-        return make_content(arrays=synthetic)
+        if config.fairness_target is not None:
+            state["target"] = np.array([result.history.rho_o, result.history.target_achieved])
+        if request.size_report == "none":
+            return make_content(arrays=synthetic)
+        size = float(len(data.train))
+        if request.size_report == "noisy":
+            size = noisy_count(len(data.train), request.size_epsilon, seed=seed)
+        state["reported_size"] = np.array([size])
+        return make_content(arrays=synthetic, metrics={NUM_EXAMPLES: size})
 
     def evaluate(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
         """Step 4: the test counts of the received θ with the model of the request that comes with
@@ -214,6 +316,10 @@ class SingleShot(FederatedMethod):
                 feature_names=data.train.feature_names,
             )
             metrics.update(privacy_report(synthetic, data.train, data.test, seed=request.seed))
+            reported = state.get("reported_size")
+            metrics.update(size_and_mean_disclosure(synthetic, data.train, None if reported is None else float(reported[0])))
+        if "target" in state:
+            metrics.update({"target_rho_o": float(state["target"][0]), "target_achieved": float(state["target"][1])})
         return make_content(metrics=metrics)
 
 

@@ -77,6 +77,31 @@ def group_disclosure(synthetic: TabularData, train: TabularData) -> dict[str, fl
     return {"label_share_error": share_error, "label_base_rate_error": rate_error}
 
 
+def size_and_mean_disclosure(
+    synthetic: TabularData, train: TabularData, reported_size: float | None
+) -> dict[str, float]:
+    """What a client's reply tells the server of its size and of its groups' feature means, against
+    the truth (0 = told exactly):
+
+    - ``size_error``: |N̂ − N| / N of the size the reply reports (``reported_size``; left out when
+      the reply reports none);
+    - ``group_mean_error``: over the (s, y) groups the client and its synthetic rows both hold, the
+      mean of ‖mean of the synthetic group's x̂ − mean of the real group's x‖₂ / √d (in encoded
+      units; ``keep_group_means`` makes it the shrinkage of small groups only).
+    """
+    errors = []
+    for group in (0.0, 1.0):
+        for label in (-1.0, 1.0):
+            real = train.x[(train.s == group) & (train.y == label)]
+            fake = synthetic.x[(synthetic.s == group) & (synthetic.y == label)]
+            if len(real) and len(fake):
+                errors.append(float((fake.mean(dim=0) - real.mean(dim=0)).norm()) / train.num_features**0.5)
+    report = {"group_mean_error": sum(errors) / len(errors) if errors else 0.0}
+    if reported_size is not None:
+        report["size_error"] = abs(reported_size - len(train)) / len(train)
+    return report
+
+
 PRIVACY_KEYS = (
     "min_distance", "dcr_train_p05", "dcr_train_p50", "dcr_holdout_p05", "dcr_holdout_p50", "mia_auc",
     "label_share_error", "label_base_rate_error",
