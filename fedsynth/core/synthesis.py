@@ -243,19 +243,20 @@ def initial_features(
     ``gaussian``: each feature drawn from N(mean, std²) of the client's training features (the
     paper). ``subsample``: for each synthetic row, a real row of the same (s, y) group (any row if
     the client has none of that group), drawn with replacement. ``group_gaussian``: the rows of
-    each (ŝ, ŷ) group drawn from N(μ_g, Σ_g), the mean and covariance of the client's rows of that
-    group shrunk towards those of all its rows with the weight of n = d + 1 rows
-    (:func:`group_moments`): realistic rows whose loss, curvature and group structure are the
-    client's, none of them a copy of a real row.
+    each (ŝ, ŷ) group are normal draws made to have exactly the mean μ_g and covariance Σ_g of the
+    client's rows of that group (shrunk towards those of all its rows with the weight of n = d + 1
+    rows, :func:`group_moments`): the draws are centred and whitened by their own sample covariance,
+    then coloured by Σ_g (within the draws' span when a group has no more rows than features).
+    Realistic rows whose first two moments per group are the client's and whose loss and curvature
+    are those of its data's normal model, none of them a copy of a real row; unions of such sets,
+    weighted by the clients' sizes, have the pooled data's group moments (docs/method.md).
     """
     if init == "group_gaussian":
         x = torch.empty(len(s_hat), train.num_features, dtype=train.x.dtype)
         for (s, y), (mean, covariance) in zip(GROUPS, group_moments(train)):
             wanted = ((s_hat == s) & (y_hat == y)).nonzero().squeeze(1)
-            values, vectors = torch.linalg.eigh(covariance)
-            root = vectors * values.clamp(min=0.0).sqrt()
             noise = torch.randn(len(wanted), train.num_features, generator=generator, dtype=train.x.dtype)
-            x[wanted] = mean + noise @ root.T
+            x[wanted] = mean + _whitened(noise) @ _symmetric_root(covariance)
         return x
     if init == "gaussian":
         return gaussian_features(train.x.mean(dim=0), train.x.std(dim=0), len(s_hat), generator)
@@ -292,6 +293,24 @@ class RealDataSummary(Protocol):
         """The real-data terms of P for ``config``'s model and measure: a loss with the
         :meth:`LogisticObjective.at` interface (``at(θ).value()``, ``.gradient(plus=)``) and the
         measure F bound to the summary."""
+
+
+def _symmetric_root(matrix: torch.Tensor) -> torch.Tensor:
+    """The symmetric square root of a symmetric positive semi-definite matrix."""
+    values, vectors = torch.linalg.eigh(matrix)
+    return (vectors * values.clamp(min=0.0).sqrt()) @ vectors.T
+
+
+def _whitened(draws: torch.Tensor) -> torch.Tensor:
+    """``draws`` centred and multiplied by the inverse root of their sample covariance (1/n): rows
+    of mean 0 and covariance I within their span (the projection onto it when n ≤ d). One row (or
+    none) comes back as zeros: the group's rows are then its mean."""
+    if len(draws) < 2:
+        return torch.zeros_like(draws)
+    centred = draws - draws.mean(dim=0)
+    values, vectors = torch.linalg.eigh(centred.T @ centred / len(draws))
+    kept = values > 1e-10 * values.max()
+    return centred @ ((vectors[:, kept] / values[kept].sqrt()) @ vectors[:, kept].T)
 
 
 def group_moments(train: TabularData) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -85,6 +85,10 @@ UNION_WEIGHTS = {"noisy": "noisy", "exact": "exact", "equal": "none"}
 client reports of its N for it: ``noisy`` (the default) weighs client c by N_c + Laplace(1/ε), an
 ε-differentially private count (``size_epsilon``); ``exact`` by N_c; ``equal`` gives every client's
 N_s rows the same weight and the client reports nothing (the paper's union)."""
+AUTO_K_MAX = 1000
+"""``k_max: auto`` with a fairness term on the client (ρ_o, ρ_s or ``fairness_target``): the paper's 1000
+outer iterations at most (the stopping rule ``tolerance`` ends them sooner); without one, 0: the
+moment-matched start is sent as it is (docs/method.md, "The union and the defaults")."""
 NUM_EXAMPLES = "num-examples"
 """The metric a reply carries the client's (noisy) size in: Flower's weighting key, as FedAvg's."""
 
@@ -145,7 +149,7 @@ class SingleShot(FederatedMethod):
         size_epsilon: float = 1.0,
         init: str = "group_gaussian",
         keep_group_means: bool = True,
-        k_max: int = 1000,
+        k_max: int | str = "auto",
         tolerance: float = 1e-4,
         lr: float = 0.05,
         inner_max_iter: int = 100,
@@ -160,6 +164,10 @@ class SingleShot(FederatedMethod):
     ) -> None:
         size = _synthetic_size(synthetic_size)
         self.auto_size = size == "auto"
+        if k_max == "auto":  # the outer iterations run when P has a fairness term to optimize
+            k_max = AUTO_K_MAX if (float(rho_o) > 0 or float(rho_s) > 0 or fairness_target is not None) else 0
+        elif isinstance(k_max, str):
+            raise ValueError(f"k_max must be an integer >= 0 or 'auto', got {k_max!r}")
         self.config = SynthesisConfig(
             rho_o=float(rho_o),
             rho_s=float(rho_s),
