@@ -178,11 +178,11 @@ def check_data(spec: Any, config: Mapping[str, Any]) -> None:
                 f"method.synthetic_size={size}: client {smallest.client_id} has only {len(smallest.train)} "
                 f"training rows (N_s <= N); lower method.synthetic_size"
             )
-        if labels == "copy":
-            raise ConfigError(
-                "method.synthetic_labels=copy: needs method.synthetic_size=full (N_s = N); "
-                "use balanced or proportional with an integer N_s"
-            )
+    if labels == "copy" and size != "full":
+        raise ConfigError(
+            "method.synthetic_labels=copy: needs method.synthetic_size=full (N_s = N); "
+            "use balanced or proportional with an integer N_s"
+        )
 
 
 def check_and_run(config: Mapping[str, Any]) -> tuple[Any, float]:

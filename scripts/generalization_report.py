@@ -3,12 +3,15 @@
 Reads every ``results.json`` under the given folders (the runs of ``fedsynth -m
 +experiment=generalization``, one multirun per method), evaluates each run's θ again on its own split
 (the dataset spec, partition and seed its config holds) to get accuracy, balanced accuracy and SPD,
-adds the constant classifier (the majority label of the pooled training rows) of that split, and
-prints one Markdown table: per setting, each method's mean and worst seed, and the issue's first goal
-for single_shot (never below the constant classifier; within 1 point (mean) / 2 points (worst) of
-centralized fair at |SPD| <= its |SPD| + 0.02).
+adds the constant classifier (the majority label of the pooled training rows) of that split and, with
+``--references``, the centralized plain and fair models and fairlearn's ExponentiatedGradient fitted
+here on the split's pooled training rows (the ``centralized`` baseline's own functions and defaults:
+ρ = 10 on the covariance, ε = 0.01), so they need no runs of their own. It prints one Markdown table:
+per setting, each method's mean and worst seed, and the issue's first goal for single_shot (never
+below the constant classifier; within 1 point (mean) / 2 points (worst) of centralized fair at
+|SPD| <= its |SPD| + 0.02).
 
-    python scripts/generalization_report.py multirun/generalization [--out docs/comparison/generalization.md]
+    python scripts/generalization_report.py multirun/generalization --references [--out FILE]
 """
 
 from __future__ import annotations
@@ -78,6 +81,31 @@ def evaluate_run(results: dict) -> dict:
     }
 
 
+def reference_runs(results: dict) -> dict[str, dict]:
+    """The centralized references on the run's split: plain, fair (ρ = 10, covariance) and
+    ExponentiatedGradient (ε = 0.01), each as :func:`evaluate_run` gives a run."""
+    from fedsynth.core import Covariance
+    from fedsynth.methods.centralized import fit_exponentiated_gradient
+
+    config = results["config"]
+    partition = config["partition"]
+    train, test = _split(
+        json.dumps(dict(config["dataset"]), sort_keys=True), config.get("data_dir"), int(config["seed"]),
+        partition["scheme"], float(partition["dirichlet_alpha"]), float(partition["test_fraction"]),
+    )
+    model = LogisticModel(fit_intercept=bool(config["model"]["fit_intercept"]))
+    models = {
+        "centralized plain": model.fit(train).theta,
+        "centralized fair": model.fit(train, rho=10.0, fairness=Covariance()).theta,
+        "centralized exponentiated_gradient": fit_exponentiated_gradient(train, model, eps=0.01, max_iter=50, C=1.0),
+    }
+    runs = {}
+    for name, theta in models.items():
+        packed = theta.pack() if isinstance(theta, LogisticMixture) else theta.numpy()
+        runs[name] = evaluate_run({**results, "theta": packed.tolist(), "wall_seconds": float("nan")})
+    return runs
+
+
 def method_label(results: dict) -> str:
     method = results["config"]["method"]
     name = method["name"]
@@ -93,14 +121,18 @@ def setting_of(results: dict) -> tuple[str, int, str]:
     return config["dataset"]["name"], int(config["dataset"]["num_clients"]), split
 
 
-def collect(folders: list[Path]) -> dict:
-    """{setting: {method: {seed: metrics}}} over every results.json under ``folders``."""
+def collect(folders: list[Path], references: bool) -> dict:
+    """{setting: {method: {seed: metrics}}} over every results.json under ``folders`` (and the
+    centralized references of each run's split, once per split, with ``references``)."""
     table: dict = defaultdict(lambda: defaultdict(dict))
     for folder in folders:
         for path in sorted(folder.rglob("results.json")):
             results = json.loads(path.read_text())
-            metrics = evaluate_run(results)
-            table[setting_of(results)][method_label(results)][int(results["config"]["seed"])] = metrics
+            setting, seed = setting_of(results), int(results["config"]["seed"])
+            table[setting][method_label(results)][seed] = evaluate_run(results)
+            if references and seed not in table[setting]["centralized fair"]:
+                for name, metrics in reference_runs(results).items():
+                    table[setting][name][seed] = metrics
     return table
 
 
@@ -116,7 +148,8 @@ def render(table: dict, held_out: set[int]) -> str:
     ]
     for setting in sorted(table):
         methods = table[setting]
-        constant = next(iter(next(iter(methods.values())).values()))["constant"]
+        constants = [m["constant"] for runs in methods.values() for m in runs.values()]
+        constant = (statistics.fmean(constants), min(constants))
         for name in sorted(methods):
             runs = methods[name]
             seeds = sorted(runs)
@@ -125,15 +158,47 @@ def render(table: dict, held_out: set[int]) -> str:
             spd_values = {s: abs(m["spd"]) for s, m in runs.items()}
             spd = (statistics.fmean(spd_values.values()), max(spd_values.values()))
             seconds = statistics.fmean(m["seconds"] for m in runs.values())
+            seconds_text = "" if seconds != seconds else f"{seconds:.0f}"
             verdict = goal_one(runs, methods.get("centralized fair")) if name == "single_shot" else ""
             seed_text = ",".join(f"{s}*" if s in held_out else str(s) for s in seeds)
             lines.append(
                 f"| {setting[0]} | {setting[1]} | {setting[2]} | {name} | {seed_text} | "
                 f"{100 * acc[0]:.2f} / {100 * acc[1]:.2f} | {100 * bal[0]:.2f} / {100 * bal[1]:.2f} | "
-                f"{spd[0]:.3f} / {spd[1]:.3f} | {seconds:.0f} | {verdict} |"
+                f"{spd[0]:.3f} / {spd[1]:.3f} | {seconds_text} | {verdict} |"
             )
         lines.append(
-            f"| {setting[0]} | {setting[1]} | {setting[2]} | constant classifier | | {100 * constant:.2f} | 50.00 | 0.000 | | |"
+            f"| {setting[0]} | {setting[1]} | {setting[2]} | constant classifier | | {100 * constant[0]:.2f} / {100 * constant[1]:.2f} | 50.00 | 0.000 | | |"
+        )
+    return "\n".join(lines)
+
+
+def goal_summary(table: dict) -> str:
+    """Goal 1 per dataset: over its goal settings (IID, α = 0.5, 1 with K ≤ 10; K = 50 with α = 0.5
+    apart), how many single_shot met it, and the worst gaps over every seed of those settings."""
+    groups: dict = defaultdict(list)
+    for (dataset, clients, split), methods in table.items():
+        if "single_shot" not in methods or "centralized fair" not in methods or split == "α=0.1":
+            continue
+        groups[(dataset, "K = 50, α = 0.5" if clients == 50 else "K = 2, 4, 10; IID, α = 0.5, 1")].append(methods)
+    lines = [
+        "| dataset | settings | goal 1 met | accuracy − centralized fair, mean / worst seed | \\|SPD\\| − fair's, worst seed | below the constant classifier |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (dataset, label), settings in sorted(groups.items()):
+        met, gaps, excess, below = 0, [], [], []
+        for methods in settings:
+            runs, fair = methods["single_shot"], methods["centralized fair"]
+            met += goal_one(runs, fair).startswith("met")
+            for seed in sorted(set(runs) & set(fair)):
+                gaps.append(100 * (runs[seed]["accuracy"] - fair[seed]["accuracy"]))
+                excess.append(abs(runs[seed]["spd"]) - abs(fair[seed]["spd"]))
+                shortfall = 100 * (runs[seed]["constant"] - runs[seed]["accuracy"])
+                if shortfall > 1e-9:
+                    below.append(shortfall)
+        below_text = f"{len(below)} of {len(gaps)} runs, by ≤ {max(below):.2f} points" if below else "never"
+        lines.append(
+            f"| {dataset} | {label} | {met}/{len(settings)} | {statistics.fmean(gaps):+.2f} / {min(gaps):+.2f} | "
+            f"{max(excess):+.3f} | {below_text} |"
         )
     return "\n".join(lines)
 
@@ -154,7 +219,8 @@ def goal_one(runs: dict, fair: dict | None) -> str:
     )
     detail = f"Δacc {statistics.fmean(gaps):+.2f} / {min(gaps):+.2f}, Δ\\|SPD\\| ≤ {max(spd_excess):+.3f}"
     if below_constant:
-        detail += f", below constant on seeds {below_constant}"
+        shortfall = max(100 * (runs[s]["constant"] - runs[s]["accuracy"]) for s in below_constant)
+        detail += f", below the constant classifier on seeds {below_constant} (by ≤ {shortfall:.2f} points)"
     return ("met: " if met else "**missed**: ") + detail
 
 
@@ -162,13 +228,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="folders holding results.json files")
     parser.add_argument("--held-out", default="3,4", help="seeds not looked at while choosing (marked *)")
+    parser.add_argument("--references", action="store_true", help="fit the centralized references on each split here")
     parser.add_argument("--out", type=Path, help="write the table here as well")
     args = parser.parse_args(argv)
-    table = collect(args.folders)
+    table = collect(args.folders, args.references)
     if not table:
         print(f"no results.json under {', '.join(map(str, args.folders))}", file=sys.stderr)
         return 2
     text = render(table, {int(s) for s in args.held_out.split(",") if s})
+    if args.references:
+        text = goal_summary(table) + "\n\n" + text
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

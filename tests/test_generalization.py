@@ -252,3 +252,23 @@ def test_the_stopping_rule() -> None:
     config = SynthesisConfig(rho_o=0.0, synthetic_size=40, synthetic_labels="proportional", k_max=2000, tolerance=1e-3)
     result = synthesize(data, config, seed=0)
     assert len(result.history.objective) < 2000 and len(result.history.objective) % 50 == 0
+
+
+def test_a_client_of_a_handful_of_rows_neither_crashes_nor_dominates() -> None:
+    """A client with 3 training rows (one group missing, one of a single row) synthesizes N_s rows
+    under the defaults' settings, and in the weighted union its rows weigh 3 / (3 + N_big): the
+    union's model is the big client's to within a small change."""
+    big = biased_table(3000, 3, 11)
+    tiny = biased_table(40, 3, 12).subset(torch.tensor([0, 1, 2]))
+    config = SynthesisConfig(
+        rho_o=0.0, synthetic_size=default_synthetic_size(3), synthetic_labels="noisy_proportional",
+        init="group_gaussian", keep_group_means=True, k_max=0,
+    )
+    tables = [synthesize(client, config, seed=seed).data for seed, client in enumerate((big, tiny))]
+    assert all(len(table) == 200 and bool(torch.isfinite(table.x).all()) for table in tables)
+    model = config.model
+    weighted = fit_server_model(tables, model, sizes=[3000.0, 3.0], rho=10.0).theta
+    alone = fit_server_model(tables[:1], model, sizes=[3000.0], rho=10.0).theta
+    equal = fit_server_model(tables, model, rho=10.0).theta
+    assert float((weighted - alone).norm()) < 0.05 * float(alone.norm())
+    assert float((equal - alone).norm()) > 4 * float((weighted - alone).norm())
