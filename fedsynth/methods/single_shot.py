@@ -40,7 +40,7 @@ from fedsynth.methods.base import (
 )
 from fedsynth.methods.replies import ROW_ARRAYS, fit_without_culprits, rows_from_replies
 from fedsynth.metrics import privacy_report, report_counts
-from fedsynth.metrics.privacy import PRIVACY_KEYS, size_and_mean_disclosure
+from fedsynth.metrics.privacy import PRIVACY_KEYS, moment_disclosure
 from fedsynth.privacy.budget import ClippedBudget
 from fedsynth.privacy.synthesis import check_private_config, private_statement, private_synthesize
 from fedsynth.progress import PROGRESS_ENV
@@ -127,7 +127,9 @@ class SingleShot(FederatedMethod):
 
     name = "single_shot"
     payload_arrays = ROW_ARRAYS
-    evaluation_metrics = PRIVACY_KEYS + ("size_error", "group_mean_error", "target_rho_o", "target_achieved")
+    evaluation_metrics = PRIVACY_KEYS + (
+        "size_error", "group_mean_error", "group_covariance_error", "target_rho_o", "target_achieved"
+    )
 
     def __init__(
         self,
@@ -207,7 +209,10 @@ class SingleShot(FederatedMethod):
         self.max_synthetic_rows = int(max_synthetic_rows)
         self.privacy = from_mapping(ClippedBudget, dict(privacy or {}), "method.privacy")
         if self.privacy.enabled:
-            check_private_config(dataclasses.replace(self.config, synthetic_size=1) if self.auto_size else self.config)
+            # auto resolves to an integer of d alone (:meth:`synthesis_request`): checked as one
+            check_private_config(
+                dataclasses.replace(self.config, synthetic_size=default_synthetic_size(1)) if self.auto_size else self.config
+            )
             if self.union_weights != "equal":
                 raise ValueError(
                     f"union_weights={self.union_weights!r} sends the client's size outside the privacy budget: "
@@ -219,6 +224,35 @@ class SingleShot(FederatedMethod):
         """The logistic model of the synthesis config (λ_θ, ``fit_intercept``): the server's fit.
         The clients evaluate θ with the model of the request they received (:meth:`evaluate`)."""
         return self.config.model
+
+    def disclosure(self) -> dict[str, str]:
+        """What each client's one reply tells the server besides its rows' count, by what it is about
+        (``info.disclosure`` of a run, shown beside the ledger's client statistics in the reports;
+        measured per client by :func:`~fedsynth.metrics.privacy.moment_disclosure` and
+        :func:`~fedsynth.metrics.privacy.group_disclosure`)."""
+        if self.privacy.enabled:
+            return {"everything": "one (ε, δ)-DP release of the client's statistics (info.privacy); nothing exact"}
+        config = self.config
+        if config.init == "group_gaussian":
+            moments = "exact: each (s, y) group's feature mean and covariance (groups under d + 1 rows shrunk towards the client's)"
+        elif config.keep_group_means:
+            moments = "exact: each (s, y) group's feature mean (groups under d + 1 rows shrunk towards the client's)"
+        elif config.init == "subsample":
+            moments = "real rows: the start copies the client's rows"
+        else:
+            moments = "the features' means and standard deviations (the start), then what the optimized rows reveal"
+        counts = {
+            "noisy_proportional": f"the (s, y) shares of ε-DP counts (Laplace, ε = {config.label_epsilon:g})",
+            "proportional": "the (s, y) shares, exact to 1/N_s",
+            "balanced": "nothing (25 % per (s, y) pair)",
+            "copy": "the (s, y) counts, exact",
+        }[config.synthetic_labels]
+        size = {
+            "noisy": f"N + Laplace(1/ε), ε = {self.size_epsilon:g} (num-examples)",
+            "exact": "N, exact (num-examples)",
+            "equal": "N, exact (N_s = N)" if config.synthetic_size is None and not self.auto_size else "nothing",
+        }[self.union_weights]
+        return {"group_moments": moments, "group_counts": counts, "size": size}
 
     # ------------------------------------------------------------------ protocol messages
     def synthesis_request(self, num_features: int | None = None) -> SynthesisRequest:
@@ -280,6 +314,7 @@ class SingleShot(FederatedMethod):
         if sizes is not None:
             info["client_sizes"] = {node: sizes[node] for node in kept}
         info["server_rho"] = server.rho
+        info["disclosure"] = self.disclosure()
         if server.achieved is not None:
             info.update({"server_target_achieved": server.achieved, "server_target_met": server.met})
         if self.privacy.enabled:
@@ -325,7 +360,7 @@ class SingleShot(FederatedMethod):
             )
             metrics.update(privacy_report(synthetic, data.train, data.test, seed=request.seed))
             reported = state.get("reported_size")
-            metrics.update(size_and_mean_disclosure(synthetic, data.train, None if reported is None else float(reported[0])))
+            metrics.update(moment_disclosure(synthetic, data.train, None if reported is None else float(reported[0])))
         if "target" in state:
             metrics.update({"target_rho_o": float(state["target"][0]), "target_achieved": float(state["target"][1])})
         return make_content(metrics=metrics)
