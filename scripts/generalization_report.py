@@ -1,109 +1,42 @@
-"""The generalization study's table (issue 20): mean and worst seed per method, dataset, K and split.
+"""The generalization study's table (issue 20): mean and worst seed per setting and method.
 
 Reads every ``results.json`` under the given folders (the runs of ``fedsynth -m
-+experiment=generalization``, one multirun per method), evaluates each run's θ again on its own split
-(the dataset spec, partition and seed its config holds) to get accuracy, balanced accuracy and SPD,
-adds the constant classifier (the majority label of the pooled training rows) of that split and, with
-``--references``, the centralized plain and fair models and fairlearn's ExponentiatedGradient fitted
-here on the split's pooled training rows (the ``centralized`` baseline's own functions and defaults:
-ρ = 10 on the covariance, ε = 0.01), so they need no runs of their own. It prints one Markdown table:
-per setting, each method's mean and worst seed, and the issue's first goal for single_shot (never
-below the constant classifier; within 1 point (mean) / 2 points (worst) of centralized fair at
-|SPD| <= its |SPD| + 0.02).
++experiment=generalization``, one multirun per method, the centralized references among them:
+``method=centralized method.variant=plain,fair,exponentiated_gradient``) and takes each run's pooled
+test ``accuracy``, ``balanced_accuracy`` and ``spd`` and its constant classifier
+(``reference.constant``: the majority label of the pooled training rows) from the record. It prints
+the issue's first goal for single_shot per dataset (never below the constant classifier; within 1
+point (mean) / 2 points (worst) of centralized fair at |SPD| <= its |SPD| + 0.02), then one
+Markdown table: per setting, each method's mean and worst seed.
 
-    python scripts/generalization_report.py multirun/generalization --references [--out FILE]
+    python scripts/generalization_report.py multirun/generalization [--held-out 3,4] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-import torch
-
-from fedsynth.core import LogisticMixture, LogisticModel
-from fedsynth.data import DatasetSpec, load_dataset, partition_clients
-from fedsynth.data.types import TabularData
-from fedsynth.metrics import evaluation_counts, metrics_from_counts
-
-SPLITS = {("iid", None): "IID"}
+from fedsynth.reporting.results import constant_reference
 
 
-@functools.lru_cache(maxsize=4)
-def _data(spec_json: str, data_dir: str | None) -> TabularData:
-    return load_dataset(DatasetSpec.from_config(json.loads(spec_json)), data_dir)
-
-
-@functools.lru_cache(maxsize=64)
-def _split(spec_json: str, data_dir: str | None, seed: int, scheme: str, alpha: float, test_fraction: float):
-    spec = DatasetSpec.from_config(json.loads(spec_json))
-    clients = partition_clients(
-        _data(spec_json, data_dir), spec.num_clients, seed=seed, scheme=scheme, dirichlet_alpha=alpha,
-        test_fraction=test_fraction,
-    )
-    train = TabularData.concat([c.train for c in clients])
-    test = TabularData.concat([c.test for c in clients])
-    return train, test
-
-
-def evaluate_run(results: dict) -> dict:
-    """Accuracy, balanced accuracy, SPD of the run's θ on its split, and the constant classifier's."""
-    config = results["config"]
-    partition = config["partition"]
-    dataset = dict(config["dataset"])
-    train, test = _split(
-        json.dumps(dataset, sort_keys=True), config.get("data_dir"), int(config["seed"]), partition["scheme"],
-        float(partition["dirichlet_alpha"]), float(partition["test_fraction"]),
-    )
-    model = LogisticModel(fit_intercept=bool(config["model"]["fit_intercept"]))
-    theta = torch.tensor(results["theta"], dtype=torch.float64)
-    width = model.num_weights(test.num_features)
-    if theta.numel() != width:
-        theta = LogisticMixture.unpack(theta.numpy(), width)
-    counts = evaluation_counts(model, theta, test)
-    metrics = metrics_from_counts(counts)
-    positives = counts["n_y1_s1"] + counts["n_y1_s0"]
-    true_positives = counts["true_positive_s1"] + counts["true_positive_s0"]
-    negatives = counts["n"] - positives
-    balanced = 0.5 * (true_positives / positives + (counts["correct"] - true_positives) / negatives)
-    majority = 1.0 if float((train.y > 0).double().mean()) >= 0.5 else -1.0
+def run_metrics(results: dict) -> dict:
+    """The run's pooled test accuracy, balanced accuracy and SPD, its constant classifier's
+    accuracy and its wall seconds, as its ``results.json`` records them."""
+    constant = constant_reference(results)
+    if results.get("balanced_accuracy") is None or "accuracy" not in constant:
+        raise ValueError("a results.json without balanced_accuracy or reference.constant (written before them): rerun it")
     return {
-        "accuracy": metrics["accuracy"],
-        "balanced_accuracy": balanced,
-        "spd": metrics["spd"],
-        "constant": float((test.y == majority).double().mean()),
+        "accuracy": float(results["accuracy"]),
+        "balanced_accuracy": float(results["balanced_accuracy"]),
+        "spd": float(results["spd"]),
+        "constant": float(constant["accuracy"]),
         "seconds": float(results.get("wall_seconds", float("nan"))),
     }
-
-
-def reference_runs(results: dict) -> dict[str, dict]:
-    """The centralized references on the run's split: plain, fair (ρ = 10, covariance) and
-    ExponentiatedGradient (ε = 0.01), each as :func:`evaluate_run` gives a run."""
-    from fedsynth.core import Covariance
-    from fedsynth.methods.centralized import fit_exponentiated_gradient
-
-    config = results["config"]
-    partition = config["partition"]
-    train, test = _split(
-        json.dumps(dict(config["dataset"]), sort_keys=True), config.get("data_dir"), int(config["seed"]),
-        partition["scheme"], float(partition["dirichlet_alpha"]), float(partition["test_fraction"]),
-    )
-    model = LogisticModel(fit_intercept=bool(config["model"]["fit_intercept"]))
-    models = {
-        "centralized plain": model.fit(train).theta,
-        "centralized fair": model.fit(train, rho=10.0, fairness=Covariance()).theta,
-        "centralized exponentiated_gradient": fit_exponentiated_gradient(train, model, eps=0.01, max_iter=50, C=1.0),
-    }
-    runs = {}
-    for name, theta in models.items():
-        packed = theta.pack() if isinstance(theta, LogisticMixture) else theta.numpy()
-        runs[name] = evaluate_run({**results, "theta": packed.tolist(), "wall_seconds": float("nan")})
-    return runs
 
 
 def method_label(results: dict) -> str:
@@ -121,18 +54,17 @@ def setting_of(results: dict) -> tuple[str, int, str]:
     return config["dataset"]["name"], int(config["dataset"]["num_clients"]), split
 
 
-def collect(folders: list[Path], references: bool) -> dict:
-    """{setting: {method: {seed: metrics}}} over every results.json under ``folders`` (and the
-    centralized references of each run's split, once per split, with ``references``)."""
+def collect(folders: list[Path]) -> dict:
+    """{setting: {method: {seed: metrics}}} over every results.json under ``folders``."""
     table: dict = defaultdict(lambda: defaultdict(dict))
     for folder in folders:
         for path in sorted(folder.rglob("results.json")):
             results = json.loads(path.read_text())
-            setting, seed = setting_of(results), int(results["config"]["seed"])
-            table[setting][method_label(results)][seed] = evaluate_run(results)
-            if references and seed not in table[setting]["centralized fair"]:
-                for name, metrics in reference_runs(results).items():
-                    table[setting][name][seed] = metrics
+            try:
+                metrics = run_metrics(results)
+            except ValueError as err:
+                raise SystemExit(f"generalization_report: error: {path}: {err}") from None
+            table[setting_of(results)][method_label(results)][int(results["config"]["seed"])] = metrics
     return table
 
 
@@ -228,16 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="folders holding results.json files")
     parser.add_argument("--held-out", default="3,4", help="seeds not looked at while choosing (marked *)")
-    parser.add_argument("--references", action="store_true", help="fit the centralized references on each split here")
     parser.add_argument("--out", type=Path, help="write the table here as well")
     args = parser.parse_args(argv)
-    table = collect(args.folders, args.references)
+    table = collect(args.folders)
     if not table:
         print(f"no results.json under {', '.join(map(str, args.folders))}", file=sys.stderr)
         return 2
-    text = render(table, {int(s) for s in args.held_out.split(",") if s})
-    if args.references:
-        text = goal_summary(table) + "\n\n" + text
+    text = goal_summary(table) + "\n\n" + render(table, {int(s) for s in args.held_out.split(",") if s})
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
