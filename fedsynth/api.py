@@ -114,17 +114,16 @@ def _check_split(spec: Any, experiment: Experiment) -> None:
             "rows, whose evaluation the server would reject; raise federation.max_test_rows"
         )
     size, labels = experiment.method.get("synthetic_size"), experiment.method.get("synthetic_labels")
-    if isinstance(size, int) and not isinstance(size, bool):
-        if size > rows:
-            raise ConfigError(
-                f"method.synthetic_size={size}: client {client} has only {rows} training rows (N_s <= N); "
-                "lower method.synthetic_size"
-            )
-        if labels == "copy":
-            raise ConfigError(
-                "method.synthetic_labels=copy: needs method.synthetic_size=full (N_s = N); "
-                "use balanced or proportional with an integer N_s"
-            )
+    if isinstance(size, int) and not isinstance(size, bool) and size > rows:
+        raise ConfigError(
+            f"method.synthetic_size={size}: client {client} has only {rows} training rows (N_s <= N); "
+            "lower method.synthetic_size"
+        )
+    if labels == "copy" and size != "full":
+        raise ConfigError(
+            "method.synthetic_labels=copy: needs method.synthetic_size=full (N_s = N); "
+            "use balanced or proportional with an integer N_s"
+        )
 
 
 _SPLITS: dict[str, tuple[int, int, int, int]] = {}

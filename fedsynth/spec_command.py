@@ -38,6 +38,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--privileged", metavar="VALUE", help="one column's value that means s = 1 (binary)")
     parser.add_argument("--exclude", nargs="+", default=[], metavar="COLUMN", help="columns that are no feature")
     parser.add_argument("--binary", nargs="+", default=[], metavar="COLUMN=VALUE", help="indicator features")
+    parser.add_argument(
+        "--categorical", nargs="+", default=[], metavar="COLUMN", help="numeric columns to one-hot encode (codes)"
+    )
     parser.add_argument("--scaling", choices=("standard", "minmax"), default="standard", help="default: standard")
     parser.add_argument("--name", help="the spec's name, used as dataset=NAME (default: the file's stem)")
     parser.add_argument("--num-clients", type=int, default=2, help="clients of the in-process engine (default 2)")
@@ -65,7 +68,7 @@ def write_spec(args: argparse.Namespace) -> tuple[Path, str]:
         raise ValueError("--binary takes COLUMN=VALUE pairs")
     if args.privileged is not None and len(args.sensitive) != 1:
         raise ValueError("--privileged makes one column binary; give one --sensitive column, or drop --privileged")
-    named = [args.label, *args.sensitive, *args.exclude, *binary]
+    named = [args.label, *args.sensitive, *args.exclude, *binary, *args.categorical]
     unknown = [column for column in named if column not in frame.columns]
     if unknown:
         raise ValueError(f"{csv} has no column(s) {unknown}; its columns are {list(frame.columns)}")
@@ -90,6 +93,7 @@ def write_spec(args: argparse.Namespace) -> tuple[Path, str]:
         exclude=args.exclude,
         binary=binary,
         scaling=args.scaling,
+        categorical=args.categorical,
         command=shlex.join(["fedsynth-spec", *sys.argv[1:]]) if sys.argv[1:] else "fedsynth-spec",
     )
     load_csv(DatasetSpec.from_config(yaml.safe_load(text)), csv)  # the file encodes with the spec

@@ -90,7 +90,8 @@ CSV = [
     "case, overrides, message",
     [
         ("string for a number", ["method.rho_o=abc"], "method.rho_o='abc': must be a number"),
-        ("string for an integer", ["method.k_max=ten"], "method.k_max='ten': must be an integer"),
+        ("string for an integer", ["method.inner.max_iter=ten"], "method.inner.max_iter='ten': must be an integer"),
+        ("k_max neither an integer nor auto", ["method.k_max=ten"], "k_max must be an integer >= 0 or 'auto', got 'ten'"),
         ("no clients", ["dataset.num_clients=0"], "num_clients must be an integer >= 1, got 0"),
         ("too many min_clients", ["federation.min_clients=9"], "federation.min_clients=9: more than the 3 clients"),
         ("N_s above a client's N", ["method.synthetic_size=5000"], "method.synthetic_size=5000: client 0 has only"),

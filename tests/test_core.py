@@ -607,9 +607,13 @@ def test_bad_synthesis_config_is_rejected(kwargs, message):
         SynthesisConfig(**kwargs)
 
 
-def test_synthetic_size_larger_than_the_client_is_rejected():
-    with pytest.raises(ValueError, match="exceeds"):
-        synthesize(random_table(30, 2, 0), SynthesisConfig(synthetic_size=31, synthetic_labels="balanced", k_max=1), seed=0)
+def test_synthetic_size_may_exceed_the_client_except_for_copied_labels():
+    """N_s > N is allowed (``synthetic_size: auto`` does not depend on N, so a small client's row
+    count does not reveal its N); ``copy`` labels are the client's own and need N_s = N."""
+    result = synthesize(random_table(30, 2, 0), SynthesisConfig(synthetic_size=31, synthetic_labels="balanced", k_max=1), seed=0)
+    assert len(result.data) == 31
+    with pytest.raises(ValueError, match="needs synthetic_size = N"):
+        synthesize(random_table(30, 2, 0), SynthesisConfig(synthetic_size=31, synthetic_labels="copy", k_max=1), seed=0)
 
 
 @pytest.mark.parametrize("fairness", MEASURES)

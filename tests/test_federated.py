@@ -180,7 +180,9 @@ def test_protocol_sends_only_synthetic_arrays_and_the_model() -> None:
         if message_type == "train":
             assert list(sent.keys()) == ["config"]
             train_config = sent.config_records["config"]
-            assert list(reply.keys()) == ["arrays"]
+            # the rows, and the noisy size N + Laplace(1) that weighs them in the union (the default
+            # union_weights: noisy); method=single_shot_paper sends the rows alone
+            assert list(reply.keys()) == ["arrays", "metrics"] and list(metrics_of(reply)) == ["num-examples"]
             arrays = arrays_of(reply)
             assert sorted(arrays) == ["s", "x", "y"]
             # The row count is the server's N_s, not the client's dataset size.

@@ -128,7 +128,7 @@ def test_method_settings_come_from_the_methods_own_config() -> None:
         config = api.check(api.compose(list(overrides))).to_dict()
         return method_settings({"dataset": "law_school_race", "config": config})
 
-    single_shot = settings("method.synthetic_size=800", "seed=3")
+    single_shot = settings("method=single_shot_paper", "method.synthetic_size=800", "seed=3")
     assert single_shot["synthetic_size"] == 800 and single_shot["rho_o"] == 10.0
     assert not {"seed", "fit_intercept", "min_clients", "_target_", "name"} & set(single_shot)
     assert set(settings("method=fair_fate")) >= {"lambda0", "beta0", "rounds", "lr", "validation_fraction"}

@@ -44,7 +44,7 @@ def _check_statements(outcome, epsilon: float) -> None:
 
 def test_private_single_shot_end_to_end():
     _, outcome = run(
-        "single_shot", "method.synthetic_size=40", "method.k_max=30", "method.rho_o=3", *PRIVATE
+        "single_shot_paper", "method.synthetic_size=40", "method.k_max=30", "method.rho_o=3", *PRIVATE
     )
     assert outcome.failures == [] and outcome.round_trips == 1
     assert outcome.metrics["accuracy"] > 0.7
@@ -88,19 +88,28 @@ def test_private_synthesis_sends_fixed_size_rows_from_the_release():
         (["method.synthetic_size=full"], "synthetic_size must be an integer with privacy on"),
         (["method.synthetic_labels=copy"], "synthetic_labels must be one of"),
         (["method.synthetic_labels=noisy_proportional"], "synthetic_labels must be one of"),
-        (["method.init=subsample"], "init must be gaussian"),
+        (["method.init=subsample"], "needs init=gaussian"),
+        (["method.init=group_gaussian"], "needs init=gaussian"),
+        (["method.keep_group_means=true"], "send each \\(s, y\\) group's exact feature moments"),
+        (["method.fairness_target=0.05"], "a target is searched on the rows"),
+        (["method.union_weights=noisy"], "union_weights='noisy' sends the client's size outside the privacy budget"),
         (["method.fairness=dp_gap"], "fairness must be one of"),
         (["method.privacy.clip=0"], "privacy.clip"),
         (["method.privacy.delta=2"], "privacy.delta"),
     ],
 )
 def test_settings_a_private_synthesis_cannot_honour_are_refused(overrides, message):
+    """Under ``method.privacy`` nothing exact leaves a client beside its DP release: the settings
+    that need the rows or send more (exact group moments, a size, a target searched on the rows)
+    are refused, each naming its key."""
     with pytest.raises(ValueError, match=message):
-        build_method(compose_experiment([*SMALL, "method.privacy.epsilon=1", *overrides]).method)
+        build_method(compose_experiment([*SMALL, "method=single_shot_paper", "method.privacy.epsilon=1", *overrides]).method)
 
 
 def test_private_client_evaluation_reports_test_counts_only():
-    method = build_method(compose_experiment([*SMALL, "method.synthetic_size=20", "method.k_max=3", *PRIVATE]).method)
+    method = build_method(
+        compose_experiment([*SMALL, "method=single_shot_paper", "method.synthetic_size=20", "method.k_max=3", *PRIVATE]).method
+    )
     from fedsynth.data import DatasetSpec, load_partition
 
     spec = DatasetSpec.from_config(compose_experiment(SMALL).dataset)
@@ -152,9 +161,12 @@ def test_a_private_setting_error_is_one_line_exit_2(tmp_path):
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "fedsynth.cli", f"hydra.run.dir={tmp_path}", "method.privacy.epsilon=1",
-               "method.synthetic_size=full"]
+    command = [sys.executable, "-m", "fedsynth.cli", f"hydra.run.dir={tmp_path}", "method.privacy.epsilon=1"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("fedsynth: error: method (single_shot): synthetic_size must be an integer with privacy on")
+    # single_shot's defaults send each (s, y) group's exact moments: refused under a privacy budget
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("fedsynth: error: method (single_shot): privacy on needs init=gaussian, keep_group_means=false")
+    assert "use method=single_shot_paper or method=dp_suffstats" in last
+

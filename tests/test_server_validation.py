@@ -4,7 +4,7 @@ counts, bad evaluation reports are rejected and filed under the node the server 
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import pytest
@@ -211,16 +211,16 @@ def table(scale: float, seed: int) -> TabularData:
     )
 
 
-def fit(tables: list[TabularData]) -> np.ndarray:
-    return fit_server_model(tables, LogisticModel()).theta.numpy()
+def fit(tables: Mapping[int, TabularData]) -> np.ndarray:
+    return fit_server_model([tables[node] for node in sorted(tables)], LogisticModel()).theta.numpy()
 
 
 def test_the_client_whose_rows_make_theta_non_finite_is_found_and_dropped() -> None:
     tables = {1: table(1.0, 0), 2: table(1e307, 1), 3: table(1.0, 2)}
-    assert not np.isfinite(fit(list(tables.values()))).all()
+    assert not np.isfinite(fit(tables)).all()
     theta, dropped = fit_without_culprits(tables, fit, min_clients=1)
     assert [f.node for f in dropped] == [2] and "non-finite" in dropped[0].reason
-    np.testing.assert_array_equal(theta, fit([tables[1], tables[3]]))
+    np.testing.assert_array_equal(theta, fit({1: tables[1], 3: tables[3]}))
     with pytest.raises(NotEnoughClients, match="non-finite"):
         fit_without_culprits(tables, fit, min_clients=3)
 
@@ -307,38 +307,68 @@ def test_the_fleet_gate_lets_only_the_fleet_api_through(target: bytes, passes: b
     assert forwarded_head(b"POST /v1/fleet/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n") is None
 
 
-def test_by_default_a_clients_reply_does_not_depend_on_its_data() -> None:
-    """Default N_s (an integer) and balanced labels: clients of different sizes send replies of
-    one size with the same (ŝ, ŷ) mix."""
-    method = api.compose([])["method"]
-    assert (method["synthetic_size"], method["synthetic_labels"]) == (200, "balanced")
+def _train_replies(overrides: list[str]) -> tuple[list[RecordDict], set[int]]:
+    """The clients' ``train`` replies of one in-process run of the default experiment with
+    ``overrides``, and the set of their upload sizes in bytes."""
+    experiment = api.check(api.compose([*overrides, "method.k_max=2"]))
+    transport = TamperingTransport(experiment, "none", {})
+    seen: list[RecordDict] = []
+    original = transport.exchange
+
+    def recording(message_type, contents, timeout):
+        replies = original(message_type, contents, timeout)
+        seen.extend(r for r in replies.values() if message_type == "train")
+        return replies
+
+    transport.exchange = recording
+    outcome = run_experiment(experiment, transport, engine="test")
+    assert outcome.failures == []
+    return seen, {c["bytes_up"]["train"] for c in outcome.clients}
+
+
+def _label_mix(reply: RecordDict) -> tuple[int, ...]:
+    arrays = reply.array_records[ARRAYS]
+    s, y = arrays["s"].numpy(), arrays["y"].numpy()
+    return tuple(int(((s == a) & (y == b)).sum()) for a in (0, 1) for b in (-1, 1))
+
+
+def test_the_paper_setting_reply_does_not_depend_on_the_clients_data() -> None:
+    """method=single_shot_paper (N_s = 200, balanced labels, equal union weights): clients of
+    different sizes send replies of one size with the same (ŝ, ŷ) mix and no statistic."""
     sizes, label_mixes = set(), set()
     for rows in (1500, 3000):
-        experiment = api.check(api.compose([f"dataset.generator.num_rows={rows}", "method.k_max=2"]))
-        transport = TamperingTransport(experiment, "none", {})
-        seen = []
-        original = transport.exchange
-
-        def recording(message_type, contents, timeout, original=original, seen=seen):
-            replies = original(message_type, contents, timeout)
-            seen.extend(r for r in replies.values() if message_type == "train")
-            return replies
-
-        transport.exchange = recording
-        outcome = run_experiment(experiment, transport, engine="test")
-        assert outcome.failures == []
-        sizes |= {c["bytes_up"]["train"] for c in outcome.clients}
-        for reply in seen:
-            arrays = reply.array_records[ARRAYS]
-            s, y = arrays["s"].numpy(), arrays["y"].numpy()
-            label_mixes.add(tuple(int(((s == a) & (y == b)).sum()) for a in (0, 1) for b in (-1, 1)))
+        seen, bytes_up = _train_replies(["method=single_shot_paper", f"dataset.generator.num_rows={rows}"])
+        sizes |= bytes_up
+        label_mixes |= {_label_mix(reply) for reply in seen}
+        assert all(METRICS not in reply for reply in seen)
     assert len(sizes) == 1 and label_mixes == {(50, 50, 50, 50)}
 
 
+def test_by_default_a_clients_reply_tells_a_noisy_size_and_noisy_group_shares() -> None:
+    """The default (N_s auto, noisy_proportional labels, noisy union weights): every client sends
+    the same number of rows whatever its N; its (ŝ, ŷ) mix follows ε-DP counts and its
+    ``num-examples`` is N + Laplace(1/ε) noise (a few rows off N, never N's exact value here)."""
+    method = api.compose([])["method"]
+    assert (method["synthetic_size"], method["synthetic_labels"], method["union_weights"]) == (
+        "auto", "noisy_proportional", "noisy",
+    )
+    sizes, reported = set(), []
+    for rows in (1500, 3000):
+        seen, bytes_up = _train_replies([f"dataset.generator.num_rows={rows}"])
+        sizes |= {len(reply.array_records[ARRAYS]["y"].numpy()) for reply in seen}
+        reported += [(rows, float(reply.metric_records[METRICS]["num-examples"])) for reply in seen]
+    assert sizes == {200}
+    for rows, size in reported:  # 3 clients, 80 % of rows // 3 each for training
+        true_n = rows // 3 - round(0.2 * (rows // 3))
+        assert size != true_n and abs(size - true_n) < 20
+
+
 def test_a_client_error_reveals_no_size_value_or_path() -> None:
-    """N_s above the client's N (the command's check bypassed): the client's exception names N,
+    """Copied labels with N_s != N (the command's check bypassed): the client's exception names N,
     the server gets the category only."""
-    experiment = experiment_from_mapping(api.compose([*TINY, "method.synthetic_size=300"]))  # 160 training rows each
+    experiment = experiment_from_mapping(  # 160 training rows each
+        api.compose([*TINY, "method.synthetic_size=300", "method.synthetic_labels=copy"])
+    )
     with pytest.raises(NotEnoughClients) as error:
         run_experiment(experiment, InProcessTransport(3, inprocess._pool(3, "off")), engine="test")
     message = str(error.value)

@@ -163,3 +163,32 @@ def test_several_sensitive_columns_without_privileged_write_every_combination_as
         "--sensitive", "sex", "country_birth", "--privileged", "male", cwd=tmp_path, config_dir=tmp_path / "config",
     )
     assert both.returncode == 2 and "--privileged makes one column binary" in both.stderr
+
+
+def test_categorical_codes_give_the_shipped_one_hot_dutch_spec(data_dir: Path, tmp_path: Path) -> None:
+    """--categorical one-hot encodes numeric code columns in numeric order: on the real Dutch file it
+    writes the features of conf/dataset/dutch_gender_onehot.yaml, and each code's block of encoded
+    columns sums to 1 on every row."""
+    from fedsynth.data import DatasetSpec, load_dataset
+
+    codes = [
+        "age", "household_position", "household_size", "prev_residence_place", "citizenship",
+        "country_birth", "edu_level", "economic_status", "cur_eco_activity", "Marital_status",
+    ]
+    done = command(
+        "fedsynth-spec", str(data_dir / "dutch.csv"), "--label", "occupation", "--positive", "1",
+        "--sensitive", "sex", "--privileged", "male", "--categorical", *codes, "--name", "dutch_codes",
+        cwd=tmp_path, config_dir=tmp_path / "config",
+    )
+    assert done.returncode == 0, done.stderr
+    written = yaml.safe_load((tmp_path / "config" / "dataset" / "dutch_codes.yaml").read_text())
+    shipped_path = Path(__file__).resolve().parents[1] / "conf" / "dataset" / "dutch_gender_onehot.yaml"
+    shipped = yaml.safe_load(shipped_path.read_text())
+    assert written["features"] == shipped["features"] and written["sha256"] == shipped["sha256"]
+    data = load_dataset(DatasetSpec.from_config(shipped), data_dir)
+    assert data.num_features == 59
+    start = 0
+    for feature in shipped["features"]:
+        width = len(feature["levels"])
+        assert bool((data.x[:, start : start + width].sum(1) == 1).all()), feature["name"]
+        start += width

@@ -83,18 +83,23 @@ class _RowsMeasure(BoundMeasure):
 
 
 class _Linear(_RowsMeasure):
-    """F(θ) = cᵀθ with c = ((s − s̄) @ A) / N over the measured rows (eq. 2's arithmetic)."""
+    """F(θ) = cᵀθ with c = ((s − s̄) @ A) / N over the measured rows (eq. 2's arithmetic); with row
+    weights w (summing to 1 over those rows) c = Σ_i w_i (s_i − s̄_w) a_i, s̄_w = Σ_i w_i s_i."""
 
-    def __init__(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> None:
+    def __init__(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None, weight: torch.Tensor | None) -> None:
         super().__init__(a, rows)
-        self.s = s
-        self.direction = ((s - s.mean()) @ self.a) / len(s)
+        if weight is None:
+            self.coefficients = (s - s.mean()) / len(s)
+            self.direction = ((s - s.mean()) @ self.a) / len(s)
+        else:
+            self.coefficients = weight * (s - weight.dot(s))
+            self.direction = self.coefficients @ self.a
 
     def __call__(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.direction.dot(theta), self.direction
 
     def row_gradients(self, theta: torch.Tensor) -> torch.Tensor:
-        return self._per_row((self.s - self.s.mean()) / len(self.s))
+        return self._per_row(self.coefficients)
 
 
 class _SmoothGap(_RowsMeasure):
@@ -137,21 +142,30 @@ class FairnessMeasure(ABC):
     positives_only: ClassVar[bool] = False
     """Measure over the rows with y = +1 only (the equal-opportunity measures)."""
 
-    def bind(self, a: torch.Tensor, s: torch.Tensor, y: torch.Tensor) -> BoundMeasure:
+    def bind(self, a: torch.Tensor, s: torch.Tensor, y: torch.Tensor, *, weight: torch.Tensor | None = None) -> BoundMeasure:
         """The measure on the rows (design matrix ``a``, group ``s``, labels ``y`` ∈ {−1, +1}):
         θ ↦ (F(θ), ∇_θ F(θ)); F ≡ 0 on rows that cannot show the disparity (one group only, or
-        for the equal-opportunity measures no row with y = +1)."""
+        for the equal-opportunity measures no row with y = +1). With ``weight`` (one number ≥ 0 per
+        row) every mean over rows is the weighted mean (the server's union of clients of different
+        sizes); without, the unweighted formulas."""
         rows = None
         if self.positives_only:
             rows = y > 0
             if not bool(rows.any()):
                 return _Zero(a)
             s = s[rows]
-        return self._bind(a, s, rows)
+            weight = None if weight is None else weight[rows]
+        if weight is not None:
+            total = float(weight.sum())
+            if total <= 0:
+                return _Zero(a)
+            weight = weight / total
+        return self._bind(a, s, rows, weight)
 
     @abstractmethod
-    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> BoundMeasure:
-        """The measure on the rows ``rows`` of ``a`` (all when None), whose groups are ``s``."""
+    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None, weight: torch.Tensor | None) -> BoundMeasure:
+        """The measure on the rows ``rows`` of ``a`` (all when None), whose groups are ``s`` and
+        row weights ``weight`` (summing to 1 over those rows; None: unweighted)."""
 
 
 @dataclass(frozen=True)
@@ -161,8 +175,8 @@ class Covariance(FairnessMeasure):
 
     name: ClassVar[str] = "covariance"
 
-    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> BoundMeasure:
-        return _Linear(a, s, rows)
+    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None, weight: torch.Tensor | None) -> BoundMeasure:
+        return _Linear(a, s, rows, weight)
 
 
 @dataclass(frozen=True)
@@ -191,11 +205,17 @@ class DemographicParityGap(FairnessMeasure):
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"temperature must be a finite number > 0, got {self.temperature}")
 
-    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> BoundMeasure:
-        n_privileged = float(s.sum())
-        if n_privileged == 0 or n_privileged == len(s):
-            return _Zero(a)
-        weights = s / n_privileged - (1.0 - s) / (len(s) - n_privileged)
+    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None, weight: torch.Tensor | None) -> BoundMeasure:
+        if weight is None:
+            n_privileged = float(s.sum())
+            if n_privileged == 0 or n_privileged == len(s):
+                return _Zero(a)
+            weights = s / n_privileged - (1.0 - s) / (len(s) - n_privileged)
+        else:
+            privileged, other = float(weight.dot(s)), float(weight.dot(1.0 - s))
+            if privileged <= 0 or other <= 0:
+                return _Zero(a)
+            weights = weight * s / privileged - weight * (1.0 - s) / other
         return _SmoothGap(a, weights, rows, self.temperature)
 
 
@@ -208,20 +228,26 @@ class EqualOpportunityGap(DemographicParityGap):
     positives_only: ClassVar[bool] = True
 
 
-def _group_indicators(s: torch.Tensor) -> torch.Tensor:
-    """The N × k' one-hot matrix 1[s_i = g] over the k' groups present in ``s`` (ascending)."""
-    return (s.unsqueeze(1) == torch.unique(s).unsqueeze(0)).to(s.dtype)
+def _weighted_groups(s: torch.Tensor, weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The row weights w (1/N each when ``weight`` is None) and the N × k' matrix w_i·1[s_i = g] over
+    the k' groups of ``s`` with a positive weight (ascending); None when fewer than two groups."""
+    w = torch.full_like(s, 1.0 / len(s)) if weight is None else weight
+    indicators = (s.unsqueeze(1) == torch.unique(s).unsqueeze(0)).to(s.dtype)
+    members = w.unsqueeze(1) * indicators
+    members = members[:, members.sum(dim=0) > 0]
+    return (w, members) if members.shape[1] >= 2 else None
 
 
 class _GroupCovarianceNorm(_RowsMeasure):
-    """F(θ) = (½ Σ_g c_g²)^½ with c = Dθ, D = (1/N) (I − 1 n̄ᵀ)ᵀ A (row g: group g's indicator
-    covariance direction); ∇_θ F = Dᵀc / (2F) (0 at F = 0, the norm's subgradient)."""
+    """F(θ) = (½ Σ_g c_g²)^½ with c = Dθ, D = Cᵀ A, C_ig = w_i (1[s_i = g] − n̄_g) (row weights w,
+    1/N unweighted; group shares n̄_g = Σ_i w_i 1[s_i = g]; row g of D: group g's indicator covariance
+    direction); ∇_θ F = Dᵀc / (2F) (0 at F = 0, the norm's subgradient)."""
 
-    def __init__(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> None:
+    def __init__(self, a: torch.Tensor, groups: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor | None) -> None:
         super().__init__(a, rows)
-        indicators = _group_indicators(s)
-        self.centred = indicators - indicators.mean(dim=0)
-        self.directions = self.centred.T @ self.a / len(s)
+        w, members = groups
+        self.coefficients = members - w.unsqueeze(1) * members.sum(dim=0)
+        self.directions = self.coefficients.T @ self.a
 
     def _value(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         covariances = self.directions @ theta
@@ -235,18 +261,21 @@ class _GroupCovarianceNorm(_RowsMeasure):
     def row_gradients(self, theta: torch.Tensor) -> torch.Tensor:
         value, covariances = self._value(theta.detach())
         scale = 0.0 if float(value.detach()) == 0.0 else 1.0 / (2.0 * float(value.detach()))
-        return self._per_row(self.centred @ covariances.detach() * scale / self.centred.shape[0])
+        return self._per_row(self.coefficients @ covariances.detach() * scale)
 
 
 class _LargestSmoothGap(_RowsMeasure):
-    """F(θ) = max_g r_g − min_g r_g with r_g = mean_{s=g} σ(a_iᵀθ/τ): the smooth gap of
-    :class:`_SmoothGap` with the weights 1[s_i = g⁺]/N_{g⁺} − 1[s_i = g⁻]/N_{g⁻} of the groups
-    g⁺, g⁻ with the largest and smallest rate at θ (differentiable wherever they are unique)."""
+    """F(θ) = max_g r_g − min_g r_g with r_g = mean_{s=g} σ(a_iᵀθ/τ) (the w-weighted mean with row
+    weights): the smooth gap of :class:`_SmoothGap` with the weights 1[s_i = g⁺]/N_{g⁺} −
+    1[s_i = g⁻]/N_{g⁻} of the groups g⁺, g⁻ with the largest and smallest rate at θ
+    (differentiable wherever they are unique)."""
 
-    def __init__(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None, temperature: float) -> None:
+    def __init__(
+        self, a: torch.Tensor, groups: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor | None, temperature: float
+    ) -> None:
         super().__init__(a, rows)
-        indicators = _group_indicators(s)
-        self.means = (indicators / indicators.sum(dim=0)).T  # k' × N: row g averages group g
+        _, members = groups
+        self.means = (members / members.sum(dim=0)).T  # k' × N: row g averages group g
         self.temperature = temperature
 
     def _weights(self, p: torch.Tensor) -> torch.Tensor:
@@ -271,10 +300,9 @@ class GroupCovariance(Covariance):
 
     name: ClassVar[str] = "group_covariance"
 
-    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> BoundMeasure:
-        if len(torch.unique(s)) < 2:
-            return _Zero(a)
-        return _GroupCovarianceNorm(a, s, rows)
+    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None, weight: torch.Tensor | None) -> BoundMeasure:
+        groups = _weighted_groups(s, weight)
+        return _Zero(a) if groups is None else _GroupCovarianceNorm(a, groups, rows)
 
 
 @dataclass(frozen=True)
@@ -295,10 +323,9 @@ class LargestDemographicParityGap(DemographicParityGap):
 
     name: ClassVar[str] = "dp_largest_gap"
 
-    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> BoundMeasure:
-        if len(torch.unique(s)) < 2:
-            return _Zero(a)
-        return _LargestSmoothGap(a, s, rows, self.temperature)
+    def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None, weight: torch.Tensor | None) -> BoundMeasure:
+        groups = _weighted_groups(s, weight)
+        return _Zero(a) if groups is None else _LargestSmoothGap(a, groups, rows, self.temperature)
 
 
 @dataclass(frozen=True)

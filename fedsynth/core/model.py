@@ -25,6 +25,17 @@ def design_matrix(x: torch.Tensor, s: torch.Tensor, fit_intercept: bool, num_gro
     return torch.cat(columns, dim=1)
 
 
+def normalized_weight(weight: torch.Tensor, num_rows: int) -> torch.Tensor:
+    """Row weights scaled to sum to 1, checked: one finite, non-negative number per row, not all 0."""
+    weight = torch.as_tensor(weight, dtype=torch.float64)
+    if weight.shape != (num_rows,):
+        raise ValueError(f"row weights must have shape ({num_rows},), got {tuple(weight.shape)}")
+    total = float(weight.sum())
+    if not (torch.isfinite(weight).all() and bool((weight >= 0).all()) and total > 0):
+        raise ValueError("row weights must be finite, >= 0 and not all 0")
+    return weight / total
+
+
 def regularization_weight(lambda_theta: float, n: int) -> float:
     """The coefficient c of c‖θ‖² in ℓ_r, eq. (11): λ_θ / (2 n²)."""
     return lambda_theta / (2.0 * n * n)
@@ -33,7 +44,9 @@ def regularization_weight(lambda_theta: float, n: int) -> float:
 class LogisticObjective:
     """The logistic objective on fixed rows (A, y), y_i ∈ {−1, +1}: the loss of eq. (9),
     ℓ(θ) = (1/N) Σ_i log(1 + exp(−y_i a_iᵀθ)), plus ``ridge`` · ‖θ‖²; with ridge
-    c = λ_θ/(2n²) (:meth:`regularized`) it is ℓ_r of eq. (11).
+    c = λ_θ/(2n²) (:meth:`regularized`) it is ℓ_r of eq. (11). With ``weight`` (one non-negative
+    number per row, scaled here to sum to 1) the mean 1/N Σ_i becomes the weighted mean Σ_i w_i
+    (the server's union of clients of different sizes); without, every formula is the unweighted one.
 
     It is THE form of the logistic loss in fedsynth: the L-BFGS inner solver and the server's fit
     (:class:`LogisticSolver`), the implicit backward (its :meth:`LogisticPoint.hvp` and
@@ -43,17 +56,20 @@ class LogisticObjective:
     from them.
     """
 
-    def __init__(self, a: torch.Tensor, y: torch.Tensor, ridge: float = 0.0) -> None:
+    def __init__(self, a: torch.Tensor, y: torch.Tensor, ridge: float = 0.0, weight: torch.Tensor | None = None) -> None:
         self.a = a
         self.neg_y = -y
         self.ridge = ridge
+        self.weight = None if weight is None else normalized_weight(weight, a.shape[0])
 
     @classmethod
-    def regularized(cls, a: torch.Tensor, y: torch.Tensor, lambda_theta: float, n: int) -> "LogisticObjective":
+    def regularized(
+        cls, a: torch.Tensor, y: torch.Tensor, lambda_theta: float, n: int, weight: torch.Tensor | None = None
+    ) -> "LogisticObjective":
         """ℓ_r of eq. (11) on (A, y): ridge λ_θ/(2n²), ``n`` the paper's feature count (the
         columns of a_i = (x_i, s_i), intercept not counted; with an intercept the whole of θ is
-        regularized, so that ℓ_r stays strongly convex)."""
-        return cls(a, y, regularization_weight(lambda_theta, n))
+        regularized, so that ℓ_r stays strongly convex); ``weight`` as in the class."""
+        return cls(a, y, regularization_weight(lambda_theta, n), weight)
 
     @property
     def num_rows(self) -> int:
@@ -105,7 +121,8 @@ class LogisticPoint:
 
     def value(self) -> torch.Tensor:
         """ℓ(θ) = (1/N) Σ softplus(z) (eq. 9), plus c‖θ‖² (ℓ_r, eq. 11) when the ridge c > 0."""
-        loss = F.softplus(self.z).mean()
+        weight = self.objective.weight
+        loss = F.softplus(self.z).mean() if weight is None else F.softplus(self.z) @ weight
         ridge = self.objective.ridge
         return loss + ridge * self.theta.dot(self.theta) if ridge else loss
 
@@ -113,7 +130,8 @@ class LogisticPoint:
         """``scale`` times :meth:`value`, the scale folded into one multiply of the sum (what
         L-BFGS minimizes: :attr:`InnerSolverConfig.objective_scale`)."""
         o = self.objective
-        return F.softplus(self.z).sum().mul_(scale / o.num_rows).add_(self.theta.dot(self.theta), alpha=scale * o.ridge)
+        total = F.softplus(self.z).sum() if o.weight is None else F.softplus(self.z) @ o.weight
+        return total.mul_(scale if o.weight is not None else scale / o.num_rows).add_(self.theta.dot(self.theta), alpha=scale * o.ridge)
 
     def gradient(self, scale: float = 1.0, *, plus: tuple[torch.Tensor, float] | None = None) -> torch.Tensor:
         """``scale`` · ∇_θ of :meth:`value`, in one matrix-vector product: (s/N) Aᵀ r + 2scθ.
@@ -122,6 +140,8 @@ class LogisticPoint:
         o = self.objective
         residual = o.neg_y * self.sigmoid_z
         alpha = scale / o.num_rows
+        if o.weight is not None:
+            residual, alpha = residual.mul_(o.weight), scale
         if plus is not None and not o.ridge:
             return torch.addmv(plus[0], o.a.T, residual, beta=plus[1], alpha=alpha)
         grad = torch.addmv(self.theta, o.a.T, residual, beta=2.0 * (scale * o.ridge), alpha=alpha)
@@ -131,17 +151,17 @@ class LogisticPoint:
         """The N × d per-row terms (1/N) r_i a_i of the loss's θ-gradient (the ridge 2cθ, which
         belongs to no row, left out): their sum plus 2cθ is :meth:`gradient`."""
         o = self.objective
-        residual = o.neg_y * self.sigmoid_z / o.num_rows
+        residual = o.neg_y * self.sigmoid_z / o.num_rows if o.weight is None else o.neg_y * self.sigmoid_z * o.weight
         return o.a.detach() * residual.unsqueeze(1)
 
     def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(r/N, w/N), detached."""
+        """(r/N, w/N), detached (with row weights: r ⊙ weight, w ⊙ weight)."""
         if self._curvature is None:
             prob = self.sigmoid_z.detach()
-            inv_n = 1.0 / self.objective.num_rows
+            per_row = 1.0 / self.objective.num_rows if self.objective.weight is None else self.objective.weight
             self._curvature = (
-                self.objective.neg_y.mul(prob).mul_(inv_n),  # r / N
-                prob.mul(1.0 - prob).mul_(inv_n),  # σ(z) σ(−z) / N
+                self.objective.neg_y.mul(prob).mul_(per_row),  # r / N
+                prob.mul(1.0 - prob).mul_(per_row),  # σ(z) σ(−z) / N
             )
         return self._curvature
 
@@ -365,10 +385,11 @@ class LogisticModel:
         """The design matrix A with rows a_i = (x_i, s_i[, 1]) (:func:`design_matrix`)."""
         return design_matrix(x, s, self.fit_intercept, num_groups)
 
-    def objective(self, a: torch.Tensor, y: torch.Tensor) -> LogisticObjective:
-        """ℓ_r (eq. 11) on the design matrix ``a`` (:meth:`design`) and labels ``y``: the
-        :class:`LogisticObjective` with ridge λ_θ/(2n²), n = :meth:`paper_n` of ``a``'s width."""
-        return LogisticObjective.regularized(a, y, self.lambda_theta, a.shape[1] - int(self.fit_intercept))
+    def objective(self, a: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> LogisticObjective:
+        """ℓ_r (eq. 11) on the design matrix ``a`` (:meth:`design`) and labels ``y`` (with row
+        weights ``weight``, the weighted mean): the :class:`LogisticObjective` with ridge
+        λ_θ/(2n²), n = :meth:`paper_n` of ``a``'s width."""
+        return LogisticObjective.regularized(a, y, self.lambda_theta, a.shape[1] - int(self.fit_intercept), weight)
 
     def inner_solver(
         self, num_features: int, *, dtype: torch.dtype = torch.float64, num_groups: int = 2
@@ -389,21 +410,24 @@ class LogisticModel:
         theta0: torch.Tensor | None = None,
         rho: float = 0.0,
         fairness: FairnessMeasure = Covariance(),
+        sample_weight: torch.Tensor | None = None,
     ) -> InnerSolution:
         """argmin_θ ℓ_r(θ) on ``data`` (eq. 11; the server's eq. 15 on the union of synthetic rows)
         from ``theta0`` (default zero). With ``rho > 0``, then argmin_θ ℓ_r + ρ/2·F(θ)² (F the
         :mod:`fedsynth.core.fairness` measure ``fairness`` bound to ``data``'s rows) from that
         solution: strongly convex for the linear measures; for the gap measures (non-convex in θ)
-        the local minimum reached from the plain solution."""
+        the local minimum reached from the plain solution. ``sample_weight`` (one number ≥ 0 per
+        row) weighs the rows in ℓ_r and in F alike (scikit-learn's name)."""
         if not (rho >= 0 and rho < float("inf")):
             raise ValueError(f"rho must be a finite number >= 0, got {rho}")
         a = self.design(data.x, data.s, data.num_groups)
-        objective = self.objective(a, data.y)
+        objective = self.objective(a, data.y, sample_weight)
         plain = self.inner_solver(data.num_features, dtype=a.dtype, num_groups=data.num_groups).solve(objective, theta0)
         if rho == 0:
             return plain
         solver = self.inner_solver(data.num_features, dtype=a.dtype, num_groups=data.num_groups)
-        return solver.solve(objective, plain.theta, penalty=(rho, fairness.bind(a, data.s, data.y)))
+        measure = fairness.bind(a, data.s, data.y, weight=objective.weight)
+        return solver.solve(objective, plain.theta, penalty=(rho, measure))
 
     def decision(self, theta: np.ndarray | torch.Tensor, data: TabularData) -> torch.Tensor:
         """The decision values d_θ(a_i) = a_iᵀθ on ``data``'s rows."""

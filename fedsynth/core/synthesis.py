@@ -4,6 +4,7 @@ differentiation (eqs. (13)–(14))."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
@@ -20,11 +21,14 @@ from fedsynth.core.model import (
     LogisticSolver,
     warm_start,
 )
+from fedsynth.core.targets import check_target, fit_to_target
 from fedsynth.core.torch_compat import adam_step, allow_optimizer_setup_without_dynamo
 from fedsynth.data.types import TabularData
 
 LABEL_STRATEGIES = ("copy", "proportional", "noisy_proportional", "balanced")
-INIT_STRATEGIES = ("gaussian", "subsample")
+INIT_STRATEGIES = ("gaussian", "subsample", "group_gaussian")
+STOPPING_WINDOW = 50
+"""Outer iterations over which the stopping rule measures P's progress (``SynthesisConfig.tolerance``)."""
 
 
 def label_pairs(num_groups: int) -> tuple[tuple[float, float], ...]:
@@ -35,6 +39,16 @@ def label_pairs(num_groups: int) -> tuple[tuple[float, float], ...]:
 
 GROUPS = label_pairs(2)
 """The four (s, y) pairs of a binary attribute: (0, −1), (0, 1), (1, −1), (1, 1)."""
+
+
+def default_synthetic_size(num_features: int) -> int:
+    """N_s for ``method.synthetic_size: auto``, a rule of the width alone: 10 rows per weight of
+    a_i = (x_i, s_i) (n = d + 1), at least 200: 200 for the paper's 10-feature tables, 600 for
+    Dutch one-hot (d = 59), 1010 for 100 features. Fewer rows than ~10 per weight make the synthetic
+    problem nearly separable in many dimensions (θ(x̂) grows without bound and the server's union
+    loses its curvature); the rule does not depend on N, so the row count reveals nothing of it
+    (docs/method.md, "Defaults")."""
+    return max(200, 10 * (num_features + 1))
 
 
 @dataclass(frozen=True)
@@ -57,9 +71,23 @@ class SynthesisConfig:
             (25% per pair).
         label_epsilon: ε of ``noisy_proportional``: Laplace(2/ε) noise on each (s, y) count.
         init: initial x̂: ``gaussian`` (each feature from N(mean, std) of the client's data, as in
-            the paper) or ``subsample`` (real rows of the same (s, y) group).
-        k_max: outer iterations (paper: 1000).
+            the paper), ``subsample`` (real rows of the same (s, y) group) or ``group_gaussian``
+            (each (ŝ, ŷ) group's rows from the normal distribution with the mean and covariance of
+            the client's rows of that group, :func:`initial_features`).
+        keep_group_means: keep, at every outer step, each (ŝ, ŷ) group's mean of x̂ equal to the
+            mean of the client's rows of that (s, y) group, and x̂ inside the affine hull of the
+            client's rows (their exact linear relations, e.g. one-hot blocks summing to 1)
+            (:class:`GroupMeans`): then the union of clients' rows, weighted by their sizes, has
+            the pooled data's group means, and the server's covariance (2) on it is the pooled one.
+        k_max: outer iterations (paper: 1000); the most, with ``tolerance``.
+        tolerance: the stopping rule: stop once the best P of the last :data:`STOPPING_WINDOW`
+            iterations improves on the best before them by less than ``tolerance`` · |P| (0: run
+            ``k_max`` iterations, the paper).
         lr: Adam learning rate of the outer problem.
+        fairness_target: instead of ``rho_o``, the target |G| ≤ fairness_target of eq. (8) on the
+            client's training rows: ρ_o is the smallest penalty weight whose fit on those rows meets
+            it (:func:`~fedsynth.core.targets.fit_to_target`); ``None``: ``rho_o`` as given.
+        target_metric: G: ``spd``, ``eod`` (of the hard predictions) or ``measure`` (F itself).
         fit_intercept: append a constant feature to a_i (off reproduces the paper's aᵀθ).
         warm_start: start each inner solve from the previous θ and L-BFGS curvature memory
             (off: every outer step solves (11) from θ = 0, the naive variant).
@@ -77,8 +105,12 @@ class SynthesisConfig:
     synthetic_labels: str = "copy"
     label_epsilon: float = 1.0
     init: str = "gaussian"
+    keep_group_means: bool = False
     k_max: int = 1000
+    tolerance: float = 0.0
     lr: float = 0.05
+    fairness_target: float | None = None
+    target_metric: str = "spd"
     fit_intercept: bool = True
     warm_start: bool = True
     inner: InnerSolverConfig = InnerSolverConfig()
@@ -104,6 +136,9 @@ class SynthesisConfig:
             raise ValueError(f"init must be one of {INIT_STRATEGIES}, got {self.init!r}")
         if self.k_max < 0:
             raise ValueError(f"k_max must be >= 0, got {self.k_max}")
+        if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
+            raise ValueError(f"tolerance must be a finite number >= 0, got {self.tolerance}")
+        check_target(self.fairness_target, self.target_metric)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
 
@@ -129,6 +164,10 @@ class SynthesisHistory:
     inner_iterations: list[int] = field(default_factory=list)
     inner_unconverged: int = 0
     implicit: ImplicitDiagnostics = field(default_factory=ImplicitDiagnostics)
+    rho_o: float = 0.0
+    """The ρ_o the synthesis used: ``config.rho_o``, or the one ``config.fairness_target`` asked for."""
+    target_achieved: float | None = None
+    """With a target: the targeted quantity of the client's own fit at that ρ_o, on its training rows."""
 
 
 @dataclass(frozen=True)
@@ -162,9 +201,7 @@ def choose_synthetic_labels(
     if strategy in ("proportional", "noisy_proportional"):
         counts = torch.tensor([float(((train.s == s) & (train.y == y)).sum()) for s, y in pairs])
         if strategy == "noisy_proportional":
-            uniform = torch.rand(len(pairs), generator=generator, dtype=torch.float64) - 0.5
-            laplace = -(2.0 / epsilon) * uniform.sign() * torch.log1p(-2.0 * uniform.abs())
-            counts = (counts.double() + laplace).clamp(min=0.0)
+            counts = (counts.double() + laplace_noise(2.0 / epsilon, len(pairs), generator)).clamp(min=0.0)
             if float(counts.sum()) == 0:
                 counts = torch.ones(len(pairs), dtype=torch.float64)
         return labels_from_counts(counts, size, generator, train.num_groups)
@@ -189,6 +226,27 @@ def labels_from_counts(
     return s_hat[order], y_hat[order]
 
 
+def laplace_noise(scale: float, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` draws of Laplace(0, ``scale``) by inverting the distribution function of uniform
+    draws from ``generator``: −scale · sign(u) · log(1 − 2|u|), u ~ U(−½, ½)."""
+    uniform = torch.rand(count, generator=generator, dtype=torch.float64) - 0.5
+    return -scale * uniform.sign() * torch.log1p(-2.0 * uniform.abs())
+
+
+SIZE_NOISE_STREAM = 7919
+"""Mixed into a client's seed for the noise of its reported size (apart from its synthesis's draws)."""
+
+
+def noisy_count(count: int, epsilon: float, *, seed: int) -> float:
+    """A client's row count N + Laplace(1/ε), at least 1: ε-differentially private (adding or
+    removing one row moves N by 1), seeded by ``seed`` (the client's synthesis seed) on a stream of
+    its own. What ``union_weights: noisy`` reports for the server's weighing of clients."""
+    if not (math.isfinite(epsilon) and epsilon > 0):
+        raise ValueError(f"size_epsilon must be a finite number > 0, got {epsilon}")
+    generator = torch.Generator().manual_seed(seed * 10007 + SIZE_NOISE_STREAM)
+    return max(1.0, float(count) + float(laplace_noise(1.0 / epsilon, 1, generator)[0]))
+
+
 def initial_features(
     train: TabularData, s_hat: torch.Tensor, y_hat: torch.Tensor, init: str, generator: torch.Generator
 ) -> torch.Tensor:
@@ -196,8 +254,22 @@ def initial_features(
 
     ``gaussian``: each feature drawn from N(mean, std²) of the client's training features (the
     paper). ``subsample``: for each synthetic row, a real row of the same (s, y) group (any row if
-    the client has none of that group), drawn with replacement.
+    the client has none of that group), drawn with replacement. ``group_gaussian``: the rows of
+    each (ŝ, ŷ) group are normal draws made to have exactly the mean μ_g and covariance Σ_g of the
+    client's rows of that group (shrunk towards those of all its rows with the weight of n = d + 1
+    rows, :func:`group_moments`): the draws are centred and whitened by their own sample covariance,
+    then coloured by Σ_g (within the draws' span when a group has no more rows than features).
+    Realistic rows whose first two moments per group are the client's and whose loss and curvature
+    are those of its data's normal model, none of them a copy of a real row; unions of such sets,
+    weighted by the clients' sizes, have the pooled data's group moments (docs/method.md).
     """
+    if init == "group_gaussian":
+        x = torch.empty(len(s_hat), train.num_features, dtype=train.x.dtype)
+        for (s, y), (mean, covariance) in zip(label_pairs(train.num_groups), group_moments(train)):
+            wanted = ((s_hat == s) & (y_hat == y)).nonzero().squeeze(1)
+            noise = torch.randn(len(wanted), train.num_features, generator=generator, dtype=train.x.dtype)
+            x[wanted] = mean + _whitened(noise) @ _symmetric_root(covariance)
+        return x
     if init == "gaussian":
         return gaussian_features(train.x.mean(dim=0), train.x.std(dim=0), len(s_hat), generator)
     if init == "subsample":
@@ -233,6 +305,87 @@ class RealDataSummary(Protocol):
         """The real-data terms of P for ``config``'s model and measure: a loss with the
         :meth:`LogisticObjective.at` interface (``at(θ).value()``, ``.gradient(plus=)``) and the
         measure F bound to the summary."""
+
+
+def _symmetric_root(matrix: torch.Tensor) -> torch.Tensor:
+    """The symmetric square root of a symmetric positive semi-definite matrix."""
+    values, vectors = torch.linalg.eigh(matrix)
+    return (vectors * values.clamp(min=0.0).sqrt()) @ vectors.T
+
+
+def _whitened(draws: torch.Tensor) -> torch.Tensor:
+    """``draws`` centred and multiplied by the inverse root of their sample covariance (1/n): rows
+    of mean 0 and covariance I within their span (the projection onto it when n ≤ d). One row (or
+    none) comes back as zeros: the group's rows are then its mean."""
+    if len(draws) < 2:
+        return torch.zeros_like(draws)
+    centred = draws - draws.mean(dim=0)
+    values, vectors = torch.linalg.eigh(centred.T @ centred / len(draws))
+    kept = values > 1e-10 * values.max()
+    return centred @ ((vectors[:, kept] / values[kept].sqrt()) @ vectors[:, kept].T)
+
+
+def group_moments(train: TabularData) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per (s, y) pair of :func:`label_pairs` (the four of :data:`GROUPS` for two groups), the
+    mean and covariance of the client's rows of that group, each shrunk towards the mean and
+    covariance of all its rows with the weight of m = d + 1 rows: μ_g = (N_g m_g + m μ)/(N_g + m), Σ_g likewise (Σ itself shrunk towards the
+    identity, the standardized features' scale, with the same weight). A large group keeps its own
+    moments; a group of a handful of rows (or none) gets nearly the client's, so no synthetic group
+    is centred on a few real rows."""
+    x = train.x
+    d = train.num_features
+    prior = float(d + 1)
+    identity = torch.eye(d, dtype=x.dtype)
+    mean = x.mean(dim=0)
+    scatter = (x - mean).T @ (x - mean)
+    covariance = (scatter + prior * identity) / (len(x) + prior)
+    moments = []
+    for s, y in label_pairs(train.num_groups):
+        rows = x[(train.s == s) & (train.y == y)]
+        count = float(len(rows))
+        if count == 0:
+            moments.append((mean, covariance))
+            continue
+        group_mean = rows.mean(dim=0)
+        centred = rows - group_mean
+        moments.append(
+            (
+                (count * group_mean + prior * mean) / (count + prior),
+                (centred.T @ centred + prior * covariance) / (count + prior),
+            )
+        )
+    return moments
+
+
+class GroupMeans:
+    """The linear constraints ``keep_group_means`` keeps x̂ on (:meth:`project`, after every Adam
+    step): each (ŝ, ŷ) group's mean of x̂ is the client's (shrunk) group mean of
+    :func:`group_moments`, and x̂ lies in the affine hull of the client's rows when it has at least
+    2n of them (n = d + 1; fewer rows span too few directions to tell a structural linear relation,
+    such as a one-hot block summing to 1, from a lack of data)."""
+
+    def __init__(self, train: TabularData, s_hat: torch.Tensor, y_hat: torch.Tensor) -> None:
+        pairs = label_pairs(train.num_groups)
+        self.members = [((s_hat == s) & (y_hat == y)).nonzero().squeeze(1) for s, y in pairs]
+        self.means = [mean for mean, _ in group_moments(train)]
+        self.centre = train.x.mean(dim=0)
+        self.basis: torch.Tensor | None = None
+        if len(train) >= 2 * (train.num_features + 1):
+            _, singular, right = torch.linalg.svd(train.x - self.centre, full_matrices=False)
+            kept = singular > 1e-9 * singular[0]
+            if not bool(kept.all()):
+                self.basis = right[kept].T  # d × r, orthonormal columns spanning the hull's directions
+
+    @torch.no_grad()
+    def project(self, x_hat: torch.Tensor) -> None:
+        """Move ``x_hat`` (in place) onto the constraints: into the hull, then each group's rows by
+        one shift to the group's mean (the hull holds every group mean, so the shift keeps the rows
+        in it)."""
+        if self.basis is not None:
+            x_hat.copy_(self.centre + ((x_hat - self.centre) @ self.basis) @ self.basis.T)
+        for rows, mean in zip(self.members, self.means):
+            if len(rows):
+                x_hat[rows] += mean - x_hat[rows].mean(dim=0)
 
 
 class _RealDataTerms(torch.autograd.Function):
@@ -419,7 +572,16 @@ SUMMARY_LABELS = ("balanced", "proportional")
 
 def summary_synthetic_size(config: SynthesisConfig) -> int:
     """N_s of a synthesis from a summary; ``ValueError`` naming the key for the settings that need
-    the rows themselves (N_s = N, ``copy`` / ``noisy_proportional`` labels, ``subsample``)."""
+    the rows themselves (N_s = N; ``copy`` / ``noisy_proportional`` labels; ``subsample``, which
+    copies real rows; ``group_gaussian`` and ``keep_group_means``, which send each (s, y) group's
+    exact feature moments; a ``fairness_target``, which is searched on the rows)."""
+    if config.init != "gaussian" or config.keep_group_means or config.fairness_target is not None:
+        raise ValueError(
+            "privacy on needs init=gaussian, keep_group_means=false and no fairness_target (group_gaussian and "
+            "keep_group_means send each (s, y) group's exact feature moments, subsample copies real rows, a "
+            f"target is searched on the rows), got init={config.init!r}, keep_group_means={config.keep_group_means}, "
+            f"fairness_target={config.fairness_target}: use method=single_shot_paper or method=dp_suffstats"
+        )
     if config.synthetic_size is None:
         raise ValueError("synthetic_size must be an integer with privacy on (full, N_s = N, reveals N)")
     if config.synthetic_labels not in SUMMARY_LABELS:
@@ -427,9 +589,18 @@ def summary_synthetic_size(config: SynthesisConfig) -> int:
             f"synthetic_labels must be one of {SUMMARY_LABELS} with privacy on, got {config.synthetic_labels!r} "
             "(proportional takes the (s, y) counts from the private release: no separate label_epsilon)"
         )
-    if config.init != "gaussian":
-        raise ValueError(f"init must be gaussian with privacy on (subsample copies real rows), got {config.init!r}")
     return config.synthetic_size
+
+
+def converged(objective: Sequence[float], tolerance: float, window: int = STOPPING_WINDOW) -> bool:
+    """The outer problem's stopping rule: after each full window of ``window`` iterations, whether
+    the best P of the last window improved on the best P before it by less than ``tolerance`` · |P|
+    (Adam's P is not monotone, so the best values are compared). Never with ``tolerance`` = 0."""
+    k = len(objective)
+    if tolerance <= 0 or k < 2 * window or k % window:
+        return False
+    before, recent = min(objective[: k - window]), min(objective[k - window :])
+    return before - recent < tolerance * abs(recent)
 
 
 def synthesize(
@@ -442,24 +613,27 @@ def synthesize(
 ) -> SynthesisResult:
     """Learn a client's synthetic dataset, Algorithm 1 lines 2–16.
 
-    Chooses (ŝ, ŷ) and x̂_0 (seeded), then runs ``k_max`` Adam steps on P(x̂) of eq. (12). The
-    gradient is the exact gradient of P: the path through θ(x̂) by implicit differentiation plus
-    the direct dependence of the λ_x and ρ_s terms on x̂ (the paper's eq. (13) writes only the
-    λ_x one). ``progress(k, P_k)`` is called after every outer step.
+    Chooses (ŝ, ŷ) and x̂_0 (seeded), then runs at most ``k_max`` Adam steps on P(x̂) of eq. (12)
+    (fewer when ``config.tolerance`` > 0 says P has converged). The gradient is the exact gradient
+    of P: the path through θ(x̂) by implicit differentiation plus the direct dependence of the λ_x
+    and ρ_s terms on x̂ (the paper's eq. (13) writes only the λ_x one). With
+    ``config.keep_group_means`` every step is followed by the projection onto :class:`GroupMeans`;
+    with ``config.fairness_target``, ρ_o is the smallest penalty weight whose fit on the client's
+    rows meets the target (eq. (8)'s constraint). ``progress(k, P_k)`` is called after every outer
+    step. N_s may exceed N (the rows then stand for a distribution, not for single rows), except
+    for ``copy`` labels, which are the client's own.
 
     With a ``summary`` (:class:`RealDataSummary`, the private path) the (s, y) counts of
     ``proportional`` labels, the moments of the ``gaussian`` x̂_0 and the real-data terms of P all
     come from it, and ``train``'s rows are not read (pass a table without rows); N_s must be
-    given and the label and start strategies that need the rows (``copy``,
-    ``noisy_proportional``, ``subsample``) are refused.
+    given and the settings that need the rows (``copy``, ``noisy_proportional``, ``subsample``,
+    ``group_gaussian``, ``keep_group_means``, ``fairness_target``) are refused.
     """
     generator = torch.Generator().manual_seed(seed)
     if summary is None:
         if len(train) == 0:
             raise ValueError("cannot synthesize from an empty training set")
         size = len(train) if config.synthetic_size is None else config.synthetic_size
-        if size > len(train):
-            raise ValueError(f"synthetic_size N_s = {size} exceeds the client's N = {len(train)} (the paper needs N_s <= N)")
         s_hat, y_hat = choose_synthetic_labels(train, size, config.synthetic_labels, generator, epsilon=config.label_epsilon)
         x_hat = initial_features(train, s_hat, y_hat, config.init, generator)
     else:
@@ -469,7 +643,14 @@ def synthesize(
         x_hat = gaussian_features(*summary.feature_moments(), size, generator)
     x_hat.requires_grad_(True)
 
-    history = SynthesisHistory()
+    history = SynthesisHistory(rho_o=config.rho_o)
+    if config.fairness_target is not None:
+        target = fit_to_target(train, config.model, config.measure, config.fairness_target, metric=config.target_metric)
+        history.rho_o, history.target_achieved = target.rho, target.achieved
+        config = dataclasses.replace(config, rho_o=target.rho)
+    constraints = GroupMeans(train, s_hat, y_hat) if config.keep_group_means else None
+    if constraints is not None:
+        constraints.project(x_hat.data)
     objective = PenaltyObjective(train, s_hat, y_hat, config, summary=summary)
     # x̂ stays its own contiguous tensor: torch 2.13's fused CPU Adam mis-updates a strided
     # parameter (such as a column view of â), so â is a buffer x̂ is copied into
@@ -482,6 +663,8 @@ def synthesize(
         value = objective(x_hat, inner(x_hat))
         value.backward()
         adam_step(optimizer)
+        if constraints is not None:
+            constraints.project(x_hat.data)
         history.objective.append(float(value.detach()))
         if not math.isfinite(history.objective[-1]):
             raise FloatingPointError(
@@ -490,6 +673,8 @@ def synthesize(
             )
         if progress is not None:
             progress(k, history.objective[-1])
+        if converged(history.objective, config.tolerance):
+            break
 
     x_final = x_hat.detach()
     theta = inner.solve(x_final)

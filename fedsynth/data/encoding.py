@@ -7,7 +7,8 @@ Numeric columns get ``center`` = mean and ``scale`` = standard deviation (ddof=0
 scikit-learn's ``MinMaxScaler``, which FAIR-FATE applies to Dutch); ``binary`` columns
 (``{column: value}``) are encoded as the indicator ``column == value`` and get the indicator's
 mean and standard deviation; any other non-numeric column becomes a one-hot ``categorical``
-feature with its sorted levels. The ``fedsynth-spec`` command (:mod:`fedsynth.spec_command`)
+feature with its sorted levels, as is every column named in ``categorical`` (numeric codes whose
+order means nothing, such as census codes). The ``fedsynth-spec`` command (:mod:`fedsynth.spec_command`)
 writes these specs; the shipped ``conf/dataset`` files were made the same way.
 """
 
@@ -32,10 +33,15 @@ def yaml_number(value: float) -> str:
 
 
 def feature_lines(
-    frame: pd.DataFrame, exclude: Sequence[str], binary: Mapping[str, str], scaling: str = "standard"
+    frame: pd.DataFrame,
+    exclude: Sequence[str],
+    binary: Mapping[str, str],
+    scaling: str = "standard",
+    categorical: Sequence[str] = (),
 ) -> list[str]:
     """One YAML flow-mapping line per feature column of ``frame`` (all but ``exclude``), scaled
-    as ``scaling`` says (a key of :data:`SCALINGS`)."""
+    as ``scaling`` says (a key of :data:`SCALINGS`); the columns in ``categorical`` and every
+    non-numeric one are one-hot encoded over their sorted levels (numerically sorted when numeric)."""
     lines = []
     for column in frame.columns:
         if column in exclude:
@@ -46,10 +52,12 @@ def feature_lines(
             indicator = (values.astype(str) == binary[column]).to_numpy(dtype=np.float64)
             kind = f"type: binary, positive: {json.dumps(binary[column])}"
             lines.append(_scaled_line(name, kind, indicator, scaling))
-        elif pd.api.types.is_numeric_dtype(values):
+        elif pd.api.types.is_numeric_dtype(values) and column not in categorical:
             lines.append(_scaled_line(name, "type: numeric", values.to_numpy(dtype=np.float64), scaling))
         else:
-            levels = ", ".join(json.dumps(level) for level in sorted(values.astype(str).unique()))
+            # levels as the cells read as text (what the encoder compares), numeric codes in numeric order
+            distinct = sorted(values.unique()) if pd.api.types.is_numeric_dtype(values) else values.astype(str).unique()
+            levels = ", ".join(json.dumps(str(level)) for level in sorted(distinct, key=lambda v: (0, v) if not isinstance(v, str) else (1, v)))
             lines.append(f"  - {{name: {name}, type: categorical, levels: [{levels}]}}")
     return lines
 
@@ -76,6 +84,7 @@ def spec_text(
     exclude: Sequence[str] = (),
     binary: Mapping[str, str] | None = None,
     scaling: str = "standard",
+    categorical: Sequence[str] = (),
     command: str = "",
 ) -> str:
     """A complete ``conf/dataset``-style spec (YAML text) for the table ``frame`` read from
@@ -83,8 +92,8 @@ def spec_text(
     ``sensitive`` one column with its ``privileged`` value (rows equal to it get s = 1), or one or
     more columns without one, whose value combinations in the file become the ``groups`` (sorted;
     s = the index of a row's combination); every other column not in ``exclude`` is a feature
-    (:func:`feature_lines`)."""
-    features = feature_lines(frame, [label[0], *sensitive, *exclude], binary or {}, scaling)
+    (:func:`feature_lines`; the ``categorical`` ones one-hot)."""
+    features = feature_lines(frame, [label[0], *sensitive, *exclude], binary or {}, scaling, categorical)
     lines = [
         f"# Dataset spec written by: {command}" if command else "# Dataset spec",
         f"# from {file} ({len(frame)} rows); {SCALINGS[scaling]}, over the whole file",

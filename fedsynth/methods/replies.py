@@ -4,6 +4,7 @@ the server's fit non-finite."""
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Mapping
 
 import numpy as np
@@ -26,18 +27,31 @@ def _real(array: np.ndarray, floating: bool) -> bool:
     return not floating and np.issubdtype(array.dtype, np.integer)
 
 
-def validate_rows(content: RecordDict, schema: ReplySchema, rows: tuple[int, int]) -> None:
+MAX_REPORTED_SIZE = 1e12
+"""The largest client size a reply may report (a noisy count of rows)."""
+
+
+def validate_rows(
+    content: RecordDict, schema: ReplySchema, rows: tuple[int, int], size_metric: str | None = None
+) -> None:
     """Check one uploaded row table (Algorithm 1's protocol, step 3) against the server's own
-    schema: exactly the arrays x, s, y and nothing else; x of shape (rows, ``schema.num_features``)
-    with a real floating dtype; s and y real; all finite; |x| <= ``schema.max_abs_x``;
-    y ∈ {−1, 1}; s ∈ {0, 1}; ``rows[0] <= rows <= rows[1]``. Raises ``ValueError`` naming the
-    problem."""
+    schema: exactly the arrays x, s, y and nothing else (but, with ``size_metric``, that one metric:
+    the client's reported size, a finite number in (0, :data:`MAX_REPORTED_SIZE`]); x of shape
+    (rows, ``schema.num_features``) with a real floating dtype; s and y real; all finite;
+    |x| <= ``schema.max_abs_x``; y ∈ {−1, 1}; s ∈ {0, 1}; ``rows[0] <= rows <= rows[1]``. Raises
+    ``ValueError`` naming the problem."""
     arrays, config, metrics = arrays_of(content), config_of(content), metrics_of(content)
-    if set(arrays) != set(ROW_ARRAYS) or config or metrics:
+    expected_metrics = set() if size_metric is None else {size_metric}
+    if set(arrays) != set(ROW_ARRAYS) or config or set(metrics) != expected_metrics:
         raise ValueError(
-            f"expected exactly arrays {list(ROW_ARRAYS)} and nothing else, got arrays "
-            f"{sorted(arrays)}, config {sorted(config)}, metrics {sorted(metrics)}"
+            f"expected exactly arrays {list(ROW_ARRAYS)}"
+            + (f" and metric {size_metric!r}" if size_metric else "")
+            + f" and nothing else, got arrays {sorted(arrays)}, config {sorted(config)}, metrics {sorted(metrics)}"
         )
+    if size_metric is not None:
+        size = metrics[size_metric]
+        if isinstance(size, list) or not (math.isfinite(size) and 0 < size <= MAX_REPORTED_SIZE):
+            raise ValueError(f"{size_metric} must be a finite number in (0, {MAX_REPORTED_SIZE:g}], got {size!r}")
     x, s, y = (np.asarray(arrays[k]) for k in ROW_ARRAYS)
     if x.ndim != 2 or x.shape[1] != schema.num_features:
         raise ValueError(f"x must have shape (rows, {schema.num_features}), got {x.shape}")
@@ -66,11 +80,15 @@ def rows_from_replies(
     *,
     min_clients: int,
     rows: tuple[int, int],
+    size_metric: str | None = None,
 ) -> tuple[dict[int, TabularData], list[ClientFailure]]:
-    """Validated row tables by node (:func:`validate_rows`), and the failures (crashes,
-    timeouts, invalid tables); fewer than ``min_clients`` valid tables raise
-    :class:`~fedsynth.methods.base.NotEnoughClients` with every reason."""
-    valid, failures = usable_replies(replies, lambda content: validate_rows(content, schema, rows), min_clients)
+    """Validated row tables by node (:func:`validate_rows`, with ``size_metric`` the one metric a
+    reply must carry), and the failures (crashes, timeouts, invalid tables); fewer than
+    ``min_clients`` valid tables raise :class:`~fedsynth.methods.base.NotEnoughClients` with every
+    reason."""
+    valid, failures = usable_replies(
+        replies, lambda content: validate_rows(content, schema, rows, size_metric), min_clients
+    )
     feature_names = tuple(f"x{j}" for j in range(schema.num_features))
     tables = {}
     for node, content in valid.items():
@@ -84,22 +102,26 @@ def rows_from_replies(
 
 def fit_without_culprits(
     tables: Mapping[int, TabularData],
-    fit: Callable[[list[TabularData]], np.ndarray],
+    fit: Callable[[Mapping[int, TabularData]], np.ndarray],
     min_clients: int,
 ) -> tuple[np.ndarray, list[ClientFailure]]:
-    """``fit`` the union of the tables (in node order); if θ is not finite, find the clients whose
-    rows cause it by refitting without each one, drop them and refit. Returns θ and a failure for
-    every dropped client; raises :class:`~fedsynth.methods.base.NotEnoughClients` when no finite θ
-    can be had from ``min_clients`` or more clients."""
+    """``fit`` the union of the tables (``fit`` gets them by node); if θ is not finite, find the
+    clients whose rows cause it by refitting without each one, drop them and refit. Returns θ and
+    a failure for every dropped client; raises :class:`~fedsynth.methods.base.NotEnoughClients`
+    when no finite θ can be had from ``min_clients`` or more clients."""
     nodes = sorted(tables)
-    theta = np.asarray(fit([tables[node] for node in nodes]), dtype=np.float64)
+
+    def fit_nodes(selected: list[int]) -> np.ndarray:
+        return np.asarray(fit({node: tables[node] for node in selected}), dtype=np.float64)
+
+    theta = fit_nodes(nodes)
     if np.isfinite(theta).all():
         return theta, []
     culprits = [
         node
         for node in nodes
         if len(nodes) > 1
-        and np.isfinite(np.asarray(fit([tables[other] for other in nodes if other != node]), dtype=np.float64)).all()
+        and np.isfinite(fit_nodes([other for other in nodes if other != node])).all()
     ]
     kept = [node for node in nodes if node not in culprits]
     if not culprits or len(kept) < min_clients:
@@ -107,7 +129,7 @@ def fit_without_culprits(
             f"the server's fit on the rows of nodes {', '.join(map(str, nodes))} gives a non-finite θ "
             f"and leaving out one client does not leave min_clients={min_clients} usable ones"
         )
-    theta = np.asarray(fit([tables[node] for node in kept]), dtype=np.float64)
+    theta = fit_nodes(kept)
     if not np.isfinite(theta).all():
         raise NotEnoughClients(f"the server's fit gives a non-finite θ even without nodes {culprits}")
     return theta, [ClientFailure(node, "invalid payload: its rows make the server's θ non-finite") for node in culprits]

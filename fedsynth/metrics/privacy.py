@@ -77,6 +77,50 @@ def group_disclosure(synthetic: TabularData, train: TabularData) -> dict[str, fl
     return {"label_share_error": share_error, "label_base_rate_error": rate_error}
 
 
+def moment_disclosure(
+    synthetic: TabularData, train: TabularData, reported_size: float | None
+) -> dict[str, float]:
+    """What a client's reply tells the server of its size and of its (s, y) groups' feature
+    moments, against the truth (0 = told exactly):
+
+    - ``size_error``: |N̂ − N| / N of the size the reply reports (``reported_size``; left out when
+      the reply reports none);
+    - ``group_mean_error``: over the (s, y) groups the client and its synthetic rows both hold, the
+      mean of ‖mean of the synthetic group's x̂ − mean of the real group's x‖₂ / √d (in encoded
+      units);
+    - ``group_covariance_error``: over the groups both hold with at least two rows each, the mean
+      of ‖Cov x̂_g − Cov x_g‖_F / ‖Cov x_g‖_F (covariances with 1/n).
+
+    single_shot's default (moment-matched ``group_gaussian``) makes both the shrinkage of small
+    groups only: a large group's mean and covariance are told exactly.
+    """
+    mean_errors, covariance_errors = [], []
+    for group in (0.0, 1.0):
+        for label in (-1.0, 1.0):
+            real = train.x[(train.s == group) & (train.y == label)]
+            fake = synthetic.x[(synthetic.s == group) & (synthetic.y == label)]
+            if len(real) and len(fake):
+                mean_errors.append(float((fake.mean(dim=0) - real.mean(dim=0)).norm()) / train.num_features**0.5)
+            if len(real) > 1 and len(fake) > 1:
+                real_cov, fake_cov = _covariance(real), _covariance(fake)
+                scale = float(real_cov.norm())
+                if scale > 0:
+                    covariance_errors.append(float((fake_cov - real_cov).norm()) / scale)
+    report = {
+        "group_mean_error": sum(mean_errors) / len(mean_errors) if mean_errors else 0.0,
+        "group_covariance_error": sum(covariance_errors) / len(covariance_errors) if covariance_errors else 0.0,
+    }
+    if reported_size is not None:
+        report["size_error"] = abs(reported_size - len(train)) / len(train)
+    return report
+
+
+def _covariance(rows: torch.Tensor) -> torch.Tensor:
+    """The rows' covariance matrix with 1/n."""
+    centred = rows - rows.mean(dim=0)
+    return centred.T @ centred / len(rows)
+
+
 PRIVACY_KEYS = (
     "min_distance", "dcr_train_p05", "dcr_train_p50", "dcr_holdout_p05", "dcr_holdout_p50", "mia_auc",
     "label_share_error", "label_base_rate_error",

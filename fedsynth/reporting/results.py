@@ -292,8 +292,9 @@ def protocol_bytes(record: dict[str, Any]) -> tuple[int, int, str]:
 def client_statistics(record: dict[str, Any]) -> str:
     """The statistics that left the clients besides the payload, as the server's ledger recorded
     them (``info.client_statistics``, with the replies per client when a client sent them more
-    than once), and what the server holds besides them (``info.server_privileges``, e.g.
-    FAIR-FATE's validation rows)."""
+    than once), what the payload itself tells of each client (``info.disclosure``, e.g.
+    single_shot's exact group moments) and what the server holds besides them
+    (``info.server_privileges``, e.g. FAIR-FATE's validation rows)."""
     info = record.get("info") or {}
     if "client_statistics" not in info:
         return "not recorded"
@@ -301,7 +302,9 @@ def client_statistics(record: dict[str, Any]) -> str:
     per_client = int(info.get("client_messages") or 0) / max(1, len(record.get("per_client") or []))
     text = ", ".join(names) + (f" (in each of {per_client:g} replies per client)" if names and per_client > 1 else "") or "none"
     privileges = info.get("server_privileges") or []
-    return text + "".join(f"; server holds {privilege}" for privilege in privileges)
+    disclosed = info.get("disclosure") or {}
+    told = "".join(f"; {what.replace('_', ' ')} told: {how}" for what, how in disclosed.items())
+    return text + told + "".join(f"; server holds {privilege}" for privilege in privileges)
 
 
 def client_mean(record: dict[str, Any], key: str) -> float:
