@@ -97,9 +97,10 @@ class DPMST(FederatedMethod):
         kept = sorted(node for node in tables if node not in {f.node for f in dropped})
         return ServerResult(theta=theta, failures=failures, info={"privacy": {str(node): statement for node in kept}})
 
-    def _fit(self, tables: list[TabularData]) -> np.ndarray:
-        """The server's model on the union of the rows (fair with ``server_rho`` > 0)."""
-        return fit_server_model(tables, self.model, rho=self.server_rho, fairness=self.measure).theta.numpy()
+    def _fit(self, tables: Mapping[int, TabularData]) -> np.ndarray:
+        """The server's model on the union of the rows, by node (fair with ``server_rho`` > 0)."""
+        union = [tables[node] for node in sorted(tables)]
+        return fit_server_model(union, self.model, rho=self.server_rho, fairness=self.measure).theta.numpy()
 
     def train(self, content: RecordDict, data: ClientPartition, state: dict[str, np.ndarray]) -> RecordDict:
         """N_s MST rows of the client's training data."""
