@@ -201,5 +201,6 @@ class LogShow:
             self._offsets[path] = offset + end
             for line in data[:end].decode("utf-8", errors="replace").splitlines():
                 if APP_LINE.search(line):
-                    text = re.sub(r"\x1b\[[0-9;]*m|^(INFO|WARNING|ERROR)\s*:\s*", "", line).strip()
+                    plain = re.sub(r"\x1b\[[0-9;]*m", "", line)  # Flower colours its level name
+                    text = re.sub(r"^(INFO|WARNING|ERROR)\s*:\s*", "", plain).strip()
                     log.info("%s: %s", self._names[path], text)
