@@ -9,8 +9,9 @@ It measures issue 21's many-groups goal while the federated layer takes binary a
     OMP_NUM_THREADS=1 .venv/bin/python scripts/many_groups.py --dataset dutch_sex_country \\
         --seeds 0 1 2 --settings "rho_o=0" "rho_o=10,fairness=group_covariance"
 
-Each setting is ``key=value`` pairs of :class:`~fedsynth.core.SynthesisConfig` (defaults:
-conf/method/single_shot.yaml's: N_s = 200 balanced over groups × labels, k_max = 1000). Prints one
+Each setting is ``key=value`` pairs of :class:`~fedsynth.core.SynthesisConfig` (defaults: the
+paper's setting, conf/method/single_shot_paper.yaml's: N_s = 200 balanced over groups × labels,
+k_max = 1000, the plain server fit). Prints one
 Markdown row per setting and seed, then the mean and the worst seed (largest gap, lowest accuracy).
 """
 
