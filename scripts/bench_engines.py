@@ -38,8 +38,8 @@ from fedsynth.reporting.results import RESULTS_FILE
 
 ENGINES = ("inprocess", "simulation")
 FEDSYNTH = Path(sys.executable).parent / "fedsynth"
-DEFAULTS = ("dataset=law_school_race", "method.synthetic_size=full", "method.synthetic_labels=copy")
-"""The default run (the paper's N_s = N on Law School); an override of the same key replaces one."""
+DEFAULTS = ("dataset=law_school_race", "method=single_shot_paper", "method.synthetic_size=full", "method.synthetic_labels=copy")
+"""The default run (the paper's setting with N_s = N on Law School); an override of the same key replaces one."""
 
 
 def quiet(engine: str) -> list[str]:

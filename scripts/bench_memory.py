@@ -35,6 +35,7 @@ FEDSYNTH = Path(sys.executable).parent / "fedsynth"
 DEFAULTS = (
     "dataset=dutch_gender",
     "dataset.num_clients=100",
+    "method=single_shot_paper",
     "method.synthetic_size=100",
     "method.synthetic_labels=balanced",
     "method.k_max=200",

@@ -34,8 +34,8 @@ from pathlib import Path
 from fedsynth.reporting.results import RESULTS_FILE
 
 FEDSYNTH = Path(sys.executable).parent / "fedsynth"
-SETTING = ("method.synthetic_size=100", "method.synthetic_labels=balanced", "method.k_max=200")
-"""Issue 14's fourth row: N_s = 100 balanced rows per client, 200 outer steps."""
+SETTING = ("method=single_shot_paper", "method.synthetic_size=100", "method.synthetic_labels=balanced", "method.k_max=200")
+"""Issue 14's fourth row: the paper's setting with N_s = 100 balanced rows per client, 200 outer steps."""
 DATASETS = {
     "law_school": ("dataset=law_school_race",),
     "dutch": ("dataset=dutch_gender",),

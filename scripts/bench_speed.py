@@ -4,7 +4,7 @@
 Runs, one after the other (never two at once):
 
 1. ``scripts/bench_synthesis.py --variants warm``: one Law School client's synthesis (≤ 3 s);
-2. the whole ``fedsynth engine=inprocess dataset=law_school_race method.rho_o=10
+2. the whole ``fedsynth engine=inprocess dataset=law_school_race method=single_shot_paper method.rho_o=10
    method.synthetic_size=full method.synthetic_labels=copy method.k_max=1000 seed=0`` command
    (≤ 7 s), with the peak RSS of each of its client processes (goal 6);
 3. ``scripts/bench_engines.py``: what ``engine=simulation`` adds over in-process on the same run;
@@ -43,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 COMMAND_OVERRIDES = (
-    "engine=inprocess", "dataset=law_school_race", "method.rho_o=10", "method.synthetic_size=full",
+    "engine=inprocess", "dataset=law_school_race", "method=single_shot_paper", "method.rho_o=10", "method.synthetic_size=full",
     "method.synthetic_labels=copy", "method.k_max=1000", "seed=0", "engine.progress=off",
 )
 """Issue 14's second row: the whole in-process command on Law School with N_s = N."""
