@@ -65,11 +65,12 @@ def compose(overrides: Sequence[str] = ()) -> Any:
     return compose_config(overrides)
 
 
-def check(config: Mapping[str, Any]) -> Experiment:
+def check(config: Mapping[str, Any], split: bool = True) -> Experiment:
     """The checked :class:`Experiment` of a composed config (or of a plain mapping of its keys):
     raise :class:`ConfigError` with one line on the first problem. The data paths come back
     absolute (by the data-directory rule of :mod:`fedsynth.paths`), so every client, whatever
-    its working directory, reads the same file."""
+    its working directory, reads the same file. Without ``split``, the client split is left to
+    the clients (a Flower federation whose SuperNodes decide the number of clients)."""
     from fedsynth.data import DataError, DatasetSpec  # torch, pandas: only when checking
     from fedsynth.methods import build_method
 
@@ -99,7 +100,8 @@ def check(config: Mapping[str, Any]) -> Experiment:
         build_method(experiment.method)
     except ValueError as error:
         raise ConfigError(f"{error}; fix it in the method.* overrides") from None
-    _check_split(spec, experiment)
+    if split:
+        _check_split(spec, experiment)
     return experiment
 
 
@@ -213,6 +215,8 @@ def experiment_of_run_config(run_config: Mapping[str, Any]) -> Experiment:
     its Hydra overrides composed and checked."""
     try:
         text, overrides = overrides_of(run_config)
-        return parse_experiment(text) if text else check(compose(overrides))
+        # a plain `flwr run`: the federation's SuperNodes are the clients (num-partitions), so
+        # the split is theirs to check, and their error names num-supernodes
+        return parse_experiment(text) if text else check(compose(overrides), split=False)
     except ValueError as error:
         raise ConfigError(str(error)) from None

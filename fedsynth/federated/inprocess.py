@@ -143,6 +143,7 @@ class ClientProcess:
     def __init__(self, lifeline: Any, logs: Any, mode: str) -> None:
         self.executor = concurrent.futures.ProcessPoolExecutor(1, _forkserver_context(), _start_client, (lifeline, logs, mode))
         self.pid = self.executor.submit(os.getpid).result()
+        self._stopping = threading.Lock()
 
     def answer(self, request: ClientRequest, deadline: float) -> tuple[bytes, bytes] | str:
         """The serialized reply and new state, or the failure's reason; ``TimeoutError`` past
@@ -154,7 +155,10 @@ class ClientProcess:
         """Kill the process (it may be computing) and let its executor go."""
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        if not self._stopping.acquire(blocking=False):
+            return  # stopped already: by its driver thread, or by a stop signal's release
+        with contextlib.suppress(OSError):  # the executor may have closed its queues itself
+            self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 class ClientPool:
@@ -165,6 +169,7 @@ class ClientPool:
         self._idle: list[ClientProcess] = []
         self._all: list[ClientProcess] = []
         self._lock = threading.Lock()
+        self._stopped = False
 
     def answer(self, requests: Mapping[int, ClientRequest], timeout: float) -> dict[int, tuple[bytes, bytes] | str]:
         """Answer every request within ``timeout`` seconds: nodes wait in a queue for a free
@@ -196,6 +201,10 @@ class ClientPool:
                     if process is not None:
                         process.stop()
                     process = None
+                except RuntimeError:  # "cannot schedule new futures after shutdown"
+                    if self._stopped:  # a stop signal ended the pool: the command is exiting
+                        return
+                    raise
             if process is not None:
                 with self._lock:
                     self._idle.append(process)
@@ -219,6 +228,7 @@ class ClientPool:
     def stop(self) -> None:
         """Kill every process of the pool, busy ones too."""
         with self._lock:
+            self._stopped = True
             processes, self._all, self._idle = self._all, [], []
         for process in processes:
             process.stop()
