@@ -100,6 +100,11 @@ def check(config: Mapping[str, Any], split: bool = True) -> Experiment:
         build_method(experiment.method)
     except ValueError as error:
         raise ConfigError(f"{error}; fix it in the method.* overrides") from None
+    if experiment.method.get("synthetic_labels") == "copy" and experiment.method.get("synthetic_size") != "full":
+        raise ConfigError(
+            "method.synthetic_labels=copy: needs method.synthetic_size=full (N_s = N); "
+            "use balanced or proportional with an integer N_s"
+        )
     if split:
         _check_split(spec, experiment)
     return experiment
@@ -115,16 +120,11 @@ def _check_split(spec: Any, experiment: Experiment) -> None:
             f"federation.max_test_rows={experiment.federation.max_test_rows}: client {tested} has {test_rows} test "
             "rows, whose evaluation the server would reject; raise federation.max_test_rows"
         )
-    size, labels = experiment.method.get("synthetic_size"), experiment.method.get("synthetic_labels")
+    size = experiment.method.get("synthetic_size")
     if isinstance(size, int) and not isinstance(size, bool) and size > rows:
         raise ConfigError(
             f"method.synthetic_size={size}: client {client} has only {rows} training rows (N_s <= N); "
             "lower method.synthetic_size"
-        )
-    if labels == "copy" and size != "full":
-        raise ConfigError(
-            "method.synthetic_labels=copy: needs method.synthetic_size=full (N_s = N); "
-            "use balanced or proportional with an integer N_s"
         )
 
 
