@@ -13,6 +13,7 @@ from fedsynth import api
 from fedsynth.api import InProcessEngine, RunOutcome, SimulationEngine
 from fedsynth.federated.messages import record_nbytes
 from fedsynth.methods import make_content
+from fedsynth.methods.single_shot import NUM_EXAMPLES
 from federated_support import SYNTHETIC_ROWS, faulty_experiment, tiny_experiment
 
 pytestmark = pytest.mark.slow
@@ -92,8 +93,9 @@ def test_faults_are_reported_and_the_run_goes_on(faulty_run: RunOutcome) -> None
 
 
 def test_only_synthetic_arrays_leave_a_simulated_client(faulty_run: RunOutcome) -> None:
-    """Byte for byte: the valid client sent exactly an (N_s, d) x̂ with ŝ, ŷ, and nothing in
-    reply to the warm-up or to θ (its metrics stay local)."""
+    """Byte for byte: the valid client sent exactly an (N_s, d) x̂ with ŝ, ŷ and its noisy size
+    (``num-examples``, the default ``union_weights: noisy``), and nothing in reply to the warm-up
+    or to θ (its metrics stay local)."""
     num_features = faulty_experiment({}).dataset["generator"]["num_features"]
     expected = record_nbytes(
         make_content(
@@ -101,7 +103,8 @@ def test_only_synthetic_arrays_leave_a_simulated_client(faulty_run: RunOutcome) 
                 "x": np.zeros((SYNTHETIC_ROWS, num_features)),
                 "s": np.zeros(SYNTHETIC_ROWS),
                 "y": np.zeros(SYNTHETIC_ROWS),
-            }
+            },
+            metrics={NUM_EXAMPLES: 0.0},
         )
     )
     valid_node = int(next(iter(faulty_run.info["synthetic_rows"])))
