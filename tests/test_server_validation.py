@@ -374,3 +374,99 @@ def test_a_client_error_reveals_no_size_value_or_path() -> None:
     message = str(error.value)
     assert "nodes 1, 2, 3: train: crashed: config: the node cannot use the experiment's configuration" in message
     assert "160" not in message and "300" not in message and "/" not in message
+
+
+def _signed_head(key: bytes, stamp: str, length: int = 0) -> bytes:
+    return (
+        b"POST /v1/fleet/push-messages HTTP/1.1\r\nHost: a\r\nflwr-public-key: " + key
+        + b"\r\nflwr-timestamp: " + stamp.encode() + b"\r\nflwr-signature: c2ln\r\nContent-Length: "
+        + str(length).encode() + b"\r\n\r\n"
+    )
+
+
+def test_the_fleet_gate_passes_a_supernode_signature_once_and_only_within_its_window() -> None:
+    """Flower 1.42 signs only the timestamp: copied headers must not authenticate a second request."""
+    import datetime
+
+    from fedsynth.deploy.fleet_gate import ReplayGuard
+
+    clock = [datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)]
+    guard = ReplayGuard(now=lambda: clock[0])
+    stamp = clock[0].isoformat()
+    assert guard.admit(_signed_head(b"a2V5", stamp))
+    clock[0] += datetime.timedelta(seconds=10)
+    assert not guard.admit(_signed_head(b"a2V5", stamp)), "the same signed timestamp replayed 10 s later"
+    assert guard.admit(_signed_head(b"b3RoZXI=", stamp)), "another node's key at the same instant"
+    assert guard.admit(_signed_head(b"a2V5", clock[0].isoformat())), "a fresh signature of the same node"
+    old = (clock[0] - datetime.timedelta(seconds=400)).isoformat()
+    assert not guard.admit(_signed_head(b"a2V5", old)), "outside the 310 s window"
+    future = (clock[0] + datetime.timedelta(seconds=60)).isoformat()
+    assert not guard.admit(_signed_head(b"a2V5", future))
+    assert not guard.admit(_signed_head(b"a2V5", "2026-01-01T12:00:00")), "a timestamp without a time zone"
+    assert not guard.admit(_signed_head(b"a2V5", "yesterday"))
+    assert guard.admit(b"POST /v1/fleet/x HTTP/1.1\r\nContent-Length: 0\r\n\r\n"), "unsigned: the SuperLink decides"
+    clock[0] += datetime.timedelta(seconds=400)
+    assert guard.admit(_signed_head(b"a2V5", clock[0].isoformat())) and len(guard.seen) == 1, "old entries are forgotten"
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    async def drain(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def _gate_answer(head: bytes, max_body_bytes: int) -> bytes:
+    """The gate's answer to a request whose body never arrives (a refusal must not wait for it)."""
+    import asyncio
+    import ssl
+
+    from fedsynth.deploy.fleet_gate import FleetGate
+
+    async def serve() -> bytes:
+        reader = asyncio.StreamReader()
+        reader.feed_data(head)
+        writer = _Writer()
+        context = ssl.create_default_context()
+        gate = FleetGate(("127.0.0.1", 9), context, context, max_body_bytes=max_body_bytes)
+        await asyncio.wait_for(gate.handle(reader, writer), 5)
+        return writer.data
+
+    return asyncio.run(serve())
+
+
+def test_the_fleet_gate_refuses_an_oversized_body_before_reading_it() -> None:
+    import datetime
+
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    answer = _gate_answer(_signed_head(b"a2V5", stamp, length=480_000_000), max_body_bytes=10_000_000)
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"largest honest message" in answer
+
+
+def test_the_fleet_gate_refuses_a_replayed_signature_before_reading_the_body() -> None:
+    import asyncio
+    import datetime
+    import ssl
+
+    from fedsynth.deploy.fleet_gate import FleetGate
+
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    context = ssl.create_default_context()
+    gate = FleetGate(("127.0.0.1", 9), context, context)
+    assert gate.replay_guard.admit(_signed_head(b"a2V5", stamp, length=5))
+
+    async def replay() -> bytes:
+        reader = asyncio.StreamReader()
+        reader.feed_data(_signed_head(b"a2V5", stamp, length=5))
+        writer = _Writer()
+        await asyncio.wait_for(gate.handle(reader, writer), 5)
+        return writer.data
+
+    assert asyncio.run(replay()).startswith(b"HTTP/1.1 401 ")

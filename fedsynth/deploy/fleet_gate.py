@@ -14,6 +14,17 @@ other request with 403. Every forwarded request is sent with ``Connection: close
 per connection), so a client cannot slip a second request past the check. The operator uses the
 Control API on the SuperLink machine itself (or through an SSH tunnel to its 127.0.0.1).
 
+Two more checks happen before a request body is read:
+
+* **Size.** A body longer than ``--max-body-bytes`` is answered 413 without being read, so an
+  oversized reply never reaches the SuperLink or the ServerApp (Flower itself accepts messages up to
+  2 GiB). ``fedsynth-deploy`` sets the bound from the largest honest message of the experiment.
+* **Replay.** Flower 1.42 signs only a SuperNode's timestamp (headers ``flwr-timestamp`` and
+  ``flwr-signature``), not the request, and accepts a signature for 300 s (+ 10 s clock
+  tolerance) over HTTP: headers copied from one request would authenticate another. The gate passes each
+  (public key, timestamp) pair once and refuses a signed request whose timestamp is outside that
+  window, so copied headers are worth nothing once their request has passed.
+
     python -m fedsynth.deploy.fleet_gate --listen 203.0.113.10:9092 --upstream 127.0.0.1:9093 \\
         --certfile server.pem --keyfile server.key --upstream-ca ca.pem
 """
@@ -22,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import re
 import ssl
 import sys
@@ -30,6 +42,12 @@ ALLOWED_PATH = re.compile(rb"/v1/fleet/[a-z][a-z-]*|/health")
 """Request targets that pass: the Fleet API's endpoints and the health check (no query)."""
 MAX_HEAD = 65536
 TIMEOUT_S = 60.0
+DEFAULT_MAX_BODY_BYTES = 256 * 2**20
+"""The body bound when none is given (``fedsynth-deploy`` passes one sized to the experiment)."""
+SIGNATURE_WINDOW_S = 310.0
+"""How long Flower 1.42 accepts a SuperNode's signed timestamp: 300 s plus 10 s of clock tolerance."""
+PUBLIC_KEY_HEADER = b"flwr-public-key"
+TIMESTAMP_HEADER = b"flwr-timestamp"
 
 
 def allowed(target: bytes) -> bool:
@@ -37,8 +55,8 @@ def allowed(target: bytes) -> bool:
     return ALLOWED_PATH.fullmatch(target) is not None
 
 
-def _refusal(status: bytes) -> bytes:
-    body = b"fedsynth fleet gate: only the Fleet API is served on this address\n"
+def _refusal(status: bytes, reason: bytes = b"only the Fleet API is served on this address") -> bytes:
+    body = b"fedsynth fleet gate: " + reason + b"\n"
     return b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
 
 
@@ -62,13 +80,62 @@ def forwarded_head(head: bytes) -> tuple[bytes, int] | None:
     return b"\r\n".join([*kept, b"Connection: close"]) + b"\r\n\r\n", length
 
 
+def header_value(head: bytes, name: bytes) -> bytes | None:
+    """The value of header ``name`` (lower case) in a request head, or None when absent."""
+    for line in head.rstrip(b"\r\n").split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+class ReplayGuard:
+    """Admits each signed (public key, timestamp) pair once, within Flower's signature window.
+
+    A request without the signature headers is admitted (the SuperLink decides whether it needs
+    them). ``now`` is injectable for tests; by default the wall clock in UTC.
+    """
+
+    def __init__(self, window_s: float = SIGNATURE_WINDOW_S, now=None) -> None:
+        self.window_s = window_s
+        self.now = now or (lambda: datetime.datetime.now(datetime.timezone.utc))
+        self.seen: dict[tuple[bytes, bytes], datetime.datetime] = {}
+
+    def admit(self, head: bytes) -> bool:
+        """Whether a request head may pass: unsigned, or signed at a fresh timestamp not seen before."""
+        key, stamp = header_value(head, PUBLIC_KEY_HEADER), header_value(head, TIMESTAMP_HEADER)
+        if key is None and stamp is None:
+            return True
+        try:
+            signed_at = datetime.datetime.fromisoformat(stamp.decode("ascii"))  # type: ignore[union-attr]
+            if signed_at.tzinfo is None:
+                return False
+        except (AttributeError, UnicodeError, ValueError):
+            return False
+        now = self.now()
+        self.seen = {pair: at for pair, at in self.seen.items() if (now - at).total_seconds() < self.window_s}
+        age = (now - signed_at).total_seconds()
+        if not -10.0 < age < self.window_s or (key, stamp) in self.seen:
+            return False
+        self.seen[(key, stamp)] = signed_at
+        return True
+
+
 class FleetGate:
     """The proxy: accepts TLS connections on ``listen``, forwards allowed requests to ``upstream``."""
 
-    def __init__(self, upstream: tuple[str, int], server_context: ssl.SSLContext, upstream_context: ssl.SSLContext) -> None:
+    def __init__(
+        self,
+        upstream: tuple[str, int],
+        server_context: ssl.SSLContext,
+        upstream_context: ssl.SSLContext,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
         self.upstream = upstream
         self.server_context = server_context
         self.upstream_context = upstream_context
+        self.max_body_bytes = max_body_bytes
+        self.replay_guard = ReplayGuard()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one connection: one request, checked, then forwarded or refused."""
@@ -80,9 +147,15 @@ class FleetGate:
                 return
             forwarded = forwarded_head(head)
             if forwarded is None:
-                writer.write(_refusal(b"411 Length Required"))
+                writer.write(_refusal(b"411 Length Required", b"a request needs a Content-Length body"))
                 return
             new_head, length = forwarded
+            if length > self.max_body_bytes:
+                writer.write(_refusal(b"413 Content Too Large", b"the request body is longer than this federation's largest honest message"))
+                return
+            if not self.replay_guard.admit(head):
+                writer.write(_refusal(b"401 Unauthorized", b"a SuperNode signature is used once, within its time window"))
+                return
             body = await asyncio.wait_for(reader.readexactly(length), TIMEOUT_S)
             up_reader, up_writer = await asyncio.open_connection(
                 *self.upstream, ssl=self.upstream_context, server_hostname=self.upstream[0]
@@ -125,11 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--certfile", required=True, help="the SuperLink's certificate (PEM)")
     parser.add_argument("--keyfile", required=True, help="its private key (PEM)")
     parser.add_argument("--upstream-ca", required=True, help="the CA certificate to verify the SuperLink with")
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="refuse (413) a request body longer than this")
     args = parser.parse_args(argv)
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(args.certfile, args.keyfile)
     upstream_context = ssl.create_default_context(cafile=args.upstream_ca)
-    gate = FleetGate(_address(args.upstream), server_context, upstream_context)
+    gate = FleetGate(_address(args.upstream), server_context, upstream_context, args.max_body_bytes)
     try:
         asyncio.run(gate.serve(*_address(args.listen)))
     except KeyboardInterrupt:
