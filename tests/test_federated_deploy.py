@@ -92,6 +92,9 @@ def test_deploy_local_with_tls_refuses_an_unregistered_supernode(tmp_path: Path)
     assert "Failed to activate SuperNode" in (out / "supernode_unregistered.log").read_text()
     # only the Fleet API is reachable through the gate: an outsider cannot register a key or list runs
     assert outcome.info["outsider_control_refused"] is True
+    # the gate bounds a body by this experiment's largest honest message (200-row parts, d = 3: well under 1 MiB + rows)
+    bound = int((out / "fleet_gate.log").read_text().split("request bodies up to ")[1].split()[0])
+    assert 2**20 < bound < 2**20 + 2 * 8 * 200 * 5 + 1
     assert (out / "certificates").is_dir()
     keys = [out / "certificates" / name for name in ("server.key", "node_0", "node_1", "unregistered")]
     assert all(key.stat().st_mode & 0o777 == 0o600 for key in keys)

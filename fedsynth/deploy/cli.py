@@ -51,6 +51,7 @@ from fedsynth.data import read_csv_file
 from fedsynth.deploy.certificates import make_certificates, make_node_key
 from fedsynth.federated.experiment import APP_ROOT, run_config_for
 from fedsynth.federated.lifeline import call_in_child, kill_descendants
+from fedsynth.federated.validation import reply_schema
 from fedsynth.outcome import OUTCOME_FILE
 
 CONNECTION = "fedsynth-deploy"
@@ -69,6 +70,19 @@ def split_data_file(experiment: api.Experiment, dest: Path) -> list[Path]:
         paths.append((dest / f"client_{k}.csv").resolve())
         frame.iloc[np.sort(rows)].to_csv(paths[-1], index=False)
     return paths
+
+
+def largest_honest_body(experiment: api.Experiment, data_files: list[Path]) -> int:
+    """A bound, in bytes, on any honest SuperNode message of the experiment, for the fleet gate's
+    ``--max-body-bytes``: twice the float64 bytes of a table of the encoded width plus (ŝ, ŷ) with
+    the most rows a client may send (its own rows, an integer ``method.synthetic_size``, or the rule
+    of d, max(200, 10 (d + 1))), plus 1 MiB for the rest of the message."""
+    width = reply_schema(experiment).num_features
+    rows = max(max(sum(1 for _ in path.open(encoding="utf-8")) - 1 for path in data_files), 200, 10 * (width + 1))
+    size = experiment.method.get("synthetic_size")
+    if isinstance(size, int) and not isinstance(size, bool):
+        rows = max(rows, size)
+    return 2 * 8 * rows * (width + 2) + 2**20
 
 
 def deploy(arguments: tuple[api.Experiment, Path, bool], send: Callable[[api.RunOutcome], None]) -> None:
@@ -101,7 +115,10 @@ def deploy(arguments: tuple[api.Experiment, Path, bool], send: Callable[[api.Run
         node_address = address
         if tls:  # the sites reach the Fleet API through the gate only
             node_address = f"{flower.LOCALHOST}:{flower.free_port()}"
-            start_fleet_gate(node_address, address, (ca, cert, key), env, out / "fleet_gate.log")
+            start_fleet_gate(
+                node_address, address, (ca, cert, key), env, out / "fleet_gate.log",
+                max_body_bytes=largest_honest_body(experiment, data_files),
+            )
             security = []
             for k in range(num_clients):
                 private, public = make_node_key(out / "certificates", f"node_{k}")
@@ -137,13 +154,22 @@ def deploy(arguments: tuple[api.Experiment, Path, bool], send: Callable[[api.Run
 
 
 def start_fleet_gate(
-    listen: str, upstream: str, certificates: tuple[Path, Path, Path], env: dict[str, str], log_path: Path, prefix: list[str] | None = None
+    listen: str,
+    upstream: str,
+    certificates: tuple[Path, Path, Path],
+    env: dict[str, str],
+    log_path: Path,
+    prefix: list[str] | None = None,
+    max_body_bytes: int | None = None,
 ) -> subprocess.Popen:
     """Start :mod:`fedsynth.deploy.fleet_gate` on ``listen`` in front of the SuperLink at
-    ``upstream`` and wait until it listens (``prefix``: e.g. ``ip netns exec NS``)."""
+    ``upstream`` and wait until it listens (``prefix``: e.g. ``ip netns exec NS``; ``max_body_bytes``:
+    the gate's bound on a request body, its default when None)."""
     ca, cert, key = certificates
     command = [*(prefix or []), sys.executable, "-m", "fedsynth.deploy.fleet_gate", "--listen", listen,
                "--upstream", upstream, "--certfile", str(cert), "--keyfile", str(key), "--upstream-ca", str(ca)]
+    if max_body_bytes is not None:
+        command += ["--max-body-bytes", str(max_body_bytes)]
     gate = flower.start(command, env, log_path)
     deadline = time.monotonic() + 60
     while "fleet gate listening" not in log_path.read_text(errors="replace"):

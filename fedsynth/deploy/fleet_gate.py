@@ -180,7 +180,11 @@ class FleetGate:
     async def serve(self, host: str, port: int) -> None:
         """Listen on ``host:port`` until cancelled; print one line once listening."""
         server = await asyncio.start_server(self.handle, host, port, ssl=self.server_context, limit=MAX_HEAD)
-        print(f"fleet gate listening on {host}:{port}, forwarding the Fleet API to {self.upstream[0]}:{self.upstream[1]}", flush=True)
+        print(
+            f"fleet gate listening on {host}:{port}, forwarding the Fleet API to {self.upstream[0]}:{self.upstream[1]}"
+            f" (request bodies up to {self.max_body_bytes} bytes; each SuperNode signature once)",
+            flush=True,
+        )
         async with server:
             await server.serve_forever()
 
