@@ -204,7 +204,7 @@ def test_runs_never_share_an_output_folder(tmp_path):
     assert (tmp_path / "results.json").read_bytes() == before
     busy = tmp_path / "busy"
     running = subprocess.Popen(
-        [sys.executable, "-m", "fedsynth.cli", f"hydra.run.dir={busy}", "engine=inprocess", "method.k_max=100000"],
+        [sys.executable, "-m", "fedsynth.cli", f"hydra.run.dir={busy}", "engine=inprocess", "method.k_max=100000", "method.tolerance=0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
     )
     try:
@@ -249,7 +249,7 @@ def test_a_read_only_or_full_output_folder_is_one_line(tmp_path, options, messag
 
 
 def test_a_run_over_its_time_limit_is_one_line(tmp_path):
-    line = one_line_error(fedsynth(tmp_path, "engine=inprocess", "engine.run_timeout_s=1", "method.k_max=100000"), code=1)
+    line = one_line_error(fedsynth(tmp_path, "engine=inprocess", "engine.run_timeout_s=1", "method.k_max=100000", "method.tolerance=0"), code=1)
     assert "the run took longer than engine.run_timeout_s" in line
 
 

@@ -131,7 +131,7 @@ def busy_deployment(tmp_path: Path) -> tuple[subprocess.Popen, Path, dict[int, s
             "dataset=csv", f"dataset.file={table}", "dataset.num_clients=2",
             "dataset.label.column=label", "dataset.label.positive=1",
             "dataset.sensitive.column=group", "dataset.sensitive.privileged=1",
-            "method.k_max=100000", "method.synthetic_size=30",
+            "method.k_max=100000", "method.tolerance=0", "method.synthetic_size=30",
         ],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
     )

@@ -97,15 +97,12 @@ class GridTransport:
             for node, content in contents.items()
         ]
         replies: dict[int, RecordDict | ClientFailure] = {}
-        received = list(self._grid.send_and_receive(messages, timeout=timeout))
-        addressed = {message.metadata.message_id: message.metadata.dst_node_id for message in messages}
+        received = self._replies(messages, timeout)
+        addressed = {message.metadata.message_id: message.metadata.dst_node_id for message in messages}  # set by the push
         for reply in received:
             node = addressed.get(reply.metadata.reply_to_message_id)
             if node is None or node in replies:
                 continue
-            if reply.has_error() and "ActorDiedError" in reply.error.reason:  # Flower would reuse the dead actor
-                pid = re.search(r"pid: (\d+)", reply.error.reason)
-                raise RunFailed(f"Ray client actor (pid {pid.group(1) if pid else '?'}) exited during the run; the simulation cannot go on")
             replies[node] = (
                 ClientFailure(node, f"crashed: {error_summary(reply.error.reason)}")
                 if reply.has_error()
@@ -114,6 +111,29 @@ class GridTransport:
         for node in contents:
             replies.setdefault(node, ClientFailure(node, f"no reply within {timeout:g} s"))
         return replies
+
+
+    def _replies(self, messages: list[Message], timeout: float) -> list[Message]:
+        """The replies to ``messages`` that arrive within ``timeout``: Flower's own
+        ``Grid.send_and_receive`` loop (push, then pull at the grid's interval), except that it
+        stops at the first reply saying a Ray client actor died (:class:`RunFailed`), instead
+        of waiting for every other client to answer first."""
+        pending = set(self._grid.push_messages(messages))
+        deadline = time.monotonic() + timeout
+        received: list[Message] = []
+        while pending:
+            for reply in self._grid.pull_messages(list(pending)):
+                if reply.has_error() and "ActorDiedError" in reply.error.reason:  # Flower would reuse the dead actor
+                    pid = re.search(r"pid: (\d+)", reply.error.reason)
+                    raise RunFailed(
+                        f"Ray client actor (pid {pid.group(1) if pid else '?'}) exited during the run; the simulation cannot go on"
+                    )
+                pending.discard(reply.metadata.reply_to_message_id)
+                received.append(reply)
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(getattr(self._grid, "pull_interval", 0.1))
+        return received
 
 
 class FederationError(RuntimeError):

@@ -54,10 +54,20 @@ class SimulationEngine:
         start = time.perf_counter()
         shared = _SHARED.get()
         if shared is not None and shared.serves(experiment, self):
-            outcome = shared.child.next()  # timed in the simulation: a later point waits for none of its start-up
+            outcome = _next_outcome(shared.child)  # timed in the simulation: a later point waits for none of its start-up
             return outcome.finish(self.name, start) if shared.served == 1 else outcome
         with Child(_simulate, ([experiment], self.client_cpus, self.run_timeout_s), name="the Flower simulation") as child:
-            return child.next().finish(self.name, start)
+            return _next_outcome(child).finish(self.name, start)
+
+
+def _next_outcome(child: Child) -> RunOutcome:
+    """The simulation's next outcome; the ServerApp's failure raised here as soon as it happens
+    (``run_simulation`` itself returns only once every client's task has ended, and leaving the
+    ``Child`` ends those)."""
+    outcome = child.next()
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 class _Shared:
@@ -99,9 +109,10 @@ class _WithoutDeprecationNotice(logging.Filter):
         return "DEPRECATED FEATURE" not in str(record.msg)
 
 
-def _simulate(arguments: tuple[list[Experiment], int, float], send: Callable[[RunOutcome], None]) -> None:
+def _simulate(arguments: tuple[list[Experiment], int, float], send: Callable[[RunOutcome | Exception], None]) -> None:
     """(In the run's child process) one ``run_simulation`` whose ServerApp runs the experiments
-    one after another and sends each outcome; a point that fails ends it."""
+    one after another and sends each outcome; a point that fails sends its exception at once and
+    ends it."""
     experiments, client_cpus, run_timeout_s = arguments
     os.environ.update(RAY_SETTINGS)
     from flwr.serverapp import ServerApp
@@ -121,7 +132,11 @@ def _simulate(arguments: tuple[list[Experiment], int, float], send: Callable[[Ru
         transport = GridTransport(grid)
         for point, experiment in enumerate(experiments):
             start = time.perf_counter()
-            outcome = serve(transport, experiment, engine="simulation", run_timeout_s=run_timeout_s, point=point)
+            try:
+                outcome = serve(transport, experiment, engine="simulation", run_timeout_s=run_timeout_s, point=point)
+            except Exception as error:  # to the caller now: run_simulation waits for the other clients' tasks
+                send(error)
+                raise
             send(outcome.finish("simulation", start))
 
     with scratch_dir() as folder:
