@@ -360,3 +360,16 @@ def api_report(overrides: list[str]) -> bool:
     from fedsynth import api
 
     return bool(api.compose(overrides).federation.report_metrics)
+
+
+def test_a_diverging_synthesis_says_why_in_one_line_per_client_and_no_traceback(tmp_path):
+    """Issue 24: method.lr=1e308 passes the checks (a finite step) but makes P non-finite on every
+    client; each client logs its one-line reason with the fix, the command ends in one line, exit 1."""
+    done = fedsynth(tmp_path, "engine=inprocess", "method=single_shot_paper", "method.lr=1e308", "method.k_max=20")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output
+    reasons = [line for line in output.splitlines() if "client failed on 'train'" in line]
+    assert len(reasons) == 3 and all(line.endswith("lower lr or raise lambda_theta / lambda_x") for line in reasons), output[-2000:]
+    last = [line for line in done.stderr.splitlines() if line.startswith("fedsynth: error: ")]
+    assert len(last) == 1 and "numerics" in last[0]

@@ -69,6 +69,11 @@ class ClientError(Exception):
         self.category = category
 
 
+EXPLAINED = ("data", "numerics")
+"""Categories whose exceptions name the cause and the fix (a data error, a non-finite objective with
+"lower lr or raise lambda_theta / lambda_x"): the client logs their one line, not a traceback."""
+
+
 def error_category(error: BaseException) -> str:
     """The :data:`ERROR_CATEGORIES` key of an exception raised while answering a message."""
     if isinstance(error, DataError):
@@ -101,8 +106,9 @@ def answer_message(
     The reply is the handler's, except for ``evaluate``: when ``federation.report_metrics`` is
     on, the harness adds a ``"harness"`` record (compute seconds per message type) to it so the
     server can report per client; when it is off, the client keeps its metrics (it logs them)
-    and replies with an empty message. Any failure is logged in full on this node and raised as
-    a :class:`ClientError` that carries only its category.
+    and replies with an empty message. Any failure is logged on this node (in one line when its
+    category is in :data:`EXPLAINED`, else with its traceback) and raised as a
+    :class:`ClientError` that carries only its category.
     """
     try:
         if message_type not in MESSAGE_TYPES:
@@ -126,8 +132,12 @@ def answer_message(
         if not isinstance(reply, RecordDict):
             raise TypeError(f"method {method.name!r} answered {message_type!r} with a {type(reply).__name__}, not a RecordDict")
     except Exception as error:  # every failure: the server gets its category only
-        log.error("client failed on %r: %s", message_type, "".join(traceback.format_exception(error)).rstrip())
-        raise ClientError(error_category(error)) from None
+        category = error_category(error)
+        if category in EXPLAINED:  # the message says what to change: one line
+            log.error("client failed on %r: %s: %s", message_type, type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+        else:
+            log.error("client failed on %r: %s", message_type, "".join(traceback.format_exception(error)).rstrip())
+        raise ClientError(category) from None
 
     state[STATE_METHOD] = ArrayRecord({name: Array(value) for name, value in method_state.items()})
     compute = state.metric_records[STATE_COMPUTE] if STATE_COMPUTE in state else MetricRecord()
