@@ -345,11 +345,15 @@ def test_a_sweep_ends_with_its_folder_and_the_report_command(tmp_path):
 def test_a_deployment_sends_no_harness_report_unless_asked_and_counts_failed_nodes() -> None:
     """Issue 24: ``fedsynth-deploy`` turns the harness report off unless the overrides set it, and
     its closing line counts the client nodes that failed, not their failures."""
+    from fedsynth import api
     from fedsynth.api import RunOutcome
     from fedsynth.deploy.cli import deployment_overrides
 
     assert api_report(deployment_overrides(["dataset=law_school_race"])) is False
     assert api_report(deployment_overrides(["federation.report_metrics=true"])) is True
+    # with its defaults it deploys a table with a file (the experiments' default, synthetic, has none)
+    assert api.compose(deployment_overrides([])).dataset["name"] == "law_school_race"
+    assert "dataset=law_school_race" not in deployment_overrides(["dataset=dutch_gender"])
     outcome = RunOutcome(engine="deployment", theta=[0.0], failures=[
         {"node": 7, "reason": "timed out"}, {"node": 7, "reason": "invalid reply"}, {"node": 9, "reason": "crashed"},
     ])

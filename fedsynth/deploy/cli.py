@@ -5,7 +5,8 @@ K SuperNodes each with its own data file, one run, then everything stopped.
 
 The experiment is composed from conf/ and checked like the ``fedsynth`` command's
 (:mod:`fedsynth.api`; ``engine`` is ignored), e.g. ``dataset=law_school_race method.k_max=200``
-(the default dataset, ``synthetic``, has no file, so give a table dataset). The dataset's file
+(with no ``dataset=`` it deploys ``law_school_race``: the experiments' default, ``synthetic``, has no
+file to split). The dataset's file
 is split into K disjoint random parts, one CSV per SuperNode (``--node-config 'data-file="..."
 partition-id=k'``); each node encodes its own file with the dataset spec and keeps 20 %
 (``partition.test_fraction``) for testing. Everything listens on 127.0.0.1 only.
@@ -202,13 +203,20 @@ def stop_everything(grace_s: float = 5.0) -> None:
 
 
 REPORT_KEY = "federation.report_metrics"
+DEFAULT_DATASET = "law_school_race"
+"""The deployment's dataset when the overrides name none: a table with a file to split between the
+SuperNodes (the experiments' default, ``synthetic``, is generated in memory and has none)."""
 
 
 def deployment_overrides(overrides: list[str]) -> list[str]:
     """A deployment's overrides: the experiment harness's report off (``federation.report_metrics=false``:
-    the nodes send no test counts, privacy measures or compute seconds) unless the user sets it."""
-    asked = any(override.lstrip("+~").split("=", 1)[0] == REPORT_KEY for override in overrides)
-    return list(overrides) if asked else [f"{REPORT_KEY}=false", *overrides]
+    the nodes send no test counts, privacy measures or compute seconds) unless the user sets it, and
+    ``dataset=``:data:`DEFAULT_DATASET` unless the user names a dataset."""
+    keys = [override.lstrip("+~").split("=", 1)[0] for override in overrides]
+    defaults = [] if REPORT_KEY in keys else [f"{REPORT_KEY}=false"]
+    if "dataset" not in keys:
+        defaults.append(f"dataset={DEFAULT_DATASET}")
+    return [*defaults, *overrides]
 
 
 def main(argv: list[str] | None = None) -> int:
