@@ -254,19 +254,23 @@ class FakeGrid:
     def get_node_ids(self):
         return [11, 22]
 
-    def send_and_receive(self, messages, timeout):
-        from flwr.app import Error, Message
-
-        replies = []
+    def push_messages(self, messages):
         for index, message in enumerate(messages):
             message.metadata.__dict__["_message_id"] = f"m{index}"
             self.pushed.append(message)
-        lost = Message(Error(code=0, reason="node lost"), reply_to=messages[0])
+        return [message.metadata.message_id for message in messages]
+
+    def pull_messages(self, message_ids):
+        from flwr.app import Error, Message
+
+        if len(self.pushed) != 2:  # the replies come once
+            return []
+        lost = Message(Error(code=0, reason="node lost"), reply_to=self.pushed[0])
         lost.metadata.__dict__["_src_node_id"] = 1  # the SuperLink writes it
-        stray = Message(RecordDict(), reply_to=messages[1])
+        stray = Message(RecordDict(), reply_to=self.pushed[1])
         stray.metadata.__dict__["_reply_to_message_id"] = "from-another-exchange"
-        replies += [lost, stray]
-        return replies
+        self.pushed.append(None)
+        return [lost, stray]
 
 
 def test_a_failure_is_filed_under_the_node_the_server_addressed(monkeypatch) -> None:
