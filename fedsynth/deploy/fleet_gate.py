@@ -20,10 +20,10 @@ Two more checks happen before a request body is read:
   oversized reply never reaches the SuperLink or the ServerApp (Flower itself accepts messages up to
   2 GiB). ``fedsynth-deploy`` sets the bound from the largest honest message of the experiment.
 * **Replay.** Flower 1.42 signs only a SuperNode's timestamp (headers ``flwr-timestamp`` and
-  ``flwr-signature``), not the request, and accepts a signature for 300 s (+ 10 s clock
-  tolerance) over HTTP: headers copied from one request would authenticate another. The gate passes each
-  (public key, timestamp) pair once and refuses a signed request whose timestamp is outside that
-  window, so copied headers are worth nothing once their request has passed.
+  ``flwr-signature``), not the request, and accepts a signature for 300 s (+ 5 s of clock
+  drift) over HTTP: headers copied from one request would authenticate another. The gate passes each
+  (public key, timestamp) pair once and refuses a signed request whose timestamp is outside a
+  310 s window that covers Flower's, so copied headers are worth nothing once their request has passed.
 
     python -m fedsynth.deploy.fleet_gate --listen 203.0.113.10:9092 --upstream 127.0.0.1:9093 \\
         --certfile server.pem --keyfile server.key --upstream-ca ca.pem
@@ -44,8 +44,11 @@ MAX_HEAD = 65536
 TIMEOUT_S = 60.0
 DEFAULT_MAX_BODY_BYTES = 256 * 2**20
 """The body bound when none is given (``fedsynth-deploy`` passes one sized to the experiment)."""
-SIGNATURE_WINDOW_S = 310.0
-"""How long Flower 1.42 accepts a SuperNode's signed timestamp: 300 s plus 10 s of clock tolerance."""
+CLOCK_TOLERANCE_S = 10.0
+"""How far ahead of the gate's clock a timestamp may be (twice Flower 1.42's ``SYSTEM_TIME_TOLERANCE``, 5 s)."""
+SIGNATURE_WINDOW_S = 300.0 + CLOCK_TOLERANCE_S
+"""How long the gate remembers a signed timestamp: Flower 1.42 accepts one for 300 s plus its 5 s of
+clock drift (``TIMESTAMP_TOLERANCE``, ``SYSTEM_TIME_TOLERANCE``), so this covers that window with a margin."""
 PUBLIC_KEY_HEADER = b"flwr-public-key"
 TIMESTAMP_HEADER = b"flwr-timestamp"
 
@@ -115,7 +118,7 @@ class ReplayGuard:
         now = self.now()
         self.seen = {pair: at for pair, at in self.seen.items() if (now - at).total_seconds() < self.window_s}
         age = (now - signed_at).total_seconds()
-        if not -10.0 < age < self.window_s or (key, stamp) in self.seen:
+        if not -CLOCK_TOLERANCE_S < age < self.window_s or (key, stamp) in self.seen:
             return False
         self.seen[(key, stamp)] = signed_at
         return True
