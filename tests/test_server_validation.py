@@ -70,6 +70,13 @@ def add_record(name: str, record) -> Tamper:
     return tamper
 
 
+class UndecodableArray(Array):
+    """An array that fails the test if anyone decodes it."""
+
+    def numpy(self):
+        raise AssertionError("an oversized array was decoded")
+
+
 def reasons(outcome: RunOutcome) -> dict[int, str]:
     return {f["node"]: f["reason"] for f in outcome.failures}
 
@@ -101,6 +108,20 @@ def test_invalid_rows_are_rejected_and_theta_stays_finite(change, expected) -> N
     assert sorted(outcome.info["synthetic_rows"]) == ["2", "3"]
 
 
+def test_an_oversized_table_is_refused_before_it_is_decoded() -> None:
+    """Issue 24: the server knows the rows and the width it asked for, so a reply of more bytes
+    than that many float64 rows is refused from its size, never decoded."""
+
+    def tamper(reply: RecordDict) -> RecordDict:
+        x = reply.array_records[ARRAYS]["x"].numpy()
+        reply.array_records[ARRAYS]["x"] = UndecodableArray(np.ascontiguousarray(np.tile(x, (10, 1))))
+        return reply
+
+    outcome = run_tampered("train", {1: tamper})
+    assert "x is" in reasons(outcome)[1] and "refused undecoded" in reasons(outcome)[1]
+    assert sorted(outcome.info["synthetic_rows"]) == ["2", "3"]
+
+
 def test_a_configurable_bound_on_x() -> None:
     outcome = run_tampered("train", {1: set_x(lambda x: x * 0 + 50.0)}, "federation.max_abs_x=10")
     assert "beyond ±10" in reasons(outcome)[1]
@@ -111,7 +132,7 @@ def test_a_configurable_bound_on_x() -> None:
     [
         ConfigRecord({"note": "hello"}),
         MetricRecord({"n": 8319.0}),
-        ArrayRecord({"counts": Array(np.zeros(4))}),
+        ArrayRecord({"counts": UndecodableArray(np.zeros(4))}),  # counted from its shape, not decoded
     ],
 )
 def test_a_record_beyond_the_schema_is_rejected_and_ledgered(record) -> None:

@@ -9,9 +9,10 @@ record) are counted apart; every other entry, of any record, is a *client statis
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Mapping
 
-from flwr.app import ArrayRecord, RecordDict
+from flwr.app import Array, ArrayRecord, RecordDict
 
 from fedsynth.methods.base import ARRAYS
 
@@ -68,9 +69,10 @@ class StatisticsLedger:
 
 
 def _size(value: object) -> int:
-    """Scalar values in one record entry: an array's element count, a list's length, else 1."""
-    if hasattr(value, "numpy"):
-        return int(value.numpy().size)
+    """Scalar values in one record entry: an array's element count (from its declared shape: the
+    ledger decodes nothing), a list's length, else 1."""
+    if isinstance(value, Array):
+        return math.prod(value.shape)
     if isinstance(value, (list, tuple)):
         return len(value)
     return 1

@@ -13,7 +13,7 @@ from flwr.app import RecordDict
 
 from fedsynth.data.types import TabularData
 from fedsynth.methods.base import ClientFailure, NotEnoughClients, ReplySchema, usable_replies
-from fedsynth.methods.base import arrays_of, config_of, metrics_of
+from fedsynth.methods.base import ARRAYS, arrays_of, config_of, metrics_of
 
 ROW_ARRAYS = ("x", "s", "y")
 """The arrays of an uploaded row table: features x̂ (rows × d), ŝ ∈ {0, 1} and ŷ ∈ {−1, 1}."""
@@ -27,6 +27,8 @@ def _real(array: np.ndarray, floating: bool) -> bool:
     return not floating and np.issubdtype(array.dtype, np.integer)
 
 
+NPY_HEADER_BYTES = 4096
+"""Room for an array's ``.npy`` header (NumPy writes 128 bytes, or a multiple of 64 for long shapes)."""
 MAX_REPORTED_SIZE = 1e12
 """The largest client size a reply may report (a noisy count of rows)."""
 
@@ -38,16 +40,26 @@ def validate_rows(
     schema: exactly the arrays x, s, y and nothing else (but, with ``size_metric``, that one metric:
     the client's reported size, a finite number in (0, :data:`MAX_REPORTED_SIZE`]); x of shape
     (rows, ``schema.num_features``) with a real floating dtype; s and y real; all finite;
-    |x| <= ``schema.max_abs_x``; y ∈ {−1, 1}; s ∈ {0, 1}; ``rows[0] <= rows <= rows[1]``. Raises
+    |x| <= ``schema.max_abs_x``; y ∈ {−1, 1}; s ∈ {0, 1}; ``rows[0] <= rows <= rows[1]``. The
+    arrays' names and serialized sizes (at most ``rows[1]`` float64 rows each) are checked before
+    any is decoded, so an oversized table costs no copy beyond the bytes Flower delivered. Raises
     ``ValueError`` naming the problem."""
-    arrays, config, metrics = arrays_of(content), config_of(content), metrics_of(content)
+    declared = content.array_records[ARRAYS] if ARRAYS in content else {}
+    config, metrics = config_of(content), metrics_of(content)
     expected_metrics = set() if size_metric is None else {size_metric}
-    if set(arrays) != set(ROW_ARRAYS) or config or set(metrics) != expected_metrics:
+    if set(declared) != set(ROW_ARRAYS) or config or set(metrics) != expected_metrics:
         raise ValueError(
             f"expected exactly arrays {list(ROW_ARRAYS)}"
             + (f" and metric {size_metric!r}" if size_metric else "")
-            + f" and nothing else, got arrays {sorted(arrays)}, config {sorted(config)}, metrics {sorted(metrics)}"
+            + f" and nothing else, got arrays {sorted(declared)}, config {sorted(config)}, metrics {sorted(metrics)}"
         )
+    for name, array in declared.items():  # before any array is decoded
+        limit = 8 * rows[1] * (schema.num_features if name == "x" else 1) + NPY_HEADER_BYTES
+        if len(array.data) > limit:
+            raise ValueError(
+                f"{name} is {len(array.data)} bytes, more than {limit} (at most {rows[1]} float64 rows): refused undecoded"
+            )
+    arrays = arrays_of(content)
     if size_metric is not None:
         size = metrics[size_metric]
         if isinstance(size, list) or not (math.isfinite(size) and 0 < size <= MAX_REPORTED_SIZE):

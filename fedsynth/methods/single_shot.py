@@ -370,6 +370,6 @@ def _progress_logger(client_id: int, k_max: int) -> Any:
 
     def report(k: int, objective: float) -> None:
         if (k + 1) % every == 0 or k + 1 == k_max:
-            log.info("client %d: outer iteration %d/%d, P = %.6f", client_id, k + 1, k_max, objective)
+            log.info("client %d: outer iteration %d/%d, P = %.6g", client_id, k + 1, k_max, objective)
 
     return report
