@@ -170,6 +170,20 @@ def test_variants_get_separate_tables(tmp_path):
     assert "81.00" in text and "80.00" in text
 
 
+def test_runs_that_differ_in_their_inner_solver_get_separate_tables(tmp_path):
+    """Today's results carry the L-BFGS settings as the ``inner`` section of the method."""
+    records = []
+    for max_iter in (50, 100):
+        for rho_o in (0.0, 10.0):
+            run = record("law_school_race", rho_o=rho_o, accuracy=0.8 + max_iter / 10_000)
+            del run["config"]["method"]["inner_max_iter"]
+            run["config"]["method"]["inner"] = {"max_iter": max_iter, "tolerance_grad": 1e-7}
+            records.append(run)
+    write(tmp_path, records)
+    text = table2_markdown(summarize(load_runs([tmp_path])))
+    assert text.count("inner = ") == 2 and "80.50" in text and "81.00" in text
+
+
 def test_formatting():
     assert format_mean_std(0.87912, 0.0012, 2, 100) == "87.91 ± 0.12"
     assert format_mean_std(0.5, math.nan, 3) == "0.500"

@@ -34,9 +34,10 @@ DOMINATED_NOTE = (
     "than the setting's: the setting is weakly dominated on accuracy and |SPD|."
 )
 
-# columns whose differences make separate Table 2 variants (dataset-dependent ones excluded)
+# columns whose differences make separate Table 2 variants (dataset-dependent ones excluded);
+# "inner" is the L-BFGS section of today's results, "inner_max_iter" its key in results written before it
 VARIANT_COLUMNS = (
-    "engine", "method", "init", "lambda_theta", "lambda_x", "k_max", "lr", "inner_max_iter",
+    "engine", "method", "init", "lambda_theta", "lambda_x", "k_max", "lr", "inner", "inner_max_iter",
     "fit_intercept", "partition",
 )
 
