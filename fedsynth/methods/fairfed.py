@@ -69,6 +69,7 @@ class FairFed(FedAvg):
     """
 
     name = "fairfed"
+    binary_sensitive_only = True
     statistic_keys = GROUP_KEYS
     beta: float = 1.0
     _omega: dict[int, float] = field(default_factory=dict, init=False, repr=False)

@@ -129,7 +129,7 @@ class FedAvg(FederatedMethod):
     def run_server(self, comm: Communicator) -> ServerResult:
         """R rounds: send θ, receive local models, aggregate them."""
         nodes = comm.nodes()
-        width = self.model.num_weights(comm.schema.num_features)
+        width = self.model.num_weights(comm.schema.num_features, comm.schema.num_groups)
         theta: np.ndarray | None = None
         failures: list[ClientFailure] = []
         for server_round in range(1, self.rounds + 1):
@@ -156,7 +156,7 @@ class FedAvg(FederatedMethod):
         config, arrays = config_of(content), arrays_of(content)
         start = np.asarray(arrays[THETA], dtype=np.float64) if THETA in arrays else None
         train = data.train
-        global_theta = start if start is not None else np.zeros(self.model.num_weights(train.num_features))
+        global_theta = start if start is not None else np.zeros(self.model.num_weights(train.num_features, train.num_groups))
         statistics = self.client_statistics(global_theta, train)
         theta = local_sgd(
             train,

@@ -23,7 +23,7 @@ import torch
 from flwr.app import RecordDict
 from tqdm import tqdm
 
-from fedsynth.core import LogisticModel, SynthesisConfig, fit_server_model, synthesize
+from fedsynth.core import FairnessMeasure, LogisticModel, SynthesisConfig, fit_server_model, synthesize
 from fedsynth.core.synthesis import default_synthetic_size, noisy_count
 from fedsynth.core.targets import check_target
 from fedsynth.data.types import ClientPartition, TabularData
@@ -257,6 +257,34 @@ class SingleShot(FederatedMethod):
         ``fit_intercept`` and ``seed``)."""
         return self.synthesis_request().to_config()
 
+    def fairness_measures(self) -> dict[str, FairnessMeasure]:
+        """The measure under ``fairness`` while a client or server penalty or target uses it."""
+        settings = self.settings
+        used = (settings.rho_o, settings.rho_s, settings.server_rho) != (0.0, 0.0, 0.0) or self.targets()
+        return {"fairness": self.config.measure} if used else {}
+
+    def targets(self) -> list[str]:
+        """The fairness targets set (``fairness_target``, ``server_fairness_target``), by key."""
+        return [key for key in ("fairness_target", "server_fairness_target") if getattr(self.settings, key) is not None]
+
+    def check_groups(self, num_groups: int) -> None:
+        """:meth:`FederatedMethod.check_groups`, and for k > 2 groups no privacy (its release counts
+        two groups) and no fairness target (its search measures two groups)."""
+        super().check_groups(num_groups)
+        if num_groups == 2:
+            return
+        if self.privacy.enabled:
+            raise ValueError(
+                f"dataset.sensitive: {num_groups} groups, but method {self.name!r} with method.privacy.epsilon set "
+                "takes a binary sensitive attribute only; set method.privacy.epsilon=null or give dataset.sensitive.privileged"
+            )
+        if self.targets():
+            key = self.targets()[0]
+            raise ValueError(
+                f"method.{key}: the targets take a binary sensitive attribute so far, and dataset.sensitive has "
+                f"{num_groups} groups; set method.{key}=null and use the penalty (method.rho_o / method.server_rho)"
+            )
+
     # ------------------------------------------------------------------ server and client
     def run_server(self, comm: Communicator) -> ServerResult:
         """Steps 1 and 3: request synthetic data from every client, validate each reply
@@ -339,6 +367,7 @@ class SingleShot(FederatedMethod):
             synthetic = TabularData(
                 *(torch.as_tensor(state[f"synthetic_{k}"]) for k in ROW_ARRAYS),
                 feature_names=data.train.feature_names,
+                num_groups=data.train.num_groups,
             )
             metrics.update(privacy_report(synthetic, data.train, data.test, seed=request.seed))
             reported = state.get("reported_size")

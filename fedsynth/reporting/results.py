@@ -8,7 +8,11 @@ config), ``seed``; the pooled test metrics ``accuracy``, ``balanced_accuracy``, 
 ``covariance``, ``eod``, ``auc`` (ROC AUC of the decision values, pooled from histograms) and
 ``auc_error_bound`` (the most that binning can have moved it); ``client_min`` and ``client_max``
 (per metric, the lowest and highest value over the clients that report it); ``reference`` (the
-``constant`` classifier on the same test rows); ``min_distance``, ``per_client``, ``failures``,
+``constant`` classifier on the same test rows); ``groups`` (per group of the sensitive attribute,
+``s1``/``s0`` for a binary one and ``s0`` .. ``s<k-1>`` for k groups, its pooled test rows, positive
+rate, true-positive rate and accuracy: :func:`~fedsynth.metrics.counts.group_metrics`; ``spd`` and
+``eod`` are the gaps of the first two rates, the largest gap over the groups for k > 2);
+``min_distance``, ``per_client``, ``failures``,
 ``bytes_up``, ``bytes_down``, ``round_trips``, ``wall_seconds``, ``timings``, ``sends``, ``info``,
 ``theta``; ``warnings`` (values that were not finite numbers, written as null).
 
@@ -24,7 +28,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from fedsynth.metrics.counts import METRIC_KEYS, constant_classifier, sum_counts
+from fedsynth.metrics.counts import METRIC_KEYS, constant_classifier, group_metrics, sum_counts
 from fedsynth.reporting.paper import SMALL_SIZES
 
 if TYPE_CHECKING:  # the writer takes an engine's outcome; readers need no engine code
@@ -70,6 +74,7 @@ def results_record(config: dict[str, Any], outcome: "RunOutcome", wall_seconds: 
         "client_min": client_extreme(per_client, min),
         "client_max": client_extreme(per_client, max),
         "reference": {"constant": constant_classifier(sum_counts(reported))} if reported else {},
+        "groups": group_metrics(sum_counts(reported)) if reported else {},
         "min_distance": min(distances) if distances else None,
         "per_client": per_client,
         "failures": outcome.failures,

@@ -1,0 +1,226 @@
+"""A sensitive attribute with k > 2 groups through the federated layer (issue 21, item 3): the
+methods run on both engines, the pooled largest gaps are fairlearn's, the server's checks take the
+k groups' counts and rows, and the methods of a binary attribute refuse k groups before anything
+starts."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fairlearn.metrics import MetricFrame, demographic_parity_difference, equal_opportunity_difference, selection_rate
+from flwr.app import MetricRecord, RecordDict
+from omegaconf import OmegaConf
+from sklearn.metrics import accuracy_score, recall_score
+
+from fedsynth import api
+from fedsynth.core import LogisticModel
+from fedsynth.data import DatasetSpec, load_dataset, partition_clients
+from fedsynth.data.types import TabularData
+from fedsynth.federated.messages import HARNESS
+from fedsynth.federated.validation import check_evaluation_reply
+from fedsynth.methods import build_method, make_content
+from fedsynth.methods.base import ReplySchema
+from fedsynth.methods.replies import validate_rows
+from fedsynth.metrics import evaluation_counts, group_metrics, sum_counts
+from fedsynth.reporting.results import results_record
+
+GROUPS = ["a", "b", "c", "d"]
+"""The values of the sensitive column: k = 4 groups of different sizes and label rates."""
+
+SINGLE_SHOT_PAPER = [
+    "method=single_shot_paper", "method.fairness=dp_largest_gap", "method.fairness_temperature=0.1",
+    "method.rho_o=3", "method.k_max=10", "method.synthetic_size=48",
+]
+METHODS = {
+    "single_shot": ["method=single_shot", "method.fairness=group_covariance", "method.rho_o=1", "method.k_max=5"],
+    "single_shot_paper": SINGLE_SHOT_PAPER,
+    "fedavg": ["method=fedavg", "method.rounds=3"],
+    "fair_fate": ["method=fair_fate", "method.rounds=2"],
+    "centralized": ["method=centralized", "method.variant=fair", "method.fairness=group_covariance"],
+    "centralized_eg": ["method=centralized", "method.variant=exponentiated_gradient", "method.eg_max_iter=10"],
+}
+"""Each method of k groups, in a setting small enough for a test."""
+
+
+@pytest.fixture(scope="module")
+def group_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """800 rows: three numeric features, the group column g (4 values, 40/30/20/10 %) and a label
+    whose rate depends on the group."""
+    rng = np.random.default_rng(0)
+    groups = rng.choice(GROUPS, size=800, p=[0.4, 0.3, 0.2, 0.1])
+    x = rng.normal(size=(800, 3))
+    shift = np.array([{"a": 0.8, "b": 0.0, "c": -0.5, "d": -1.0}[g] for g in groups])
+    y = (rng.random(800) < 1 / (1 + np.exp(-(x[:, 0] + 0.5 * x[:, 1] + shift)))).astype(int)
+    path = tmp_path_factory.mktemp("groups") / "groups.csv"
+    lines = [f"{a:.4f},{b:.4f},{c:.4f},{g},{label}" for (a, b, c), g, label in zip(x, groups, y)]
+    path.write_text("f0,f1,f2,g,label\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def compose(path: Path, *overrides: str):
+    """The experiment config of the k-group CSV (2 clients) with ``overrides``."""
+    return api.compose([
+        "dataset=csv", f"dataset.file={path}", "dataset.label.column=label", "dataset.label.positive=1",
+        "dataset.sensitive.column=g", "dataset.sensitive.privileged=null", f"+dataset.sensitive.groups=[{','.join(GROUPS)}]",
+        *overrides,
+    ])
+
+
+def run(path: Path, engine: str, overrides: list[str]) -> tuple[api.Experiment, api.RunOutcome, dict]:
+    """Check and run one experiment on ``engine``: the experiment, its outcome, its results.json record."""
+    config = compose(path, f"engine={engine}", *overrides)
+    experiment = api.check(config)
+    outcome = api.run(experiment, api.engine(config))
+    return experiment, outcome, results_record(OmegaConf.to_container(config, resolve=True), outcome, 0.0)
+
+
+@pytest.fixture(scope="module")
+def inprocess_runs(group_csv: Path) -> dict[str, tuple[api.Experiment, api.RunOutcome, dict]]:
+    """Every method of :data:`METHODS` on the in-process engine."""
+    try:
+        return {name: run(group_csv, "inprocess", overrides) for name, overrides in METHODS.items()}
+    finally:
+        api.release()
+
+
+def pooled_predictions(experiment: api.Experiment, theta: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The clients' test rows as the clients split them (labels 0/1, groups) and θ's predictions on them."""
+    spec = DatasetSpec.from_config(experiment.dataset)
+    clients = partition_clients(
+        load_dataset(spec, experiment.data_dir), spec.num_clients, seed=experiment.seed,
+        **dataclasses.asdict(experiment.partition),
+    )
+    model = build_method(experiment.method).model
+    tests = [client.test for client in clients]
+    decisions = torch.cat([model.decision(torch.as_tensor(theta, dtype=torch.float64), test) for test in tests])
+    y_true = torch.cat([test.y for test in tests]).numpy() > 0
+    return y_true.astype(int), (decisions.numpy() >= 0).astype(int), torch.cat([test.s for test in tests]).numpy()
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_a_federated_run_on_k_groups_gives_fairlearns_largest_gaps(inprocess_runs, name: str) -> None:
+    """Each method on the in-process engine: θ has k − 1 group indicators, and the pooled ``spd`` /
+    ``eod`` are fairlearn's demographic_parity_difference / equal_opportunity_difference of θ's
+    predictions on the clients' test rows (1e-9), the per-group rates of results.json its
+    MetricFrame's. The exponentiated-gradient mixture is a randomized model (expected counts):
+    checked through its θ layout only."""
+    experiment, outcome, record = inprocess_runs[name]
+    assert outcome.failures == [] and len(outcome.clients) == 2
+    assert record["groups"].keys() == {f"s{g}" for g in range(len(GROUPS))}
+    if name == "centralized_eg":
+        assert outcome.info["mixture_size"] >= 1 and 0.5 < outcome.metrics["accuracy"] <= 1
+        return
+    assert len(outcome.theta) == 3 + len(GROUPS) - 1 + 1  # x, the k − 1 indicators, the intercept
+    y_true, y_pred, groups = pooled_predictions(experiment, outcome.theta)
+    assert outcome.metrics["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred), abs=1e-12)
+    spd = demographic_parity_difference(y_true, y_pred, sensitive_features=groups)
+    eod = equal_opportunity_difference(y_true, y_pred, sensitive_features=groups)
+    assert abs(outcome.metrics["spd"] - spd) <= 1e-9 and abs(outcome.metrics["eod"] - eod) <= 1e-9
+    assert abs(record["spd"] - spd) <= 1e-9
+    frame = MetricFrame(
+        metrics={"positive_rate": selection_rate, "accuracy": accuracy_score, "true_positive_rate": recall_score},
+        y_true=y_true, y_pred=y_pred, sensitive_features=groups,
+    ).by_group
+    for g in range(len(GROUPS)):
+        for key in ("positive_rate", "accuracy", "true_positive_rate"):
+            assert abs(record["groups"][f"s{g}"][key] - frame.loc[float(g), key]) <= 1e-12, (g, key)
+
+
+@pytest.mark.slow
+def test_flowers_simulation_engine_runs_k_groups_as_the_in_process_engine(group_csv: Path, inprocess_runs) -> None:
+    """single_shot_paper on k groups through Flower's simulation engine: the same metrics as the
+    in-process engine (the union's row order differs, so θ to rounding) and fairlearn's gap."""
+    experiment, simulated, record = run(group_csv, "simulation", SINGLE_SHOT_PAPER)
+    _, in_process, _ = inprocess_runs["single_shot_paper"]
+    assert simulated.engine == "simulation" and simulated.failures == []
+    np.testing.assert_allclose(simulated.theta, in_process.theta, rtol=1e-6, atol=1e-9)
+    y_true, y_pred, groups = pooled_predictions(experiment, simulated.theta)
+    assert abs(simulated.metrics["spd"] - demographic_parity_difference(y_true, y_pred, sensitive_features=groups)) <= 1e-9
+    assert simulated.metrics == pytest.approx(in_process.metrics, rel=1e-9)
+    expected = group_metrics(sum_counts([client["counts"] for client in in_process.clients]))
+    for group, values in record["groups"].items():
+        assert values == pytest.approx(expected[group], rel=1e-9)
+
+
+def rows(s: list[float], num_features: int = 2) -> RecordDict:
+    """An upload of len(s) rows with groups ``s``."""
+    count = len(s)
+    return make_content(arrays={
+        "x": np.zeros((count, num_features)), "s": np.asarray(s, dtype=np.float64), "y": np.ones(count),
+    })
+
+
+def test_the_server_rejects_rows_whose_group_is_out_of_range() -> None:
+    schema = ReplySchema(num_features=2, max_abs_x=10.0, num_groups=4)
+    validate_rows(rows([0, 1, 2, 3]), schema, (1, 10))
+    for bad in ([0, 4], [0, -1], [0, 1.5]):
+        with pytest.raises(ValueError, match=r"sensitive values s must be in \{0, \.\., 3\} \(the 4 groups"):
+            validate_rows(rows(bad), schema, (1, 10))
+    with pytest.raises(ValueError, match=r"sensitive values s must be in \{0, 1\}"):
+        validate_rows(rows([0, 2]), dataclasses.replace(schema, num_groups=2), (1, 10))
+
+
+def report(counts: dict) -> RecordDict:
+    """A client's evaluation reply of ``counts``."""
+    reply = make_content(metrics=counts)
+    reply[HARNESS] = MetricRecord({"compute_s.train": 1.0})
+    return reply
+
+
+def test_the_server_checks_the_counts_of_every_group() -> None:
+    """An honest k-group report passes; a group's rows that do not add up, a group's positives
+    beyond its rows, and a binary report on a k-group run are refused."""
+    generator = torch.Generator().manual_seed(0)
+    data = TabularData(
+        torch.randn(40, 2, generator=generator, dtype=torch.float64),
+        torch.arange(40, dtype=torch.float64) % 3,
+        torch.where(torch.rand(40, generator=generator, dtype=torch.float64) > 0.5, 1.0, -1.0),
+        ("f0", "f1"),
+        num_groups=3,
+    )
+    counts = evaluation_counts(LogisticModel(fit_intercept=True), np.array([0.5, -0.2, 0.3, -0.4, 0.1]), data)
+    check = dict(report_metrics=True, extra_metrics=(), max_test_rows=100)
+    got, _, _ = check_evaluation_reply(report(counts), num_groups=3, **check)
+    assert got["n_s2"] == 13 and got.keys() == counts.keys()
+    for key, value, message in (
+        ("n_s2", 12.0, "n must equal n_s0 \\+ n_s1 \\+ n_s2"),
+        ("positive_s1", 14.0, "n_y1_s1 and positive_s1 must be <= n_s1"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            check_evaluation_reply(report(counts | {key: value}), num_groups=3, **check)
+    with pytest.raises(ValueError, match="missing"):
+        check_evaluation_reply(report(counts), num_groups=2, **check)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["method=dp_fedavg"], "dataset.sensitive: 4 groups, but method 'dp_fedavg' takes a binary sensitive attribute only"),
+        (["method=dp_mst"], "dataset.sensitive: 4 groups, but method 'dp_mst' takes a binary"),
+        (["method=dp_suffstats"], "dataset.sensitive: 4 groups, but method 'dp_suffstats' takes a binary"),
+        (["method=fairfed"], "dataset.sensitive: 4 groups, but method 'fairfed' takes a binary"),
+        (["method=single_shot"], "method.fairness=covariance: a measure of two groups, but dataset.sensitive has 4 groups; "
+                                 "use method.fairness=group_covariance"),
+        (["method=centralized", "method.variant=fair", "method.fairness=dp_gap"], "use method.fairness=dp_largest_gap"),
+        (["method=single_shot", "method.fairness=group_covariance", "method.server_fairness_target=0.05"],
+         "method.server_fairness_target: the targets take a binary sensitive attribute so far"),
+        (["method=single_shot_paper", "method.rho_o=0", "method.privacy.epsilon=1"],
+         "method 'single_shot' with method.privacy.epsilon set takes a binary sensitive attribute only"),
+    ],
+)
+def test_methods_of_a_binary_attribute_refuse_k_groups_at_check_time(group_csv: Path, overrides, message) -> None:
+    """One line naming dataset.sensitive (or the method key) and the fix, before anything starts."""
+    with pytest.raises(api.ConfigError) as error:
+        api.check(compose(group_csv, *overrides))
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_binary_settings_pass_the_group_check(group_csv: Path) -> None:
+    """A binary spec passes every method's group check (the refusals are k > 2 only)."""
+    for name in ("dp_fedavg", "fairfed", "single_shot"):
+        method = build_method(OmegaConf.to_container(api.compose([f"method={name}"]).method, resolve=True))
+        method.check_groups(2)
