@@ -21,7 +21,7 @@ from fedsynth.core import LogisticModel
 from fedsynth.data import DatasetSpec, load_dataset, partition_clients
 from fedsynth.data.types import TabularData
 from fedsynth.federated.messages import HARNESS
-from fedsynth.federated.validation import check_evaluation_reply
+from fedsynth.federated.validation import check_evaluation_reply, reply_schema
 from fedsynth.methods import build_method, make_content
 from fedsynth.methods.base import ReplySchema
 from fedsynth.methods.replies import validate_rows
@@ -224,3 +224,19 @@ def test_binary_settings_pass_the_group_check(group_csv: Path) -> None:
     for name in ("dp_fedavg", "fairfed", "single_shot"):
         method = build_method(OmegaConf.to_container(api.compose([f"method={name}"]).method, resolve=True))
         method.check_groups(2)
+
+
+def test_the_synthetic_table_takes_k_groups_ordered_by_their_positive_rate() -> None:
+    """``generator.num_groups`` = 4: every group present, the positive rate rising with the group
+    (an ordered logit along the sensitive direction), the experiment's schema of 4 groups; the
+    default stays a binary attribute."""
+    spec = DatasetSpec.from_config(OmegaConf.to_container(api.compose(["dataset.generator.num_groups=4"]).dataset))
+    assert spec.num_groups == 4
+    data = load_dataset(spec)
+    rates = [float((data.y[data.s == g] > 0).double().mean()) for g in range(4)]
+    assert data.num_groups == 4 and set(data.s.unique().tolist()) == {0.0, 1.0, 2.0, 3.0}
+    assert rates == sorted(rates) and rates[-1] - rates[0] > 0.2
+    binary = load_dataset(DatasetSpec.from_config(OmegaConf.to_container(api.compose([]).dataset)))
+    assert binary.num_groups == 2 and set(binary.s.unique().tolist()) == {0.0, 1.0}
+    experiment = api.check(api.compose(["dataset.generator.num_groups=4", "method.fairness=group_covariance"]))
+    assert reply_schema(experiment).num_groups == 4
