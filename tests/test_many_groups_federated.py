@@ -17,7 +17,8 @@ from omegaconf import OmegaConf
 from sklearn.metrics import accuracy_score, recall_score
 
 from fedsynth import api
-from fedsynth.core import LogisticModel
+from fedsynth.core import LargestDemographicParityGap, LargestEqualOpportunityGap, LogisticModel
+from fedsynth.core.targets import fit_to_target
 from fedsynth.data import DatasetSpec, load_dataset, partition_clients
 from fedsynth.data.types import TabularData
 from fedsynth.federated.messages import HARNESS
@@ -38,6 +39,10 @@ SINGLE_SHOT_PAPER = [
 METHODS = {
     "single_shot": ["method=single_shot", "method.fairness=group_covariance", "method.rho_o=1", "method.k_max=5"],
     "single_shot_paper": SINGLE_SHOT_PAPER,
+    "single_shot_target": [
+        "method=single_shot", "method.fairness=dp_largest_gap", "method.fairness_temperature=0.1",
+        "method.server_fairness_target=0.05",
+    ],
     "fedavg": ["method=fedavg", "method.rounds=3"],
     "fair_fate": ["method=fair_fate", "method.rounds=2"],
     "centralized": ["method=centralized", "method.variant=fair", "method.fairness=group_covariance"],
@@ -115,6 +120,8 @@ def test_a_federated_run_on_k_groups_gives_fairlearns_largest_gaps(inprocess_run
         assert outcome.info["mixture_size"] >= 1 and 0.5 < outcome.metrics["accuracy"] <= 1
         return
     assert len(outcome.theta) == 3 + len(GROUPS) - 1 + 1  # x, the k − 1 indicators, the intercept
+    if name == "single_shot_target":  # the server's largest gap on its union meets the target
+        assert outcome.info["server_target_met"] and abs(outcome.info["server_target_achieved"]) <= 0.05
     y_true, y_pred, groups = pooled_predictions(experiment, outcome.theta)
     assert outcome.metrics["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred), abs=1e-12)
     spd = demographic_parity_difference(y_true, y_pred, sensitive_features=groups)
@@ -206,8 +213,8 @@ def test_the_server_checks_the_counts_of_every_group() -> None:
         (["method=single_shot"], "method.fairness=covariance: a measure of two groups, but dataset.sensitive has 4 groups; "
                                  "use method.fairness=group_covariance"),
         (["method=centralized", "method.variant=fair", "method.fairness=dp_gap"], "use method.fairness=dp_largest_gap"),
-        (["method=single_shot", "method.fairness=group_covariance", "method.server_fairness_target=0.05"],
-         "method.server_fairness_target: the targets take a binary sensitive attribute so far"),
+        (["method=single_shot", "method.server_rho=0", "method.server_fairness_target=0.05"],
+         "method.fairness=covariance: a measure of two groups"),
         (["method=single_shot_paper", "method.rho_o=0", "method.privacy.epsilon=1"],
          "method 'single_shot' with method.privacy.epsilon set takes a binary sensitive attribute only"),
     ],
@@ -240,3 +247,23 @@ def test_the_synthetic_table_takes_k_groups_ordered_by_their_positive_rate() -> 
     assert binary.num_groups == 2 and set(binary.s.unique().tolist()) == {0.0, 1.0}
     experiment = api.check(api.compose(["dataset.generator.num_groups=4", "method.fairness=group_covariance"]))
     assert reply_schema(experiment).num_groups == 4
+
+
+@pytest.mark.parametrize("metric, measure", [("spd", LargestDemographicParityGap), ("eod", LargestEqualOpportunityGap)])
+def test_a_fairness_target_on_k_groups_bounds_fairlearns_largest_gap(metric: str, measure: type) -> None:
+    """fit_to_target on 4 groups with the measure of the metric: the achieved value it reports is
+    fairlearn's largest gap of its predictions on the rows (1e-9), within the target, which the
+    plain fit misses."""
+    spec = DatasetSpec.from_config(OmegaConf.to_container(api.compose(["dataset.generator.num_groups=4"]).dataset))
+    data = load_dataset(spec).subset(torch.arange(1200))
+    model = LogisticModel(fit_intercept=True)
+    fit = fit_to_target(data, model, measure(temperature=0.1), 0.05, metric=metric)
+    y_true = (data.y > 0).int().numpy()
+    gap = demographic_parity_difference if metric == "spd" else equal_opportunity_difference
+
+    def largest_gap(theta: torch.Tensor) -> float:
+        y_pred = (model.decision(theta, data) >= 0).int().numpy()
+        return gap(y_true, y_pred, sensitive_features=data.s.numpy())
+
+    assert fit.met and fit.rho > 0 and abs(fit.achieved - largest_gap(fit.solution.theta)) <= 1e-9
+    assert largest_gap(model.fit(data).theta) > 0.05 >= fit.achieved

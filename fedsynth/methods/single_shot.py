@@ -260,29 +260,18 @@ class SingleShot(FederatedMethod):
     def fairness_measures(self) -> dict[str, FairnessMeasure]:
         """The measure under ``fairness`` while a client or server penalty or target uses it."""
         settings = self.settings
-        used = (settings.rho_o, settings.rho_s, settings.server_rho) != (0.0, 0.0, 0.0) or self.targets()
+        targets = (settings.fairness_target, settings.server_fairness_target) != (None, None)
+        used = (settings.rho_o, settings.rho_s, settings.server_rho) != (0.0, 0.0, 0.0) or targets
         return {"fairness": self.config.measure} if used else {}
 
-    def targets(self) -> list[str]:
-        """The fairness targets set (``fairness_target``, ``server_fairness_target``), by key."""
-        return [key for key in ("fairness_target", "server_fairness_target") if getattr(self.settings, key) is not None]
-
     def check_groups(self, num_groups: int) -> None:
-        """:meth:`FederatedMethod.check_groups`, and for k > 2 groups no privacy (its release counts
-        two groups) and no fairness target (its search measures two groups)."""
+        """:meth:`FederatedMethod.check_groups`, and for k > 2 groups no privacy (its release holds
+        the statistics of two groups)."""
         super().check_groups(num_groups)
-        if num_groups == 2:
-            return
-        if self.privacy.enabled:
+        if num_groups > 2 and self.privacy.enabled:
             raise ValueError(
                 f"dataset.sensitive: {num_groups} groups, but method {self.name!r} with method.privacy.epsilon set "
                 "takes a binary sensitive attribute only; set method.privacy.epsilon=null or give dataset.sensitive.privileged"
-            )
-        if self.targets():
-            key = self.targets()[0]
-            raise ValueError(
-                f"method.{key}: the targets take a binary sensitive attribute so far, and dataset.sensitive has "
-                f"{num_groups} groups; set method.{key}=null and use the penalty (method.rho_o / method.server_rho)"
             )
 
     # ------------------------------------------------------------------ server and client
