@@ -178,10 +178,13 @@ class FederatedMethod(abc.ABC):
                 "only; give dataset.sensitive.privileged (two groups) or use single_shot, fedavg or centralized"
             )
         for key, measure in self.fairness_measures().items():
-            if measure.many_groups is not None:
+            if measure.many_groups != measure.name:
+                fix = f"use method.{key}={measure.many_groups} (its k-group form)" if measure.many_groups else (
+                    f"use a measure of k groups (method.{key}=group_covariance, dp_largest_gap, ...)"
+                )
                 raise ValueError(
                     f"method.{key}={measure.name}: a measure of two groups, but dataset.sensitive has {num_groups} "
-                    f"groups; use method.{key}={measure.many_groups} (its k-group form)"
+                    f"groups; {fix}"
                 )
 
     def fairness_measures(self) -> dict[str, FairnessMeasure]:
