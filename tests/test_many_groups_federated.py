@@ -6,9 +6,11 @@ starts."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from fairlearn.metrics import MetricFrame, demographic_parity_difference, equal_opportunity_difference, selection_rate
@@ -27,6 +29,9 @@ from fedsynth.methods import build_method, make_content
 from fedsynth.methods.base import ReplySchema
 from fedsynth.methods.replies import validate_rows
 from fedsynth.metrics import evaluation_counts, group_metrics, sum_counts
+from fedsynth.reporting.collect import load_runs
+from fedsynth.reporting.comparison import write_comparison
+from fedsynth.reporting.report import build_report
 from fedsynth.reporting.results import results_record
 
 GROUPS = ["a", "b", "c", "d"]
@@ -267,3 +272,20 @@ def test_a_fairness_target_on_k_groups_bounds_fairlearns_largest_gap(metric: str
 
     assert fit.met and fit.rho > 0 and abs(fit.achieved - largest_gap(fit.solution.theta)) <= 1e-9
     assert largest_gap(model.fit(data).theta) > 0.05 >= fit.achieved
+
+
+def test_the_reports_show_each_groups_rates(inprocess_runs, tmp_path: Path) -> None:
+    """fedsynth-report writes groups.csv and a Groups section, fedsynth-compare appends the table:
+    one row per setting and group, the group's positive rate and accuracy those of results.json."""
+    for name in ("fedavg", "single_shot"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "results.json").write_text(json.dumps(inprocess_runs[name][2]))
+    report = build_report([tmp_path / "runs"], tmp_path / "report", make_plots=False)
+    groups = pd.read_csv(tmp_path / "report" / "groups.csv")
+    assert len(groups) == 2 * len(GROUPS) and "## Groups" in report["report"]
+    row = groups[(groups["setting"] == "fedavg") & (groups["group"] == "s3")].iloc[0]
+    expected = inprocess_runs["fedavg"][2]["groups"]["s3"]
+    assert row["positive_rate_mean"] == pytest.approx(expected["positive_rate"], rel=1e-12)
+    assert row["accuracy_mean"] == pytest.approx(expected["accuracy"], rel=1e-12)
+    comparison = write_comparison(load_runs([tmp_path / "runs"]), tmp_path / "compare")
+    assert "## Groups" in comparison["markdown"].read_text() and "| fedavg | s3 |" in comparison["markdown"].read_text()

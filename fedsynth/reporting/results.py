@@ -207,9 +207,10 @@ def method_settings(record: dict[str, Any]) -> dict[str, Any]:
 
 def synthetic_size(record: dict[str, Any]) -> tuple[str, str] | None:
     """(label, kind) of a ``synthetic_size`` setting (single_shot's N_s) in the paper's Table 1
-    terms: ``("N", "full")`` for ``full``; an integer's label is its value and its kind ``small``
-    when it is the paper's N^train,small for the dataset (or the run's ``study.n_s`` says so),
-    else the value again. None for a method without the setting."""
+    terms: ``("N", "full")`` for ``full``; ``auto`` (single_shot's default, resolved from d on
+    the server) the rows one client sent (``info.synthetic_rows``) and ``auto``; an integer's label
+    is its value and its kind ``small`` when it is the paper's N^train,small for the dataset (or the
+    run's ``study.n_s`` says so), else the value again. None for a method without the setting."""
     config = record["config"]
     method = config.get("method") or {}
     if "synthetic_size" not in method:
@@ -217,6 +218,9 @@ def synthetic_size(record: dict[str, Any]) -> tuple[str, str] | None:
     size = method["synthetic_size"]
     if size is None or size == "full":
         return "N", "full"
+    if size == "auto":
+        rows = sorted({int(n) for n in ((record.get("info") or {}).get("synthetic_rows") or {}).values()})
+        return (str(rows[0]) if len(rows) == 1 else "auto"), "auto"
     size = int(size)
     study = config.get("study") or {}
     if study.get("n_s") == "small" or SMALL_SIZES.get(dataset_name(record)) == size:
