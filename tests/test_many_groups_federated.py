@@ -208,24 +208,32 @@ def test_the_server_checks_the_counts_of_every_group() -> None:
         check_evaluation_reply(report(counts), num_groups=2, **check)
 
 
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        (["method=dp_fedavg"], "dataset.sensitive: 4 groups, but method 'dp_fedavg' takes a binary sensitive attribute only"),
-        (["method=dp_mst"], "dataset.sensitive: 4 groups, but method 'dp_mst' takes a binary"),
-        (["method=dp_suffstats"], "dataset.sensitive: 4 groups, but method 'dp_suffstats' takes a binary"),
-        (["method=fairfed"], "dataset.sensitive: 4 groups, but method 'fairfed' takes a binary"),
-        (["method=single_shot"], "method.fairness=covariance: a measure of two groups, but dataset.sensitive has 4 groups; "
-                                 "use method.fairness=group_covariance"),
-        (["method=centralized", "method.variant=fair", "method.fairness=dp_gap"], "use method.fairness=dp_largest_gap"),
-        (["method=single_shot", "method.server_rho=0", "method.server_fairness_target=0.05"],
-         "method.fairness=covariance: a measure of two groups"),
-        (["method=single_shot_paper", "method.rho_o=0", "method.privacy.epsilon=1"],
-         "method 'single_shot' with method.privacy.epsilon set takes a binary sensitive attribute only"),
-    ],
-)
-def test_methods_of_a_binary_attribute_refuse_k_groups_at_check_time(group_csv: Path, overrides, message) -> None:
+REFUSALS = {
+    "dp_fedavg": (["method=dp_fedavg"], "dataset.sensitive: 4 groups, but method 'dp_fedavg' takes a binary sensitive attribute only"),
+    "dp_mst": (["method=dp_mst"], "dataset.sensitive: 4 groups, but method 'dp_mst' takes a binary"),
+    "dp_suffstats": (["method=dp_suffstats"], "dataset.sensitive: 4 groups, but method 'dp_suffstats' takes a binary"),
+    "fairfed": (["method=fairfed"], "dataset.sensitive: 4 groups, but method 'fairfed' takes a binary"),
+    "default covariance": (
+        ["method=single_shot"],
+        "method.fairness=covariance: a measure of two groups, but dataset.sensitive has 4 groups; use method.fairness=group_covariance",
+    ),
+    "centralized dp_gap": (["method=centralized", "method.variant=fair", "method.fairness=dp_gap"], "use method.fairness=dp_largest_gap"),
+    "target with covariance": (
+        ["method=single_shot", "method.server_rho=0", "method.server_fairness_target=0.05"],
+        "method.fairness=covariance: a measure of two groups",
+    ),
+    "privacy": (
+        ["method=single_shot_paper", "method.rho_o=0", "method.privacy.epsilon=1"],
+        "method 'single_shot' with method.privacy.epsilon set takes a binary sensitive attribute only",
+    ),
+}
+"""What a k-group spec refuses at check time: the overrides and the message's words."""
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_methods_of_a_binary_attribute_refuse_k_groups_at_check_time(group_csv: Path, case: str) -> None:
     """One line naming dataset.sensitive (or the method key) and the fix, before anything starts."""
+    overrides, message = REFUSALS[case]
     with pytest.raises(api.ConfigError) as error:
         api.check(compose(group_csv, *overrides))
     assert message in str(error.value) and "\n" not in str(error.value)
