@@ -50,6 +50,7 @@ METHODS = {
     ],
     "fedavg": ["method=fedavg", "method.rounds=3"],
     "fair_fate": ["method=fair_fate", "method.rounds=2"],
+    "fairfed": ["method=fairfed", "method.rounds=3"],
     "centralized": ["method=centralized", "method.variant=fair", "method.fairness=group_covariance"],
     "centralized_eg": ["method=centralized", "method.variant=exponentiated_gradient", "method.eg_max_iter=10"],
 }
@@ -127,6 +128,8 @@ def test_a_federated_run_on_k_groups_gives_fairlearns_largest_gaps(inprocess_run
     assert len(outcome.theta) == 3 + len(GROUPS) - 1 + 1  # x, the k − 1 indicators, the intercept
     if name == "single_shot_target":  # the server's largest gap on its union meets the target
         assert outcome.info["server_target_met"] and abs(outcome.info["server_target_achieved"]) <= 0.05
+    if name == "fairfed":  # the weights follow each client's largest gap on its training rows
+        assert all(0 <= r["spd_global"] <= 1 and len(r["delta"]) == 2 for r in outcome.info["fairfed_rounds"])
     y_true, y_pred, groups = pooled_predictions(experiment, outcome.theta)
     assert outcome.metrics["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred), abs=1e-12)
     spd = demographic_parity_difference(y_true, y_pred, sensitive_features=groups)
@@ -212,7 +215,6 @@ REFUSALS = {
     "dp_fedavg": (["method=dp_fedavg"], "dataset.sensitive: 4 groups, but method 'dp_fedavg' takes a binary sensitive attribute only"),
     "dp_mst": (["method=dp_mst"], "dataset.sensitive: 4 groups, but method 'dp_mst' takes a binary"),
     "dp_suffstats": (["method=dp_suffstats"], "dataset.sensitive: 4 groups, but method 'dp_suffstats' takes a binary"),
-    "fairfed": (["method=fairfed"], "dataset.sensitive: 4 groups, but method 'fairfed' takes a binary"),
     "default covariance": (
         ["method=single_shot"],
         "method.fairness=covariance: a measure of two groups, but dataset.sensitive has 4 groups; use method.fairness=group_covariance",
@@ -297,3 +299,24 @@ def test_the_reports_show_each_groups_rates(inprocess_runs, tmp_path: Path) -> N
     assert row["accuracy_mean"] == pytest.approx(expected["accuracy"], rel=1e-12)
     comparison = write_comparison(load_runs([tmp_path / "runs"]), tmp_path / "compare")
     assert "## Groups" in comparison["markdown"].read_text() and "| fedavg | s3 |" in comparison["markdown"].read_text()
+
+
+def test_fairfeds_weights_follow_each_clients_largest_gap() -> None:
+    """FairFed on 3 groups: Δ_k = |F_k − F_global| with F the largest gap of the groups' positive
+    rates (of the client's counts, and of the pooled counts), and the weight update of the paper."""
+    fairfed = build_method(OmegaConf.to_container(api.compose(["method=fairfed", "method.beta=0.5"]).method, resolve=True))
+    assert fairfed.statistic_keys(3) == ("correct", "n_s0", "n_s1", "n_s2", "positive_s0", "positive_s1", "positive_s2")
+    stats = {
+        1: {"num-examples": 100.0, "correct": 80.0, "n_s0": 50.0, "n_s1": 30.0, "n_s2": 20.0,
+            "positive_s0": 10.0, "positive_s1": 15.0, "positive_s2": 10.0},  # rates .2 .5 .5: gap .3
+        2: {"num-examples": 100.0, "correct": 70.0, "n_s0": 40.0, "n_s1": 40.0, "n_s2": 20.0,
+            "positive_s0": 20.0, "positive_s1": 20.0, "positive_s2": 12.0},  # rates .5 .5 .6: gap .1
+    }
+    updates = {node: make_content(arrays={"theta": np.zeros(3)}, metrics=m) for node, m in stats.items()}
+    weights = fairfed.aggregation_weights(1, updates)
+    global_gap = 22 / 40 - 30 / 90  # pooled rates 30/90, 35/70, 22/40
+    deltas = {1: abs(0.3 - global_gap), 2: abs(0.1 - global_gap)}
+    assert fairfed._history[0]["spd_global"] == pytest.approx(global_gap, abs=1e-12)
+    for node in (1, 2):
+        expected = 100.0 - 0.5 * 200.0 * (deltas[node] - sum(deltas.values()) / 2)
+        assert weights[node] == pytest.approx(expected, abs=1e-9)
