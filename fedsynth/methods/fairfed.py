@@ -18,7 +18,9 @@ then aggregates θ^{t+1} = Σ ω_k θ_k / Σ ω_k (:func:`weighted_mean`, a plai
 order of operations of Flower's FedAvg aggregation). β = 0 is FedAvg exactly, to the bit.
 For k > 2 groups (not in the paper) F is the largest gap of the groups' positive rates over the
 groups with rows (:func:`~fedsynth.metrics.counts.group_gap`, the ``spd`` metric of k groups),
-undefined with fewer than two. Deviations from the paper, both documented in docs/comparison.md: the server sees each
+undefined with fewer than two.
+
+Deviations from the paper, both documented in docs/comparison.md: the server sees each
 client's statistics (FairFed obtains F_global and the mean Δ through secure aggregation; without
 it, as here, the individual counts reach the server), and ω_k is clipped at 0 (large β can drive
 a weight negative; the paper leaves that case open). ω is kept in units of examples (ω⁰_k = n_k,

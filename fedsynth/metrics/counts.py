@@ -209,12 +209,9 @@ def group_metrics(counts: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     for group in count_groups(counts):
         rows, labelled = counts[f"n_{group}"], counts[f"n_y1_{group}"]
         positive, hits = counts[f"positive_{group}"], counts[f"true_positive_{group}"]
-        metrics[group] = {
-            "n": float(rows),
-            "positive_rate": _ratio(positive, rows),
-            "true_positive_rate": _ratio(hits, labelled),
-            "accuracy": _ratio(hits + (rows - labelled) - (positive - hits), rows),
-        }
+        values = (float(rows), _ratio(positive, rows), _ratio(hits, labelled),
+                  _ratio(hits + (rows - labelled) - (positive - hits), rows))
+        metrics[group] = dict(zip(GROUP_METRIC_KEYS, values, strict=True))
     return metrics
 
 
