@@ -9,8 +9,9 @@
 The ``fedsynth`` command, ``fedsynth-deploy``, the Flower ServerApp (:mod:`fedsynth.app`) and the
 tests use these and nothing deeper. :func:`check` checks everything before anything starts:
 every config value (by Hydra's structured configs and the settings of the ``method`` class), the
-dataset spec, the data file, the client split, N_s against each client's rows; it uses the code
-the clients run, so a client meets no error the command could have seen.
+dataset spec, the method against its sensitive attribute's groups, the data file, the client split,
+N_s against each client's rows; it uses the code the clients run, so a client meets no error the
+command could have seen.
 """
 
 from __future__ import annotations
@@ -79,11 +80,6 @@ def check(config: Mapping[str, Any], split: bool = True) -> Experiment:
         spec = DatasetSpec.from_config(experiment.dataset)
     except (ValueError, DataError) as error:
         raise ConfigError(str(error)) from None
-    if spec.num_groups != 2:
-        raise ConfigError(
-            f"dataset.sensitive.groups: {spec.num_groups} groups, but the federated methods take a binary sensitive "
-            "attribute so far (k groups: fedsynth.metrics and the fedsynth.core measures); give dataset.sensitive.privileged"
-        )
     directory = data_directory(experiment.data_dir)
     experiment.data_dir = None if directory is None else str(directory)
     if spec.kind == "table":
@@ -97,9 +93,13 @@ def check(config: Mapping[str, Any], split: bool = True) -> Experiment:
             "of dataset.num_clients; lower it or raise dataset.num_clients"
         )
     try:
-        build_method(experiment.method)
+        method = build_method(experiment.method)
     except ValueError as error:
         raise ConfigError(f"{error}; fix it in the method.* overrides") from None
+    try:
+        method.check_groups(spec.num_groups)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     if experiment.method.get("synthetic_labels") == "copy" and experiment.method.get("synthetic_size") != "full":
         raise ConfigError(
             "method.synthetic_labels=copy: needs method.synthetic_size=full (N_s = N); "

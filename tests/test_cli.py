@@ -110,7 +110,8 @@ CSV = [
         ("huge values", [*CSV, "dataset.file={tmp}/huge.csv"], "column 'f0' encodes to values beyond"),
         ("sha256 mismatch", [*CSV, "dataset.file={tmp}/ok.csv", "+dataset.sha256=" + "0" * 64], "sha256 mismatch"),
         ("more clients than rows", [*CSV, "dataset.file={tmp}/ok.csv", "dataset.num_clients=50"], "50 clients requested"),
-        ("k groups in a run", ["dataset=dutch_sex_country"], "dataset.sensitive.groups: 6 groups, but the federated methods"),
+        ("k groups, a measure of two", ["dataset=dutch_sex_country"], "method.fairness=covariance: a measure of two groups, but dataset.sensitive has 6 groups"),
+        ("k groups, a binary method", ["dataset=dutch_sex_country", "method=dp_fedavg"], "dataset.sensitive: 6 groups, but method 'dp_fedavg' takes a binary"),
     ],
 )
 def test_user_errors_are_one_line_exit_2_before_anything_starts(tmp_path, case, overrides, message):

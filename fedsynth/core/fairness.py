@@ -141,6 +141,11 @@ class FairnessMeasure(ABC):
     name: ClassVar[str]
     positives_only: ClassVar[bool] = False
     """Measure over the rows with y = +1 only (the equal-opportunity measures)."""
+    many_groups: ClassVar[str | None] = None
+    """The name of the measure to use on a sensitive attribute of k > 2 groups: the measure's own
+    name when it takes k groups, the name of its k-group form for a measure of two groups (it
+    reads s as the 0/1 attribute), None for a measure of two groups without one (the default: a
+    new measure is refused on k groups until it says it takes them)."""
 
     def bind(self, a: torch.Tensor, s: torch.Tensor, y: torch.Tensor, *, weight: torch.Tensor | None = None) -> BoundMeasure:
         """The measure on the rows (design matrix ``a``, group ``s``, labels ``y`` ∈ {−1, +1}):
@@ -174,6 +179,7 @@ class Covariance(FairnessMeasure):
     c = (1/N) Σ_i (s_i − s̄) a_i, so ∇_θ F = c (constant)."""
 
     name: ClassVar[str] = "covariance"
+    many_groups: ClassVar[str | None] = "group_covariance"
 
     def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None, weight: torch.Tensor | None) -> BoundMeasure:
         return _Linear(a, s, rows, weight)
@@ -186,6 +192,7 @@ class EqualOpportunityCovariance(Covariance):
 
     name: ClassVar[str] = "eo_covariance"
     positives_only: ClassVar[bool] = True
+    many_groups: ClassVar[str | None] = "eo_group_covariance"
 
 
 @dataclass(frozen=True)
@@ -199,6 +206,7 @@ class DemographicParityGap(FairnessMeasure):
     """
 
     name: ClassVar[str] = "dp_gap"
+    many_groups: ClassVar[str | None] = "dp_largest_gap"
     temperature: float = 1.0
 
     def __post_init__(self) -> None:
@@ -226,6 +234,7 @@ class EqualOpportunityGap(DemographicParityGap):
 
     name: ClassVar[str] = "eo_gap"
     positives_only: ClassVar[bool] = True
+    many_groups: ClassVar[str | None] = "eo_largest_gap"
 
 
 def _weighted_groups(s: torch.Tensor, weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -299,6 +308,7 @@ class GroupCovariance(Covariance):
     c_1 = −c_0 is eq. (2), so F = |eq. (2)| and the penalty ρ/2·F² is the binary one."""
 
     name: ClassVar[str] = "group_covariance"
+    many_groups: ClassVar[str | None] = "group_covariance"
 
     def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None, weight: torch.Tensor | None) -> BoundMeasure:
         groups = _weighted_groups(s, weight)
@@ -310,6 +320,7 @@ class EqualOpportunityGroupCovariance(GroupCovariance):
     """:class:`GroupCovariance` over the rows with y_i = +1 only."""
 
     name: ClassVar[str] = "eo_group_covariance"
+    many_groups: ClassVar[str | None] = "eo_group_covariance"
     positives_only: ClassVar[bool] = True
 
 
@@ -322,6 +333,7 @@ class LargestDemographicParityGap(DemographicParityGap):
     for two groups F = |:class:`DemographicParityGap`|."""
 
     name: ClassVar[str] = "dp_largest_gap"
+    many_groups: ClassVar[str | None] = "dp_largest_gap"
 
     def _bind(self, a: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None, weight: torch.Tensor | None) -> BoundMeasure:
         groups = _weighted_groups(s, weight)
@@ -334,6 +346,7 @@ class LargestEqualOpportunityGap(LargestDemographicParityGap):
     smooth true-positive rates)."""
 
     name: ClassVar[str] = "eo_largest_gap"
+    many_groups: ClassVar[str | None] = "eo_largest_gap"
     positives_only: ClassVar[bool] = True
 
 

@@ -10,8 +10,10 @@ measure, :mod:`fedsynth.core.fairness`): the smallest ρ whose solution meets th
 growing ρ tenfold until the target is met and then bisecting ρ on a log scale between the last ρ that
 missed and the first that met it. G, the quantity the target bounds (:data:`TARGET_METRICS`), is
 
-* ``spd``: the statistical parity difference (4) of the hard predictions on the rows;
-* ``eod``: the equal-opportunity difference (true-positive rates) on the rows;
+* ``spd``: the statistical parity difference (4) of the hard predictions on the rows (for k > 2
+  groups the largest gap of the groups' positive rates, fairlearn's ``demographic_parity_difference``);
+* ``eod``: the equal-opportunity difference (true-positive rates) on the rows (for k > 2 groups the
+  largest gap, fairlearn's ``equal_opportunity_difference``);
 * ``measure``: F itself, in its own units (e.g. the covariance (2)).
 
 The constraint is met with the least penalty, so with the least accuracy given up: as ρ grows, |F|
@@ -70,23 +72,29 @@ def fairness_value(
     y: torch.Tensor,
     measure: BoundMeasure,
     weight: torch.Tensor | None = None,
+    num_groups: int = 2,
 ) -> float:
     """The quantity ``metric`` (:data:`TARGET_METRICS`) of the model θ on the rows (design ``a``,
-    groups ``s``, labels ``y``, optional row ``weight``): the SPD or EOD of the predictions
-    1[a_iᵀθ ≥ 0] (weighted rates), or F(θ) of the bound ``measure``; 0 where a group is empty."""
+    groups ``s`` of ``num_groups``, labels ``y``, optional row ``weight``): the SPD or EOD of the
+    predictions 1[a_iᵀθ ≥ 0] (weighted rates; two groups: signed, s = 1 minus s = 0, 0 where a
+    group is empty; k > 2 groups: the largest gap over the groups with rows, 0 with fewer than two),
+    or F(θ) of the bound ``measure``."""
     if metric == "measure":
         return float(measure(theta)[0])
     positive = ((a @ theta) >= 0).double()
     rows = torch.ones_like(s, dtype=torch.bool) if metric == "spd" else y > 0
     w = torch.ones_like(s) if weight is None else weight
     rates = []
-    for group in (1.0, 0.0):
+    for group in (1.0, 0.0) if num_groups == 2 else range(num_groups):
         member = rows & (s == group)
         total = float(w[member].sum())
-        if total <= 0:
+        if total > 0:
+            rates.append(float((w * positive)[member].sum()) / total)
+        elif num_groups == 2:
             return 0.0
-        rates.append(float((w * positive)[member].sum()) / total)
-    return rates[0] - rates[1]
+    if num_groups == 2:
+        return rates[0] - rates[1]
+    return max(rates) - min(rates) if len(rates) >= 2 else 0.0
 
 
 def fit_to_target(
@@ -104,15 +112,15 @@ def fit_to_target(
     does). When no ρ up to :data:`RHO_MAX` meets it (a measure that cannot pin the SPD down, e.g.
     the covariance on some data), the largest ρ's solution with ``met = False``."""
     check_target(target, metric)
-    a = model.design(data.x, data.s)
+    a = model.design(data.x, data.s, data.num_groups)
     objective: LogisticObjective = model.objective(a, data.y, sample_weight)
     bound = measure.bind(a, data.s, data.y, weight=objective.weight)
-    solver = model.inner_solver(data.num_features, dtype=a.dtype)
+    solver = model.inner_solver(data.num_features, dtype=a.dtype, num_groups=data.num_groups)
     weight = objective.weight
 
     def solve(rho: float, start: torch.Tensor | None) -> TargetFit:
         solution = solver.solve(objective, start, penalty=None if rho == 0 else (rho, bound))
-        value = fairness_value(metric, solution.theta, a, data.s, data.y, bound, weight)
+        value = fairness_value(metric, solution.theta, a, data.s, data.y, bound, weight, data.num_groups)
         return TargetFit(solution, rho, value, abs(value) <= target)
 
     missed = solve(0.0, None)

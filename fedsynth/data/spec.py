@@ -194,6 +194,7 @@ class SyntheticSpec:
     class_separation: float = 2.0
     rotation: float = 0.8
     sensitive_strength: float = 1.0
+    num_groups: int = 2
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> SyntheticSpec:
@@ -216,6 +217,7 @@ class SyntheticSpec:
                 "generator.sensitive_strength",
                 cfg.get("sensitive_strength", defaults.sensitive_strength),
             ),
+            num_groups=_require_int("generator.num_groups", cfg.get("num_groups", defaults.num_groups), 2),
         )
 
 
@@ -240,7 +242,10 @@ class DatasetSpec:
 
     @property
     def num_groups(self) -> int:
-        """k, the groups of the sensitive attribute (2 for the synthetic table and binary specs)."""
+        """k, the groups of the sensitive attribute (2 for binary specs; the synthetic table's
+        ``generator.num_groups``)."""
+        if self.generator is not None:
+            return self.generator.num_groups
         return 2 if self.sensitive is None else self.sensitive.num_groups
 
     @classmethod

@@ -8,6 +8,11 @@ rotated by ``rotation`` radians (towards the last coordinate axis). ``rotation =
 follow the label as closely as the features do; ``rotation = pi/2`` makes it independent of the
 label. The privileged group (s = 1) has the higher positive rate, so both the raw labels and a
 classifier trained on them have a clearly non-zero statistical parity difference.
+
+With ``num_groups`` k > 2 the groups are ordered along the same direction (an ordered logit):
+``P(s >= g | x) = sigmoid(sensitive_strength * v . x - c_g)`` for g = 1..k-1 with the cut points
+``c_g = g - k/2`` (one apart, centred), so a higher group has a higher positive rate; one uniform
+draw per row decides s. For k = 2 the one cut point is 0 and this is the rule above, draw for draw.
 """
 
 from __future__ import annotations
@@ -38,13 +43,14 @@ def generate_synthetic(spec: SyntheticSpec) -> TabularData:
     x = (spec.class_separation / 2) * y[:, None] * class_direction + rng.standard_normal(
         (spec.num_rows, d)
     )
-    privileged_probability = 1.0 / (
-        1.0 + np.exp(-spec.sensitive_strength * (x @ sensitive_direction))
-    )
-    s = (rng.random(spec.num_rows) < privileged_probability).astype(np.float64)
+    score = spec.sensitive_strength * (x @ sensitive_direction)
+    cuts = np.arange(1, spec.num_groups) - spec.num_groups / 2  # c_g; [0.0] for two groups
+    at_least = 1.0 / (1.0 + np.exp(-(score[:, None] - cuts[None, :])))  # P(s >= g | x), g = 1..k-1
+    s = (rng.random(spec.num_rows)[:, None] < at_least).sum(axis=1).astype(np.float64)
     return TabularData(
         x=torch.from_numpy(x),
         s=torch.from_numpy(s),
         y=torch.from_numpy(y),
         feature_names=tuple(f"x{j + 1}" for j in range(d)),
+        num_groups=spec.num_groups,
     )

@@ -204,6 +204,7 @@ def run_experiment(
                 report_metrics=federation.report_metrics,
                 extra_metrics=method.evaluation_metrics,
                 max_test_rows=federation.max_test_rows,
+                num_groups=comm.schema.num_groups,
             )
         except ValueError as err:
             failures.append(ClientFailure(node, f"{EVALUATE}: invalid report: {err}"))

@@ -58,7 +58,7 @@ def local_sgd(
     arguments always give the same θ."""
     if epochs < 0 or batch_size < 1 or not lr > 0:
         raise ValueError(f"need epochs >= 0, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
-    a = model.design(train.x, train.s)
+    a = model.design(train.x, train.s, train.num_groups)
     y = train.y
     current = (
         torch.zeros(a.shape[1], dtype=torch.float64)
@@ -116,6 +116,10 @@ class ExactFitMethod(FederatedMethod):
     def measure(self) -> FairnessMeasure:
         """The ``fair`` variant's measure F, built from ``fairness`` and ``fairness_temperature``."""
         return fairness_from_config(self.fairness, self.fairness_temperature)
+
+    def fairness_measures(self) -> dict[str, FairnessMeasure]:
+        """The ``fair`` variant's measure under ``fairness`` (none for the others)."""
+        return {"fairness": self.measure} if self.variant == "fair" else {}
 
     def fit(self, data: TabularData) -> np.ndarray:
         """θ of the ``plain`` or ``fair`` variant on ``data``."""

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Union
+from typing import Any, ClassVar, Mapping, Protocol, Union
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
-from fedsynth.core import LogisticMixture, LogisticModel
+from fedsynth.core import FairnessMeasure, LogisticMixture, LogisticModel
 from fedsynth.data.types import ClientPartition
 from fedsynth.metrics import report_counts
 from fedsynth.privacy.budget import PrivacyBudget
@@ -109,11 +109,13 @@ class NotEnoughClients(RuntimeError):
 @dataclass(frozen=True)
 class ReplySchema:
     """What the server accepts in a client's reply, from the server's own experiment and never
-    from the replies: ``num_features`` (d, the encoded feature count of the dataset spec) and
-    ``max_abs_x`` (the largest |x̂| accepted, in encoded units, ``federation.max_abs_x``)."""
+    from the replies: ``num_features`` (d, the encoded feature count of the dataset spec),
+    ``max_abs_x`` (the largest |x̂| accepted, in encoded units, ``federation.max_abs_x``) and
+    ``num_groups`` (k, the groups of the spec's sensitive attribute: ŝ ∈ {0, .., k−1})."""
 
     num_features: int
     max_abs_x: float
+    num_groups: int = 2
 
 
 class Communicator(Protocol):
@@ -158,6 +160,38 @@ class FederatedMethod(abc.ABC):
     """Metric keys the client's ``evaluate`` reply may carry besides the test counts."""
     model: LogisticModel
     """The logistic model the clients evaluate θ with (by default; see :meth:`evaluated_model`)."""
+    binary_sensitive_only: ClassVar[bool] = False
+    """Whether the method takes a binary sensitive attribute only (its protocol or its privacy
+    release counts two groups): :meth:`check_groups` refuses k > 2 groups."""
+
+    def check_groups(self, num_groups: int) -> None:
+        """Raise ``ValueError`` with one line naming the config key and the fix when the method
+        cannot run on a sensitive attribute of ``num_groups`` groups: a method that takes a binary
+        attribute only (:attr:`binary_sensitive_only`), or a fairness measure of two groups among
+        :meth:`fairness_measures` (the message names its k-group counterpart). Binary attributes
+        always pass."""
+        if num_groups == 2:
+            return
+        if self.binary_sensitive_only:
+            raise ValueError(
+                f"dataset.sensitive: {num_groups} groups, but method {self.name!r} takes a binary sensitive attribute "
+                "only; give dataset.sensitive.privileged (two groups) or use single_shot, fedavg or centralized"
+            )
+        for key, measure in self.fairness_measures().items():
+            if measure.many_groups != measure.name:
+                fix = f"use method.{key}={measure.many_groups} (its k-group form)" if measure.many_groups else (
+                    f"use a measure of k groups (method.{key}=group_covariance, dp_largest_gap, ...)"
+                )
+                raise ValueError(
+                    f"method.{key}={measure.name}: a measure of two groups, but dataset.sensitive has {num_groups} "
+                    f"groups; {fix}"
+                )
+
+    def fairness_measures(self) -> dict[str, FairnessMeasure]:
+        """The fairness measures this run's settings use, by config key (none by default; a
+        method with a fairness penalty or target names its measure while a weight or target
+        makes it count)."""
+        return {}
 
     @abc.abstractmethod
     def run_server(self, comm: Communicator) -> ServerResult:

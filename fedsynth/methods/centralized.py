@@ -126,5 +126,5 @@ class Centralized(ExactFitMethod):
         counts are expected counts)."""
         theta = received_theta(content)
         if self.variant == "exponentiated_gradient":
-            return self.model, LogisticMixture.unpack(theta, self.model.num_weights(data.test.num_features))
+            return self.model, LogisticMixture.unpack(theta, self.model.num_weights(data.test.num_features, data.test.num_groups))
         return self.model, theta

@@ -42,6 +42,7 @@ class DPFedAvg(FedAvg):
     """
 
     name = "dp_fedavg"
+    binary_sensitive_only = True
     payload_arrays: ClassVar[tuple[str, ...]] = (THETA,)
     privacy: Mapping[str, Any] = field(default_factory=dict)
     sample_rate: float = 0.01

@@ -49,6 +49,7 @@ class DPMST(FederatedMethod):
     """
 
     name = "dp_mst"
+    binary_sensitive_only = True
     payload_arrays: ClassVar[tuple[str, ...]] = ROW_ARRAYS
     synthetic_size: int = 800
     privacy: Mapping[str, Any] = field(default_factory=dict)

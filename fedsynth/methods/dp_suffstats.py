@@ -53,6 +53,7 @@ class DPSufficientStatistics(FederatedMethod):
     """
 
     name = "dp_suffstats"
+    binary_sensitive_only = True
     payload_arrays: ClassVar[tuple[str, ...]] = STATISTICS_ARRAYS
     privacy: Mapping[str, Any] = field(default_factory=dict)
     rho: float = 10.0

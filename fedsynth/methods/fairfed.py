@@ -5,7 +5,8 @@ on its own training data, trains locally from it and replies θ_k with these sta
 
 * ``num-examples`` = n_k (as in FedAvg),
 * ``n_s1``, ``n_s0``: its group sizes; ``positive_s1``, ``positive_s0``: positive predictions of
-  θ^t per group; ``correct``: correct predictions of θ^t.
+  θ^t per group (for k > 2 groups ``n_s<g>``, ``positive_s<g>`` of every group g = 0..k−1);
+  ``correct``: correct predictions of θ^t.
 
 From them the server computes the local SPD F_k of θ^t on client k, the global SPD F_global of θ^t
 over all clients' training data (pooled counts), Δ_k = |F_k − F_global| (|Acc_k − Acc_global|
@@ -15,6 +16,10 @@ for a client whose local SPD is undefined because it lacks a group, as FairFed d
 
 then aggregates θ^{t+1} = Σ ω_k θ_k / Σ ω_k (:func:`weighted_mean`, a plain weighted mean in the
 order of operations of Flower's FedAvg aggregation). β = 0 is FedAvg exactly, to the bit.
+For k > 2 groups (not in the paper) F is the largest gap of the groups' positive rates over the
+groups with rows (:func:`~fedsynth.metrics.counts.group_gap`, the ``spd`` metric of k groups),
+undefined with fewer than two.
+
 Deviations from the paper, both documented in docs/comparison.md: the server sees each
 client's statistics (FairFed obtains F_global and the mean Δ through secure aggregation; without
 it, as here, the individual counts reach the server), and ω_k is clipped at 0 (large β can drive
@@ -35,9 +40,7 @@ from fedsynth.data.types import TabularData
 from fedsynth.methods.base import Communicator, ServerResult, metrics_of, received_theta
 from fedsynth.methods.fedavg import NUM_EXAMPLES, FedAvg
 from fedsynth.metrics import evaluation_counts
-
-GROUP_KEYS = ("correct", "n_s1", "n_s0", "positive_s1", "positive_s0")
-"""The per-round statistics of θ^t a FairFed client sends besides θ_k and n_k."""
+from fedsynth.metrics.counts import group_gap, group_rates, group_suffixes
 
 
 def weighted_mean(thetas: list[np.ndarray], weights: list[float]) -> np.ndarray:
@@ -51,11 +54,18 @@ def weighted_mean(thetas: list[np.ndarray], weights: list[float]) -> np.ndarray:
     return mean
 
 
-def _spd(positive_s1: float, n_s1: float, positive_s0: float, n_s0: float) -> float:
-    """SPD (4) from counts; NaN when a group is empty."""
-    if n_s1 <= 0 or n_s0 <= 0:
-        return math.nan
-    return positive_s1 / n_s1 - positive_s0 / n_s0
+def group_keys(num_groups: int) -> tuple[str, ...]:
+    """The per-round statistics of θ^t a FairFed client sends besides θ_k and n_k, for an
+    attribute of ``num_groups`` groups: ``correct``, then ``n_<g>`` and ``positive_<g>`` of every
+    group suffix g (``s1``, ``s0`` for two groups)."""
+    groups = group_suffixes(num_groups)
+    return ("correct", *(f"n_{g}" for g in groups), *(f"positive_{g}" for g in groups))
+
+
+def _spd(counts: Mapping[str, float]) -> float:
+    """SPD (4) from counts (two groups: signed; k groups: the largest gap); NaN when a group is
+    empty (k groups: fewer than two with rows)."""
+    return group_gap(group_rates(counts, "positive", "n"))
 
 
 @dataclass(kw_only=True, eq=False)
@@ -69,7 +79,6 @@ class FairFed(FedAvg):
     """
 
     name = "fairfed"
-    statistic_keys = GROUP_KEYS
     beta: float = 1.0
     _omega: dict[int, float] = field(default_factory=dict, init=False, repr=False)
     _history: list[dict[str, Any]] = field(default_factory=list, init=False, repr=False)
@@ -84,10 +93,14 @@ class FairFed(FedAvg):
         self._omega, self._history = {}, []
         return super().run_server(comm)
 
+    def statistic_keys(self, num_groups: int) -> tuple[str, ...]:
+        """:func:`group_keys`: the counts of θ^t the server weighs the clients by."""
+        return group_keys(num_groups)
+
     def client_statistics(self, theta: np.ndarray, train: TabularData) -> dict[str, float]:
-        """Counts of the global θ^t on the client's training data (:data:`GROUP_KEYS`)."""
+        """Counts of the global θ^t on the client's training data (:func:`group_keys`)."""
         counts = evaluation_counts(self.model, theta, train)
-        return {key: counts[key] for key in GROUP_KEYS}
+        return {key: counts[key] for key in group_keys(train.num_groups)}
 
     def average(self, server_round: int, updates: Mapping[int, RecordDict]) -> np.ndarray:
         """Σ_k ω_k θ_k / Σ_k ω_k with ω from :meth:`aggregation_weights` (clients in node order)."""
@@ -98,12 +111,12 @@ class FairFed(FedAvg):
     def aggregation_weights(self, server_round: int, updates: Mapping[int, RecordDict]) -> dict[int, float]:
         """Update ω from the statistics of θ^t and return it for the clients that replied."""
         stats = {node: metrics_of(update) for node, update in updates.items()}
-        total = {key: sum(m[key] for m in stats.values()) for key in (NUM_EXAMPLES, *GROUP_KEYS)}
-        spd_global = _spd(total["positive_s1"], total["n_s1"], total["positive_s0"], total["n_s0"])
+        total = {key: sum(m[key] for m in stats.values()) for key in next(iter(stats.values()))}
+        spd_global = _spd(total)
         acc_global = total["correct"] / total[NUM_EXAMPLES]
         deltas: dict[int, float] = {}
         for node, m in stats.items():
-            spd_local = _spd(m["positive_s1"], m["n_s1"], m["positive_s0"], m["n_s0"])
+            spd_local = _spd(m)
             if math.isnan(spd_local) or math.isnan(spd_global):
                 deltas[node] = abs(m["correct"] / m[NUM_EXAMPLES] - acc_global)
             else:

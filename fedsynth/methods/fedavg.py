@@ -55,8 +55,6 @@ class FedAvg(FederatedMethod):
 
     name = "fedavg"
     payload_arrays: ClassVar[tuple[str, ...]] = (THETA,)
-    statistic_keys: ClassVar[tuple[str, ...]] = ()
-    """Metrics a client sends each round besides ``num-examples`` (FairFed adds its own)."""
     rounds: int = 20
     local_epochs: int = 1
     lr: float = 0.1
@@ -94,11 +92,16 @@ class FedAvg(FederatedMethod):
             },
         )
 
-    def validate_update(self, content: RecordDict, width: int) -> None:
+    def statistic_keys(self, num_groups: int) -> tuple[str, ...]:
+        """Metrics a client sends each round besides ``num-examples``, on a sensitive attribute of
+        ``num_groups`` groups (none for FedAvg; FairFed adds its own)."""
+        return ()
+
+    def validate_update(self, content: RecordDict, width: int, num_groups: int = 2) -> None:
         """A round's reply: exactly array θ of ``width`` finite float64 weights, metrics
-        ``num-examples`` > 0 and :attr:`statistic_keys` (finite, >= 0), no config."""
+        ``num-examples`` > 0 and :meth:`statistic_keys` of ``num_groups`` (finite, >= 0), no config."""
         arrays, config, metrics = arrays_of(content), config_of(content), metrics_of(content)
-        expected = {NUM_EXAMPLES, *self.statistic_keys}
+        expected = {NUM_EXAMPLES, *self.statistic_keys(num_groups)}
         if set(arrays) != {THETA} or set(metrics) != expected or config:
             raise ValueError(
                 f"expected array {THETA!r} and metrics {sorted(expected)}, got arrays "
@@ -129,13 +132,13 @@ class FedAvg(FederatedMethod):
     def run_server(self, comm: Communicator) -> ServerResult:
         """R rounds: send θ, receive local models, aggregate them."""
         nodes = comm.nodes()
-        width = self.model.num_weights(comm.schema.num_features)
+        width = self.model.num_weights(comm.schema.num_features, comm.schema.num_groups)
         theta: np.ndarray | None = None
         failures: list[ClientFailure] = []
         for server_round in range(1, self.rounds + 1):
             replies = comm.send("train", {node: self.round_request(server_round, theta) for node in nodes})
             valid, round_failures = usable_replies(
-                replies, lambda content: self.validate_update(content, width), self.min_clients
+                replies, lambda content: self.validate_update(content, width, comm.schema.num_groups), self.min_clients
             )
             for failure in round_failures:
                 log.warning("round %d: client node %s left out: %s", server_round, failure.node, failure.reason)
@@ -156,7 +159,7 @@ class FedAvg(FederatedMethod):
         config, arrays = config_of(content), arrays_of(content)
         start = np.asarray(arrays[THETA], dtype=np.float64) if THETA in arrays else None
         train = data.train
-        global_theta = start if start is not None else np.zeros(self.model.num_weights(train.num_features))
+        global_theta = start if start is not None else np.zeros(self.model.num_weights(train.num_features, train.num_groups))
         statistics = self.client_statistics(global_theta, train)
         theta = local_sgd(
             train,

@@ -16,7 +16,8 @@ from fedsynth.methods.base import ClientFailure, NotEnoughClients, ReplySchema, 
 from fedsynth.methods.base import ARRAYS, arrays_of, config_of, metrics_of
 
 ROW_ARRAYS = ("x", "s", "y")
-"""The arrays of an uploaded row table: features x̂ (rows × d), ŝ ∈ {0, 1} and ŷ ∈ {−1, 1}."""
+"""The arrays of an uploaded row table: features x̂ (rows × d), the group index ŝ ∈ {0, .., k−1}
+(k = 2: the binary attribute) and ŷ ∈ {−1, 1}."""
 
 
 def _real(array: np.ndarray, floating: bool) -> bool:
@@ -40,9 +41,10 @@ def validate_rows(
     schema: exactly the arrays x, s, y and nothing else (but, with ``size_metric``, that one metric:
     the client's reported size, a finite number in (0, :data:`MAX_REPORTED_SIZE`]); x of shape
     (rows, ``schema.num_features``) with a real floating dtype; s and y real; all finite;
-    |x| <= ``schema.max_abs_x``; y ∈ {−1, 1}; s ∈ {0, 1}; ``rows[0] <= rows <= rows[1]``. The
-    arrays' names and serialized sizes (at most ``rows[1]`` float64 rows each) are checked before
-    any is decoded, so an oversized table costs no copy beyond the bytes Flower delivered. Raises
+    |x| <= ``schema.max_abs_x``; y ∈ {−1, 1}; s ∈ {0, .., ``schema.num_groups`` − 1};
+    ``rows[0] <= rows <= rows[1]``. The arrays' names and serialized sizes (at most ``rows[1]``
+    float64 rows each) are checked before any is decoded, so an oversized table costs no copy
+    beyond the bytes Flower delivered. Raises
     ``ValueError`` naming the problem."""
     declared = content.array_records[ARRAYS] if ARRAYS in content else {}
     config, metrics = config_of(content), metrics_of(content)
@@ -82,8 +84,10 @@ def validate_rows(
         raise ValueError(f"x has values beyond ±{schema.max_abs_x:g} (federation.max_abs_x, encoded units)")
     if not np.isin(y, (-1.0, 1.0)).all():
         raise ValueError("labels y must be in {-1, 1}")
-    if not np.isin(s, (0.0, 1.0)).all():
-        raise ValueError("sensitive values s must be in {0, 1}")
+    groups = np.arange(schema.num_groups, dtype=np.float64)
+    if not np.isin(s, groups).all():
+        allowed = "{0, 1}" if schema.num_groups == 2 else f"{{0, .., {schema.num_groups - 1}}} (the {schema.num_groups} groups of dataset.sensitive)"
+        raise ValueError(f"sensitive values s must be in {allowed}")
 
 
 def rows_from_replies(
@@ -108,6 +112,7 @@ def rows_from_replies(
         tables[node] = TabularData(
             *(torch.as_tensor(np.asarray(arrays[k], dtype=np.float64)) for k in ROW_ARRAYS),
             feature_names=feature_names,
+            num_groups=schema.num_groups,
         )
     return tables, failures
 

@@ -23,7 +23,7 @@ import torch
 from flwr.app import RecordDict
 from tqdm import tqdm
 
-from fedsynth.core import LogisticModel, SynthesisConfig, fit_server_model, synthesize
+from fedsynth.core import FairnessMeasure, LogisticModel, SynthesisConfig, fit_server_model, synthesize
 from fedsynth.core.synthesis import default_synthetic_size, noisy_count
 from fedsynth.core.targets import check_target
 from fedsynth.data.types import ClientPartition, TabularData
@@ -257,6 +257,23 @@ class SingleShot(FederatedMethod):
         ``fit_intercept`` and ``seed``)."""
         return self.synthesis_request().to_config()
 
+    def fairness_measures(self) -> dict[str, FairnessMeasure]:
+        """The measure under ``fairness`` while a client or server penalty or target uses it."""
+        settings = self.settings
+        targets = (settings.fairness_target, settings.server_fairness_target) != (None, None)
+        used = (settings.rho_o, settings.rho_s, settings.server_rho) != (0.0, 0.0, 0.0) or targets
+        return {"fairness": self.config.measure} if used else {}
+
+    def check_groups(self, num_groups: int) -> None:
+        """:meth:`FederatedMethod.check_groups`, and for k > 2 groups no privacy (its release holds
+        the statistics of two groups)."""
+        super().check_groups(num_groups)
+        if num_groups > 2 and self.privacy.enabled:
+            raise ValueError(
+                f"dataset.sensitive: {num_groups} groups, but method {self.name!r} with method.privacy.epsilon set "
+                "takes a binary sensitive attribute only; set method.privacy.epsilon=null or give dataset.sensitive.privileged"
+            )
+
     # ------------------------------------------------------------------ server and client
     def run_server(self, comm: Communicator) -> ServerResult:
         """Steps 1 and 3: request synthetic data from every client, validate each reply
@@ -339,6 +356,7 @@ class SingleShot(FederatedMethod):
             synthetic = TabularData(
                 *(torch.as_tensor(state[f"synthetic_{k}"]) for k in ROW_ARRAYS),
                 feature_names=data.train.feature_names,
+                num_groups=data.train.num_groups,
             )
             metrics.update(privacy_report(synthetic, data.train, data.test, seed=request.seed))
             reported = state.get("reported_size")

@@ -22,6 +22,7 @@ _SOURCES = {
     "statistical_parity_difference": "fairness",
     "constant_classifier": "counts",
     "count_keys": "counts",
+    "group_metrics": "counts",
     "histogram_auc": "counts",
     "metrics_from_counts": "counts",
     "sum_counts": "counts",

@@ -195,6 +195,26 @@ def metrics_from_counts(counts: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
+GROUP_METRIC_KEYS = ("n", "positive_rate", "true_positive_rate", "accuracy")
+"""The keys of each group's entry of :func:`group_metrics`."""
+
+
+def group_metrics(counts: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Per group of (summed) test counts (:func:`count_groups`: ``s1``, ``s0`` for a binary
+    attribute, ``s0`` .. ``s<k-1>`` for k groups): its test rows ``n``, ``positive_rate`` (the rate
+    whose gaps are ``spd``), ``true_positive_rate`` (``eod``'s) and ``accuracy``, the correct
+    predictions among its rows (true positives plus true negatives, (n_y1 − positive + 2·tp) / n
+    rows with n_y1 = ``n_y1_<g>``); NaN where the group has no rows (or no positive label)."""
+    metrics = {}
+    for group in count_groups(counts):
+        rows, labelled = counts[f"n_{group}"], counts[f"n_y1_{group}"]
+        positive, hits = counts[f"positive_{group}"], counts[f"true_positive_{group}"]
+        values = (float(rows), _ratio(positive, rows), _ratio(hits, labelled),
+                  _ratio(hits + (rows - labelled) - (positive - hits), rows))
+        metrics[group] = dict(zip(GROUP_METRIC_KEYS, values, strict=True))
+    return metrics
+
+
 def sum_counts(per_client: list[Mapping[str, Any]]) -> dict[str, Any]:
     """Add the counts of several clients key by key (histograms bin by bin); every client must
     have the keys of the first."""

@@ -60,8 +60,9 @@ def group_disclosure(synthetic: TabularData, train: TabularData) -> dict[str, fl
     """How well the (ŝ, ŷ) of synthetic rows reveal a client's group structure: the server's
     estimates from the rows against the client's training data (0 = revealed exactly).
 
-    - ``label_share_error``: |P̂(s = 1) − P(s = 1)|;
-    - ``label_base_rate_error``: mean over s ∈ {0, 1} of |P̂(y = +1 | s) − P(y = +1 | s)|, with
+    - ``label_share_error``: |P̂(s = 1) − P(s = 1)| (binary attribute); for k > 2 groups the
+      largest |P̂(s = g) − P(s = g)| over the groups;
+    - ``label_base_rate_error``: mean over the groups s of |P̂(y = +1 | s) − P(y = +1 | s)|, with
       P̂ = 1/2 (no information) for a group the synthetic rows lack.
 
     ``copy`` labels give 0; ``proportional`` labels only their rounding to 1/N_s; ``balanced`` labels
@@ -72,8 +73,12 @@ def group_disclosure(synthetic: TabularData, train: TabularData) -> dict[str, fl
         rows = data.s == group
         return float((data.y[rows] > 0).double().mean()) if bool(rows.any()) else 0.5
 
-    share_error = abs(float(synthetic.s.mean()) - float(train.s.mean()))
-    rate_error = sum(abs(base_rate(synthetic, g) - base_rate(train, g)) for g in (0.0, 1.0)) / 2
+    def share(data: TabularData, group: float) -> float:
+        return float((data.s == group).double().mean())
+
+    groups = [float(g) for g in range(train.num_groups)]
+    share_error = max(abs(share(synthetic, g) - share(train, g)) for g in (groups[1:] if len(groups) == 2 else groups))
+    rate_error = sum(abs(base_rate(synthetic, g) - base_rate(train, g)) for g in groups) / len(groups)
     return {"label_share_error": share_error, "label_base_rate_error": rate_error}
 
 
@@ -95,7 +100,7 @@ def moment_disclosure(
     groups only: a large group's mean and covariance are told exactly.
     """
     mean_errors, covariance_errors = [], []
-    for group in (0.0, 1.0):
+    for group in range(train.num_groups):
         for label in (-1.0, 1.0):
             real = train.x[(train.s == group) & (train.y == label)]
             fake = synthetic.x[(synthetic.s == group) & (synthetic.y == label)]

@@ -46,8 +46,13 @@ METRICS = (
 )
 """Per-run numbers that :func:`summarize` averages (``<metric>_mean``, ``<metric>_std``)."""
 
+GROUP_PREFIX = "group_"
+"""The per-group columns of a run (``group_<g>_<metric>``, g a group suffix such as ``s2`` and
+metric a :data:`~fedsynth.metrics.counts.GROUP_METRIC_KEYS` entry, from ``results.json``'s
+``groups``): neither settings nor :data:`METRICS` (their number depends on the dataset)."""
+
 RUN_COLUMNS = (
-    "study", *BASE_SETTING_COLUMNS, "setting", "reference", "n_s", "n_s_kind", "seed", *METRICS,
+    "study", *BASE_SETTING_COLUMNS, "setting", "reference", "n_s", "n_s_kind", "seed", "num_groups", *METRICS,
     "bytes_scope", "payload", "client_statistics", "failures", "path",
 )
 """The columns :func:`run_row` makes itself; every other column is a setting of the run's method (a
@@ -97,6 +102,7 @@ def run_row(record: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
         "n_s": size[0] if size else "",
         "n_s_kind": size[1] if size else "",
         "seed": int(record.get("seed", config.get("seed", 0))),
+        "num_groups": len(record.get("groups") or {}) or 2,
         "accuracy": _number(record.get("accuracy")),
         "balanced_accuracy": _number(record.get("balanced_accuracy")),
         "auc": _number(record.get("auc")),
@@ -126,8 +132,10 @@ def run_row(record: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
         "failures": len(record.get("failures") or []),
         "path": str(path.parent) if path is not None else "",
     }
+    for group, values in (record.get("groups") or {}).items():
+        row |= {f"{GROUP_PREFIX}{group}_{key}": _number(value) for key, value in values.items()}
     for key, value in method_settings(record).items():
-        row[f"method.{key}" if key in RUN_COLUMNS else key] = _setting_value(value)
+        row[f"method.{key}" if key in RUN_COLUMNS or key.startswith(GROUP_PREFIX) else key] = _setting_value(value)
     return row
 
 
@@ -135,7 +143,7 @@ def method_columns(frame: pd.DataFrame) -> list[str]:
     """The columns of ``frame`` that are method settings (all but :data:`RUN_COLUMNS` and the
     summary's own columns), in order of appearance."""
     own = set(RUN_COLUMNS) | {"runs", "seeds", "repeated_seeds", "dominated"}
-    return [c for c in frame.columns if c not in own and not c.endswith(("_mean", "_std"))]
+    return [c for c in frame.columns if c not in own and not c.endswith(("_mean", "_std")) and not c.startswith(GROUP_PREFIX)]
 
 
 def setting_columns(frame: pd.DataFrame) -> list[str]:
@@ -249,6 +257,27 @@ def summarize(runs: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFra
         row["client_statistics"] = " / ".join(sorted(set(group["client_statistics"])))
         row["dominated"] = bool(row["accuracy_mean"] <= row["constant_accuracy_mean"])
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def group_summary(points: pd.DataFrame) -> pd.DataFrame:
+    """One row per setting and group of the sensitive attribute (the runs' :data:`GROUP_PREFIX`
+    columns): the setting's ``dataset``, ``partition`` and ``setting`` label, ``group`` (its
+    suffix, ``s0`` .. ``s<k-1>``; ``s1``/``s0`` for a binary attribute), ``runs`` and the mean over
+    seeds of each of its :data:`~fedsynth.metrics.counts.GROUP_METRIC_KEYS` (``<key>_mean``).
+    Empty when no run has per-group columns."""
+    columns = [c for c in points.columns if c.startswith(GROUP_PREFIX)]
+    groups = sorted({c[len(GROUP_PREFIX):].split("_", 1)[0] for c in columns}, key=lambda g: int(g[1:]))
+    rows = []
+    for key, frame in group_rows(points, setting_columns(points)):
+        for group in groups:
+            present = [c for c in columns if c.startswith(f"{GROUP_PREFIX}{group}_")]
+            if not present or frame[present].isna().all().all():
+                continue
+            row = {"dataset": key["dataset"], "partition": key["partition"], "setting": frame["setting"].iloc[0],
+                   "group": group, "runs": len(frame)}
+            row |= {f"{c[len(f'{GROUP_PREFIX}{group}_'):]}_mean": mean_and_std(frame, [c])[f"{c}_mean"] for c in present}
+            rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from fedsynth.reporting import plots
-from fedsynth.reporting.collect import reference_rows, seeds_warning, summarize
+from fedsynth.reporting.collect import group_summary, reference_rows, seeds_warning, summarize
 from fedsynth.reporting.paper import DATASETS
-from fedsynth.reporting.tables import comparison_markdown
+from fedsynth.reporting.tables import comparison_markdown, groups_markdown
 
 CSV_COLUMNS = (
     "dataset", "partition", "setting", "method", "reference", "runs", "seeds",
@@ -65,7 +65,8 @@ def comparison_references(runs: pd.DataFrame) -> pd.DataFrame:
 
 def write_comparison(runs: pd.DataFrame, out_dir: Path, name: str = "comparison") -> dict[str, Path | str]:
     """Write ``<name>.md``, ``<name>.csv`` and ``<name>.png`` of :func:`compare_methods` into
-    ``out_dir``; return their paths by kind (``markdown``, ``csv``, ``plot``) and ``warning``
+    ``out_dir`` (the Markdown ends with the per-group table of
+    :func:`~fedsynth.reporting.collect.group_summary` when a run's sensitive attribute has k > 2 groups); return their paths by kind (``markdown``, ``csv``, ``plot``) and ``warning``
     (:func:`~fedsynth.reporting.collect.seeds_warning`, also at the top of the Markdown; ``""``
     when every row has as many seeds)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -74,6 +75,9 @@ def write_comparison(runs: pd.DataFrame, out_dir: Path, name: str = "comparison"
     warning = seeds_warning(rows) if len(rows) else ""
     markdown = out_dir / f"{name}.md"
     text = comparison_markdown(rows, references)
+    points = runs[runs["reference"] == ""]
+    if len(points) and int(points["num_groups"].max()) > 2:  # k groups: SPD and EOD are largest gaps
+        text += "\n\n## Groups\n\n" + groups_markdown(group_summary(points)) + "\n"
     markdown.write_text((f"**Warning: {warning}.**\n\n" if warning else "") + text, encoding="utf-8")
     csv = out_dir / f"{name}.csv"
     table = pd.concat([references, rows], ignore_index=True)

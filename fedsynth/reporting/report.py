@@ -6,6 +6,8 @@ Writes into the output folder:
 * ``runs.csv``: one row per run (settings, seed, metrics, path);
 * ``summary.csv``: one row per setting, mean and std over seeds; ``references.csv``: the reference
   rows (the constant classifier, the centralized plain model) of each dataset and split;
+* ``groups.csv`` (runs on a sensitive attribute of k > 2 groups): per setting and group, its
+  accuracy, positive rate and true-positive rate (SPD and EOD are then the largest gaps over the groups);
 * ``table2.md``: the paper's Table 2 layout with the paper's numbers beside ours (when the runs
   include Table 2 settings: Law School race / gender or Dutch, rho_s = 0, N_s = N or N^small);
 * ``heatmap_*.png`` (Figure 2 style; needs >= 2 rho_o and >= 2 rho_s values),
@@ -28,8 +30,16 @@ import pandas as pd
 
 from fedsynth.sweep_state import JOBS_FILE, PLAN_FILE, STATE_DIR, format_duration, read_jobs
 from fedsynth.reporting import plots
-from fedsynth.reporting.collect import load_runs, missing_references, reference_rows, seeds_warning, summarize, varying
-from fedsynth.reporting.tables import figure2_markdown, summary_markdown, table2_markdown
+from fedsynth.reporting.collect import (
+    group_summary,
+    load_runs,
+    missing_references,
+    reference_rows,
+    seeds_warning,
+    summarize,
+    varying,
+)
+from fedsynth.reporting.tables import figure2_markdown, groups_markdown, summary_markdown, table2_markdown
 
 
 def sweep_timing(paths: Sequence[Path]) -> list[dict]:
@@ -88,7 +98,7 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path, make_plots: b
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = load_runs(paths)
-    for stale in [out / "table2.md", *out.glob("heatmap_*.png"), *out.glob("trends*.png"), *out.glob("tradeoff*.png")]:
+    for stale in [out / "table2.md", out / "groups.csv", *out.glob("heatmap_*.png"), *out.glob("trends*.png"), *out.glob("tradeoff*.png")]:
         stale.unlink(missing_ok=True)  # from an earlier report of this folder
     points = runs[runs["reference"] == ""]
     if points.empty:  # a folder of reference runs only: they are the settings
@@ -101,6 +111,11 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path, make_plots: b
     summary.to_csv(out / "summary.csv", index=False)
     references.to_csv(out / "references.csv", index=False)
     files += [out / "runs.csv", out / "summary.csv", out / "references.csv"]
+
+    groups = group_summary(points) if int(points["num_groups"].max()) > 2 else pd.DataFrame()
+    if not groups.empty:
+        groups.to_csv(out / "groups.csv", index=False)
+        files.append(out / "groups.csv")
 
     table2 = table2_markdown(summary, references=references)
     if table2:
@@ -158,6 +173,8 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path, make_plots: b
     if "rho_s" in varying(summary):
         sections.append("## Figure 2\n\n" + figure2_markdown(summary))
     sections.append("## All settings\n\n" + summary_markdown(summary, references=references))
+    if not groups.empty:
+        sections.append("## Groups\n\n" + groups_markdown(groups))
     if figures:
         sections.append("## Figures\n\n" + "\n\n".join(f"![{f.stem}]({f.name})" for f in figures))
     report = "\n\n".join(sections) + "\n"

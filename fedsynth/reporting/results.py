@@ -8,7 +8,11 @@ config), ``seed``; the pooled test metrics ``accuracy``, ``balanced_accuracy``, 
 ``covariance``, ``eod``, ``auc`` (ROC AUC of the decision values, pooled from histograms) and
 ``auc_error_bound`` (the most that binning can have moved it); ``client_min`` and ``client_max``
 (per metric, the lowest and highest value over the clients that report it); ``reference`` (the
-``constant`` classifier on the same test rows); ``min_distance``, ``per_client``, ``failures``,
+``constant`` classifier on the same test rows); ``groups`` (per group of the sensitive attribute,
+``s1``/``s0`` for a binary one and ``s0`` .. ``s<k-1>`` for k groups, its pooled test rows, positive
+rate, true-positive rate and accuracy: :func:`~fedsynth.metrics.counts.group_metrics`; ``spd`` and
+``eod`` are the gaps of the first two rates, the largest gap over the groups for k > 2);
+``min_distance``, ``per_client``, ``failures``,
 ``bytes_up``, ``bytes_down``, ``round_trips``, ``wall_seconds``, ``timings``, ``sends``, ``info``,
 ``theta``; ``warnings`` (values that were not finite numbers, written as null).
 
@@ -24,7 +28,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from fedsynth.metrics.counts import METRIC_KEYS, constant_classifier, sum_counts
+from fedsynth.metrics.counts import METRIC_KEYS, constant_classifier, group_metrics, sum_counts
 from fedsynth.reporting.paper import SMALL_SIZES
 
 if TYPE_CHECKING:  # the writer takes an engine's outcome; readers need no engine code
@@ -70,6 +74,7 @@ def results_record(config: dict[str, Any], outcome: "RunOutcome", wall_seconds: 
         "client_min": client_extreme(per_client, min),
         "client_max": client_extreme(per_client, max),
         "reference": {"constant": constant_classifier(sum_counts(reported))} if reported else {},
+        "groups": group_metrics(sum_counts(reported)) if reported else {},
         "min_distance": min(distances) if distances else None,
         "per_client": per_client,
         "failures": outcome.failures,
@@ -202,9 +207,10 @@ def method_settings(record: dict[str, Any]) -> dict[str, Any]:
 
 def synthetic_size(record: dict[str, Any]) -> tuple[str, str] | None:
     """(label, kind) of a ``synthetic_size`` setting (single_shot's N_s) in the paper's Table 1
-    terms: ``("N", "full")`` for ``full``; an integer's label is its value and its kind ``small``
-    when it is the paper's N^train,small for the dataset (or the run's ``study.n_s`` says so),
-    else the value again. None for a method without the setting."""
+    terms: ``("N", "full")`` for ``full``; ``auto`` (single_shot's default, resolved from d on
+    the server) the rows one client sent (``info.synthetic_rows``) and ``auto``; an integer's label
+    is its value and its kind ``small`` when it is the paper's N^train,small for the dataset (or the
+    run's ``study.n_s`` says so), else the value again. None for a method without the setting."""
     config = record["config"]
     method = config.get("method") or {}
     if "synthetic_size" not in method:
@@ -212,6 +218,9 @@ def synthetic_size(record: dict[str, Any]) -> tuple[str, str] | None:
     size = method["synthetic_size"]
     if size is None or size == "full":
         return "N", "full"
+    if size == "auto":
+        rows = sorted({int(n) for n in ((record.get("info") or {}).get("synthetic_rows") or {}).values()})
+        return (str(rows[0]) if len(rows) == 1 else "auto"), "auto"
     size = int(size)
     study = config.get("study") or {}
     if study.get("n_s") == "small" or SMALL_SIZES.get(dataset_name(record)) == size:

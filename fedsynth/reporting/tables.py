@@ -427,3 +427,24 @@ def comparison_markdown(rows: pd.DataFrame, references: pd.DataFrame | None = No
     notes.append("Mean ± sample std over the runs of each row (no ± for one run); worst client \\|SPD\\|: the "
                  "largest \\|SPD\\| of one client's own test rows (`client_min`, `client_max`), mean over runs.")
     return "\n\n".join(sections + notes) + "\n"
+
+
+# ----------------------------------------------------------------------------- groups
+
+
+def groups_markdown(groups: pd.DataFrame) -> str:
+    """The per-group table of :func:`~fedsynth.reporting.collect.group_summary`: per dataset, split,
+    setting and group of the sensitive attribute, the pooled test rows, accuracy, positive rate
+    and true-positive rate (mean over seeds), whose largest gaps over the groups are the setting's
+    SPD and EOD."""
+    header = ["dataset", "split", "setting", "group", "test rows", "acc. %", "positive rate", "TPR", "runs"]
+    rows = [
+        [str(r["dataset"]), str(r["partition"]), str(r["setting"]), str(r["group"]), format_number(r["n_mean"], 0),
+         format_number(r["accuracy_mean"] * 100, 2), format_number(r["positive_rate_mean"], 4),
+         format_number(r["true_positive_rate_mean"], 4), str(r["runs"])]
+        for _, r in groups.iterrows()
+    ]
+    note = ("Group `s<g>` is entry g (counting from 0) of the dataset's `sensitive.groups` (a binary attribute: `s1` the "
+            "privileged value, `s0` the rest); SPD and EOD are the largest gaps of the positive rate and of the TPR "
+            "over the groups (fairlearn's `demographic_parity_difference`, `equal_opportunity_difference`).")
+    return markdown_table(header, rows) + "\n\n" + note
