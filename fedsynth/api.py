@@ -172,7 +172,6 @@ def run(experiment: Experiment, engine: Engine | None = None) -> RunOutcome:
     :class:`RunFailed` with one line when it fails (too few usable clients, a component that
     died, the run's time limit)."""
     from fedsynth.federated.lifeline import ChildDied
-    from fedsynth.federated.server_app import FederationError
     from fedsynth.methods import NotEnoughClients
 
     if engine is None:
@@ -185,7 +184,7 @@ def run(experiment: Experiment, engine: Engine | None = None) -> RunOutcome:
     )
     try:
         return engine.run(experiment)
-    except (NotEnoughClients, FederationError, ChildDied) as error:
+    except (NotEnoughClients, ChildDied) as error:
         raise RunFailed(str(error)) from None
 
 
@@ -201,12 +200,12 @@ def release() -> None:
 def run_on_grid(grid: Any, experiment: Experiment) -> RunOutcome:
     """Run a checked experiment on the federation behind a Flower ``Grid`` (the ServerApp's);
     raise :class:`RunFailed` with one line when it fails."""
-    from fedsynth.federated.server_app import FederationError, GridTransport, serve
+    from fedsynth.federated.server_app import GridTransport, serve
     from fedsynth.methods import NotEnoughClients
 
     try:
         return serve(GridTransport(grid), experiment, engine="flower")
-    except (NotEnoughClients, FederationError) as error:
+    except NotEnoughClients as error:
         raise RunFailed(str(error)) from None
 
 
