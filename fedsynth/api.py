@@ -21,8 +21,7 @@ import logging
 from typing import Any, Mapping, Protocol, Sequence
 
 from fedsynth.config import Experiment, build, experiment_from_mapping
-from fedsynth.federated.experiment import compose as compose_config
-from fedsynth.federated.experiment import overrides_of, parse_experiment
+from fedsynth.federated.experiment import APP_ROOT, overrides_of, parse_experiment
 from fedsynth.outcome import RunFailed, RunOutcome
 from fedsynth.paths import data_directory, resolve_table_file
 
@@ -61,8 +60,16 @@ class Engine(Protocol):
 
 
 def compose(overrides: Sequence[str] = ()) -> Any:
-    """``conf/config.yaml`` with Hydra ``overrides`` (``DictConfig``), as the command composes it."""
-    return compose_config(overrides)
+    """``conf/config.yaml`` with Hydra ``overrides`` (``DictConfig``), as the command composes it
+    (Hydra's compose API; its exceptions pass through)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from fedsynth.paths import user_config_dir
+
+    user_config_dir()  # on Hydra's search path (conf/config.yaml): it must exist
+    with initialize_config_dir(str(APP_ROOT / "conf"), version_base=None):
+        return hydra_compose(config_name="config", overrides=list(overrides))
 
 
 def check(config: Mapping[str, Any], split: bool = True) -> Experiment:

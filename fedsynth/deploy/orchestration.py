@@ -1,11 +1,7 @@
 """Starting, watching and stopping Flower's processes for a deployment on this machine, through
-Flower's public command line: ``flwr run --format json`` submits a run and names it, ``flwr ls
---format json`` tells its status; the ServerApp writes the outcome to the run config's
-``results-path`` (:mod:`fedsynth.app`).
-
-Every process is started by the deployment's own process (a child of the command in a process
-group of its own, :func:`fedsynth.federated.lifeline.call_in_child`), with its output in a log
-file, and ends with it.
+Flower's public command line (``flwr run`` / ``flwr ls --format json``); the ServerApp writes the
+outcome to the run config's ``results-path`` (:mod:`fedsynth.app`). Every process is started by the
+deployment's own process (:func:`fedsynth.federated.lifeline.call_in_child`) and ends with it.
 """
 
 from __future__ import annotations

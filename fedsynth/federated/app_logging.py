@@ -1,10 +1,6 @@
-"""fedsynth's log records in the Flower apps' processes go to Flower's logger.
-
-The ClientApp and ServerApp run in processes that Flower configures (Ray actors in simulation,
-``flwr-serverapp`` / ``flwr-clientapp`` in a deployment). There fedsynth's own loggers (the
-clients' progress, k/k_max and P, every 10 % of the outer iterations; the server's warnings) have
-no handler; handing their records to Flower's logger (``flwr``) prints them with Flower's, and on
-the simulation engine Ray forwards a client's output to the simulation's process, which shows it.
+"""fedsynth's log records in the Flower apps' processes (Ray actors, ``flwr-serverapp``,
+``flwr-clientapp``), where fedsynth's loggers have no handler, go to Flower's logger and are
+printed with Flower's own lines.
 """
 
 from __future__ import annotations

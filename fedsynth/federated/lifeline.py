@@ -1,13 +1,9 @@
-"""Processes that end with the command that started them, SIGKILL included, and their temporary
-folders, cleaned at the next start when a killed run left them.
+"""Processes that end with the command that started them, SIGKILL included, and temporary folders
+that a killed run left, removed at the next start (docs/reliability.md, "Faults").
 
-:class:`Child` runs ``function(argument, send)`` in a child process (multiprocessing's
-``forkserver`` context) that leads a process group of its own and is a *subreaper*
-(``PR_SET_CHILD_SUBREAPER``): everything it starts (Ray's services and actors, Flower's
-SuperLink and SuperNodes) stays in its group or, having left it, among its descendants. A thread
-of the child waits on the pipe from the caller; when the caller ends, whatever ended it (SIGKILL
-runs no handler, but the kernel closes the pipe), the thread kills every descendant and the
-group. The caller does the same when the call returns, raises or is stopped by a signal.
+:class:`Child` runs ``function(argument, send)`` in a child process that leads a process group of
+its own and is a subreaper of everything it starts; a thread of it waits on the pipe from the
+caller and, when it closes (however the caller ended), kills every descendant and the group.
 """
 
 from __future__ import annotations
