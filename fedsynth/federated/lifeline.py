@@ -47,14 +47,13 @@ def kill_descendants(process: psutil.Process) -> None:
 class _PipeLogHandler(logging.Handler):
     """Sends each log record of the child, formatted, to the caller."""
 
-    def __init__(self, connection: Connection, lock: threading.Lock) -> None:
+    def __init__(self, send: Callable[[tuple[str, Any]], None]) -> None:
         super().__init__(logging.INFO)
-        self.connection, self.send_lock = connection, lock
+        self.send = send
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            with self.send_lock:
-                self.connection.send(("log", record.name, record.levelno, record.getMessage()))
+            self.send(("log", record.name, record.levelno, record.getMessage()))
         except Exception:  # a log line must never break the run
             self.handleError(record)
 
@@ -82,7 +81,7 @@ def _child(connection: Connection, function: Callable[[Any, Callable[[Any], None
                 connection.send(("error", RuntimeError(f"{type(message[1]).__name__}: {message[1]}")))
 
     threading.Thread(target=guard, daemon=True).start()
-    logging.getLogger().handlers[:] = [_PipeLogHandler(connection, lock)]
+    logging.getLogger().handlers[:] = [_PipeLogHandler(send)]
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("fedsynth").setLevel(logging.INFO)
     try:
