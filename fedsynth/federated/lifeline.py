@@ -97,7 +97,7 @@ def _child(connection: Connection, function: Callable[[Any, Callable[[Any], None
 
 class Child:
     """``function(argument, send)`` in a child process of its own group (see the module
-    docstring); :meth:`next` gives each value the child ``send``\ s, in order. ``function`` must
+    docstring); :meth:`next` gives each value the child sends, in order. ``function`` must
     be importable and ``argument`` picklable; the child's log records go to this process's
     loggers. :meth:`close` (or leaving the ``with`` block) ends the child and whatever it
     started."""
