@@ -200,13 +200,20 @@ class ClientPool:
         return answers
 
     def _take(self) -> ClientProcess:
+        """An idle process, or a new one; ``RuntimeError`` once the pool is stopped (a client
+        started while the command exits would outlive it or hold its exit up)."""
         with self._lock:
+            if self._stopped:
+                raise RuntimeError("the client pool is stopped")
             if self._idle:
                 return self._idle.pop()
         process = ClientProcess(self._lifeline, self._logs, self._mode)
         with self._lock:
-            self._all.append(process)
-        return process
+            if not self._stopped:
+                self._all.append(process)
+                return process
+        process.stop()
+        raise RuntimeError("the client pool is stopped")
 
     def stop(self) -> None:
         """Kill every process of the pool, busy ones too."""
