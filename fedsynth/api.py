@@ -22,8 +22,7 @@ import logging
 from typing import Any, Mapping, Protocol, Sequence
 
 from fedsynth.config import Experiment, build, experiment_from_mapping
-from fedsynth.federated.experiment import compose as compose_config
-from fedsynth.federated.experiment import overrides_of, parse_experiment
+from fedsynth.federated.experiment import APP_ROOT, overrides_of, parse_experiment
 from fedsynth.outcome import RunFailed, RunOutcome
 from fedsynth.paths import data_directory, resolve_table_file
 
@@ -62,8 +61,16 @@ class Engine(Protocol):
 
 
 def compose(overrides: Sequence[str] = ()) -> Any:
-    """``conf/config.yaml`` with Hydra ``overrides`` (``DictConfig``), as the command composes it."""
-    return compose_config(overrides)
+    """``conf/config.yaml`` with Hydra ``overrides`` (``DictConfig``), as the command composes it
+    (Hydra's compose API; its exceptions pass through)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from fedsynth.paths import user_config_dir
+
+    user_config_dir()  # on Hydra's search path (conf/config.yaml): it must exist
+    with initialize_config_dir(str(APP_ROOT / "conf"), version_base=None):
+        return hydra_compose(config_name="config", overrides=list(overrides))
 
 
 def check(config: Mapping[str, Any], split: bool = True) -> Experiment:
@@ -172,7 +179,6 @@ def run(experiment: Experiment, engine: Engine | None = None) -> RunOutcome:
     :class:`RunFailed` with one line when it fails (too few usable clients, a component that
     died, the run's time limit)."""
     from fedsynth.federated.lifeline import ChildDied
-    from fedsynth.federated.server_app import FederationError
     from fedsynth.methods import NotEnoughClients
 
     if engine is None:
@@ -185,7 +191,7 @@ def run(experiment: Experiment, engine: Engine | None = None) -> RunOutcome:
     )
     try:
         return engine.run(experiment)
-    except (NotEnoughClients, FederationError, ChildDied) as error:
+    except (NotEnoughClients, ChildDied) as error:
         raise RunFailed(str(error)) from None
 
 
@@ -201,12 +207,12 @@ def release() -> None:
 def run_on_grid(grid: Any, experiment: Experiment) -> RunOutcome:
     """Run a checked experiment on the federation behind a Flower ``Grid`` (the ServerApp's);
     raise :class:`RunFailed` with one line when it fails."""
-    from fedsynth.federated.server_app import FederationError, GridTransport, serve
+    from fedsynth.federated.server_app import GridTransport, serve
     from fedsynth.methods import NotEnoughClients
 
     try:
         return serve(GridTransport(grid), experiment, engine="flower")
-    except (NotEnoughClients, FederationError) as error:
+    except NotEnoughClients as error:
         raise RunFailed(str(error)) from None
 
 

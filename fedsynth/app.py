@@ -17,14 +17,12 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from fedsynth.federated.app_logging import forward_logs_to_flower
 from fedsynth.federated.client_app import app as client
 from fedsynth.outcome import OUTCOME_FILE, failure_path
 
 __all__ = ["client", "server"]
 
-server = ServerApp()
-forward_logs_to_flower()
+server = ServerApp()  # fedsynth's log records: to Flower's logger (set up by client_app)
 log = logging.getLogger("fedsynth")
 
 

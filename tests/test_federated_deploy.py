@@ -96,7 +96,7 @@ def test_deploy_local_with_tls_refuses_an_unregistered_supernode(tmp_path: Path)
     bound = int((out / "fleet_gate.log").read_text().split("request bodies up to ")[1].split()[0])
     assert 2**20 < bound < 2**20 + 2 * 8 * 200 * 5 + 1
     assert (out / "certificates").is_dir()
-    keys = [out / "certificates" / name for name in ("server.key", "node_0", "node_1", "unregistered")]
+    keys = [out / "certificates" / name for name in ("server.key", "supernode_0", "supernode_1", "supernode_unregistered")]
     assert all(key.stat().st_mode & 0o777 == 0o600 for key in keys)
     assert nothing_left_running(out)
 

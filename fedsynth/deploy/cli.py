@@ -3,35 +3,15 @@ K SuperNodes each with its own data file, one run, then everything stopped.
 
     fedsynth-deploy [--tls] [--out DIR] [HYDRA_OVERRIDES ...]
 
-The experiment is composed from conf/ and checked like the ``fedsynth`` command's
-(:mod:`fedsynth.api`; ``engine`` is ignored), e.g. ``dataset=law_school_race method.k_max=200``
-(with no ``dataset=`` it deploys ``law_school_race``: the experiments' default, ``synthetic``, has no
-file to split). The dataset's file
-is split into K disjoint random parts, one CSV per SuperNode (``--node-config 'data-file="..."
-partition-id=k'``); each node encodes its own file with the dataset spec and keeps 20 %
-(``partition.test_fraction``) for testing. Everything listens on 127.0.0.1 only.
-
-The nodes send no harness report (``federation.report_metrics=false``, so no test counts, privacy
-measures or compute seconds leave them) unless the overrides say ``federation.report_metrics=true``.
-
-``--tls``: a throw-away CA and server certificate secure the SuperLink (HTTPS), SuperNode
-authentication is on, each SuperNode gets an ECDSA P-384 key registered with ``flwr supernode
-register``, and the SuperNodes reach the SuperLink through :mod:`fedsynth.deploy.fleet_gate`
-(the Fleet API only). One extra, unregistered SuperNode is started to show it is refused, and an
-outsider's ``flwr supernode register`` and ``flwr ls`` through the gate are shown refused.
-
-Writes to ``--out`` (default ``outputs/deploy-<time>``): ``outcome.json`` (atomically, only for a
-successful run), ``summary.json``, the node data files and every process's log. Errors are one
-line, ``fedsynth: error: ...``, exit 2 (found before anything starts) or 1 (the run failed, e.g. a
-SuperNode died); ``FEDSYNTH_TRACEBACK=1`` shows the traceback. The deployment runs in a process
-group of its own: SIGINT, SIGTERM, SIGHUP and SIGKILL of the command end every process it started.
-See docs/deployment.md for the same on separate machines.
+The experiment is composed and checked like the ``fedsynth`` command's (``engine`` is ignored;
+with no ``dataset=`` it deploys ``law_school_race``, and the nodes send no harness report unless
+``federation.report_metrics=true``); ``--tls`` adds a CA, SuperNode authentication and the fleet
+gate. Output, errors and signals: docs/deployment.md ("Deployment on one machine").
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import signal
@@ -42,7 +22,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import psutil
 import tomli_w
 
 from fedsynth import api
@@ -50,8 +29,9 @@ from fedsynth.cli import STOP_SIGNALS, one_line_errors, raise_stopped
 from fedsynth.deploy import orchestration as flower
 from fedsynth.data import read_csv_file
 from fedsynth.deploy.certificates import make_certificates, make_node_key
+from fedsynth.deploy.fleet_gate import DEFAULT_MAX_BODY_BYTES
 from fedsynth.federated.experiment import APP_ROOT, run_config_for
-from fedsynth.federated.lifeline import call_in_child, kill_descendants
+from fedsynth.federated.lifeline import call_in_child
 from fedsynth.federated.validation import reply_schema
 from fedsynth.outcome import OUTCOME_FILE
 
@@ -87,71 +67,63 @@ def largest_honest_body(experiment: api.Experiment, data_files: list[Path]) -> i
 
 
 def deploy(arguments: tuple[api.Experiment, Path, bool], send: Callable[[api.RunOutcome], None]) -> None:
-    """(In the deployment's own process) start the SuperLink and SuperNodes, run the app, send its
-    outcome, stop everything."""
+    """(In the deployment's own process, :func:`~fedsynth.federated.lifeline.call_in_child`) start
+    the SuperLink and SuperNodes, run the app and send its outcome; every process it started ends
+    with it."""
     experiment, out, tls = arguments
     start = time.perf_counter()
-    num_clients = int(experiment.dataset["num_clients"])
     data_files = split_data_file(experiment, out / "data")
     env = flower.flower_env(out)
     results_path = out / OUTCOME_FILE
     run_config_file = out / "run_config.toml"
     run_config_file.write_text(tomli_w.dumps(run_config_for(experiment, results_path)), encoding="utf-8")
-    port = flower.free_port()
-    address = f"{flower.LOCALHOST}:{port}"
+    address = node_address = f"{flower.LOCALHOST}:{flower.free_port()}"
     superlink = [
-        flower.flower_command("flower-superlink"), "--host", flower.LOCALHOST, "--port", str(port),
+        flower.flower_command("flower-superlink"), "--host", flower.LOCALHOST, "--port", address.rsplit(":", 1)[1],
         "--database", str(out / "superlink.db"), "--disable-runtime-dependency-installation",
     ]
-    security: list[list[str]] = [["--insecure"]] * num_clients
     if tls:
         ca, cert, key = make_certificates(out / "certificates")
         superlink += ["--ssl-ca-certfile", str(ca), "--ssl-certfile", str(cert), "--ssl-keyfile", str(key), "--enable-supernode-auth"]
-    else:
-        superlink += ["--insecure"]
-    try:
-        link = flower.start(superlink, env, out / "superlink.log")
-        flower.wait_until_ready(f"{'https' if tls else 'http'}://{address}/health", link, out / "superlink.log", verify=str(ca) if tls else True)
-        flower.write_connection(env, CONNECTION, address, root_certificates=ca if tls else None)
-        node_address = address
-        if tls:  # the sites reach the Fleet API through the gate only
-            node_address = f"{flower.LOCALHOST}:{flower.free_port()}"
-            start_fleet_gate(
-                node_address, address, (ca, cert, key), env, out / "fleet_gate.log",
-                max_body_bytes=largest_honest_body(experiment, data_files),
-            )
-            security = []
-            for k in range(num_clients):
-                private, public = make_node_key(out / "certificates", f"node_{k}")
+    link = flower.start(superlink if tls else [*superlink, "--insecure"], env, out / "superlink.log")
+    health = f"{'https' if tls else 'http'}://{address}/health"
+    flower.wait_until(lambda: flower.answers(health, verify=str(ca) if tls else True), link, out / "superlink.log")
+    flower.write_connection(env, CONNECTION, address, root_certificates=ca if tls else None)
+    if tls:  # the sites reach the Fleet API through the gate only
+        node_address = f"{flower.LOCALHOST}:{flower.free_port()}"
+        max_body_bytes = largest_honest_body(experiment, data_files)
+        start_fleet_gate(node_address, address, (ca, cert, key), env, out / "fleet_gate.log", max_body_bytes=max_body_bytes)
+
+    def supernode(name: str, node_config: str, show_as: str | None = None, registered: bool = True) -> subprocess.Popen:
+        options = ["--insecure"]
+        if tls:
+            private, public = make_node_key(out / "certificates", name)
+            if registered:
                 flower.flwr(["supernode", "register", str(public), CONNECTION], env)
-                security.append(["--root-certificates", str(ca), "--auth-supernode-private-key", str(private)])
+            options = ["--root-certificates", str(ca), "--auth-supernode-private-key", str(private)]
+        command = [flower.flower_command("flower-supernode"), "--superlink", node_address, "--port", str(flower.free_port()), "--node-config", node_config, *options]
+        return flower.start(command, env, out / f"{name}.log", show_as)
 
-        def supernode(name: str, options: list[str], node_config: str) -> subprocess.Popen:
-            command = [flower.flower_command("flower-supernode"), "--superlink", node_address, "--port", str(flower.free_port()), "--node-config", node_config, *options]
-            return flower.start(command, env, out / f"{name}.log")
-
-        nodes = [supernode(f"supernode_{k}", security[k], f'data-file="{path}" partition-id={k}') for k, path in enumerate(data_files)]
-        if tls:
-            intruder_key, intruder_public = make_node_key(out / "certificates", "unregistered")
-            options = ["--root-certificates", str(ca), "--auth-supernode-private-key", str(intruder_key)]
-            intruder = supernode("supernode_unregistered", options, f'data-file="{data_files[0]}" partition-id=0')
-        run_id = flower.submit(flower.stage_app(APP_ROOT, out / "app"), CONNECTION, run_config_file, env)
-        shown = [(out / f"supernode_{k}.log", f"supernode {k}") for k in range(num_clients)]
-        with flower.LogShow(shown):
-            flower.wait_for_outcome(
-                results_path, run_id, lambda: flower.run_status(CONNECTION, run_id, env), [link, *nodes],
-                timeout=experiment.federation.timeout_s * 3,
-            )
-        outcome = api.RunOutcome.read_json(results_path).finish("deployment", start)
-        if tls:
-            outcome.info["unregistered_node_refused"] = intruder.poll() not in (None, 0) and "Failed to activate SuperNode" in (
-                out / "supernode_unregistered.log"
-            ).read_text(encoding="utf-8", errors="replace")
-            outcome.info["outsider_control_refused"] = outsider_control_refused(node_address, ca, intruder_public, out / "outsider")
-        outcome.write_json(results_path)
-        send(outcome)
-    finally:
-        stop_everything()
+    nodes = [
+        supernode(f"supernode_{k}", f'data-file="{path}" partition-id={k}', show_as=f"supernode {k}")
+        for k, path in enumerate(data_files)
+    ]
+    if tls:  # a node whose key was never registered: the SuperLink must refuse it
+        intruder = supernode("supernode_unregistered", f'data-file="{data_files[0]}" partition-id=0', registered=False)
+    run_id = flower.submit(flower.stage_app(APP_ROOT, out / "app"), CONNECTION, run_config_file, env)
+    flower.wait_for_outcome(
+        results_path, run_id, lambda: flower.run_status(CONNECTION, run_id, env), [link, *nodes],
+        timeout=experiment.federation.timeout_s * 3,
+    )
+    outcome = api.RunOutcome.read_json(results_path).finish("deployment", start)
+    if tls:
+        outcome.info["unregistered_node_refused"] = intruder.poll() not in (None, 0) and "Failed to activate SuperNode" in (
+            out / "supernode_unregistered.log"
+        ).read_text(encoding="utf-8", errors="replace")
+        public_key = out / "certificates" / "supernode_unregistered.pub"
+        outcome.info["outsider_control_refused"] = outsider_control_refused(node_address, ca, public_key, out / "outsider")
+    outcome.write_json(results_path)
+    send(outcome)
 
 
 def start_fleet_gate(
@@ -161,22 +133,15 @@ def start_fleet_gate(
     env: dict[str, str],
     log_path: Path,
     prefix: list[str] | None = None,
-    max_body_bytes: int | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> subprocess.Popen:
     """Start :mod:`fedsynth.deploy.fleet_gate` on ``listen`` in front of the SuperLink at
-    ``upstream`` and wait until it listens (``prefix``: e.g. ``ip netns exec NS``; ``max_body_bytes``:
-    the gate's bound on a request body, its default when None)."""
+    ``upstream`` and wait until it listens (``prefix``: e.g. ``ip netns exec NS``)."""
     ca, cert, key = certificates
-    command = [*(prefix or []), sys.executable, "-m", "fedsynth.deploy.fleet_gate", "--listen", listen,
-               "--upstream", upstream, "--certfile", str(cert), "--keyfile", str(key), "--upstream-ca", str(ca)]
-    if max_body_bytes is not None:
-        command += ["--max-body-bytes", str(max_body_bytes)]
+    command = [*(prefix or []), sys.executable, "-m", "fedsynth.deploy.fleet_gate", "--listen", listen, "--upstream", upstream,
+               "--certfile", str(cert), "--keyfile", str(key), "--upstream-ca", str(ca), "--max-body-bytes", str(max_body_bytes)]
     gate = flower.start(command, env, log_path)
-    deadline = time.monotonic() + 60
-    while "fleet gate listening" not in log_path.read_text(errors="replace"):
-        if gate.poll() is not None or time.monotonic() > deadline:
-            raise api.RunFailed(f"the fleet gate did not start; see {log_path}")
-        time.sleep(0.1)
+    flower.wait_until(lambda: "fleet gate listening" in log_path.read_text(errors="replace"), gate, log_path)
     return gate
 
 
@@ -190,16 +155,6 @@ def outsider_control_refused(gate_address: str, ca: Path, public_key: Path, work
         subprocess.run([*(prefix or []), flower.flower_command("flwr"), *arguments], env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=120).returncode != 0
         for arguments in attempts
     )
-
-
-def stop_everything(grace_s: float = 5.0) -> None:
-    """SIGTERM to every process this one started, SIGKILL to those left after ``grace_s``."""
-    me = psutil.Process()
-    for process in me.children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            process.terminate()
-    psutil.wait_procs(me.children(recursive=True), timeout=grace_s)
-    kill_descendants(me)
 
 
 REPORT_KEY = "federation.report_metrics"

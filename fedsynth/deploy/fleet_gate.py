@@ -1,29 +1,13 @@
 """A filtering TLS proxy in front of a SuperLink: only the Fleet API (what SuperNodes use) passes.
 
-Flower 1.42 serves the Fleet API (SuperNodes), the Control API (``flwr run``, ``flwr ls``,
-``flwr stop``, ``flwr supernode register``) and the Runtime API on one HTTPS port, with server-only
-TLS; the Control API takes no credential in the open-source distribution (account
-authentication is an OIDC plugin, ``FLWR_OIDC_ENABLED=1``, that this distribution lacks). Anyone
-who reaches the port and holds the public CA certificate could therefore register a key of their
-own and join, or submit, list and stop runs.
-
-The gate closes that. The SuperLink listens on 127.0.0.1 only; the gate listens on the address
-the sites reach, with the SuperLink's certificate, forwards each request whose path is a Fleet
-API endpoint (``/v1/fleet/<name>``) or ``/health`` to the SuperLink over TLS, and answers any
-other request with 403. Every forwarded request is sent with ``Connection: close`` (one request
-per connection), so a client cannot slip a second request past the check. The operator uses the
-Control API on the SuperLink machine itself (or through an SSH tunnel to its 127.0.0.1).
-
-Two more checks happen before a request body is read:
-
-* **Size.** A body longer than ``--max-body-bytes`` is answered 413 without being read, so an
-  oversized reply never reaches the SuperLink or the ServerApp (Flower itself accepts messages up to
-  2 GiB). ``fedsynth-deploy`` sets the bound from the largest honest message of the experiment.
-* **Replay.** Flower 1.42 signs only a SuperNode's timestamp (headers ``flwr-timestamp`` and
-  ``flwr-signature``), not the request, and accepts a signature for 300 s (+ 5 s of clock
-  drift) over HTTP: headers copied from one request would authenticate another. The gate passes each
-  (public key, timestamp) pair once and refuses a signed request whose timestamp is outside a
-  310 s window that covers Flower's, so copied headers are worth nothing once their request has passed.
+Flower 1.42 serves the Fleet, Control and Runtime APIs on one port, and its Control API takes no
+credential here, so anyone holding the CA certificate could register a key or submit, list and
+stop runs. The SuperLink listens on 127.0.0.1; the gate, on the address the sites reach, forwards
+a request to it only if its target is a Fleet API endpoint or ``/health`` (403 otherwise), with
+``Connection: close``, its body no longer than ``--max-body-bytes`` (413, unread) and its SuperNode
+signature (Flower signs only a timestamp) not seen before and inside Flower's window (401).
+docs/deployment.md ("Who can join a deployment") and docs/reliability.md ("Deployment security")
+give the reasons and the tests.
 
     python -m fedsynth.deploy.fleet_gate --listen 203.0.113.10:9092 --upstream 127.0.0.1:9093 \\
         --certfile server.pem --keyfile server.key --upstream-ca ca.pem
@@ -33,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import datetime
 import re
 import ssl
@@ -124,21 +110,15 @@ class ReplayGuard:
         return True
 
 
+@dataclasses.dataclass
 class FleetGate:
-    """The proxy: accepts TLS connections on ``listen``, forwards allowed requests to ``upstream``."""
+    """The proxy: accepts TLS connections, forwards allowed requests to ``upstream`` over TLS."""
 
-    def __init__(
-        self,
-        upstream: tuple[str, int],
-        server_context: ssl.SSLContext,
-        upstream_context: ssl.SSLContext,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    ) -> None:
-        self.upstream = upstream
-        self.server_context = server_context
-        self.upstream_context = upstream_context
-        self.max_body_bytes = max_body_bytes
-        self.replay_guard = ReplayGuard()
+    upstream: tuple[str, int]
+    server_context: ssl.SSLContext
+    upstream_context: ssl.SSLContext
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    replay_guard: ReplayGuard = dataclasses.field(default_factory=ReplayGuard)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one connection: one request, checked, then forwarded or refused."""
@@ -174,10 +154,8 @@ class FleetGate:
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError):
             pass
         finally:
-            try:
+            with contextlib.suppress(ConnectionError, OSError):
                 await writer.drain()
-            except (ConnectionError, OSError):
-                pass
             writer.close()
 
     async def serve(self, host: str, port: int) -> None:

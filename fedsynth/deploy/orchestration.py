@@ -1,11 +1,7 @@
 """Starting, watching and stopping Flower's processes for a deployment on this machine, through
-Flower's public command line: ``flwr run --format json`` submits a run and names it, ``flwr ls
---format json`` tells its status; the ServerApp writes the outcome to the run config's
-``results-path`` (:mod:`fedsynth.app`).
-
-Every process is started by the deployment's own process (a child of the command in a process
-group of its own, :func:`fedsynth.federated.lifeline.call_in_child`), with its output in a log
-file, and ends with it.
+Flower's public command line (``flwr run`` / ``flwr ls --format json``); the ServerApp writes the
+outcome to the run config's ``results-path`` (:mod:`fedsynth.app`). Every process is started by the
+deployment's own process (:func:`fedsynth.federated.lifeline.call_in_child`) and ends with it.
 """
 
 from __future__ import annotations
@@ -21,7 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import IO, Callable, Mapping, Sequence
 
 import httpx
 import tomli
@@ -68,10 +64,28 @@ def flower_command(name: str) -> str:
     return str(BIN_DIR / name)
 
 
-def start(command: Sequence[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen:
-    """Start ``command`` with stdout and stderr appended to ``log_path``."""
+def start(command: Sequence[str], env: Mapping[str, str], log_path: Path, show_as: str | None = None) -> subprocess.Popen:
+    """Start ``command`` with stdout and stderr appended to ``log_path``; with ``show_as``, a thread
+    also logs its app lines (:data:`APP_LINE`: the clients' progress) as they come, after that name."""
     with open(log_path, "ab") as log_file:
-        return subprocess.Popen(list(command), env=dict(env), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
+        output = log_file if show_as is None else subprocess.PIPE
+        process = subprocess.Popen(list(command), env=dict(env), stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
+    if show_as is not None:
+        threading.Thread(target=_tee, args=(process.stdout, log_path, show_as), daemon=True).start()
+    return process
+
+
+def _tee(stream: IO[bytes], log_path: Path, name: str) -> None:
+    """Copy a process's output to its log file and log its app lines (Flower's colours and level
+    name removed); Flower's own lines stay in the file."""
+    with open(log_path, "ab") as log_file:
+        for line in stream:
+            log_file.write(line)
+            log_file.flush()
+            text = line.decode("utf-8", errors="replace")
+            if APP_LINE.search(text):
+                plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+                log.info("%s: %s", name, re.sub(r"^(INFO|WARNING|ERROR)\s*:\s*", "", plain).strip())
 
 
 def component(process: subprocess.Popen) -> str:
@@ -79,20 +93,24 @@ def component(process: subprocess.Popen) -> str:
     return f"{Path(str(process.args[0])).name} (pid {process.pid})"
 
 
-def wait_until_ready(url: str, process: subprocess.Popen, log_path: Path, verify: str | bool = True, timeout: float = 60.0) -> None:
-    """Poll ``url`` (a SuperLink's ``/health``) until it answers; fail at once, with the end of
-    its log, if ``process`` exits first."""
+def wait_until(ready: Callable[[], bool], process: subprocess.Popen, log_path: Path, timeout: float = 60.0) -> None:
+    """Poll ``ready()`` until it holds; ``RunFailed`` naming ``process`` and its log if it exits
+    first or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while not ready():
         if process.poll() is not None:
             raise RunFailed(f"{component(process)} exited with code {process.returncode} before it was ready; see {log_path}")
-        try:
-            if httpx.get(url, timeout=1.0, verify=verify).is_success:
-                return
-        except httpx.HTTPError:
-            pass
+        if time.monotonic() > deadline:
+            raise RunFailed(f"{component(process)} was not ready within {timeout:g} s; see {log_path}")
         time.sleep(0.1)
-    raise RunFailed(f"{url} did not answer within {timeout:g} s; see {log_path}")
+
+
+def answers(url: str, verify: str | bool = True) -> bool:
+    """Whether ``url`` (a SuperLink's ``/health``) answers with success now."""
+    try:
+        return httpx.get(url, timeout=1.0, verify=verify).is_success
+    except httpx.HTTPError:
+        return False
 
 
 def write_connection(env: Mapping[str, str], name: str, address: str, root_certificates: Path | None = None) -> None:
@@ -165,42 +183,3 @@ def wait_for_outcome(
         if time.monotonic() > deadline:
             raise RunFailed(f"run {run_id} did not finish within {timeout:g} s")
         time.sleep(0.2)
-
-
-class LogShow:
-    """Shows the app lines (:data:`APP_LINE`) of growing log files while a run goes on, each after
-    its source's name; a context manager (the lines written by its end are shown)."""
-
-    def __init__(self, sources: Sequence[tuple[Path, str]]) -> None:
-        self._offsets = {path: 0 for path, _ in sources}
-        self._names = dict(sources)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "LogShow":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5.0)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            self._show()
-        self._show()
-
-    def _show(self) -> None:
-        for path, offset in self._offsets.items():
-            if not path.exists():
-                continue
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                data = handle.read()
-            end = data.rfind(b"\n") + 1
-            self._offsets[path] = offset + end
-            for line in data[:end].decode("utf-8", errors="replace").splitlines():
-                if APP_LINE.search(line):
-                    plain = re.sub(r"\x1b\[[0-9;]*m", "", line)  # Flower colours its level name
-                    text = re.sub(r"^(INFO|WARNING|ERROR)\s*:\s*", "", plain).strip()
-                    log.info("%s: %s", self._names[path], text)

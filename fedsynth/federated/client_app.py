@@ -5,6 +5,10 @@ which calls the method's handler of the same name (``method.train(content, data,
 The method that answers is chosen by the experiment each message carries (its
 ``method._target_``), so this file names no method.
 
+fedsynth's log records in the Flower apps' processes (Ray actors, ``flwr-clientapp``, and
+``flwr-serverapp``, whose :mod:`fedsynth.app` imports this module), where fedsynth's loggers have
+no handler, go to Flower's logger and are printed with Flower's own lines.
+
 The client logic (torch, pandas: ≈ 2.5 s of imports) is imported with the first message, not
 with this module: Flower's simulation process loads the ClientApp only to validate it before it
 starts Ray, and the ServerApp's own imports then overlap Ray's start instead of preceding it.
@@ -12,13 +16,23 @@ starts Ray, and the ServerApp's own imports then overlap Ray's start instead of 
 
 from __future__ import annotations
 
+import logging
+
 from flwr.app import Context, Error, Message
 from flwr.clientapp import ClientApp
 
-from fedsynth.federated.app_logging import forward_logs_to_flower
+
+class _ToFlowerLogger(logging.Handler):
+    """Hands every record to Flower's logger (``flwr``) and its handlers."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger("flwr").handle(record)
+
 
 app = ClientApp()
-forward_logs_to_flower()
+logging.getLogger("fedsynth").setLevel(logging.INFO)
+logging.getLogger("fedsynth").addHandler(_ToFlowerLogger())
+logging.getLogger("fedsynth").propagate = False  # Flower's handlers print it; the root logger's would print it twice
 
 
 CLIENT_ERROR_CODE = 1001

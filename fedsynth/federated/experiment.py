@@ -1,13 +1,6 @@
 """How an experiment (:class:`fedsynth.config.Experiment`) travels: as JSON text in every message
-to a client, and in Flower's run config for ``flwr run`` and a deployment.
-
-Flower's run config (``[tool.flwr.app.config]`` in pyproject.toml) holds flat strings:
-
-* ``experiment``: the experiment as JSON (what ``fedsynth-deploy`` gives);
-* ``overrides``: used when ``experiment`` is empty (a plain ``flwr run .``): Hydra overrides of
-  the ``conf/`` tree shipped in the app bundle, e.g. ``"dataset=synthetic method.k_max=10"``;
-* ``results-path``: absolute path of the file the ServerApp writes its outcome to ("" =
-  ``$FLWR_HOME/fedsynth-results/<run id>/outcome.json``).
+to a client, and in Flower's run config for ``flwr run`` and a deployment, whose keys are
+:data:`RUN_CONFIG_KEYS` (docs/deployment.md, "Configuration: the run config").
 """
 
 from __future__ import annotations
@@ -16,7 +9,7 @@ import functools
 import json
 import shlex
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from fedsynth.config import Experiment, experiment_from_mapping
 
@@ -52,16 +45,3 @@ def overrides_of(run_config: Mapping[str, Any]) -> tuple[str, list[str]]:
     if text and overrides:
         raise ValueError("set either run config 'experiment' (JSON) or 'overrides', not both")
     return text, shlex.split(overrides)
-
-
-def compose(overrides: Sequence[str] = (), config_dir: Path | None = None) -> Any:
-    """``conf/config.yaml`` composed with Hydra ``overrides`` (Hydra's compose API), as a
-    ``DictConfig``; Hydra's exceptions pass through."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from fedsynth.paths import user_config_dir
-
-    user_config_dir()  # on Hydra's search path (conf/config.yaml): it must exist
-    with initialize_config_dir(str(config_dir or APP_ROOT / "conf"), version_base=None):
-        return hydra_compose(config_name="config", overrides=list(overrides))

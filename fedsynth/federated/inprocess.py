@@ -1,19 +1,12 @@
 """The in-process engine: the Flower apps' client and server logic without a Flower runtime.
 
-The server runs in this process; every client answers in a process of its own (as on the
-simulation engine, a client is a CPU process), so the clients of a run use every core. Each
-client process is a one-worker ``concurrent.futures.ProcessPoolExecutor`` on multiprocessing's
-``forkserver`` context, whose fork server has imported torch and the client logic once
-(:data:`PRELOAD`): a client process starts in milliseconds. Every message is serialized with
-Flower's serde on its way to and from a client, and a node's ``Context.state`` travels with its
-messages and lives here between them, so the engine gives the numbers of
-:class:`~fedsynth.federated.simulation.SimulationEngine` for the same seed.
-
-The client processes are kept for this process's later runs (the points of a sweep reuse them and
-the data they loaded); a process that timed out or died is replaced. They end with this process,
-SIGKILL included: a thread in each waits on a pipe whose other end only this process holds, and
-ends the client when it closes. Their log records come back through a ``QueueHandler`` /
-``QueueListener`` pair.
+The server runs in this process; each client answers in a process of its own, a one-worker
+``ProcessPoolExecutor`` on the ``forkserver`` context whose fork server imported torch and the
+client logic once (:data:`PRELOAD`). Every message and a node's ``Context.state`` travel
+serialized with Flower's serde, so the engine gives the numbers of the simulation engine for the
+same seed. Client processes are kept for this process's later runs (a sweep's points reuse them and
+their data); one that timed out or died is replaced; all end with this process, SIGKILL included
+(docs/architecture.md, "Where things run").
 """
 
 from __future__ import annotations
@@ -31,7 +24,6 @@ import signal
 import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 from flwr.app import RecordDict
@@ -98,15 +90,9 @@ class InProcessEngine:
         return outcome.finish(self.name, start)
 
 
-@dataclass(frozen=True)
-class ClientRequest:
-    """One message for one node: its node config, the message type, the serialized content (the
-    experiment record included) and the node's serialized ``Context.state``."""
-
-    node_config: dict[str, Any]
-    message_type: str
-    content: bytes
-    state: bytes
+ClientRequest = tuple[dict[str, Any], str, bytes, bytes]
+"""One message for one node: its node config, the message type, the serialized content (the
+experiment record included) and the node's serialized ``Context.state``."""
 
 
 class InProcessTransport:
@@ -123,10 +109,7 @@ class InProcessTransport:
 
     def exchange(self, message_type: str, contents: Mapping[int, RecordDict], timeout: float) -> dict[int, RecordDict | ClientFailure]:
         """Deliver serialized contents to the nodes and wait at most ``timeout`` s for them all."""
-        requests = {
-            node: ClientRequest(self._node_configs[node], message_type, encode(content), self._states[node])
-            for node, content in contents.items()
-        }
+        requests = {node: (self._node_configs[node], message_type, encode(content), self._states[node]) for node, content in contents.items()}
         replies: dict[int, RecordDict | ClientFailure] = {}
         for node, answer in self._pool.answer(requests, timeout).items():
             if isinstance(answer, str):
@@ -148,7 +131,7 @@ class ClientProcess:
     def answer(self, request: ClientRequest, deadline: float) -> tuple[bytes, bytes] | str:
         """The serialized reply and new state, or the failure's reason; ``TimeoutError`` past
         ``deadline`` (``time.monotonic``), ``BrokenProcessPool`` if the process died."""
-        future = self.executor.submit(_answer, request)
+        future = self.executor.submit(_answer, *request)
         return future.result(timeout=max(0.0, deadline - time.monotonic()))
 
     def stop(self) -> None:
@@ -217,13 +200,20 @@ class ClientPool:
         return answers
 
     def _take(self) -> ClientProcess:
+        """An idle process, or a new one; ``RuntimeError`` once the pool is stopped (a client
+        started while the command exits would outlive it or hold its exit up)."""
         with self._lock:
+            if self._stopped:
+                raise RuntimeError("the client pool is stopped")
             if self._idle:
                 return self._idle.pop()
         process = ClientProcess(self._lifeline, self._logs, self._mode)
         with self._lock:
-            self._all.append(process)
-        return process
+            if not self._stopped:
+                self._all.append(process)
+                return process
+        process.stop()
+        raise RuntimeError("the client pool is stopped")
 
     def stop(self) -> None:
         """Kill every process of the pool, busy ones too."""
@@ -301,13 +291,13 @@ def _start_client(lifeline: Any, logs: Any, mode: str) -> None:
     fedsynth_progress.set_mode(mode)
 
 
-def _answer(request: ClientRequest) -> tuple[bytes, bytes] | str:
+def _answer(node_config: dict[str, Any], message_type: str, content: bytes, state_bytes: bytes) -> tuple[bytes, bytes] | str:
     """(In a client process) answer one request: the serialized reply and state, or the failure."""
     from fedsynth.federated.client_logic import answer_message
 
-    state = decode(request.state)
+    state = decode(state_bytes)
     try:
-        reply = answer_message(request.message_type, decode(request.content), request.node_config, state)
+        reply = answer_message(message_type, decode(content), node_config, state)
     except Exception as error:  # its category only (answer_message logged the details)
         return f"crashed: {error}"
     return encode(reply), encode(state)

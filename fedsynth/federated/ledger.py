@@ -1,10 +1,6 @@
-"""The server's ledger of everything that left the clients, in every message type.
-
-The harness (:class:`~fedsynth.federated.server_logic.MeasuredCommunicator`) records every reply
-content it receives, valid or not (an invalid reply left the client too), record by record. The
-method's payload arrays (its ``payload_arrays``: the model, or the data rows, in the ``"arrays"``
-record) are counted apart; every other entry, of any record, is a *client statistic*, named
-``<record>.<key>`` (``metrics.num-examples``, ``harness.compute_s.train``, ...).
+"""The server's ledger of everything that left the clients, in every message type: every reply
+content the harness receives, valid or not, record by record; the method's payload arrays are
+counted apart, every other entry is a *client statistic* named ``<record>.<key>``.
 """
 
 from __future__ import annotations
@@ -24,17 +20,8 @@ HARNESS_SECTION = "harness"
 
 class StatisticsLedger:
     """Names and value counts of what the clients sent, per section (:data:`PROTOCOL`: the
-    method's messages, :data:`HARNESS_SECTION`: the evaluation replies the harness collects).
-
-    :meth:`info` gives the ``info`` entries of a run's outcome:
-
-    * ``client_statistics``: sorted names of the statistics in the method's messages;
-    * ``client_statistic_values``: how many scalar values those held, over all replies;
-    * ``client_arrays``: sorted names of the payload arrays received;
-    * ``client_messages``: number of the method's replies recorded;
-    * ``harness_statistics``, ``harness_statistic_values``, ``harness_messages``: the same for
-      the evaluation replies (empty when ``federation.report_metrics`` is off).
-    """
+    method's messages, :data:`HARNESS_SECTION`: the evaluation replies the harness collects);
+    :meth:`info` gives them as a run's ``info`` entries (docs/deployment.md lists them)."""
 
     def __init__(self, payload_arrays: Iterable[str]) -> None:
         self.payload_arrays = frozenset(payload_arrays)
@@ -56,7 +43,9 @@ class StatisticsLedger:
                     self.values[section] += _size(value)
 
     def info(self) -> dict[str, object]:
-        """The ledger as ``info`` entries (see the class docstring)."""
+        """The ledger as ``info`` entries: ``client_statistics`` (sorted names), ``client_statistic_values``
+        (scalar values over all replies), ``client_arrays``, ``client_messages``, and the same for the
+        ``harness_*`` section (empty when ``federation.report_metrics`` is off)."""
         return {
             "client_statistics": sorted(self.statistics[PROTOCOL]),
             "client_statistic_values": self.values[PROTOCOL],

@@ -1,13 +1,9 @@
-"""Processes that end with the command that started them, SIGKILL included, and their temporary
-folders, cleaned at the next start when a killed run left them.
+"""Processes that end with the command that started them, SIGKILL included, and temporary folders
+that a killed run left, removed at the next start (docs/reliability.md, "Faults").
 
-:class:`Child` runs ``function(argument, send)`` in a child process (multiprocessing's
-``forkserver`` context) that leads a process group of its own and is a *subreaper*
-(``PR_SET_CHILD_SUBREAPER``): everything it starts (Ray's services and actors, Flower's
-SuperLink and SuperNodes) stays in its group or, having left it, among its descendants. A thread
-of the child waits on the pipe from the caller; when the caller ends, whatever ended it (SIGKILL
-runs no handler, but the kernel closes the pipe), the thread kills every descendant and the
-group. The caller does the same when the call returns, raises or is stopped by a signal.
+:class:`Child` runs ``function(argument, send)`` in a child process that leads a process group of
+its own and is a subreaper of everything it starts; a thread of it waits on the pipe from the
+caller and, when it closes (however the caller ended), kills every descendant and the group.
 """
 
 from __future__ import annotations
@@ -51,14 +47,13 @@ def kill_descendants(process: psutil.Process) -> None:
 class _PipeLogHandler(logging.Handler):
     """Sends each log record of the child, formatted, to the caller."""
 
-    def __init__(self, connection: Connection, lock: threading.Lock) -> None:
+    def __init__(self, send: Callable[[tuple[str, Any]], None]) -> None:
         super().__init__(logging.INFO)
-        self.connection, self.send_lock = connection, lock
+        self.send = send
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            with self.send_lock:
-                self.connection.send(("log", record.name, record.levelno, record.getMessage()))
+            self.send(("log", record.name, record.levelno, record.getMessage()))
         except Exception:  # a log line must never break the run
             self.handleError(record)
 
@@ -86,7 +81,7 @@ def _child(connection: Connection, function: Callable[[Any, Callable[[Any], None
                 connection.send(("error", RuntimeError(f"{type(message[1]).__name__}: {message[1]}")))
 
     threading.Thread(target=guard, daemon=True).start()
-    logging.getLogger().handlers[:] = [_PipeLogHandler(connection, lock)]
+    logging.getLogger().handlers[:] = [_PipeLogHandler(send)]
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("fedsynth").setLevel(logging.INFO)
     try:
@@ -102,7 +97,7 @@ def _child(connection: Connection, function: Callable[[Any, Callable[[Any], None
 
 class Child:
     """``function(argument, send)`` in a child process of its own group (see the module
-    docstring); :meth:`next` gives each value the child ``send``\ s, in order. ``function`` must
+    docstring); :meth:`next` gives each value the child sends, in order. ``function`` must
     be importable and ``argument`` picklable; the child's log records go to this process's
     loggers. :meth:`close` (or leaving the ``with`` block) ends the child and whatever it
     started."""

@@ -1,23 +1,9 @@
-"""The message format on the wire: a method's message content is a Flower ``RecordDict``.
-
-A content holds up to three records, an ``ArrayRecord`` named ``"arrays"``, a ``ConfigRecord``
-named ``"config"`` and a ``MetricRecord`` named ``"metrics"`` (:data:`~fedsynth.methods.base.CONTENT_RECORDS`,
-built by :func:`fedsynth.methods.base.make_content`; empty parts are left out, so an empty content
-is an empty message). The same ``RecordDict`` goes from the method through the engine to the
-other side: nothing converts it. The harness around the method adds one record each way:
-
-* to every message for a client, ``"experiment"`` (a ``ConfigRecord``, :func:`with_experiment`):
-  the experiment as JSON and the number of the point it belongs to within the Flower run. It is
-  how a client learns what to run (the run config is the ServerApp's input only), the same way
-  on every engine;
-* to evaluation replies when the experiment reports metrics, ``"harness"`` (a ``MetricRecord``:
-  the client's compute seconds, see :mod:`fedsynth.federated.client_logic`).
-
-The bytes the server reports are those of the method's content: the experiment record (the same
-≈ 1-2 kB in every message) is left out of them.
-
-Sizes are measured, and the in-process engine serializes, with Flower's own protobuf serde
-(:mod:`fedsynth.flower`), so both engines send and count the same bytes.
+"""The message format on the wire: a method's message content is a Flower ``RecordDict`` of up to
+three records (:data:`~fedsynth.methods.base.CONTENT_RECORDS`), carried unconverted by every engine;
+the harness adds ``"experiment"`` (the experiment's JSON and its point number within the Flower run)
+to every message for a client and ``"harness"`` (compute seconds) to evaluation replies that report
+metrics. The bytes reported are the method's content's, as Flower's serde counts them
+(docs/architecture.md, "message flow").
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
 """The simulation engine: the Flower apps on Flower's simulation runtime (Ray, one CPU process per
 client), through Flower's Python entry point ``flwr.simulation.run_simulation``.
 
-A run happens in a child process of its own group (:class:`~fedsynth.federated.lifeline.Child`):
-Ray's services and client actors start there and end with it, and with this process (SIGKILL
-included). Its ServerApp is built around the experiments it is given, so each outcome comes back
-as a value: no files, no logs read back. Ray keeps its files in a temporary folder of the run
-(:func:`~fedsynth.federated.lifeline.scratch_dir`).
-
-``run_simulation`` starts Ray and shuts it down when its ServerApp returns. A sweep whose points
-are known up front (the ``fedsynth`` launcher, :mod:`hydra_plugins.fedsynth_launcher`) hands the
-whole list to one ServerApp instead (:func:`shared_simulation`): Ray and the client actors (torch
-imported, the data read) start once for the sweep, and :meth:`SimulationEngine.run` takes each
-point's outcome in order.
+A run happens in a :class:`~fedsynth.federated.lifeline.Child`: Ray's services and client actors
+start there and end with it, and with this process (SIGKILL included); each outcome comes back as
+a value. A sweep whose points are known up front (:mod:`hydra_plugins.fedsynth_launcher`) hands
+the whole list to one ServerApp (:func:`shared_simulation`), so Ray and the client actors start
+once for the sweep.
 """
 
 from __future__ import annotations
@@ -28,8 +22,8 @@ from fedsynth.federated.lifeline import Child, scratch_dir
 from fedsynth.outcome import RunOutcome
 
 RAY_SETTINGS = {"RAY_DEDUP_LOGS": "0", "RAY_USAGE_STATS_ENABLED": "0", "FLWR_TELEMETRY_ENABLED": "0"}
-"""Ray's and Flower's settings in the run's process: every client's progress line shown (Ray
-would merge lines that differ in numbers only), no usage statistics, no telemetry."""
+"""Every client's progress line shown (Ray merges lines that differ in numbers only), no usage
+statistics, no telemetry."""
 _SHARED: contextvars.ContextVar[_Shared | None] = contextvars.ContextVar("shared_simulation", default=None)
 
 
@@ -53,17 +47,17 @@ class SimulationEngine:
         one); the ServerApp's failures come back as they were raised there."""
         start = time.perf_counter()
         shared = _SHARED.get()
-        if shared is not None and shared.serves(experiment, self):
-            outcome = _next_outcome(shared.child)  # timed in the simulation: a later point waits for none of its start-up
-            return outcome.finish(self.name, start) if shared.served == 1 else outcome
+        if shared is not None and shared.pending[:1] == [experiment] and shared.settings == (self.client_cpus, self.run_timeout_s):
+            shared.pending.pop(0)
+            outcome = _next_outcome(shared.child)  # a later point's time is the simulation's own: no start-up
+            return outcome.finish(self.name, start) if len(shared.pending) == shared.points - 1 else outcome
         with Child(_simulate, ([experiment], self.client_cpus, self.run_timeout_s), name="the Flower simulation") as child:
             return _next_outcome(child).finish(self.name, start)
 
 
 def _next_outcome(child: Child) -> RunOutcome:
-    """The simulation's next outcome; the ServerApp's failure raised here as soon as it happens
-    (``run_simulation`` itself returns only once every client's task has ended, and leaving the
-    ``Child`` ends those)."""
+    """The simulation's next outcome, or the ServerApp's failure raised as soon as it happens
+    (``run_simulation`` returns only once every client's task has ended)."""
     outcome = child.next()
     if isinstance(outcome, BaseException):
         raise outcome
@@ -71,22 +65,12 @@ def _next_outcome(child: Child) -> RunOutcome:
 
 
 class _Shared:
-    """One simulation serving a list of experiments, the next one first."""
+    """One simulation serving a list of experiments in order (``pending``: those not yet taken)."""
 
     def __init__(self, experiments: Sequence[Experiment], engine: SimulationEngine) -> None:
-        self.pending = list(experiments)
+        self.pending, self.points = list(experiments), len(experiments)
         self.settings = (engine.client_cpus, engine.run_timeout_s)
-        self.child = Child(_simulate, (self.pending[:], *self.settings), name="the Flower simulation")
-
-        self.served = 0
-
-    def serves(self, experiment: Experiment, engine: SimulationEngine) -> bool:
-        """Whether ``experiment`` on ``engine`` is the next point (then it is taken)."""
-        if not self.pending or self.pending[0] != experiment or self.settings != (engine.client_cpus, engine.run_timeout_s):
-            return False
-        self.pending.pop(0)
-        self.served += 1
-        return True
+        self.child = Child(_simulate, (list(experiments), *self.settings), name="the Flower simulation")
 
 
 @contextlib.contextmanager
@@ -102,17 +86,9 @@ def shared_simulation(experiments: Sequence[Experiment], engine: SimulationEngin
         shared.child.close()
 
 
-class _WithoutDeprecationNotice(logging.Filter):
-    """Drops Flower's notice that ``run_simulation`` is deprecated (docs/deployment.md says so)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "DEPRECATED FEATURE" not in str(record.msg)
-
-
 def _simulate(arguments: tuple[list[Experiment], int, float], send: Callable[[RunOutcome | Exception], None]) -> None:
-    """(In the run's child process) one ``run_simulation`` whose ServerApp runs the experiments
-    one after another and sends each outcome; a point that fails sends its exception at once and
-    ends it."""
+    """(In the run's child) one ``run_simulation`` whose ServerApp runs the experiments in turn and
+    sends each outcome; a point that fails sends its exception at once and ends it."""
     experiments, client_cpus, run_timeout_s = arguments
     os.environ.update(RAY_SETTINGS)
     from flwr.serverapp import ServerApp
@@ -124,7 +100,8 @@ def _simulate(arguments: tuple[list[Experiment], int, float], send: Callable[[Ru
     logging.getLogger("fedsynth").handlers.clear()  # this process's records go to the caller
     logging.getLogger("fedsynth").propagate = True
     logging.getLogger("flwr").setLevel(logging.WARNING)
-    logging.getLogger("flwr").addFilter(_WithoutDeprecationNotice())
+    # run_simulation's deprecation notice: docs/deployment.md says so
+    logging.getLogger("flwr").addFilter(lambda record: "DEPRECATED FEATURE" not in str(record.msg))
     server_app = ServerApp()
 
     @server_app.main()
