@@ -6,6 +6,7 @@ unregistered SuperNode is refused)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -76,6 +77,8 @@ def test_deploy_local_runs_the_app_on_superlink_and_supernodes(tmp_path: Path) -
     # Each node encoded its own file (half of the 400 rows) and tested on 20 % of it.
     assert [len(pd.read_csv(out / "data" / f"client_{k}.csv")) for k in range(2)] == [200, 200]
     assert [c["counts"]["n"] for c in outcome.clients] == [40.0, 40.0]
+    # Without --tls too, the SuperNodes reached the SuperLink through the gate and its size bound.
+    assert re.search(r"fleet gate listening .* \(request bodies up to \d+ bytes", (out / "fleet_gate.log").read_text())
 
     assert nothing_left_running(out)
 

@@ -495,3 +495,54 @@ def test_the_fleet_gate_refuses_a_replayed_signature_before_reading_the_body() -
         return writer.data
 
     assert asyncio.run(replay()).startswith(b"HTTP/1.1 401 ")
+
+
+def test_the_plain_text_fleet_gate_forwards_the_fleet_api_and_refuses_an_oversized_body() -> None:
+    """Without TLS (``fedsynth-deploy`` without ``--tls``) the gate still stands between the
+    SuperNodes and the SuperLink: a Fleet API request of an honest size is forwarded, a longer
+    one refused (413) before its body is read, anything else refused (403)."""
+    import asyncio
+
+    from fedsynth.deploy.fleet_gate import FleetGate
+
+    async def exchange(port: int, request: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        return answer
+
+    async def scenario() -> tuple[bytes, bytes, bytes, list[bytes]]:
+        received: list[bytes] = []
+
+        async def superlink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            received.append(head + await reader.readexactly(4))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+            writer.close()
+
+        upstream = await asyncio.start_server(superlink, "127.0.0.1", 0)
+        gate = FleetGate(upstream.sockets[0].getsockname()[:2], None, None, max_body_bytes=1000)
+        front = await asyncio.start_server(gate.handle, "127.0.0.1", 0)
+        port = front.sockets[0].getsockname()[1]
+        async with upstream, front:
+            honest = await exchange(port, b"POST /v1/fleet/push-messages HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody")
+            oversized = await exchange(port, b"POST /v1/fleet/push-messages HTTP/1.1\r\nHost: a\r\nContent-Length: 480000000\r\n\r\n")
+            control = await exchange(port, b"POST /flwr.proto.Control/StartRun HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody")
+        return honest, oversized, control, received
+
+    honest, oversized, control, received = asyncio.run(scenario())
+    assert honest.startswith(b"HTTP/1.1 200 ") and honest.endswith(b"ok")
+    assert oversized.startswith(b"HTTP/1.1 413 ") and control.startswith(b"HTTP/1.1 403 ")
+    assert len(received) == 1 and received[0].endswith(b"Connection: close\r\n\r\nbody")
+
+
+def test_the_fleet_gate_takes_either_tls_files_or_insecure() -> None:
+    from fedsynth.deploy.fleet_gate import main
+
+    for arguments in ([], ["--insecure", "--certfile", "c.pem"], ["--certfile", "c.pem"]):
+        with pytest.raises(SystemExit) as stopped:
+            main(["--listen", "127.0.0.1:1", "--upstream", "127.0.0.1:2", *arguments])
+        assert stopped.value.code == 2

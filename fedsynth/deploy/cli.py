@@ -5,9 +5,9 @@ K SuperNodes each with its own data file, one run, then everything stopped.
 
 The experiment is composed and checked like the ``fedsynth`` command's (``engine`` is ignored;
 with no ``dataset=`` it deploys ``law_school_race``, and the nodes send no harness report unless
-``federation.report_metrics=true``); ``--tls`` adds a CA, SuperNode authentication and the fleet
-gate. Output, errors and signals: docs/deployment.md ("Deployment on one machine").
-"""
+``federation.report_metrics=true``). The SuperNodes reach the SuperLink through the fleet gate,
+which bounds a message's size; ``--tls`` adds a CA, SuperNode authentication and the gate's
+replay check. Output, errors and signals: docs/deployment.md ("Deployment on one machine")."""
 
 from __future__ import annotations
 
@@ -89,10 +89,11 @@ def deploy(arguments: tuple[api.Experiment, Path, bool], send: Callable[[api.Run
     health = f"{'https' if tls else 'http'}://{address}/health"
     flower.wait_until(lambda: flower.answers(health, verify=str(ca) if tls else True), link, out / "superlink.log")
     flower.write_connection(env, CONNECTION, address, root_certificates=ca if tls else None)
-    if tls:  # the sites reach the Fleet API through the gate only
-        node_address = f"{flower.LOCALHOST}:{flower.free_port()}"
-        max_body_bytes = largest_honest_body(experiment, data_files)
-        start_fleet_gate(node_address, address, (ca, cert, key), env, out / "fleet_gate.log", max_body_bytes=max_body_bytes)
+    node_address = f"{flower.LOCALHOST}:{flower.free_port()}"  # the sites reach the Fleet API through the gate only
+    start_fleet_gate(
+        node_address, address, (ca, cert, key) if tls else None, env, out / "fleet_gate.log",
+        max_body_bytes=largest_honest_body(experiment, data_files),
+    )
 
     def supernode(name: str, node_config: str, show_as: str | None = None, registered: bool = True) -> subprocess.Popen:
         options = ["--insecure"]
@@ -129,17 +130,22 @@ def deploy(arguments: tuple[api.Experiment, Path, bool], send: Callable[[api.Run
 def start_fleet_gate(
     listen: str,
     upstream: str,
-    certificates: tuple[Path, Path, Path],
+    certificates: tuple[Path, Path, Path] | None,
     env: dict[str, str],
     log_path: Path,
     prefix: list[str] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> subprocess.Popen:
     """Start :mod:`fedsynth.deploy.fleet_gate` on ``listen`` in front of the SuperLink at
-    ``upstream`` and wait until it listens (``prefix``: e.g. ``ip netns exec NS``)."""
-    ca, cert, key = certificates
+    ``upstream`` and wait until it listens (``certificates``: (CA, certificate, key) for TLS, ``None``
+    for plain text; ``prefix``: e.g. ``ip netns exec NS``)."""
     command = [*(prefix or []), sys.executable, "-m", "fedsynth.deploy.fleet_gate", "--listen", listen, "--upstream", upstream,
-               "--certfile", str(cert), "--keyfile", str(key), "--upstream-ca", str(ca), "--max-body-bytes", str(max_body_bytes)]
+               "--max-body-bytes", str(max_body_bytes)]
+    if certificates is None:
+        command.append("--insecure")
+    else:
+        ca, cert, key = certificates
+        command += ["--certfile", str(cert), "--keyfile", str(key), "--upstream-ca", str(ca)]
     gate = flower.start(command, env, log_path)
     flower.wait_until(lambda: "fleet gate listening" in log_path.read_text(errors="replace"), gate, log_path)
     return gate

@@ -112,11 +112,12 @@ class ReplayGuard:
 
 @dataclasses.dataclass
 class FleetGate:
-    """The proxy: accepts TLS connections, forwards allowed requests to ``upstream`` over TLS."""
+    """The proxy: accepts connections, forwards allowed requests to ``upstream``; over TLS both
+    ways, or in plain text both ways when the contexts are ``None`` (``--insecure``)."""
 
     upstream: tuple[str, int]
-    server_context: ssl.SSLContext
-    upstream_context: ssl.SSLContext
+    server_context: ssl.SSLContext | None
+    upstream_context: ssl.SSLContext | None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     replay_guard: ReplayGuard = dataclasses.field(default_factory=ReplayGuard)
 
@@ -141,7 +142,8 @@ class FleetGate:
                 return
             body = await asyncio.wait_for(reader.readexactly(length), TIMEOUT_S)
             up_reader, up_writer = await asyncio.open_connection(
-                *self.upstream, ssl=self.upstream_context, server_hostname=self.upstream[0]
+                *self.upstream, ssl=self.upstream_context,
+                server_hostname=self.upstream[0] if self.upstream_context else None,
             )
             try:
                 up_writer.write(new_head + body)
@@ -180,14 +182,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--listen", required=True, help="HOST:PORT the sites reach")
     parser.add_argument("--upstream", required=True, help="HOST:PORT of the SuperLink (127.0.0.1)")
-    parser.add_argument("--certfile", required=True, help="the SuperLink's certificate (PEM)")
-    parser.add_argument("--keyfile", required=True, help="its private key (PEM)")
-    parser.add_argument("--upstream-ca", required=True, help="the CA certificate to verify the SuperLink with")
+    parser.add_argument("--certfile", help="the SuperLink's certificate (PEM)")
+    parser.add_argument("--keyfile", help="its private key (PEM)")
+    parser.add_argument("--upstream-ca", help="the CA certificate to verify the SuperLink with")
+    parser.add_argument("--insecure", action="store_true", help="plain text both ways (a SuperLink started with --insecure)")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="refuse (413) a request body longer than this")
     args = parser.parse_args(argv)
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(args.certfile, args.keyfile)
-    upstream_context = ssl.create_default_context(cafile=args.upstream_ca)
+    certificates = (args.certfile, args.keyfile, args.upstream_ca)
+    if args.insecure == any(certificates) or not (args.insecure or all(certificates)):
+        parser.error("give --certfile, --keyfile and --upstream-ca (TLS), or --insecure alone")
+    server_context = upstream_context = None
+    if not args.insecure:
+        server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_context.load_cert_chain(args.certfile, args.keyfile)
+        upstream_context = ssl.create_default_context(cafile=args.upstream_ca)
     gate = FleetGate(_address(args.upstream), server_context, upstream_context, args.max_body_bytes)
     try:
         asyncio.run(gate.serve(*_address(args.listen)))
