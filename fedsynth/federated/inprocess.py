@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from flwr.app import RecordDict
 
@@ -32,8 +32,9 @@ from fedsynth import progress as fedsynth_progress
 from fedsynth.config import Experiment
 from fedsynth.flower import decode, encode
 from fedsynth.outcome import RunOutcome
-from fedsynth.federated.server_logic import run_experiment
-from fedsynth.methods import ClientFailure
+
+if TYPE_CHECKING:
+    from fedsynth.methods import ClientFailure
 
 PRELOAD = ["torch", "fedsynth.federated.client_logic", "scipy.spatial"]
 """What the fork server imports once for every client process (SciPy's k-d tree: the privacy
@@ -67,7 +68,9 @@ class InProcessEngine:
 
     def start(self) -> None:
         """Start the fork server now (it returns at once): its imports overlap the caller's
-        checks, and the run's client processes fork from it in milliseconds."""
+        checks, and the run's client processes fork from it in milliseconds. (This module imports
+        no torch itself, the server logic and the methods only when a run starts, so that the
+        command's own torch import runs beside the fork server's, not before it.)"""
         _forkserver_context()
         multiprocessing.forkserver.ensure_running()
 
@@ -77,6 +80,8 @@ class InProcessEngine:
     def run(self, experiment: Experiment) -> RunOutcome:
         """Run ``experiment``; the server's fit, too, gets one torch thread like each client."""
         import torch
+
+        from fedsynth.federated.server_logic import run_experiment
 
         start = time.perf_counter()
         num_clients = int(experiment.dataset["num_clients"])
@@ -109,6 +114,8 @@ class InProcessTransport:
 
     def exchange(self, message_type: str, contents: Mapping[int, RecordDict], timeout: float) -> dict[int, RecordDict | ClientFailure]:
         """Deliver serialized contents to the nodes and wait at most ``timeout`` s for them all."""
+        from fedsynth.methods import ClientFailure
+
         requests = {node: (self._node_configs[node], message_type, encode(content), self._states[node]) for node, content in contents.items()}
         replies: dict[int, RecordDict | ClientFailure] = {}
         for node, answer in self._pool.answer(requests, timeout).items():
