@@ -12,7 +12,7 @@ import pytest
 
 from fedsynth.callbacks import count_sweep_jobs, progress_line, sweep_points, threads_per_job
 from fedsynth.report import main
-from fedsynth.reporting.collect import load_runs, summarize
+from fedsynth.reporting.collect import group_summary, load_runs, summarize
 from fedsynth.reporting.report import build_report
 from fedsynth.reporting.results import NoResultsError
 from fedsynth.reporting.paper import SMALL_SIZES, TABLE2
@@ -182,6 +182,19 @@ def test_runs_that_differ_in_their_inner_solver_get_separate_tables(tmp_path):
     write(tmp_path, records)
     text = table2_markdown(summarize(load_runs([tmp_path])))
     assert text.count("inner = ") == 2 and "80.50" in text and "81.00" in text
+
+
+def test_binary_runs_get_no_per_group_table(tmp_path):
+    """Per-group rows are for k > 2 groups: with two, SPD and EOD already are the two rates' gaps."""
+    records = [record("law_school_race", rho_o=r) for r in (0.0, 10.0)]
+    for run in records:
+        run["groups"] = {g: {"n": 100.0, "positive_rate": 0.5, "true_positive_rate": 0.6, "accuracy": 0.8} for g in ("s1", "s0")}
+    write(tmp_path / "sweep", records)
+    runs = load_runs([tmp_path / "sweep"])
+    assert "group_s1_accuracy" in runs.columns and group_summary(runs).empty
+    build_report([tmp_path / "sweep"], tmp_path / "report", make_plots=False)
+    assert not (tmp_path / "report" / "groups.csv").exists()
+    assert "## Groups" not in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_formatting():

@@ -77,7 +77,7 @@ def deploy(arguments: tuple[api.Experiment, Path, bool], send: Callable[[api.Run
     results_path = out / OUTCOME_FILE
     run_config_file = out / "run_config.toml"
     run_config_file.write_text(tomli_w.dumps(run_config_for(experiment, results_path)), encoding="utf-8")
-    address = node_address = f"{flower.LOCALHOST}:{flower.free_port()}"
+    address = f"{flower.LOCALHOST}:{flower.free_port()}"
     superlink = [
         flower.flower_command("flower-superlink"), "--host", flower.LOCALHOST, "--port", address.rsplit(":", 1)[1],
         "--database", str(out / "superlink.db"), "--disable-runtime-dependency-installation",

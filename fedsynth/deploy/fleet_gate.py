@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="refuse (413) a request body longer than this")
     args = parser.parse_args(argv)
     certificates = (args.certfile, args.keyfile, args.upstream_ca)
-    if args.insecure == any(certificates) or not (args.insecure or all(certificates)):
+    if any(certificates) if args.insecure else not all(certificates):
         parser.error("give --certfile, --keyfile and --upstream-ca (TLS), or --insecure alone")
     server_context = upstream_context = None
     if not args.insecure:

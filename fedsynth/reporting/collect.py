@@ -265,7 +265,10 @@ def group_summary(points: pd.DataFrame) -> pd.DataFrame:
     columns): the setting's ``dataset``, ``partition`` and ``setting`` label, ``group`` (its
     suffix, ``s0`` .. ``s<k-1>``; ``s1``/``s0`` for a binary attribute), ``runs`` and the mean over
     seeds of each of its :data:`~fedsynth.metrics.counts.GROUP_METRIC_KEYS` (``<key>_mean``).
-    Empty when no run has per-group columns."""
+    Empty unless a run's sensitive attribute has k > 2 groups (for two, ``spd`` and ``eod`` are
+    already the gaps of the two groups' rates)."""
+    if points.empty or int(points["num_groups"].max()) <= 2:
+        return pd.DataFrame()
     columns = [c for c in points.columns if c.startswith(GROUP_PREFIX)]
     groups = sorted({c[len(GROUP_PREFIX):].split("_", 1)[0] for c in columns}, key=lambda g: int(g[1:]))
     rows = []

@@ -75,9 +75,9 @@ def write_comparison(runs: pd.DataFrame, out_dir: Path, name: str = "comparison"
     warning = seeds_warning(rows) if len(rows) else ""
     markdown = out_dir / f"{name}.md"
     text = comparison_markdown(rows, references)
-    points = runs[runs["reference"] == ""]
-    if len(points) and int(points["num_groups"].max()) > 2:  # k groups: SPD and EOD are largest gaps
-        text += "\n\n## Groups\n\n" + groups_markdown(group_summary(points)) + "\n"
+    groups = group_summary(runs[runs["reference"] == ""])
+    if not groups.empty:  # k groups: SPD and EOD are largest gaps
+        text += "\n\n## Groups\n\n" + groups_markdown(groups) + "\n"
     markdown.write_text((f"**Warning: {warning}.**\n\n" if warning else "") + text, encoding="utf-8")
     csv = out_dir / f"{name}.csv"
     table = pd.concat([references, rows], ignore_index=True)

@@ -112,7 +112,7 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path, make_plots: b
     references.to_csv(out / "references.csv", index=False)
     files += [out / "runs.csv", out / "summary.csv", out / "references.csv"]
 
-    groups = group_summary(points) if int(points["num_groups"].max()) > 2 else pd.DataFrame()
+    groups = group_summary(points)
     if not groups.empty:
         groups.to_csv(out / "groups.csv", index=False)
         files.append(out / "groups.csv")
